@@ -1,0 +1,284 @@
+"""The ``midframe`` command: parses arguments and calls into the package; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from midframe import __version__
+from midframe.config import (
+    Config,
+    default_config_path,
+    load_config,
+    parse_fps,
+    resolve_paths,
+    with_overrides,
+    write_example_config,
+)
+from midframe.errors import ConfigError, MidframeError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def _fps_option(value: str) -> Any:
+    try:
+        return parse_fps(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# --- the main job and the daemon ---------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from midframe.launch import main_job
+
+    return main_job(args.config)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from midframe.daemon.app import serve
+
+    return serve(args.config)
+
+
+def cmd_tray(args: argparse.Namespace) -> int:
+    from midframe.tray.app import main as tray_main
+
+    return tray_main(args.config)
+
+
+# --- one file ----------------------------------------------------------------------------------
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from midframe.engine.oneshot import interpolate_file
+
+    config = _config(args)
+    if args.factor is not None and args.fps is not None:
+        raise ConfigError("--factor and --fps: give one or the other")
+    engine = with_overrides(
+        config.engine,
+        name=args.engine,
+        device=args.device,
+        batch_size=args.batch_size,
+        model_scale=args.model_scale,
+        factor=args.factor,
+        target_fps=args.fps,
+    )
+    if args.factor is not None:
+        engine = engine.model_copy(update={"target_fps": None})
+    output = with_overrides(
+        config.output, codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt
+    )
+    resume = config.resume
+    if args.segment_frames is not None:
+        resume = with_overrides(resume, segment_frames=args.segment_frames)
+    report = interpolate_file(
+        args.input,
+        args.output,
+        engine=engine,
+        output=output,
+        resume=resume,
+        paths=resolve_paths(config),
+        resume_previous=args.resume,
+        show_progress=not args.quiet,
+    )
+    if args.report is not None:
+        args.report.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+# --- talking to a running daemon ---------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from midframe.daemon.control import ControlClient
+
+    return ControlClient.from_state_dir(resolve_paths(_config(args)).state_dir)
+
+
+def _format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _client(args).status()
+    if args.json:
+        print(json.dumps(status))
+        return 0
+    line = f"{status['state']}; queued {status['queued']}, done {status['done']}, failed {status['failed']}"
+    current = status.get("current")
+    if current:
+        line += (
+            f"\n  {current['name']}: {current['progress'] * 100:.1f}% "
+            f"({current['frames_done']}/{current['frames_total']} frames, {current['fps']:.2f} fps, "
+            f"ETA {_format_eta(current['eta_s'])})"
+        )
+    print(line)
+    return 0
+
+
+def _simple(method: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        print(json.dumps(getattr(_client(args), method)()))
+        return 0
+
+    return handler
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    jobs = _client(args).jobs()
+    if args.json:
+        print(json.dumps(jobs))
+        return 0
+    for job in jobs:
+        error = f"  ({job['error']})" if job.get("error") else ""
+        print(f"{job['id']:>5}  {job['state']:<9}  {job['name']}{error}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    print(json.dumps(_client(args).retry(args.id)))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    print(json.dumps(_client(args).cancel(args.id)))
+    return 0
+
+
+# --- models, services, config ------------------------------------------------------------------
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from midframe.engine.interpolators.rife import weights
+
+    models_dir = resolve_paths(_config(args)).models_dir
+    if args.models_command == "fetch":
+        path = weights.fetch_weights(models_dir, force=args.force)
+        print(f"RIFE weights ready: {path}")
+    elif args.models_command == "import":
+        installed = weights.import_weights(args.path, models_dir)
+        print(f"imported {installed.version}: {installed.path}")
+    else:
+        found = weights.list_weights(models_dir)
+        if not found:
+            print(f"no weights installed in {models_dir}; run `midframe models fetch`")
+        for item in found:
+            print(f"{item.version}  {item.path}  sha256 {item.sha256[:16]}")
+    return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from midframe.service import commands
+
+    return commands.dispatch(args.service_command, scope=args.scope, dry_run=args.dry_run, config_path=args.config)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    target = args.config or default_config_path()
+    if args.config_command == "init":
+        print(f"wrote {write_example_config(target, overwrite=args.force)}")
+    elif args.config_command == "path":
+        print(target)
+    else:
+        print(json.dumps(_config(args).model_dump(mode="json"), indent=2))
+    return 0
+
+
+# --- the parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=None, metavar="FILE", help="YAML config file")
+
+    parser = argparse.ArgumentParser(prog="midframe", description="Makes videos smoother with frame interpolation.")
+    parser.add_argument("--version", action="version", version=f"midframe {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        return command
+
+    add("run", cmd_run, "the main job: the daemon, plus the tray icon where a desktop exists")
+    add("watch", cmd_watch, "run the daemon in the foreground until SIGTERM, SIGINT or `midframe stop`")
+    add("tray", cmd_tray, "the tray icon for a daemon that runs elsewhere (service, other process)")
+
+    interpolate = add("interpolate", cmd_interpolate, "convert one file")
+    interpolate.add_argument("input", type=Path)
+    interpolate.add_argument("-o", "--output", type=Path, required=True)
+    rate = interpolate.add_mutually_exclusive_group()
+    rate.add_argument("--factor", type=int, help="exactly N times the frames, same duration (2..16)")
+    rate.add_argument("--fps", type=_fps_option, help="exact output frame rate, e.g. 60 or 60000/1001")
+    interpolate.add_argument("--engine", choices=["rife", "dis", "blend"])
+    interpolate.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    interpolate.add_argument("--batch-size", type=int)
+    interpolate.add_argument("--model-scale", type=float)
+    interpolate.add_argument("--codec")
+    interpolate.add_argument("--crf", type=int)
+    interpolate.add_argument("--preset")
+    interpolate.add_argument("--pix-fmt")
+    interpolate.add_argument("--segment-frames", type=int, help="output frames per resumable segment")
+    interpolate.add_argument("--resume", action="store_true", help="continue an interrupted run of this command")
+    interpolate.add_argument("--report", type=Path, metavar="FILE.json", help="write a JSON report")
+    interpolate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    status = add("status", cmd_status, "what the daemon is doing")
+    status.add_argument("--json", action="store_true")
+    add("pause", _simple("pause"), "pause after the current batch (survives a restart)")
+    add("resume", _simple("resume"), "resume after a pause")
+    add("stop", _simple("stop"), "stop the daemon; the current job resumes at the next start")
+    jobs = add("jobs", cmd_jobs, "list the jobs")
+    jobs.add_argument("--json", action="store_true")
+    retry = add("retry", cmd_retry, "queue a failed or cancelled job again")
+    retry.add_argument("id", type=int)
+    cancel = add("cancel", cmd_cancel, "cancel a queued or running job")
+    cancel.add_argument("id", type=int)
+
+    models = add("models", cmd_models, "install and list model weights")
+    models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    fetch = models_sub.add_parser("fetch", help="fetch and verify the RIFE v4.25 weights")
+    fetch.add_argument("--force", action="store_true", help="fetch again even if installed")
+    models_sub.add_parser("list", help="show installed weights")
+    import_ = models_sub.add_parser("import", help="import a flownet.pkl you already have")
+    import_.add_argument("path", type=Path)
+
+    service = add("service", cmd_service, "install midframe as a service that starts at boot")
+    service.add_argument("service_command", choices=["install", "uninstall", "status"])
+    scope = service.add_mutually_exclusive_group()
+    scope.add_argument("--user", dest="scope", action="store_const", const="user")
+    scope.add_argument("--system", dest="scope", action="store_const", const="system")
+    service.set_defaults(scope="user")
+    service.add_argument("--dry-run", action="store_true", help="print what would be written")
+
+    config = add("config", cmd_config, "write or show the configuration")
+    config.add_argument("config_command", choices=["init", "show", "path"])
+    config.add_argument("--force", action="store_true", help="with init: overwrite an existing file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except MidframeError as exc:
+        print(f"midframe: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("midframe: interrupted", file=sys.stderr)
+        return 130

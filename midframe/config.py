@@ -1,0 +1,268 @@
+"""The YAML configuration: pydantic models, loading with errors that name the key, default paths."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from midframe.errors import ConfigError
+
+APP_NAME = "midframe"
+VIDEO_EXTENSIONS = (
+    "mp4", "mkv", "mov", "avi", "webm", "m4v", "mts", "m2ts", "wmv", "flv", "ts", "mpg",
+)
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def parse_fps(value: Any) -> Fraction:
+    """Parse a frame rate given as a number or a string such as ``"60000/1001"`` or ``"29.97"``."""
+    if isinstance(value, Fraction):
+        result = value
+    elif isinstance(value, bool):
+        raise ValueError("a frame rate is a number, not a boolean")
+    elif isinstance(value, int):
+        result = Fraction(value)
+    elif isinstance(value, float):
+        result = Fraction(value).limit_denominator(1001)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            result = Fraction(text) if "/" in text else Fraction(text).limit_denominator(1001)
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"{value!r} is not a frame rate; use a number or N/D such as 60000/1001") from None
+    else:
+        raise ValueError(f"{value!r} is not a frame rate")
+    if not 1 <= result <= 1000:
+        raise ValueError(f"{value!r} is outside 1..1000 fps")
+    return result
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+
+class EngineConfig(_Section):
+    name: Literal["rife", "dis", "blend"] = "rife"
+    factor: int = Field(2, ge=2, le=16)
+    target_fps: Fraction | None = None
+    device: str = "auto"
+    batch_size: int = Field(4, ge=1, le=256)
+    fp16: Literal["auto"] | bool = "auto"
+    model_scale: float = Field(1.0, ge=0.25, le=2.0)
+    scene_detect: bool = True
+    # Mean absolute difference of 64x36 grey thumbnails, on 0..1, above which two frames are a cut.
+    scene_threshold: float = Field(0.12, gt=0.0, le=1.0)
+    # Below this the two frames count as identical and the model is skipped.
+    static_threshold: float = Field(0.002, ge=0.0, le=0.1)
+
+    @field_validator("target_fps", mode="before")
+    @classmethod
+    def _fps(cls, value: Any) -> Fraction | None:
+        return None if value is None else parse_fps(value)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE_PATTERN.match(value):
+            raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
+        return value
+
+
+class OutputConfig(_Section):
+    codec: str = "libx264"
+    crf: int = Field(18, ge=0, le=63)
+    preset: str = "medium"
+    pix_fmt: str = "yuv420p"
+    container: str | None = None
+    name: str = "{stem}.{fps}fps{ext}"
+
+    @field_validator("container")
+    @classmethod
+    def _container(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        cleaned = value.lstrip(".").lower()
+        if not re.fullmatch(r"[a-z0-9]+", cleaned):
+            raise ValueError("must be a file extension such as mkv or mp4")
+        return cleaned
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        try:
+            value.format(stem="x", fps="60", ext=".mp4", factor="2", engine="rife")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"bad template ({exc}); fields are {{stem}}, {{fps}}, {{ext}}, {{factor}}, {{engine}}"
+            ) from None
+        if "/" in value or "\\" in value:
+            raise ValueError("must be a file name, not a path")
+        return value
+
+
+class DaemonConfig(_Section):
+    state_dir: Path | None = None
+    done_dir: Path | None = None
+    failed_dir: Path | None = None
+    settle_seconds: float = Field(5.0, ge=0.0, le=3600.0)
+    rescan_seconds: float = Field(60.0, gt=0.0, le=86400.0)
+    polling: bool = False
+    recursive: bool = False
+    extensions: tuple[str, ...] = VIDEO_EXTENSIONS
+    on_success: Literal["move", "keep", "delete"] = "move"
+    max_attempts: int = Field(2, ge=1, le=100)
+    api_port: int = Field(0, ge=0, le=65535)
+    # Extra room kept free on the outbox's disk beyond the output size estimate.
+    min_free_mb: int = Field(512, ge=0)
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _extensions(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return tuple(str(ext).lstrip(".").lower() for ext in value)
+        return value
+
+
+class ResumeConfig(_Section):
+    enabled: bool = True
+    segment_seconds: float = Field(10.0, gt=0.0, le=3600.0)
+    # When set, overrides segment_seconds with a fixed number of output frames per segment.
+    segment_frames: int | None = Field(None, ge=1)
+
+
+class NotificationsConfig(_Section):
+    enabled: bool = True
+    progress_interval_s: float = Field(60.0, ge=1.0)
+
+
+class LoggingConfig(_Section):
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
+    dir: Path | None = None
+
+
+class Config(_Section):
+    inbox: Path = Path("~/Videos/midframe/inbox")
+    outbox: Path = Path("~/Videos/midframe/outbox")
+    engine: EngineConfig = EngineConfig()
+    output: OutputConfig = OutputConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    resume: ResumeConfig = ResumeConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every folder the daemon uses, resolved to absolute paths."""
+
+    inbox: Path
+    outbox: Path
+    state_dir: Path
+    done_dir: Path
+    failed_dir: Path
+    log_dir: Path
+    cache_dir: Path
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+
+def _expand(path: Path) -> Path:
+    return Path(path).expanduser().absolute()
+
+
+def resolve_paths(config: Config) -> Paths:
+    inbox = _expand(config.inbox)
+    daemon = config.daemon
+    return Paths(
+        inbox=inbox,
+        outbox=_expand(config.outbox),
+        state_dir=_expand(daemon.state_dir) if daemon.state_dir else Path(platformdirs.user_state_dir(APP_NAME)),
+        done_dir=_expand(daemon.done_dir) if daemon.done_dir else inbox.parent / "done",
+        failed_dir=_expand(daemon.failed_dir) if daemon.failed_dir else inbox.parent / "failed",
+        log_dir=_expand(config.logging.dir) if config.logging.dir else Path(platformdirs.user_log_dir(APP_NAME)),
+        cache_dir=Path(platformdirs.user_cache_dir(APP_NAME)),
+    )
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.yaml"
+
+
+def _allowed_keys(section_path: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in section_path:
+        annotation = model.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return list(model.model_fields)
+
+
+def _describe(error: dict[str, Any], source: str) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{source}: unknown key {key!r}; allowed here: {', '.join(_allowed_keys(error['loc'][:-1]))}"
+    value = error.get("input")
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{source}: {key} = {value!r}: {message}"
+
+
+def config_from_mapping(data: Any, *, source: str = "config") -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(err, source) for err in exc.errors())) from None
+
+
+def load_config(path: Path | None) -> Config:
+    """Load the YAML at ``path``; with ``None``, the default file if it exists, else the defaults."""
+    if path is None:
+        path = default_config_path()
+        if not path.exists():
+            return Config()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return config_from_mapping(data, source=str(path))
+
+
+def with_overrides(section: _Section, **changes: Any) -> Any:
+    """A copy of ``section`` with the non-None ``changes`` applied and validated (CLI options)."""
+    updates = {key: value for key, value in changes.items() if value is not None}
+    if not updates:
+        return section
+    try:
+        return type(section).model_validate({**section.model_dump(), **updates})
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(err, "option") for err in exc.errors())) from None
+
+
+def example_config_text() -> str:
+    return resources.files("midframe").joinpath("config.example.yaml").read_text(encoding="utf-8")
+
+
+def write_example_config(path: Path, *, overwrite: bool = False) -> Path:
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path}: already exists; not overwriting it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(example_config_text(), encoding="utf-8")
+    return path

@@ -1,0 +1,1 @@
+"""The daemon: watcher, job store, worker, control API, notifications."""

@@ -1,0 +1,1 @@
+"""Media I/O, interpolators and the frame pipeline."""

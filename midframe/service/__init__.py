@@ -1,0 +1,1 @@
+"""Running midframe as a systemd or Windows service."""

@@ -1,0 +1,1 @@
+"""The system tray icon: a client of the control API."""

@@ -1,0 +1,87 @@
+"""Generated test clips and frame readers, built with the real ffmpeg binary."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+
+def ffmpeg_exe() -> str:
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffprobe_exe() -> str | None:
+    return shutil.which("ffprobe")
+
+
+def make_clip(
+    path: Path,
+    *,
+    seconds: float = 2.0,
+    fps: str = "25",
+    size: str = "320x240",
+    audio: bool = True,
+    subtitles: bool = False,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    source: str = "testsrc2",
+    extra_output_args: list[str] | None = None,
+) -> Path:
+    """A clip of ffmpeg's moving test pattern, optionally with a 440 Hz tone and a subtitle track."""
+    cmd = [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"{source}=size={size}:rate={fps}:duration={seconds}"]
+    maps = ["-map", "0:v"]
+    if audio:
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
+        maps += ["-map", "1:a"]
+    if subtitles:
+        srt = path.with_suffix(".srt")
+        srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello midframe\n\n", encoding="utf-8")
+        cmd += ["-i", str(srt)]
+        maps += ["-map", f"{2 if audio else 1}:s"]
+    cmd += maps + ["-c:v", codec, "-pix_fmt", pix_fmt]
+    if codec == "libx264":
+        cmd += ["-preset", "ultrafast", "-crf", "12"]
+    if audio:
+        cmd += ["-c:a", "aac" if path.suffix in {".mp4", ".mov", ".m4v"} else "libopus" if path.suffix == ".webm" else "aac"]
+    if subtitles:
+        cmd += ["-c:s", "mov_text" if path.suffix in {".mp4", ".mov"} else "srt"]
+    cmd += (extra_output_args or []) + [str(path)]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def probe_json(path: Path) -> dict:
+    """ffprobe's view of a file, for assertions independent of midframe's own probe."""
+    exe = ffprobe_exe()
+    assert exe, "ffprobe is needed by the tests"
+    out = subprocess.run(
+        [exe, "-v", "error", "-count_frames", "-show_streams", "-show_format", "-of", "json", str(path)],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return json.loads(out)
+
+
+def read_frames(path: Path, *, pix_fmt: str = "rgb24") -> np.ndarray:
+    """Every video frame of ``path`` as an N x H x W x 3 array, decoded by ffmpeg."""
+    info = probe_json(path)
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    width, height = int(video["width"]), int(video["height"])
+    raw = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-vsync", "passthrough",
+         "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    dtype = np.uint16 if pix_fmt.startswith("rgb48") else np.uint8
+    frames = np.frombuffer(raw, dtype=dtype)
+    return frames.reshape(-1, height, width, 3)
