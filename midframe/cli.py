@@ -203,10 +203,12 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # SUPPRESS, so a nested parser that also accepts --config does not reset the value given before it.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, default=None, metavar="FILE", help="YAML config file")
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="FILE", help="YAML config file")
 
     parser = argparse.ArgumentParser(prog="midframe", description="Makes videos smoother with frame interpolation.")
+    parser.set_defaults(config=None)
     parser.add_argument("--version", action="version", version=f"midframe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -252,10 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = add("models", cmd_models, "install and list model weights")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    fetch = models_sub.add_parser("fetch", help="fetch and verify the RIFE v4.25 weights")
+    fetch = models_sub.add_parser("fetch", parents=[common], help="fetch and verify the RIFE v4.25 weights")
     fetch.add_argument("--force", action="store_true", help="fetch again even if installed")
-    models_sub.add_parser("list", help="show installed weights")
-    import_ = models_sub.add_parser("import", help="import a flownet.pkl you already have")
+    models_sub.add_parser("list", parents=[common], help="show installed weights")
+    import_ = models_sub.add_parser("import", parents=[common], help="import a flownet.pkl you already have")
     import_.add_argument("path", type=Path)
 
     service = add("service", cmd_service, "install midframe as a service that starts at boot")

@@ -22,6 +22,14 @@ VIDEO_EXTENSIONS = (
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
+def _snap_ntsc(value: Fraction) -> Fraction:
+    """Read 23.976, 29.97 or 59.94 as the NTSC rates N*1000/1001 that people mean by them."""
+    if value.denominator == 1:
+        return value
+    ntsc = Fraction(round(value * Fraction(1001, 1000)) * 1000, 1001)
+    return ntsc if abs(ntsc - value) < Fraction(11, 10000) else value
+
+
 def parse_fps(value: Any) -> Fraction:
     """Parse a frame rate given as a number or a string such as ``"60000/1001"`` or ``"29.97"``."""
     if isinstance(value, Fraction):
@@ -31,11 +39,11 @@ def parse_fps(value: Any) -> Fraction:
     elif isinstance(value, int):
         result = Fraction(value)
     elif isinstance(value, float):
-        result = Fraction(value).limit_denominator(1001)
+        result = _snap_ntsc(Fraction(value).limit_denominator(1001))
     elif isinstance(value, str):
         text = value.strip()
         try:
-            result = Fraction(text) if "/" in text else Fraction(text).limit_denominator(1001)
+            result = Fraction(text) if "/" in text else _snap_ntsc(Fraction(text).limit_denominator(1001))
         except (ValueError, ZeroDivisionError):
             raise ValueError(f"{value!r} is not a frame rate; use a number or N/D such as 60000/1001") from None
     else:
