@@ -66,10 +66,12 @@ class EngineConfig(_Section):
     fp16: Literal["auto"] | bool = "auto"
     model_scale: float = Field(1.0, ge=0.25, le=2.0)
     scene_detect: bool = True
-    # Mean absolute difference of 64x36 grey thumbnails, on 0..1, above which two frames are a cut.
-    scene_threshold: float = Field(0.12, gt=0.0, le=1.0)
-    # Below this the two frames count as identical and the model is skipped.
-    static_threshold: float = Field(0.002, ge=0.0, le=0.1)
+    # Mean absolute difference (0..1) of 64x36 grey thumbnails left after block motion compensation,
+    # above which two frames are a cut (midframe.engine.scenes; measured on real footage).
+    scene_threshold: float = Field(0.08, gt=0.0, le=1.0)
+    # Largest difference (0..1) of any thumbnail pixel up to which two frames count as identical and
+    # the model is skipped (duplicated frames differ by ~2/255 after encoding, slow motion by 4/255+).
+    static_threshold: float = Field(0.01, ge=0.0, le=0.1)
 
     @field_validator("target_fps", mode="before")
     @classmethod
