@@ -1,0 +1,141 @@
+"""File operations the daemon trusts with user files: fingerprints, names to ignore, no-clobber moves."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+FINGERPRINT_CHUNK = 1 << 20
+# Names a browser, a sync tool or an editor uses while a file is still being written.
+PARTIAL_SUFFIXES = (".part", ".crdownload", ".tmp", ".partial", ".download", ".!qb", ".opdownload")
+PARTIAL_PREFIXES = ("~$", ".syncthing.", ".")
+WORK_DIR_NAME = ".midframe-work"
+
+
+def fingerprint(path: Path, *, size: int | None = None) -> str:
+    """A content fingerprint: the size and a SHA-256 of the first and last MiB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        if size is None:
+            size = os.fstat(handle.fileno()).st_size
+        digest.update(str(size).encode())
+        digest.update(handle.read(FINGERPRINT_CHUNK))
+        if size > FINGERPRINT_CHUNK:
+            handle.seek(max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK))
+            digest.update(handle.read(FINGERPRINT_CHUNK))
+    return f"{size}:{digest.hexdigest()}"
+
+
+def is_partial_name(name: str) -> bool:
+    """A temporary, partial or hidden file name that never counts as an arrived video."""
+    lowered = name.lower()
+    return lowered.startswith(PARTIAL_PREFIXES) or lowered.endswith(PARTIAL_SUFFIXES)
+
+
+def is_video_name(name: str, extensions: Iterable[str]) -> bool:
+    if is_partial_name(name):
+        return False
+    suffix = Path(name).suffix.lower().lstrip(".")
+    return bool(suffix) and suffix in set(extensions)
+
+
+def numbered(name: str, number: int) -> str:
+    """``clip.mp4`` with 2 -> ``clip (2).mp4``."""
+    path = Path(name)
+    return name if number < 2 else f"{path.stem} ({number}){path.suffix}"
+
+
+def _place(source: Path, target: Path, *, keep: bool) -> None:
+    """Give ``source`` the name ``target`` on the same file system; FileExistsError if it is taken.
+
+    With ``keep`` (and hard links available) ``source`` stays too, as a second name of the same file.
+    """
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        # No hard links here (FAT, some network shares): rename, which overwrites on POSIX, so look first.
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS, errno.EACCES):
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+        os.rename(source, target)
+        return
+    if not keep:
+        os.unlink(source)
+
+
+def _place_numbered(source: Path, folder: Path, name: str, *, keep: bool) -> Path:
+    for number in range(1, 10_000):
+        target = folder / numbered(name, number)
+        try:
+            _place(source, target, keep=keep)
+        except FileExistsError:
+            continue
+        return target
+    raise FileExistsError(errno.EEXIST, "no free name", str(folder / name))
+
+
+def move_no_clobber(source: Path, folder: Path, name: str | None = None, *, keep: bool = False) -> Path:
+    """Move ``source`` into ``folder`` as ``name``, or ``name (2)``, ``name (3)``... if taken.
+
+    Never overwrites. Across file systems the file is first copied to a hidden name in ``folder`` so a
+    crash never leaves a half-copied file under a real name. ``keep`` leaves ``source`` in place as a
+    hard link where the file system has them (the caller removes it once the move is on record).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    name = name or source.name
+    try:
+        return _place_numbered(source, folder, name, keep=keep)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    staged = folder / f".{name}.midframe-copy"
+    try:
+        shutil.copy2(source, staged)
+        target = _place_numbered(staged, folder, name, keep=False)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    if not keep:
+        source.unlink()
+    return target
+
+
+def find_link(source: Path, folder: Path, name: str) -> Path | None:
+    """The ``name``/``name (N)`` in ``folder`` that is the same file as ``source`` (a move cut short)."""
+    for number in range(1, 10_000):
+        candidate = folder / numbered(name, number)
+        if not candidate.exists():
+            return None
+        try:
+            if os.path.samefile(candidate, source):
+                return candidate
+        except OSError:
+            return None
+    return None
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space on the file system that holds ``folder`` (or its nearest existing parent)."""
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,264 @@
+"""Which files have arrived in the inbox: watchdog events and periodic rescans feed a settle check.
+
+A copy fires ``created`` when it starts, and only Linux reports when it closes, so a file counts as
+arrived once its size and mtime have not changed for ``settle_seconds`` and it opens for reading.
+:class:`InboxScanner` is that logic with the file-system calls and the clock passed in, run one
+iteration at a time (``poll(now=...)``); :class:`InboxWatcher` drives it from a thread and a watchdog
+observer.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from loguru import logger
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from midframe.daemon.files import is_partial_name, is_video_name
+
+Arrival = Callable[[Path, os.stat_result], None]
+Clock = Callable[[], float]
+
+
+def can_open(path: Path) -> bool:
+    """Whether the file opens for reading (on Windows a file still being copied does not)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class _Candidate:
+    size: int
+    mtime_ns: int
+    first_seen: float
+    stable_since: float
+
+
+class InboxScanner:
+    """The settle logic. Thread-safe; no threads of its own; time comes in as ``now``."""
+
+    def __init__(
+        self,
+        inbox: Path,
+        *,
+        on_arrival: Arrival,
+        extensions: Iterable[str],
+        settle_seconds: float,
+        recursive: bool = False,
+        excluded: Iterable[Path] = (),
+        stat: Callable[[Path], os.stat_result] = os.stat,
+        scandir: Callable[[Path], Iterator[os.DirEntry[str]]] = os.scandir,
+        opens: Callable[[Path], bool] = can_open,
+    ) -> None:
+        self.inbox = Path(inbox)
+        self.recursive = recursive
+        self.settle_seconds = settle_seconds
+        self._on_arrival = on_arrival
+        self._extensions = frozenset(ext.lower().lstrip(".") for ext in extensions)
+        # Only folders inside the inbox need skipping (an inbox inside done_dir must still be watched).
+        self._excluded = tuple(
+            Path(p) for p in excluded if Path(p) != self.inbox and Path(p).is_relative_to(self.inbox)
+        )
+        self._stat = stat
+        self._scandir = scandir
+        self._opens = opens
+        self._lock = threading.Lock()
+        self._candidates: dict[Path, _Candidate] = {}
+        # (size, mtime_ns) of each file already handed on, so a rescan does not settle it again.
+        self._handed: dict[Path, tuple[int, int]] = {}
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._candidates)
+
+    def _folder_wanted(self, folder: Path) -> bool:
+        try:
+            relative = folder.relative_to(self.inbox)
+        except ValueError:
+            return False
+        if relative.parts and not self.recursive:
+            return False
+        if any(is_partial_name(part) for part in relative.parts):
+            return False
+        return not any(folder.is_relative_to(excluded) for excluded in self._excluded)
+
+    def wanted(self, path: Path) -> bool:
+        """Whether ``path`` could be a video arriving in the inbox (by name and place only)."""
+        return self._folder_wanted(path.parent) and is_video_name(path.name, self._extensions)
+
+    def note(self, path: Path, *, now: float) -> None:
+        """An event says ``path`` may be new or growing."""
+        path = Path(path)
+        if not self.wanted(path):
+            return
+        try:
+            info = self._stat(path)
+        except OSError:
+            return
+        identity = (info.st_size, info.st_mtime_ns)
+        with self._lock:
+            if path in self._candidates or self._handed.get(path) == identity:
+                return
+            self._candidates[path] = _Candidate(info.st_size, info.st_mtime_ns, now, now)
+
+    def note_folder(self, folder: Path, *, now: float) -> None:
+        """A folder appeared (moved in whole): note everything in it."""
+        for path in self._walk(Path(folder)):
+            self.note(path, now=now)
+
+    def rescan(self, *, now: float) -> int:
+        """Walk the inbox and note every candidate; returns how many files it saw."""
+        seen = list(self._walk(self.inbox))
+        with self._lock:
+            present = set(seen)
+            for gone in [p for p in self._handed if p not in present]:
+                del self._handed[gone]
+        for path in seen:
+            self.note(path, now=now)
+        return len(seen)
+
+    def _walk(self, folder: Path) -> Iterator[Path]:
+        try:
+            entries = list(self._scandir(folder))
+        except OSError as exc:
+            logger.warning("cannot list {}: {}", folder, exc.strerror or exc)
+            return
+        for entry in sorted(entries, key=lambda e: e.name):
+            path = Path(entry.path)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if self._folder_wanted(path):
+                        yield from self._walk(path)
+                elif entry.is_file() and self.wanted(path):
+                    yield path
+            except OSError:
+                continue
+
+    def poll(self, *, now: float) -> list[Path]:
+        """One iteration: hand on every candidate that has settled; returns them in arrival order."""
+        settled: list[tuple[Path, os.stat_result]] = []
+        with self._lock:
+            candidates = sorted(self._candidates.items(), key=lambda item: (item[1].first_seen, str(item[0])))
+        for path, candidate in candidates:
+            try:
+                info = self._stat(path)
+            except OSError:
+                self._forget(path)
+                continue
+            if (info.st_size, info.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
+                with self._lock:
+                    candidate.size, candidate.mtime_ns, candidate.stable_since = info.st_size, info.st_mtime_ns, now
+                continue
+            if now - candidate.stable_since < self.settle_seconds or not self._opens(path):
+                continue
+            with self._lock:
+                self._candidates.pop(path, None)
+                self._handed[path] = (info.st_size, info.st_mtime_ns)
+            settled.append((path, info))
+        for path, info in settled:
+            self._on_arrival(path, info)
+        return [path for path, _ in settled]
+
+    def _forget(self, path: Path) -> None:
+        with self._lock:
+            self._candidates.pop(path, None)
+
+
+class _EventHandler(FileSystemEventHandler):
+    def __init__(self, scanner: InboxScanner, clock: Clock) -> None:
+        self._scanner = scanner
+        self._clock = clock
+
+    def _path(self, event: FileSystemEvent, attribute: str) -> Path:
+        value = getattr(event, attribute)
+        return Path(os.fsdecode(value))
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in ("created", "moved", "modified", "closed"):
+            return
+        path = self._path(event, "dest_path" if event.event_type == "moved" else "src_path")
+        if event.is_directory:
+            if event.event_type in ("created", "moved") and self._scanner.recursive:
+                self._scanner.note_folder(path, now=self._clock())
+        else:
+            self._scanner.note(path, now=self._clock())
+
+
+class InboxWatcher:
+    """Runs an :class:`InboxScanner`: a watchdog observer for events, a thread for settle and rescans."""
+
+    def __init__(
+        self,
+        scanner: InboxScanner,
+        *,
+        polling: bool = False,
+        rescan_seconds: float = 60.0,
+        tick_seconds: float = 0.25,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.scanner = scanner
+        self.polling = polling
+        self.rescan_seconds = rescan_seconds
+        self.tick_seconds = tick_seconds
+        self._clock = clock
+        self._stop = threading.Event()
+        self._observer: BaseObserver | None = None
+        self._thread: threading.Thread | None = None
+
+    def should_keep_running(self) -> bool:
+        return not self._stop.is_set()
+
+    def start(self) -> None:
+        self.scanner.inbox.mkdir(parents=True, exist_ok=True)
+        self._observer = self._start_observer()
+        self._thread = threading.Thread(target=self._run, name="midframe-watcher")
+        self._thread.start()
+
+    def _start_observer(self) -> BaseObserver:
+        handler = _EventHandler(self.scanner, self._clock)
+        kinds = [PollingObserver] if self.polling else [Observer, PollingObserver]
+        for kind in kinds:
+            observer = kind()
+            try:
+                observer.schedule(handler, str(self.scanner.inbox), recursive=self.scanner.recursive)
+                observer.start()
+            except OSError as exc:
+                logger.warning("cannot watch {} with {}: {}; polling instead", self.scanner.inbox, kind.__name__, exc)
+                continue
+            logger.info("watching {} ({})", self.scanner.inbox, "polling" if kind is PollingObserver else "events")
+            return observer
+        raise OSError(f"cannot watch {self.scanner.inbox}")
+
+    def _run(self) -> None:
+        next_rescan = self._clock()
+        while self.should_keep_running():
+            now = self._clock()
+            try:
+                if now >= next_rescan:
+                    self.scanner.rescan(now=now)
+                    next_rescan = now + self.rescan_seconds
+                self.scanner.poll(now=now)
+            except Exception:
+                logger.exception("inbox watcher: unexpected error; carrying on")
+            self._stop.wait(self.tick_seconds)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)

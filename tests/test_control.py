@@ -1,0 +1,255 @@
+"""The control API: token auth, routes, the client, the control files; notifications routing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from midframe.daemon.control import (
+    ControlClient,
+    ControlServer,
+    load_or_create_token,
+    remove_control_file,
+    write_control_file,
+)
+from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
+from midframe.daemon.store import JobStateError
+from midframe.engine.job import Progress
+from midframe.errors import ControlError, DaemonNotRunning
+
+
+class FakeDaemon:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.log = EventLog()
+
+    def status(self):
+        return {"state": "idle", "current": None, "queued": 0, "done": 1, "failed": 0}
+
+    def pause(self):
+        self.calls.append(("pause",))
+        return {"state": "paused"}
+
+    def resume(self):
+        self.calls.append(("resume",))
+        return {"state": "idle"}
+
+    def stop(self):
+        self.calls.append(("stop",))
+        return {"state": "stopping"}
+
+    def jobs(self):
+        return [{"id": 1, "name": "a.mp4", "state": "done"}]
+
+    def retry(self, job_id):
+        if job_id == 404:
+            raise JobStateError("no job 404")
+        if job_id == 409:
+            raise JobStateError("job 409 is done; only a failed job can be retried")
+        self.calls.append(("retry", job_id))
+        return {"id": job_id, "state": "queued"}
+
+    def cancel(self, job_id):
+        self.calls.append(("cancel", job_id))
+        return {"id": job_id, "state": "cancelled"}
+
+    def events(self, after=0, *, client="cli"):
+        return self.log.since(after, client=client)
+
+
+@pytest.fixture
+def api(tmp_path):
+    target = FakeDaemon()
+    token = load_or_create_token(tmp_path)
+    server = ControlServer(target, token=token)
+    url = server.start()
+    write_control_file(tmp_path, url)
+    yield target, tmp_path, url, token
+    server.stop()
+
+
+def test_client_round_trip(api):
+    target, state_dir, url, _ = api
+    client = ControlClient.from_state_dir(state_dir)
+    assert client.url == url and url.startswith("http://127.0.0.1:") and client.pid == os.getpid()
+    assert client.status()["done"] == 1
+    assert client.pause() == {"state": "paused"}
+    assert client.resume() == {"state": "idle"}
+    assert client.jobs()[0]["name"] == "a.mp4"
+    assert client.retry(3) == {"id": 3, "state": "queued"}
+    assert client.cancel(4) == {"id": 4, "state": "cancelled"}
+    assert client.stop() == {"state": "stopping"}
+    assert target.calls == [("pause",), ("resume",), ("retry", 3), ("cancel", 4), ("stop",)]
+    with pytest.raises(ControlError, match="HTTP 404"):
+        client.retry(404)
+    with pytest.raises(ControlError, match="HTTP 409"):
+        client.retry(409)
+
+
+def test_every_request_needs_the_token(api):
+    target, _, url, token = api
+    for method, path in (("GET", "/status"), ("POST", "/stop"), ("GET", "/jobs"), ("POST", "/jobs/1/retry"),
+                         ("GET", "/events")):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+            request = urllib.request.Request(url + path, method=method, headers=headers,
+                                             data=b"" if method == "POST" else None)
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(request, timeout=5)
+            assert caught.value.code == 401
+    assert target.calls == []
+    with pytest.raises(ControlError, match="401"):
+        ControlClient(url, "nope").status()
+
+
+def test_unknown_routes_and_bad_ids(api):
+    _, _, url, token = api
+    for method, path, code in (("GET", "/nothing", 404), ("POST", "/status", 404), ("POST", "/jobs/x/retry", 400)):
+        request = urllib.request.Request(url + path, method=method, data=b"" if method == "POST" else None,
+                                         headers={"Authorization": f"Bearer {token}"})
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=5)
+        assert caught.value.code == code
+        assert "error" in json.loads(caught.value.read())
+
+
+def test_token_file_is_private_and_reused(tmp_path):
+    token = load_or_create_token(tmp_path)
+    mode = stat.S_IMODE((tmp_path / "control.token").stat().st_mode)
+    assert mode == 0o600 and len(token) >= 32
+    assert load_or_create_token(tmp_path) == token
+    (tmp_path / "control.token").chmod(0o644)                 # readable by others: replaced
+    fresh = load_or_create_token(tmp_path)
+    assert fresh != token and stat.S_IMODE((tmp_path / "control.token").stat().st_mode) == 0o600
+
+
+def test_no_daemon(tmp_path):
+    with pytest.raises(DaemonNotRunning):
+        ControlClient.from_state_dir(tmp_path)
+    load_or_create_token(tmp_path)
+    write_control_file(tmp_path, "http://127.0.0.1:9")        # nothing listens on the discard port
+    with pytest.raises(DaemonNotRunning):
+        ControlClient.from_state_dir(tmp_path, timeout=2).status()
+    remove_control_file(tmp_path, pid=os.getpid() + 1)          # not ours: kept
+    assert (tmp_path / "control.json").exists()
+    remove_control_file(tmp_path)
+    assert not (tmp_path / "control.json").exists()
+
+
+# --- events and notification routing ---------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeDesktop:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    def send(self, key: str, title: str, body: str) -> None:
+        self.sent.append((key, title, body))
+
+    def close(self) -> None:
+        pass
+
+
+def test_events_since_and_tray_routing():
+    clock = Clock()
+    log = EventLog(clock=clock)
+    desktop = FakeDesktop()
+    notifier = Notifier(log, desktop=desktop, progress_interval=lambda: 10.0, clock=clock)
+    notifier.started(1, "a.mp4")
+    assert [s[1] for s in desktop.sent] == ["midframe: a.mp4"]     # no tray: to the desktop
+    first = log.since(0, client="tray")                             # a tray attaches
+    assert [e["kind"] for e in first["events"]] == ["started"] and first["last"] == first["events"][0]["seq"]
+    notifier.failed(1, "a.mp4", "not a video")
+    assert len(desktop.sent) == 1                                  # the tray shows it instead
+    later = log.since(first["last"], client="tray")
+    assert [(e["kind"], e["body"], e["job_id"]) for e in later["events"]] == [("failed", "not a video", 1)]
+    clock.now += 16                                                 # the tray went away
+    notifier.paused("paused on request")
+    assert desktop.sent[-1][1] == "midframe paused"
+    assert set(later["events"][0]) == {"seq", "kind", "title", "body", "job_id", "time"}
+
+
+def test_progress_is_paced_and_disabled_notifications_only_record():
+    clock = Clock()
+    log = EventLog(clock=clock)
+    desktop = FakeDesktop()
+    enabled = [True]
+    notifier = Notifier(log, desktop=desktop, enabled=lambda: enabled[0], progress_interval=lambda: 10.0,
+                        clock=clock)
+    notifier.started(2, "b.mkv")
+    step = Progress(frames_done=50, frames_total=200, fps=12.5, elapsed_s=4.0, eta_s=125.0)
+    assert not notifier.progress(2, "b.mkv", step)                  # too soon after "started"
+    clock.now += 10
+    assert notifier.progress(2, "b.mkv", step)
+    assert desktop.sent[-1][2] == "25%, ETA 2m05s (12.5 fps)"
+    enabled[0] = False
+    notifier.done(2, "b.mkv", "b.50fps.mkv", 3725)
+    assert desktop.sent[-1][2] != "b.50fps.mkv in 1h02m"
+    assert log.since(0)["events"][-1]["body"] == "b.50fps.mkv in 1h02m"
+    assert format_duration(None) == "?" and format_duration(59) == "59s"
+
+
+def test_event_numbers_keep_growing_across_restarts():
+    clock = Clock()
+    first = EventLog(clock=clock)
+    last = first.append("warning", "x").seq
+    clock.now += 1
+    assert EventLog(clock=clock).append("warning", "y").seq > last
+
+
+def test_desktop_detect():
+    assert DesktopNotifier.detect({}) is None
+    found = DesktopNotifier.detect({"DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent", "PATH": os.environ["PATH"]})
+    assert found is None or Path(found.command).name in {"gdbus", "notify-send"}
+
+
+DESKTOP_SCRIPT = r"""
+import json, os, sys, time
+from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier
+desktop = DesktopNotifier.detect()
+assert desktop is not None, "no notifier found on the session bus"
+notifier = Notifier(EventLog(), desktop=desktop)
+notifier.started(1, "clip.mp4")
+notifier.done(1, "clip.mp4", "clip.50fps.mp4", 12)
+notifier.close()
+print(json.dumps(desktop._ids))
+"""
+
+
+@pytest.mark.desktop
+def test_desktop_notifications_reach_a_real_notification_server(tmp_path):
+    if not all(map(shutil.which, ("dbus-run-session", "dunst", "Xvfb", "gdbus"))):
+        pytest.skip("needs dbus-run-session, Xvfb, dunst and gdbus")
+    script = tmp_path / "notify.py"
+    script.write_text(DESKTOP_SCRIPT, encoding="utf-8")
+    shell = (
+        "Xvfb -displayfd 1 -nolisten tcp > display.txt 2>/dev/null & xvfb=$!; "
+        "for i in $(seq 100); do [ -s display.txt ] && break; sleep 0.05; done; export DISPLAY=:$(cat display.txt); "
+        "dunst -print > shown.txt 2>/dev/null & dunst=$!; "
+        "for i in $(seq 50); do gdbus introspect --session --dest org.freedesktop.Notifications "
+        "--object-path /org/freedesktop/Notifications >/dev/null 2>&1 && break; sleep 0.1; done; "
+        f"{sys.executable} {script}; rc=$?; sleep 0.3; kill $dunst $xvfb; exit $rc"
+    )
+    done = subprocess.run(["dbus-run-session", "--", "bash", "-c", shell], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert done.returncode == 0, done.stderr
+    ids = json.loads(done.stdout.strip().splitlines()[-1])
+    assert ids.get("job-1", 0) > 0                                   # the server answered with an id
+    shown = (tmp_path / "shown.txt").read_text()
+    assert "clip.50fps.mp4 in 12s" in shown
