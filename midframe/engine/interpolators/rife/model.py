@@ -1,0 +1,178 @@
+"""IFNet v4.25, the flow network of RIFE (Practical-RIFE, MIT licence), for inference only.
+
+The network estimates two flows (middle frame -> frame 0, middle frame -> frame 1) coarse to fine in five
+blocks, backward-warps both frames with them and blends the two warps with a learned mask. The time of
+the wanted frame enters as a constant input channel, so any ``0 < t < 1`` is one direct forward pass.
+
+Parameter names follow the published state dict (``encode.*``, ``block0.*`` .. ``block4.*``), so the
+weights load with ``strict=True``. Training-only parts of that file (``teacher.*``, ``caltime.*``) have
+no counterpart here and are dropped when the weights are converted.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Channel widths of the five refinement blocks, coarsest first.
+BLOCK_WIDTHS = (192, 128, 96, 64, 32)
+# Downscale of each block's input at model_scale 1.0; divided by model_scale.
+BLOCK_SCALES = (16, 8, 4, 2, 1)
+FEATURE_CHANNELS = 4  # per frame, from the head encoder
+# Each block predicts 13 channels: two flows (4), the blend mask logit (1), features for the next block (8).
+_BLOCK_OUTPUTS = 13
+_FIRST_BLOCK_INPUTS = 3 + 3 + FEATURE_CHANNELS + FEATURE_CHANNELS + 1  # two images, two features, t
+_LATER_BLOCK_INPUTS = _FIRST_BLOCK_INPUTS + 1 + 8 + 4  # + mask logit, block features, flow
+
+
+def _leaky(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.2, inplace=True)
+
+
+class Head(nn.Module):
+    """Per-frame feature encoder: 3 -> 16 channels at half size, back to full size with 4 channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cnn0 = nn.Conv2d(3, 16, 3, 2, 1)
+        self.cnn1 = nn.Conv2d(16, 16, 3, 1, 1)
+        self.cnn2 = nn.Conv2d(16, 16, 3, 1, 1)
+        self.cnn3 = nn.ConvTranspose2d(16, FEATURE_CHANNELS, 4, 2, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = _leaky(self.cnn0(image))
+        x = _leaky(self.cnn1(x))
+        x = _leaky(self.cnn2(x))
+        return self.cnn3(x)
+
+
+class ResConv(nn.Module):
+    """3x3 convolution added back to its input, scaled by a learned per-channel ``beta``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.beta = nn.Parameter(torch.ones(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _leaky(torch.addcmul(x, self.conv(x), self.beta))
+
+
+def _downsample(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True))
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class IFBlock(nn.Module):
+    """One refinement step: two stride-2 convolutions, eight residual ones, back up by 4 to 13 channels."""
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Sequential(_downsample(in_channels, width // 2), _downsample(width // 2, width))
+        self.convblock = nn.Sequential(*(ResConv(width) for _ in range(8)))
+        self.lastconv = nn.Sequential(nn.ConvTranspose2d(width, 4 * _BLOCK_OUTPUTS, 4, 2, 1), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lastconv(self.convblock(self.conv0(x)))
+
+
+class BackWarp:
+    """Bilinear backward warp by a flow in pixels, with border padding; sampling grids cached per size.
+
+    The sampling position is computed in float32 even when the network runs in float16: at 1080p a
+    half-precision grid coordinate is off by up to half a pixel.
+    """
+
+    def __init__(self) -> None:
+        self._grids: dict[tuple[int, int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _grid(self, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (height, width, device)
+        if key not in self._grids:
+            ys = torch.linspace(-1.0, 1.0, height, device=device)
+            xs = torch.linspace(-1.0, 1.0, width, device=device)
+            grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), 0).unsqueeze(0)  # 1,2,H,W: x then y
+            per_pixel = torch.tensor([2.0 / (width - 1), 2.0 / (height - 1)], device=device).view(1, 2, 1, 1)
+            self._grids[key] = (grid, per_pixel)
+        return self._grids[key]
+
+    def __call__(self, image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        grid, per_pixel = self._grid(image.shape[-2], image.shape[-1], image.device)
+        position = torch.addcmul(grid, flow.float(), per_pixel).permute(0, 2, 3, 1)
+        source = image if image.dtype == torch.float32 else image.float()
+        warped = F.grid_sample(source, position, mode="bilinear", padding_mode="border", align_corners=True)
+        return warped.to(image.dtype)
+
+    def clear(self) -> None:
+        self._grids.clear()
+
+
+class IFNet(nn.Module):
+    """The v4.25 flow network: ``prepare`` runs once per frame, ``forward`` once per wanted frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encode = Head()
+        self.block0 = IFBlock(_FIRST_BLOCK_INPUTS, BLOCK_WIDTHS[0])
+        self.block1 = IFBlock(_LATER_BLOCK_INPUTS, BLOCK_WIDTHS[1])
+        self.block2 = IFBlock(_LATER_BLOCK_INPUTS, BLOCK_WIDTHS[2])
+        self.block3 = IFBlock(_LATER_BLOCK_INPUTS, BLOCK_WIDTHS[3])
+        self.block4 = IFBlock(_LATER_BLOCK_INPUTS, BLOCK_WIDTHS[4])
+        self.warp = BackWarp()
+
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:
+        """N x 3 x H x W in 0..1 -> N x 7 x H x W: the image and its encoder features, warped together."""
+        return torch.cat((image, self.encode(image)), 1)
+
+    def forward(
+        self, frame0: torch.Tensor, frame1: torch.Tensor, t: torch.Tensor, *, model_scale: float = 1.0
+    ) -> torch.Tensor:
+        """The frame at time ``t`` between two ``prepare``d frames.
+
+        ``frame0``/``frame1``: N x 7 x H x W with H and W multiples of ``pad_multiple(model_scale)``;
+        ``t``: N x 1 x 1 x 1. Returns N x 3 x H x W, not clamped.
+
+        Bilinear resizing works channel by channel, so each block's inputs are shrunk before they are
+        concatenated, never concatenated at full size; the result is the same as shrinking the stack.
+        """
+        count = frame0.shape[0]
+        full = (frame0.shape[-2], frame0.shape[-1])
+        frames = torch.cat((frame0, frame1), 0)  # one warp call serves both frames
+        t = t.to(frame0.dtype)
+        blocks = (self.block0, self.block1, self.block2, self.block3, self.block4)
+        flow = extra = None  # extra: the previous block's mask logit and features, at full size
+        for block, base_scale in zip(blocks, BLOCK_SCALES, strict=True):
+            scale = base_scale / model_scale
+            small = (round(full[0] / scale), round(full[1] / scale))
+            if flow is None:
+                seen = _resize(frames, small)
+            else:
+                seen = _resize(self.warp(frames, torch.cat((flow[:, :2], flow[:, 2:4]), 0)), small)
+            parts = [seen[:count, :3], seen[count:, :3], seen[:count, 3:], seen[count:, 3:], t.expand(-1, 1, *small)]
+            if flow is not None:
+                parts += [_resize(extra, small), _resize(flow, small) * (1.0 / scale)]
+            out = _resize(block(torch.cat(parts, 1)), full)
+            flow = out[:, :4] * scale if flow is None else flow + out[:, :4] * scale
+            extra = out[:, 4:]
+        warped = self.warp(frames[:, :3], torch.cat((flow[:, :2], flow[:, 2:4]), 0))
+        weight = torch.sigmoid(extra[:, :1])
+        return torch.lerp(warped[count:], warped[:count], weight)
+
+
+def pad_multiple(model_scale: float) -> int:
+    """What H and W must be multiples of: every block's shrunk input must divide by 4 exactly.
+
+    64 at ``model_scale`` 1 (the coarsest block works at 1/64), 128 at 0.5, 256 at 0.25.
+    """
+    ratio = Fraction(model_scale).limit_denominator(64)
+    need = 64 * ratio.denominator // math.gcd(ratio.numerator, 64 * ratio.denominator)
+    return need * 64 // math.gcd(need, 64)
