@@ -176,9 +176,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         found = weights.list_weights(models_dir)
         if not found:
-            print(f"no weights installed in {models_dir}; run `midframe models fetch`")
+            print(f"no weights installed in {models_dir}; {weights.HOW_TO_GET}")
         for item in found:
-            print(f"{item.version}  {item.path}  sha256 {item.sha256[:16]}")
+            print(f"{item.version}  {item.path}  sha256 {item.sha256[:16]}  from {item.source}")
     return 0
 
 

@@ -26,3 +26,4 @@ if [ $dev = 1 ]; then
 else
   "$py" -m pip install -q -e .
 fi
+"$py" -m midframe models fetch
