@@ -1,0 +1,178 @@
+"""systemd: the sd_notify protocol (a LifecycleListener) and the unit that runs ``midframe watch``.
+
+sd_notify is a datagram of ``KEY=VALUE`` lines sent to the Unix socket named by ``$NOTIFY_SOCKET``
+(a path, or an abstract name written with a leading ``@``). Nothing here raises on a lost message:
+the service manager's view is a courtesy, the daemon's work is not.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from loguru import logger
+
+UNIT_NAME = "midframe.service"
+WATCHDOG_SEC = 60  # the daemon's heartbeat comes every few seconds; a minute of silence means hung
+STOP_TIMEOUT_SEC = 300  # a graceful stop ends after the current batch, which can be slow on a CPU
+START_LIMIT_INTERVAL_SEC = 600
+START_LIMIT_BURST = 5
+
+
+class SystemdNotifier:
+    """Tells systemd where the daemon stands: READY, STATUS, WATCHDOG, RELOADING, STOPPING."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        watchdog_usec: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._address = "\0" + address[1:] if address.startswith("@") else address
+        self._watchdog_interval = watchdog_usec / 2_000_000 if watchdog_usec else 0.0
+        self._monotonic = monotonic
+        self._last_watchdog: float | None = None
+        self._last_status: str | None = None
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> SystemdNotifier | None:
+        """A notifier for ``$NOTIFY_SOCKET``, or None when the process was not started by systemd."""
+        address = environ.get("NOTIFY_SOCKET")
+        if not address:
+            return None
+        watchdog_usec: int | None = None
+        watchdog_pid = environ.get("WATCHDOG_PID")
+        if watchdog_pid is None or watchdog_pid == str(os.getpid()):
+            try:
+                watchdog_usec = int(environ.get("WATCHDOG_USEC", "")) or None
+            except ValueError:
+                watchdog_usec = None
+        return cls(address, watchdog_usec=watchdog_usec)
+
+    def send(self, *lines: str) -> bool:
+        """Send one message; False (and a debug log line) when it could not be delivered."""
+        message = "\n".join(lines).encode("utf-8")
+        with self._lock:
+            try:
+                if self._socket is None:
+                    self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._socket.sendto(message, self._address)
+            except OSError as exc:
+                logger.debug("sd_notify {!r}: {}", lines, exc)
+                return False
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
+
+    # --- LifecycleListener ---------------------------------------------------------------------
+
+    def ready(self) -> None:
+        self.send("READY=1", "STATUS=" + (self._last_status or "watching the inbox"))
+
+    def status(self, text: str) -> None:
+        if text != self._last_status:
+            self._last_status = text
+            self.send("STATUS=" + text)
+
+    def heartbeat(self) -> None:
+        now = self._monotonic()
+        if self._last_watchdog is not None and now - self._last_watchdog < self._watchdog_interval:
+            return
+        self._last_watchdog = now
+        self.send("WATCHDOG=1")
+
+    def reloading(self) -> None:
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading the config")
+
+    def stopping(self) -> None:
+        self.send("STOPPING=1", "STATUS=stopping after the current batch")
+
+
+# --- the unit ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    """Where the unit goes and what it says, for one scope (``user`` or ``system``)."""
+
+    scope: str
+    path: Path
+    text: str
+
+    def systemctl(self, *args: str) -> list[str]:
+        return ["systemctl", *(["--user"] if self.scope == "user" else []), *args]
+
+
+def unit_dir(scope: str, environ: Mapping[str, str] = os.environ) -> Path:
+    if scope == "system":
+        return Path("/etc/systemd/system")
+    config_home = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "systemd" / "user"
+
+
+def exec_start(config_path: Path, python: str = sys.executable) -> str:
+    """The ExecStart= line; ``%`` and ``$`` are doubled, since systemd expands specifiers and variables."""
+    words = [python, "-m", "midframe", "watch", "--config", str(config_path)]
+    return shlex.join(word.replace("%", "%%").replace("$", "$$") for word in words)
+
+
+def unit_text(*, scope: str, config_path: Path, python: str = sys.executable, user: str | None = None) -> str:
+    """The unit file: Type=notify with a watchdog, a graceful stop, a restart limit, reload by SIGHUP."""
+    service_user = f"User={user}\n" if scope == "system" and user else ""
+    wanted_by = "multi-user.target" if scope == "system" else "default.target"
+    after = "After=network-online.target local-fs.target\nWants=network-online.target\n" if scope == "system" else ""
+    return f"""\
+[Unit]
+Description=midframe: raises the frame rate of videos dropped into an inbox folder
+{after}StartLimitIntervalSec={START_LIMIT_INTERVAL_SEC}
+StartLimitBurst={START_LIMIT_BURST}
+
+[Service]
+Type=notify
+NotifyAccess=main
+{service_user}ExecStart={exec_start(config_path, python)}
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=on-failure
+RestartSec=10
+WatchdogSec={WATCHDOG_SEC}
+TimeoutStopSec={STOP_TIMEOUT_SEC}
+# SIGTERM to the daemon alone: it finishes the current batch and stops its ffmpeg children itself.
+KillMode=mixed
+Environment=PYTHONUNBUFFERED=1
+Nice=10
+
+[Install]
+WantedBy={wanted_by}
+"""
+
+
+def system_service_user(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The account a ``--system`` unit runs as: whoever ran ``sudo``, else the current user (not root)."""
+    name = environ.get("SUDO_USER")
+    if name and name != "root":
+        return name
+    import pwd  # Unix only; this module is imported on Linux alone, but stays importable anywhere
+
+    current = pwd.getpwuid(os.getuid()).pw_name
+    return None if current == "root" else current
+
+
+def plan(scope: str, config_path: Path, *, environ: Mapping[str, str] = os.environ) -> UnitPlan:
+    user = system_service_user(environ) if scope == "system" else None
+    text = unit_text(scope=scope, config_path=config_path, user=user)
+    return UnitPlan(scope=scope, path=unit_dir(scope, environ) / UNIT_NAME, text=text)
