@@ -1,0 +1,243 @@
+"""Finding the ffmpeg binaries and running them with stderr always drained.
+
+An ffmpeg child whose stderr is a pipe nobody reads blocks once the pipe's buffer fills (about
+64 KiB of log lines), and with it every pipe to and from it. ``FFmpegProcess`` drains stderr on a
+thread into a short ring buffer of lines, so errors can be reported and nothing ever hangs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from midframe.errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+ENV_FFMPEG = "MIDFRAME_FFMPEG"
+ENV_FFPROBE = "MIDFRAME_FFPROBE"
+# ffmpeg's own log level for every command; -nostats keeps the progress line away.
+QUIET = ("-hide_banner", "-nostdin", "-nostats")
+
+
+@dataclass(frozen=True)
+class FFmpeg:
+    """The binaries midframe runs: ``ffprobe`` is None where only ffmpeg exists (imageio-ffmpeg)."""
+
+    ffmpeg: str
+    ffprobe: str | None
+
+    @property
+    def version(self) -> tuple[int, int]:
+        return ffmpeg_version(self.ffmpeg)
+
+    def fps_mode(self, mode: str = "passthrough") -> list[str]:
+        """``-fps_mode`` (ffmpeg >= 5.1) or the older ``-vsync`` it replaced."""
+        return ["-fps_mode", mode] if self.version >= (5, 1) else ["-vsync", mode]
+
+
+def _executable(candidate: str | os.PathLike[str]) -> str | None:
+    path = Path(candidate).expanduser()
+    if path.is_dir():
+        path = path / ("ffmpeg.exe" if os.name == "nt" else "ffmpeg")
+    if path.is_file() and os.access(path, os.X_OK):
+        return str(path.absolute())
+    return shutil.which(str(candidate))
+
+
+def _sibling_ffprobe(ffmpeg: str) -> str | None:
+    folder = Path(ffmpeg).parent
+    for name in ("ffprobe.exe", "ffprobe") if os.name == "nt" else ("ffprobe",):
+        candidate = folder / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def find_ffmpeg(configured: str | None = None, *, environ: dict[str, str] | None = None) -> FFmpeg:
+    """The ffmpeg to use: ``configured``, then ``$MIDFRAME_FFMPEG``, then PATH, then imageio-ffmpeg's.
+
+    ffprobe is looked for beside the chosen ffmpeg, then in ``$MIDFRAME_FFPROBE``, then on PATH when
+    ffmpeg itself came from PATH (a bundled ffmpeg has no ffprobe; probe falls back to ffmpeg alone).
+    """
+    env = os.environ if environ is None else environ
+    for origin, candidate in (("configured", configured), (ENV_FFMPEG, env.get(ENV_FFMPEG))):
+        if candidate:
+            found = _executable(candidate)
+            if found is None:
+                raise ConfigError(f"ffmpeg ({origin}) = {candidate!r}: no such executable")
+            return FFmpeg(found, _sibling_ffprobe(found) or _probe_from_env(env))
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return FFmpeg(on_path, _sibling_ffprobe(on_path) or _probe_from_env(env) or shutil.which("ffprobe"))
+    try:
+        import imageio_ffmpeg
+
+        bundled = imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        bundled = None
+    if bundled:
+        return FFmpeg(bundled, _probe_from_env(env))
+    raise ConfigError(
+        "ffmpeg not found: install it (apt install ffmpeg), put it on PATH, set MIDFRAME_FFMPEG, "
+        "or pip install imageio-ffmpeg"
+    )
+
+
+def _probe_from_env(env: dict[str, str] | os._Environ[str]) -> str | None:
+    value = env.get(ENV_FFPROBE)
+    return _executable(value) if value else None
+
+
+@functools.lru_cache(maxsize=8)
+def ffmpeg_version(executable: str) -> tuple[int, int]:
+    """(major, minor) of an ffmpeg binary; a git build without a release number counts as new."""
+    try:
+        first = subprocess.run(
+            [executable, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30
+        ).stdout.splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return (99, 0)
+    match = re.search(r"version\s+n?(\d+)\.(\d+)", first)
+    return (int(match.group(1)), int(match.group(2))) if match else (99, 0)
+
+
+_PIPE_BYTES = 1 << 20
+
+
+def _widen_pipe(fd: int) -> None:
+    """Ask Linux for a 1 MiB pipe buffer (default 64 KiB): fewer context switches per frame."""
+    if fcntl is None or not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    except OSError:
+        pass
+
+
+class FFmpegProcess:
+    """One ffmpeg child: stdin/stdout as asked, stderr drained on a thread into the last lines.
+
+    The child runs in its own session, so a Ctrl-C on the terminal reaches midframe (which then
+    stops cleanly) and not ffmpeg directly.
+    """
+
+    def __init__(
+        self,
+        cmd: Sequence[str],
+        *,
+        stdin: bool = False,
+        stdout: bool = False,
+        keep_lines: int = 40,
+        on_line: Callable[[str], None] | None = None,
+        name: str = "ffmpeg",
+    ) -> None:
+        self.cmd = list(cmd)
+        self._tail: deque[str] = deque(maxlen=keep_lines)
+        self._on_line = on_line
+        self._proc = subprocess.Popen(
+            self.cmd,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            start_new_session=True,
+        )
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                _widen_pipe(pipe.fileno())
+        self._drain = threading.Thread(target=self._read_stderr, name=f"{name}-stderr", daemon=True)
+        self._drain.start()
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self._proc.stdin is not None
+        return self._proc.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self._proc.stdout is not None
+        return self._proc.stdout
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _read_stderr(self) -> None:
+        stream = self._proc.stderr
+        assert stream is not None
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            self._tail.append(line)
+            if self._on_line is not None:
+                self._on_line(line)
+        stream.close()
+
+    def stderr_tail(self, lines: int = 6) -> str:
+        return "\n".join(list(self._tail)[-lines:])
+
+    def poll(self) -> int | None:
+        return self._proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for exit and for the stderr thread to have read everything; returns the exit code."""
+        code = self._proc.wait(timeout)
+        self._drain.join(timeout=10)
+        for stream in (self._proc.stdin, self._proc.stdout):
+            if stream is not None and not stream.closed:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        return code
+
+    def kill(self) -> None:
+        """End the child now (idempotent) and reap it."""
+        if self._proc.poll() is None:
+            try:
+                self._proc.kill()
+            except ProcessLookupError:
+                pass
+        try:
+            self.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+    def tail(self, lines: int = 6) -> str:
+        return "\n".join(self.stderr.strip().splitlines()[-lines:])
+
+
+def run(cmd: Sequence[str], *, timeout: float | None = None) -> Completed:
+    """Run a command to completion, both outputs captured (communicate drains them: no hang)."""
+    proc = subprocess.run(
+        list(cmd), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, start_new_session=True
+    )
+    return Completed(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+
+
+DISK_FULL_MARKERS = ("No space left on device", "Disk quota exceeded")
+
+
+def looks_like_disk_full(text: str) -> bool:
+    return any(marker in text for marker in DISK_FULL_MARKERS)
