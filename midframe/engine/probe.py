@@ -195,6 +195,18 @@ def last_error_line(stderr: str, path: Path | None = None) -> str:
     return last.replace(f"{path}: ", "") if path is not None else last
 
 
+_GENERIC = ("Conversion failed", "Error initializing output stream", "Could not write header", "Error opening output",
+            "Nothing was written", "Error while opening encoder")
+
+
+def first_error_line(stderr: str) -> str:
+    """The first specific line of an ffmpeg error log (what went wrong, not that it failed)."""
+    lines = [re.sub(r"^\[[^]]*\]\s*", "", line).strip() for line in stderr.splitlines()]
+    lines = [line for line in lines if line]
+    specific = [line for line in lines if not line.startswith(_GENERIC)]
+    return (specific or lines or [""])[0]
+
+
 def _open_failure(path: Path, stderr: str) -> MediaError:
     last = last_error_line(stderr, path)
     if _looks_like_a_container(path):

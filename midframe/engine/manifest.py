@@ -1,0 +1,172 @@
+"""The work folder's record of a conversion: which source, which settings, which segments are done.
+
+``manifest.json`` is replaced atomically (temporary file, fsync, ``os.replace``, fsync of the folder)
+and only after the segment it adds is closed and synced, so after a kill at any moment it names only
+complete segments. A segment that is there but damaged anyway is caught by ``verified_segments``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from midframe.engine.ffmpeg import FFmpeg
+from midframe.engine.probe import count_video_packets
+from midframe.errors import OutputError
+
+MANIFEST_NAME = "manifest.json"
+VERSION = 1
+_HASH_BYTES = 1 << 20
+# Names midframe itself creates in a work folder; anything else there means it is not ours.
+OWN_PREFIXES = ("manifest.json", "seg-", "preflight-", "joined", "segments.ffconcat")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Identifies a source file's content cheaply: size, mtime, and hashes of its first and last MiB."""
+
+    size: int
+    mtime_ns: int
+    head: str
+    tail: str
+
+    @classmethod
+    def of(cls, path: Path) -> Fingerprint:
+        stat = os.stat(path)
+        with open(path, "rb") as handle:
+            head = hashlib.sha256(handle.read(_HASH_BYTES)).hexdigest()
+            handle.seek(max(0, stat.st_size - _HASH_BYTES))
+            tail = hashlib.sha256(handle.read(_HASH_BYTES)).hexdigest()
+        return cls(size=stat.st_size, mtime_ns=stat.st_mtime_ns, head=head, tail=tail)
+
+
+@dataclass(frozen=True)
+class Segment:
+    file: str
+    start: int  # first output frame
+    end: int  # one past the last output frame
+    source_end: int  # last source frame the segment's frames were made from
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+@dataclass
+class Manifest:
+    source: str
+    fingerprint: Fingerprint
+    destination_suffix: str
+    engine: dict[str, Any]
+    output: dict[str, Any]
+    resume: dict[str, Any]
+    plan: dict[str, Any]
+    frames_out: int
+    segments: list[Segment] = field(default_factory=list)
+    version: int = VERSION
+
+    @property
+    def frames_done(self) -> int:
+        return self.segments[-1].end if self.segments else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        return cls(
+            source=data["source"],
+            fingerprint=Fingerprint(**data["fingerprint"]),
+            destination_suffix=data["destination_suffix"],
+            engine=data["engine"],
+            output=data["output"],
+            resume=data["resume"],
+            plan=data["plan"],
+            frames_out=int(data["frames_out"]),
+            segments=[Segment(**item) for item in data.get("segments", [])],
+            version=int(data.get("version", 0)),
+        )
+
+    def save(self, work_dir: Path) -> None:
+        target = work_dir / MANIFEST_NAME
+        temporary = work_dir / f"{MANIFEST_NAME}.tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                json.dump(self.to_json(), handle, indent=1)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+            fsync_dir(work_dir)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:
+                raise OutputError(work_dir, "disk full: no space left on device") from None
+            raise OutputError(target, f"cannot write the work manifest: {exc.strerror or exc}") from None
+
+
+def load_manifest(work_dir: Path) -> Manifest | None:
+    """The manifest in ``work_dir``, or None when there is none or it cannot be used."""
+    path = work_dir / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        manifest = Manifest.from_json(data)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("{}: unreadable work manifest ({}); starting over", path, exc)
+        return None
+    if manifest.version != VERSION:
+        logger.info("{}: work manifest of another version; starting over", path)
+        return None
+    return manifest
+
+
+def fsync_dir(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def verified_segments(manifest: Manifest, work_dir: Path, *, ffmpeg: FFmpeg) -> list[Segment]:
+    """The recorded segments, contiguous from frame 0, whose files hold the recorded frame count.
+
+    The first one that is missing, damaged or short ends the list: it and everything after it is
+    made again.
+    """
+    good: list[Segment] = []
+    expected_start = 0
+    for segment in manifest.segments:
+        if segment.start != expected_start:
+            logger.warning("{}: segments not contiguous at frame {}; redoing from there", work_dir, expected_start)
+            break
+        frames = count_video_packets(work_dir / segment.file, ffmpeg=ffmpeg)
+        if frames != segment.frames:
+            logger.warning(
+                "{}: segment {} has {} of {} frames; redoing it", work_dir, segment.file,
+                "unreadable" if frames is None else frames, segment.frames,
+            )
+            break
+        good.append(segment)
+        expected_start = segment.end
+    return good
+
+
+def is_work_folder(work_dir: Path) -> bool:
+    """True when every entry of ``work_dir`` is something midframe writes there (or it is empty)."""
+    return all(entry.name.startswith(OWN_PREFIXES) for entry in work_dir.iterdir())
