@@ -1,0 +1,287 @@
+"""The tray icon: a client of the daemon's control API, with no business logic of its own.
+
+One thread (pystray's setup thread) does all the talking to the daemon: it polls ``status`` and
+``events`` (as client "tray", so the daemon leaves notifications to us), runs the menu's actions, and
+updates the picture, tooltip and menu. The toolkit's loop owns the main thread; menu callbacks only
+queue an action and wake the poller, so a slow daemon never freezes the menu.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from loguru import logger
+
+from midframe.config import Config, Paths, load_config, resolve_paths
+from midframe.daemon.notify import DesktopNotifier
+from midframe.errors import ControlError
+from midframe.log import LOG_FILE_NAME, configure_logging
+from midframe.tray import desktop
+from midframe.tray.backend import (
+    TrayUnavailable,
+    backend_candidates,
+    desktop_session_available,
+    icon_class,
+    load_pystray,
+)
+from midframe.tray.icons import draw_icon
+from midframe.tray.menu import Action, Entry, build_menu, menu_entries
+from midframe.tray.view import TrayView, offline_view, view_from_status
+
+POLL_SECONDS = 1.0
+START_GRACE_SECONDS = 30.0  # how long "Starting daemon…" shows before the icon says it failed
+EVENT_SLACK_SECONDS = 5.0  # events this much older than the tray's start are still shown
+
+
+@dataclass(frozen=True)
+class Notification:
+    kind: str
+    title: str
+    body: str
+
+
+class TrayApp:
+    """The tray's state and behaviour, free of any toolkit: tests drive ``poll_once`` and ``act``."""
+
+    def __init__(
+        self,
+        *,
+        connect: Callable[[], Any],
+        paths: Paths,
+        config_path: Path | None,
+        quit_text: str = "Quit tray",
+        stop_daemon_on_quit: bool = False,
+        spawn: Callable[[Path | None], Any] = desktop.spawn_daemon,
+        opener: Callable[[Path], None] = desktop.open_path,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._connect = connect
+        self._paths = paths
+        self._config_path = config_path
+        self.quit_text = quit_text
+        self._stop_daemon_on_quit = stop_daemon_on_quit
+        self._spawn = spawn
+        self._opener = opener
+        self._clock = clock
+        self._client: Any = None
+        self._after = 0
+        self._since = clock() - EVENT_SLACK_SECONDS
+        self._starting_until = 0.0
+        self._children: list[Any] = []
+        self._actions: queue.SimpleQueue[Action] = queue.SimpleQueue()
+        self.wake = threading.Event()
+        self.quit_requested = threading.Event()
+        self.view: TrayView = offline_view()
+
+    # --- talking to the daemon -----------------------------------------------------------------
+
+    def poll_once(self) -> list[Notification]:
+        """Run queued actions, then read status and new events; returns what to show as notifications."""
+        while True:
+            try:
+                action = self._actions.get_nowait()
+            except queue.Empty:
+                break
+            self.act(action)
+        client = self._client_or_none()
+        if client is None:
+            self.view = self._offline()
+            return []
+        try:
+            status = client.status()
+            events = client.events(self._after, client="tray")
+        except ControlError as exc:
+            logger.debug("daemon not answering: {}", exc)
+            self._client = None
+            self.view = self._offline()
+            return []
+        self._starting_until = 0.0
+        self.view = view_from_status(status)
+        return self._new_notifications(events)
+
+    def _client_or_none(self) -> Any:
+        if self._client is None:
+            try:
+                self._client = self._connect()
+            except ControlError:
+                return None
+        return self._client
+
+    def _offline(self) -> TrayView:
+        for child in list(self._children):  # reap daemons we started that have exited
+            if child.poll() is not None:
+                self._children.remove(child)
+        if self._clock() < self._starting_until:
+            return TrayView("offline", "Starting daemon…", "midframe: starting the daemon…")
+        return offline_view()
+
+    def _new_notifications(self, answer: dict[str, Any]) -> list[Notification]:
+        last = int(answer.get("last", 0))
+        if last < self._after:  # a new daemon numbers its events from the start again
+            self._after = 0
+            return []
+        shown = []
+        for event in answer.get("events", []):
+            if int(event["seq"]) <= self._after or float(event.get("time") or 0) < self._since:
+                continue
+            shown.append(Notification(event["kind"], event.get("title") or "midframe", event.get("body") or ""))
+        self._after = max(last, self._after)
+        return shown
+
+    # --- the menu's actions --------------------------------------------------------------------
+
+    def request(self, action: Action) -> None:
+        """Called by the toolkit's thread: queue ``action`` for the poller and wake it."""
+        if action == "quit":
+            self.quit_requested.set()
+        else:
+            self._actions.put(action)
+        self.wake.set()
+
+    def act(self, action: Action) -> None:
+        """Carry out one menu action (on the poller's thread)."""
+        logger.debug("tray action: {}", action)
+        if action in ("open_inbox", "open_outbox", "open_log"):
+            self._open(action)
+        elif action == "start_daemon":
+            self._children.append(self._spawn(self._config_path))
+            self._starting_until = self._clock() + START_GRACE_SECONDS
+        elif action in ("pause", "resume", "stop_daemon"):
+            client = self._client_or_none()
+            if client is None:
+                return
+            try:
+                getattr(client, "stop" if action == "stop_daemon" else action)()
+            except ControlError as exc:
+                logger.warning("{} failed: {}", action, exc)
+                self._client = None
+
+    def _open(self, action: Action) -> None:
+        folder = {"open_inbox": self._paths.inbox, "open_outbox": self._paths.outbox}.get(action, self._paths.log_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        log_file = folder / LOG_FILE_NAME
+        self._opener(log_file if action == "open_log" and log_file.exists() else folder)
+
+    def finish(self) -> None:
+        """On quit: stop the daemon too when this tray is the face of ``midframe run``."""
+        if not self._stop_daemon_on_quit:
+            return
+        client = self._client_or_none()
+        if client is not None:
+            try:
+                client.stop()
+            except ControlError as exc:
+                logger.debug("stop on quit: {}", exc)
+
+    def menu(self) -> list[Entry | None]:
+        return menu_entries(self.view, quit_text=self.quit_text)
+
+
+class TrayIcon:
+    """Binds a :class:`TrayApp` to a pystray icon; ``run`` blocks the main thread until Quit."""
+
+    def __init__(self, app: TrayApp, pystray: ModuleType, *, poll_s: float = POLL_SECONDS) -> None:
+        self.app = app
+        self._pystray = pystray
+        self._poll_s = poll_s
+        self._shown_key: Any = None
+        self._shown_menu: list[Entry | None] | None = None
+        self._fallback: DesktopNotifier | None = None
+        self._fallback_chosen = False
+        self.failed = False
+        view = app.view
+        self.icon = icon_class(pystray)(
+            "midframe", draw_icon(view.state, view.ring), view.tooltip, self._menu(app.menu())
+        )
+
+    def run(self) -> None:
+        """Blocks until Quit (or ``stop``); raises what the toolkit raised, if it failed to start."""
+        self.icon.run(self._loop)
+
+    def stop(self) -> None:
+        """Ask the loop to end, from any thread (a signal handler included)."""
+        self.app.quit_requested.set()
+        self.app.wake.set()
+
+    def _menu(self, entries: list[Entry | None]) -> Any:
+        self._shown_menu = entries
+        return build_menu(self._pystray, entries, self.app.request)
+
+    def _loop(self, icon: Any) -> None:
+        icon.visible = True
+        try:
+            while not self.app.quit_requested.is_set():
+                notifications = self.app.poll_once()
+                self._show(self.app.view)
+                for notification in notifications:
+                    self._notify(notification)
+                self.app.wake.wait(self._poll_s)
+                self.app.wake.clear()
+            self.app.finish()
+            if self._fallback is not None:
+                self._fallback.close()
+        except Exception:
+            self.failed = True
+            logger.exception("the tray's poller failed")
+        finally:
+            icon.stop()
+
+    def _show(self, view: TrayView) -> None:
+        if view.icon_key != self._shown_key:
+            self.icon.icon = draw_icon(view.state, view.ring)
+            self._shown_key = view.icon_key
+        self.icon.title = view.tooltip
+        entries = self.app.menu()
+        if entries != self._shown_menu:
+            self.icon.menu = self._menu(entries)
+
+    def _notify(self, notification: Notification) -> None:
+        if self.icon.notifications_work and self.icon.HAS_NOTIFICATION:
+            # A fresh bubble each time (not a replacement), so the desktop's history keeps them all.
+            self.icon.remove_notification()
+            self.icon.notify(notification.body, notification.title)
+            return
+        if not self._fallback_chosen:  # the backend has no notifications (xorg) or no bus answered
+            self._fallback = DesktopNotifier.detect()
+            self._fallback_chosen = True
+        if self._fallback is not None:
+            self._fallback.send(notification.kind, notification.title, notification.body)
+        else:
+            logger.info("{}: {}", notification.title, notification.body)
+
+
+def load_tray_toolkit() -> ModuleType:
+    """pystray with the right backend for this desktop; TrayUnavailable where there is none."""
+    if not desktop_session_available():
+        raise TrayUnavailable("no desktop session (neither DISPLAY nor WAYLAND_DISPLAY is set)")
+    return load_pystray(backend_candidates())
+
+
+def make_app(config_path: Path | None, config: Config, **options: Any) -> TrayApp:
+    """A TrayApp talking to the daemon whose control files live in ``config``'s state dir."""
+    from midframe.daemon.control import ControlClient
+
+    paths = resolve_paths(config)
+    return TrayApp(
+        connect=lambda: ControlClient.from_state_dir(paths.state_dir),
+        paths=paths,
+        config_path=config_path,
+        **options,
+    )
+
+
+def main(config_path: Path | None) -> int:
+    """``midframe tray``: the icon for a daemon running elsewhere (service, other process)."""
+    config = load_config(config_path)
+    configure_logging(level=config.logging.level)
+    pystray = load_tray_toolkit()
+    tray = TrayIcon(make_app(config_path, config), pystray)
+    tray.run()
+    return 1 if tray.failed else 0

@@ -1,0 +1,61 @@
+"""What the tray shows for one answer of the control API (or for none): pure, no toolkit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from midframe.daemon.notify import format_duration
+from midframe.tray.icons import TrayState
+
+# Windows cuts tooltips at 127 characters; the others show long ones badly.
+TOOLTIP_MAX = 127
+# The progress ring is redrawn in steps of this many percent, not on every frame.
+RING_STEP = 5
+
+
+@dataclass(frozen=True)
+class TrayView:
+    state: TrayState
+    status_line: str  # the disabled first line of the menu
+    tooltip: str
+    ring: int | None = None  # progress in RING_STEP percent steps while working
+
+    @property
+    def online(self) -> bool:
+        return self.state != "offline"
+
+    @property
+    def icon_key(self) -> tuple[TrayState, int | None]:
+        """Two views with the same key draw the same picture."""
+        return self.state, self.ring
+
+
+def offline_view(reason: str = "") -> TrayView:
+    line = "Daemon not answering"
+    return TrayView("offline", line, f"midframe: {line.lower()}" + (f" ({reason})" if reason else ""))
+
+
+def view_from_status(status: dict[str, Any]) -> TrayView:
+    """The view of a ``status --json`` answer (DESIGN.md section 3)."""
+    state: TrayState = status.get("state") if status.get("state") in ("idle", "working", "paused") else "idle"
+    queued = int(status.get("queued") or 0)
+    queue_text = f"{queued} queued"
+    current = status.get("current")
+    ring = None
+    if current:
+        progress = float(current.get("progress") or 0.0)
+        percent = progress * 100
+        job = f"{current.get('name', '?')} {percent:.0f}% ETA {format_duration(current.get('eta_s'))}"
+        status_line = f"{state.capitalize()}: {job} · {queue_text}"
+        tooltip = f"midframe {state}: {job}, {queue_text}"
+        if state == "working":
+            ring = min(int(percent // RING_STEP) * RING_STEP, 100)
+    else:
+        status_line = f"{state.capitalize()} · {queue_text}"
+        tooltip = f"midframe {state}, {queue_text}"
+    return TrayView(state, status_line, _clip(tooltip, TOOLTIP_MAX), ring)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
