@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from midframe.engine.interpolators.rife import create
 from midframe.engine.interpolators.rife.model import pad_multiple
 from midframe.engine.interpolators.rife.runner import CudaView, RifeInterpolator, resolve_device
 from midframe.errors import DeviceError, OutOfMemory
-from tests.media import read_frames
+from tests.media import ffmpeg_exe
 from tests.test_rife_weights import rife_weights  # noqa: F401  (fixture)
 
 
@@ -27,7 +28,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def bbb_frames(bigbuckbunny: Path) -> np.ndarray:
-    return read_frames(bigbuckbunny)
+    """The first 64 frames of bigbuckbunny.mp4 (1280x720), RGB."""
+    raw = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(bigbuckbunny), "-frames:v", "64", "-f", "rawvideo",
+         "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True,
+    ).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, 720, 1280, 3)
 
 
 @pytest.fixture(scope="module")

