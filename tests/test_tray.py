@@ -241,7 +241,7 @@ def test_quit_stops_the_daemon_only_for_midframe_run(harness):
     assert app.quit_requested.is_set()
     app.finish()
     assert daemon.calls == []
-    app._stop_daemon_on_quit = True
+    app.stop_daemon_on_quit = True
     app.finish()
     assert daemon.calls == ["stop"]
 

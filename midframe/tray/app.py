@@ -66,7 +66,7 @@ class TrayApp:
         self._paths = paths
         self._config_path = config_path
         self.quit_text = quit_text
-        self._stop_daemon_on_quit = stop_daemon_on_quit
+        self.stop_daemon_on_quit = stop_daemon_on_quit
         self._spawn = spawn
         self._opener = opener
         self._clock = clock
@@ -171,7 +171,7 @@ class TrayApp:
 
     def finish(self) -> None:
         """On quit: stop the daemon too when this tray is the face of ``midframe run``."""
-        if not self._stop_daemon_on_quit:
+        if not self.stop_daemon_on_quit:
             return
         client = self._client_or_none()
         if client is not None:
