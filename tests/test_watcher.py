@@ -134,6 +134,17 @@ def test_rescan_finds_files_present_at_start_up_in_arrival_order_and_not_twice()
     assert arrived.count(INBOX / "a.mkv") == 2
 
 
+def test_a_burst_is_queued_in_name_order_and_later_files_after_it():
+    fs = FakeFS()
+    scanner, _ = make_scanner(fs, settle=1.0)
+    for offset, name in enumerate(["c.mp4", "a.mp4", "b.mp4"]):    # a polling batch: any order
+        fs.write(INBOX / name, 10)
+        scanner.note(INBOX / name, now=10.0 + offset * 0.01)
+    fs.write(INBOX / "0-later.mp4", 10)
+    scanner.note(INBOX / "0-later.mp4", now=12.0)
+    assert [p.name for p in scanner.poll(now=20.0)] == ["a.mp4", "b.mp4", "c.mp4", "0-later.mp4"]
+
+
 def test_recursive_walks_sub_folders_but_never_done_failed_or_outbox():
     fs = FakeFS()
     for rel in ("top.mp4", "shows/s01.mkv", "shows/deep/s02.mkv", "done/old.mp4", "failed/bad.mkv",

@@ -61,10 +61,12 @@ class InboxScanner:
         stat: Callable[[Path], os.stat_result] = os.stat,
         scandir: Callable[[Path], Iterator[os.DirEntry[str]]] = os.scandir,
         opens: Callable[[Path], bool] = can_open,
+        order_window_s: float = 1.0,
     ) -> None:
         self.inbox = Path(inbox)
         self.recursive = recursive
         self.settle_seconds = settle_seconds
+        self.order_window_s = order_window_s
         self._on_arrival = on_arrival
         self._extensions = frozenset(ext.lower().lstrip(".") for ext in extensions)
         # Only folders inside the inbox need skipping (an inbox inside done_dir must still be watched).
@@ -151,7 +153,7 @@ class InboxScanner:
         """One iteration: hand on every candidate that has settled; returns them in arrival order."""
         settled: list[tuple[Path, os.stat_result]] = []
         with self._lock:
-            candidates = sorted(self._candidates.items(), key=lambda item: (item[1].first_seen, str(item[0])))
+            candidates = sorted(self._candidates.items(), key=self._arrival_order)
         for path, candidate in candidates:
             try:
                 info = self._stat(path)
@@ -171,6 +173,12 @@ class InboxScanner:
         for path, info in settled:
             self._on_arrival(path, info)
         return [path for path, _ in settled]
+
+    def _arrival_order(self, item: tuple[Path, _Candidate]) -> tuple[int, str]:
+        """First seen, with files that came within the same ``order_window_s`` (a burst, a polling
+        observer's batch, a folder at start-up) in name order."""
+        path, candidate = item
+        return (int(candidate.first_seen // self.order_window_s), str(path))
 
     def _forget(self, path: Path) -> None:
         with self._lock:

@@ -1,0 +1,333 @@
+"""The composition root: builds the store, watcher, worker, notifier and control API; signals; serve().
+
+Threads: the watchdog observer and the settle loop (watcher), the worker (one job at a time), the
+control API server, and the desktop notifier's sender. The main thread only waits, heartbeats and
+turns signals into requests: a signal handler never takes a lock.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from midframe.config import Config, EngineConfig, default_config_path, load_config, resolve_paths
+from midframe.daemon.control import ControlServer, load_or_create_token, remove_control_file, write_control_file
+from midframe.daemon.files import fingerprint
+from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
+from midframe.daemon.lock import StateLock
+from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
+from midframe.daemon.settings import ConfigSource
+from midframe.daemon.store import DB_NAME, JobStore, SqliteJobStore
+from midframe.daemon.watcher import InboxScanner, InboxWatcher
+from midframe.daemon.worker import Convert, Worker, _pipeline_convert
+
+HEARTBEAT_S = 2.0
+STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
+RIFE_WEIGHTS_MODULE = "midframe.engine.interpolators.rife.weights"
+
+
+class Daemon:
+    """Everything ``midframe watch`` runs. ``start()`` returns at once; the work happens in threads."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        lifecycle: LifecycleListener | None = None,
+        store: JobStore | None = None,
+        convert: Convert = _pipeline_convert,
+        environ: Mapping[str, str] | None = None,
+        tick_seconds: float = 0.25,
+    ) -> None:
+        self.settings = ConfigSource(config_path, config)
+        self.paths = resolve_paths(config)
+        self.lifecycle = lifecycle or NoLifecycle()
+        self.event_log = EventLog()
+        self.notifier = Notifier(
+            self.event_log,
+            desktop=DesktopNotifier.detect(dict(environ) if environ is not None else None),
+            enabled=lambda: self.settings.current_cached().notifications.enabled,
+            progress_interval=lambda: self.settings.current_cached().notifications.progress_interval_s,
+        )
+        self._store = store
+        self._convert = convert
+        self._tick_seconds = tick_seconds
+        self._rife_missing = False
+        self._lock = StateLock(self.paths.state_dir)
+        self._stop_requested = threading.Event()
+        self._reload_requested = threading.Event()
+        self._wakeup = threading.Event()
+        self.worker: Worker | None = None
+        self.watcher: InboxWatcher | None = None
+        self.server: ControlServer | None = None
+        self._closed = False
+
+    @property
+    def store(self) -> JobStore:
+        assert self._store is not None, "start() the daemon first"
+        return self._store
+
+    # --- start and stop ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Lock the state dir, recover, then start the API, the watcher and the worker."""
+        config = self.settings.current()
+        paths = self.paths
+        for folder in (paths.state_dir, paths.inbox, paths.outbox):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        try:
+            self._start(config)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, config: Config) -> None:
+        from midframe.engine.ffmpeg import find_ffmpeg
+
+        paths = self.paths
+        ffmpeg = find_ffmpeg()
+        if self._store is None:
+            self._store = SqliteJobStore(paths.state_dir / DB_NAME)
+        self.worker = Worker(
+            self._store, paths, config=self.settings.current, notifier=self.notifier, ffmpeg=ffmpeg,
+            make_interpolator=self._make_interpolator, convert=self._convert, prepare=self._prepare_engine,
+            on_status=self.lifecycle.status,
+        )
+        self.worker.recover()
+        if self.worker.pause_reason is not None:
+            logger.warning("paused since before the restart; `midframe resume` to continue")
+        self.server = ControlServer(self, token=load_or_create_token(paths.state_dir), port=config.daemon.api_port)
+        url = self.server.start()
+        write_control_file(paths.state_dir, url)
+        daemon = config.daemon
+        scanner = InboxScanner(
+            paths.inbox, on_arrival=self._on_arrival, extensions=daemon.extensions,
+            settle_seconds=daemon.settle_seconds, recursive=daemon.recursive,
+            excluded=(paths.done_dir, paths.failed_dir, paths.outbox, paths.state_dir, paths.log_dir),
+        )
+        self.watcher = InboxWatcher(scanner, polling=daemon.polling, rescan_seconds=daemon.rescan_seconds,
+                                    tick_seconds=self._tick_seconds)
+        self.watcher.start()
+        self.worker.start()
+        counts = self._store.counts()
+        logger.info("midframe daemon ready: {} -> {} (API {}, {} queued, pid {})", paths.inbox, paths.outbox, url,
+                    counts["queued"], os.getpid())
+        self.lifecycle.ready()
+
+    def request_stop(self) -> None:
+        """Ask for a graceful stop; safe from a signal handler (sets flags only)."""
+        self._stop_requested.set()
+        self._wakeup.set()
+
+    def request_reload(self) -> None:
+        self._reload_requested.set()
+        self._wakeup.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until a stop or reload is asked for (or ``timeout``); True once a stop is asked for."""
+        self._wakeup.wait(timeout)
+        self._wakeup.clear()
+        return self._stop_requested.is_set()
+
+    def take_reload_request(self) -> bool:
+        requested = self._reload_requested.is_set()
+        self._reload_requested.clear()
+        return requested
+
+    def close(self, timeout: float = STOP_TIMEOUT_S) -> bool:
+        """Stop after the current batch and release everything; False if the worker did not stop in time."""
+        if self._closed:
+            return True
+        self._closed = True
+        self._stop_requested.set()
+        clean = True
+        if self.worker is not None:
+            self.worker.request_stop()
+            clean = self.worker.join(timeout)
+            if not clean:
+                logger.error("the current job did not stop within {:.0f} s; it resumes at the next start", timeout)
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.server is not None:
+            self.server.stop()
+            remove_control_file(self.paths.state_dir)
+        self.notifier.close()
+        if self._store is not None and clean:
+            self._store.close()
+        if self.server is not None:
+            logger.info("midframe daemon stopped")
+        self._lock.release()
+        return clean
+
+    # --- config and engine ----------------------------------------------------------------------
+
+    def reload_config(self) -> Config:
+        return self.settings.reload()
+
+    def _prepare_engine(self) -> None:
+        """With engine rife, make sure the weights are there (fetching them if need be) before the first job."""
+        if self.settings.current().engine.name != "rife" or importlib.util.find_spec(RIFE_WEIGHTS_MODULE) is None:
+            return
+        from midframe.engine.interpolators.rife.weights import ensure_weights
+
+        if ensure_weights(self.paths.models_dir) is None:
+            self._rife_missing = True
+            logger.warning("no RIFE weights: converting with the dis engine instead")
+            self.notifier.warning("no RIFE weights: using the dis engine (run `midframe models fetch`)")
+
+    def _make_interpolator(self, settings: EngineConfig) -> Any:
+        from midframe.engine.interpolators import create_interpolator
+
+        if settings.name == "rife" and self._rife_missing:
+            settings = settings.model_copy(update={"name": "dis"})
+        return create_interpolator(settings, models_dir=self.paths.models_dir, fallback=True)
+
+    # --- arrivals -------------------------------------------------------------------------------
+
+    def _on_arrival(self, path: Path, info: os.stat_result) -> None:
+        store = self.store
+        if store.find(path, size=info.st_size, mtime=info.st_mtime) is not None:
+            return
+        try:
+            print_ = fingerprint(path, size=info.st_size)
+        except OSError as exc:
+            logger.warning("{}: cannot read it ({}); skipping it until it changes", path, exc.strerror or exc)
+            return
+        relpath = path.relative_to(self.paths.inbox).as_posix()
+        job = store.add(path, relpath=relpath, size=info.st_size, mtime=info.st_mtime, fingerprint=print_)
+        logger.info("job {} queued: {} ({:.1f} MB)", job.id, relpath, info.st_size / 1e6)
+        if self.worker is not None:
+            self.worker.wake()
+
+    # --- the control API (ControlTarget) ----------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        assert self.worker is not None
+        counts = self.store.counts()
+        current = self.worker.current()
+        state = "paused" if self.worker.pause_reason is not None else "working" if current else "idle"
+        return {"state": state, "current": current, "queued": counts["queued"], "done": counts["done"],
+                "failed": counts["failed"]}
+
+    def pause(self) -> dict[str, Any]:
+        assert self.worker is not None
+        self.worker.pause("user")
+        return self.status()
+
+    def resume(self) -> dict[str, Any]:
+        assert self.worker is not None
+        self.worker.resume()
+        return self.status()
+
+    def stop(self) -> dict[str, Any]:
+        logger.info("stop requested through the control API")
+        self.request_stop()
+        return {"state": "stopping"}
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [job.to_dict() for job in self.store.jobs()]
+
+    def retry(self, job_id: int) -> dict[str, Any]:
+        assert self.worker is not None
+        return self.worker.retry(job_id).to_dict()
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        assert self.worker is not None
+        return self.worker.cancel(job_id).to_dict()
+
+    def events(self, after: int = 0, *, client: str = "cli") -> dict[str, Any]:
+        return self.event_log.since(after, client=client)
+
+    def status_line(self) -> str:
+        status = self.status()
+        current = status["current"]
+        if current:
+            return (f"{status['state']}: {current['name']} {current['progress']:.0%} ETA "
+                    f"{format_duration(current['eta_s'])}; {status['queued']} queued")
+        return f"{status['state']}; {status['queued']} queued, {status['done']} done, {status['failed']} failed"
+
+
+def _config_path(config_path: Path | None) -> Path | None:
+    if config_path is not None:
+        return Path(config_path)
+    default = default_config_path()
+    return default if default.exists() else None
+
+
+def build_daemon(config_path: Path | None, *, lifecycle: LifecycleListener | None = None) -> Daemon:
+    path = _config_path(config_path)
+    return Daemon(load_config(path), config_path=path, lifecycle=lifecycle)
+
+
+def _service_lifecycle(environ: Mapping[str, str] = os.environ) -> LifecycleListener:
+    if environ.get("NOTIFY_SOCKET") and importlib.util.find_spec("midframe.service.systemd") is not None:
+        from midframe.service.systemd import SystemdNotifier
+
+        notifier = SystemdNotifier.from_environment(environ)
+        if notifier is not None:
+            return notifier
+    return NoLifecycle()
+
+
+def _install_signals(daemon: Daemon) -> Callable[[], None]:
+    """SIGTERM/SIGINT: stop after the current batch; SIGHUP: re-read the config. Returns an undo."""
+    previous: dict[int, Any] = {}
+
+    def on_stop(signum: int, frame: Any) -> None:
+        daemon.request_stop()
+
+    def on_hangup(signum: int, frame: Any) -> None:
+        daemon.request_reload()
+
+    wanted = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop}
+    if hasattr(signal, "SIGHUP"):
+        wanted[signal.SIGHUP] = on_hangup
+    for signum, handler in wanted.items():
+        previous[signum] = signal.signal(signum, handler)
+
+    def undo() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return undo
+
+
+def serve(config_path: Path | None, *, lifecycle: LifecycleListener | None = None) -> int:
+    """Run the daemon in the foreground until SIGTERM, SIGINT or ``midframe stop``; exit code 0."""
+    from midframe.log import configure_logging
+
+    path = _config_path(config_path)
+    config = load_config(path)
+    paths = resolve_paths(config)
+    configure_logging(level=config.logging.level, log_dir=paths.log_dir)
+    lifecycle = lifecycle or _service_lifecycle()
+    daemon = Daemon(config, config_path=path, lifecycle=lifecycle)
+    undo = _install_signals(daemon)
+    try:
+        daemon.start()
+        while not daemon.wait(HEARTBEAT_S):
+            if daemon.take_reload_request():
+                lifecycle.reloading()
+                daemon.reload_config()
+                lifecycle.ready()
+            lifecycle.heartbeat()
+            lifecycle.status(daemon.status_line())
+        logger.info("stopping after the current batch")
+        lifecycle.stopping()
+    finally:
+        daemon.close()
+        undo()
+    return 0

@@ -1,0 +1,77 @@
+"""The config the daemon runs with, re-read between jobs when the file changes (and on SIGHUP).
+
+Engine, output, resume, notification and per-job daemon settings (on_success, max_attempts,
+min_free_mb) apply from the next job on; folders, the watcher's settings and the API port are fixed
+at start-up. An edit that does not load is reported and the last good config kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from loguru import logger
+
+from midframe.config import Config, load_config
+from midframe.errors import ConfigError
+
+# Keys read once at start-up: a change needs a restart.
+RESTART_KEYS = (
+    "inbox", "outbox", "logging",
+    "daemon.state_dir", "daemon.done_dir", "daemon.failed_dir", "daemon.settle_seconds",
+    "daemon.rescan_seconds", "daemon.polling", "daemon.recursive", "daemon.extensions", "daemon.api_port",
+)
+
+
+def _value(config: Config, dotted: str) -> object:
+    value: object = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+class ConfigSource:
+    """The current config; ``current()`` re-reads the file when its mtime or size changed."""
+
+    def __init__(self, path: Path | None, config: Config) -> None:
+        self.path = Path(path) if path is not None else None
+        self._config = config
+        self._lock = threading.Lock()
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            info = self.path.stat()
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size)
+
+    def current_cached(self) -> Config:
+        return self._config
+
+    def current(self) -> Config:
+        if self.path is not None and self._file_stamp() != self._stamp:
+            return self.reload()
+        return self._config
+
+    def reload(self) -> Config:
+        with self._lock:
+            if self.path is None:
+                return self._config
+            self._stamp = self._file_stamp()
+            try:
+                fresh = load_config(self.path)
+            except ConfigError as exc:
+                logger.error("config not reloaded, keeping the last good one: {}", exc)
+                return self._config
+            old, self._config = self._config, fresh
+        changed = [key for key in ("engine", "output", "resume", "notifications", "daemon.on_success",
+                                   "daemon.max_attempts", "daemon.min_free_mb") if _value(old, key) != _value(fresh, key)]
+        fixed = [key for key in RESTART_KEYS if _value(old, key) != _value(fresh, key)]
+        if changed:
+            logger.info("config reloaded from {}: {} changed (from the next job on)", self.path, ", ".join(changed))
+        if fixed:
+            logger.warning("config: {} changed; that takes effect after a restart", ", ".join(fixed))
+        return fresh

@@ -1,0 +1,330 @@
+"""The worker's outcomes. Error routing uses a small stand-in for pipeline.convert (the real pipeline
+cannot be made to raise TransientError or OutOfMemory on demand); the success path also runs the real
+pipeline on a real clip (the last test)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from midframe.config import Config, Paths, config_from_mapping
+from midframe.daemon.files import fingerprint
+from midframe.daemon.naming import format_fps, output_name
+from midframe.daemon.notify import EventLog, Notifier
+from midframe.daemon.store import MemoryJobStore
+from midframe.daemon.worker import Worker
+from midframe.engine.job import PipelineReport, Progress
+from midframe.errors import Aborted, MediaError, OutOfMemory, OutputError, TransientError
+
+
+class FakeConvert:
+    """Stands in for pipeline.convert: writes a few bytes, reports progress, honours the JobControl."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException | None] = []
+        self.calls: list[dict] = []
+        self.during = None        # called with the JobControl half-way through
+
+    def __call__(self, source, destination, *, work_dir, engine, output, resume, make_interpolator, ffmpeg,
+                 control=None, on_progress=None):
+        self.calls.append({"source": Path(source), "destination": Path(destination), "work_dir": Path(work_dir),
+                           "engine": engine.name, "codec": output.codec})
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        (Path(work_dir) / "manifest.json").write_text("{}")
+        on_progress(Progress(frames_done=5, frames_total=10, fps=10.0, elapsed_s=0.5, eta_s=0.5))
+        if self.during is not None:
+            self.during(control)
+        control.checkpoint(poll_s=0.01)
+        error = self.errors.pop(0) if self.errors else None
+        if error is not None:
+            raise error
+        assert not Path(destination).exists()
+        partial = Path(work_dir) / "joined.tmp"
+        partial.write_bytes(b"video:" + Path(source).read_bytes())
+        os.replace(partial, destination)
+        for leftover in Path(work_dir).iterdir():
+            leftover.unlink()
+        Path(work_dir).rmdir()
+        on_progress(Progress(frames_done=10, frames_total=10, fps=10.0, elapsed_s=1.0, eta_s=0.0))
+        return PipelineReport(source=Path(source), output=Path(destination), engine=engine.name, device="cpu",
+                              frames_in=5, frames_out=10, fps_in="25", fps_out="50", wall_s=1.0, model_s=0.1)
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, **daemon_settings) -> None:
+        root = tmp_path
+        self.paths = Paths(inbox=root / "inbox", outbox=root / "outbox", state_dir=root / "state",
+                           done_dir=root / "done", failed_dir=root / "failed", log_dir=root / "logs",
+                           cache_dir=root / "cache")
+        self.paths.inbox.mkdir()
+        self.config = config_from_mapping({"engine": {"name": "blend"},
+                                           "daemon": {"min_free_mb": 0, **daemon_settings}})
+        self.store = MemoryJobStore()
+        self.events = EventLog()
+        self.convert = FakeConvert()
+        self.free = 10**12
+        self.worker = Worker(self.store, self.paths, config=lambda: self.config,
+                             notifier=Notifier(self.events), ffmpeg=None, make_interpolator=lambda s: None,
+                             convert=self.convert, free_bytes=lambda folder: self.free)
+
+    def drop(self, name: str, content: bytes = b"clip") -> int:
+        path = self.paths.inbox / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        info = path.stat()
+        return self.store.add(path, relpath=name, size=info.st_size, mtime=info.st_mtime,
+                              fingerprint=fingerprint(path)).id
+
+    def job(self, job_id: int):
+        return self.store.get(job_id)
+
+    def kinds(self) -> list[str]:
+        return [event["kind"] for event in self.events.since(0)["events"]]
+
+    def outbox_names(self) -> list[str]:
+        return sorted(p.name for p in self.paths.outbox.iterdir() if not p.name.startswith("."))
+
+
+@pytest.fixture
+def h(tmp_path) -> Harness:
+    return Harness(tmp_path)
+
+
+def test_success_names_the_output_moves_the_source_and_cleans_up(h):
+    job_id = h.drop("show/ep1.mkv")
+    assert h.worker.run_once()
+    job = h.job(job_id)
+    assert job.state == "done" and job.error is None
+    output = h.paths.outbox / "show" / "ep1.50fps.mkv"
+    assert job.output == str(output) and output.read_bytes() == b"video:clip"
+    assert job.path == str(h.paths.done_dir / "show" / "ep1.mkv") and Path(job.path).read_bytes() == b"clip"
+    assert not (h.paths.inbox / "show" / "ep1.mkv").exists()
+    assert (job.frames_done, job.frames_total) == (10, 10)
+    assert list((h.paths.outbox / ".midframe-work").iterdir()) == []
+    assert h.convert.calls[0]["work_dir"] == h.paths.outbox / ".midframe-work" / f"job-{job_id}"
+    assert h.kinds() == ["started", "done"]
+    assert not h.worker.run_once()
+
+
+def test_each_job_gets_the_config_of_its_start(h):
+    h.drop("a.mp4")
+    h.worker.run_once()
+    h.config = config_from_mapping({"engine": {"name": "dis"}, "output": {"codec": "ffv1"},
+                                    "daemon": {"min_free_mb": 0}})
+    h.drop("b.mp4", b"other clip")
+    h.worker.run_once()
+    assert [(c["engine"], c["codec"]) for c in h.convert.calls] == [("blend", "libx264"), ("dis", "ffv1")]
+
+
+def test_never_overwrites_an_output_or_a_done_file(h):
+    h.paths.outbox.mkdir()
+    (h.paths.outbox / "a.50fps.mp4").write_bytes(b"mine")
+    h.paths.done_dir.mkdir()
+    (h.paths.done_dir / "a.mp4").write_bytes(b"older")
+    job_id = h.drop("a.mp4")
+    h.worker.run_once()
+    assert Path(h.job(job_id).output).name == "a.50fps (2).mp4"
+    assert (h.paths.outbox / "a.50fps.mp4").read_bytes() == b"mine"
+    assert Path(h.job(job_id).path).name == "a (2).mp4" and (h.paths.done_dir / "a.mp4").read_bytes() == b"older"
+
+
+@pytest.mark.parametrize("on_success", ["keep", "delete"])
+def test_on_success_keep_or_delete(tmp_path, on_success):
+    h = Harness(tmp_path, on_success=on_success)
+    job_id = h.drop("a.mp4")
+    h.worker.run_once()
+    assert h.job(job_id).state == "done"
+    assert (h.paths.inbox / "a.mp4").exists() == (on_success == "keep")
+    assert not h.paths.done_dir.exists()
+
+
+def test_bad_input_goes_to_failed_with_its_reason(h):
+    job_id = h.drop("broken.mkv")
+    h.convert.errors = [MediaError(h.paths.inbox / "broken.mkv", "no video stream")]
+    h.worker.run_once()
+    job = h.job(job_id)
+    assert (job.state, job.error, job.attempts) == ("failed", "no video stream", 1)
+    moved = h.paths.failed_dir / "broken.mkv"
+    assert job.path == str(moved) and moved.read_bytes() == b"clip"
+    text = (h.paths.failed_dir / "broken.mkv.error.txt").read_text()
+    assert "no video stream" in text and f"midframe retry {job_id}" in text
+    assert not (h.paths.outbox / ".midframe-work" / f"job-{job_id}").exists()
+    assert h.kinds() == ["started", "failed"]
+    h.worker.retry(job_id)                               # after a retry it converts from failed_dir
+    assert not (h.paths.failed_dir / "broken.mkv.error.txt").exists()
+    h.worker.run_once()
+    assert h.job(job_id).state == "done" and Path(h.job(job_id).path) == h.paths.done_dir / "broken.mkv"
+
+
+def test_transient_errors_retry_then_fail(h):
+    job_id = h.drop("a.mp4")
+    h.convert.errors = [TransientError("ffmpeg crashed"), OutOfMemory("cuda out of memory")]
+    h.worker.run_once()
+    job = h.job(job_id)
+    assert (job.state, job.attempts) == ("queued", 1) and "ffmpeg crashed" in job.error
+    assert (h.paths.outbox / ".midframe-work" / f"job-{job_id}").exists()     # kept: the retry resumes
+    h.worker.run_once()
+    job = h.job(job_id)
+    assert (job.state, job.attempts) == ("failed", 2) and "OutOfMemory" in job.error
+    assert "cuda out of memory" in (h.paths.failed_dir / "a.mp4.error.txt").read_text()
+
+
+def test_a_transient_error_then_success(h):
+    job_id = h.drop("a.mp4")
+    h.convert.errors = [TransientError("pipe lost")]
+    h.worker.run_once()
+    h.worker.run_once()
+    assert h.job(job_id).state == "done" and h.outbox_names() == ["a.50fps.mp4"]
+
+
+def test_stop_puts_the_job_back_and_keeps_its_work(h):
+    job_id = h.drop("a.mp4")
+    h.convert.during = lambda control: h.worker.request_stop()
+    h.worker.run_once()
+    job = h.job(job_id)
+    assert (job.state, job.attempts, job.frames_done) == ("queued", 0, 5)
+    assert (h.paths.outbox / ".midframe-work" / f"job-{job_id}" / "manifest.json").exists()
+    assert (h.paths.inbox / "a.mp4").exists() and h.outbox_names() == []
+
+
+def test_cancel_a_running_job(h):
+    job_id = h.drop("a.mp4")
+    h.convert.during = lambda control: h.worker.cancel(job_id)
+    h.worker.run_once()
+    job = h.job(job_id)
+    assert job.state == "cancelled" and (h.paths.inbox / "a.mp4").exists()
+    assert not (h.paths.outbox / ".midframe-work" / f"job-{job_id}").exists()
+    queued = h.drop("b.mp4")
+    assert h.worker.cancel(queued).state == "cancelled"
+
+
+def test_pause_holds_the_running_job_between_batches(h):
+    job_id = h.drop("a.mp4")
+    held = threading.Event()
+
+    def during(control):
+        h.worker.pause()
+        assert control.paused
+        held.set()
+
+    h.convert.during = during
+    runner = threading.Thread(target=h.worker.run_once)
+    runner.start()
+    assert held.wait(5)
+    assert h.worker.current()["id"] == job_id and h.worker.current()["frames_done"] == 5
+    assert h.job(job_id).state == "running"
+    h.worker.resume()
+    runner.join(5)
+    assert h.job(job_id).state == "done"
+    assert h.kinds() == ["started", "paused", "resumed", "done"]
+    h.worker.pause()
+    h.drop("b.mp4")
+    assert not h.worker.run_once() and h.store.get_flag("paused") == "user"
+
+
+def test_same_content_is_not_converted_twice(h):
+    first = h.drop("a.mp4", b"same bytes")
+    h.worker.run_once()
+    again = h.drop("copy of a.mp4", b"same bytes")
+    h.worker.run_once()
+    job = h.job(again)
+    assert (job.state, job.duplicate_of, job.output) == ("done", first, h.job(first).output)
+    assert len(h.convert.calls) == 1 and h.outbox_names() == ["a.50fps.mp4"]
+    assert (h.paths.done_dir / "copy of a.mp4").exists()
+
+
+def test_short_on_disk_pauses_and_resumes_when_space_returns(h):
+    job_id = h.drop("a.mp4", b"x" * 1000)
+    h.free = 100
+    assert h.worker.run_once()
+    assert h.job(job_id).state == "queued" and h.job(job_id).attempts == 0
+    assert h.worker.pause_reason == "disk" and h.kinds() == ["paused"]
+    assert not h.worker.run_once()                       # still short: stays paused
+    h.free = 10**9
+    h.worker._disk_checked_at = float("-inf")
+    assert not h.worker.run_once()                       # this pass notices the space and resumes
+    assert h.worker.pause_reason is None
+    assert h.worker.run_once() and h.job(job_id).state == "done"
+
+
+def test_output_error_pauses_instead_of_failing_the_input(h):
+    job_id = h.drop("a.mp4")
+    h.convert.errors = [OutputError(h.paths.outbox, "permission denied")]
+    h.worker.run_once()
+    assert h.job(job_id).state == "queued" and h.worker.pause_reason == "output"
+    assert (h.paths.inbox / "a.mp4").exists()
+
+
+def test_vanished_or_changed_sources_are_dropped(h):
+    gone = h.drop("gone.mp4")
+    (h.paths.inbox / "gone.mp4").unlink()
+    changed = h.drop("changed.mp4")
+    (h.paths.inbox / "changed.mp4").write_bytes(b"different and longer")
+    h.worker.run_once()
+    h.worker.run_once()
+    assert h.job(gone).state == "cancelled" and "no longer" in h.job(gone).error
+    assert h.job(changed).state == "cancelled" and "changed" in h.job(changed).error
+    assert h.convert.calls == []
+
+
+def test_recover_after_a_crash_between_the_final_link_and_the_record(h):
+    job_id = h.drop("a.mp4")
+    job = h.store.claim()
+    staged = h.paths.outbox / ".midframe-work" / f"job-{job_id}-result.mp4"
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(b"finished")
+    h.store.set_staged(job_id, str(staged))
+    os.link(staged, h.paths.outbox / "a.50fps.mp4")      # the crash came right after this
+    (h.paths.outbox / ".midframe-work" / "job-999").mkdir()
+    h.worker.recover()
+    assert h.job(job_id).state == "queued" and not (h.paths.outbox / ".midframe-work" / "job-999").exists()
+    h.worker._output_name = lambda *args: "a.50fps.mp4"  # no report after a crash: named by probing
+    h.worker.run_once()
+    assert h.job(job.id).state == "done" and h.outbox_names() == ["a.50fps.mp4"]
+    assert h.convert.calls == [] and not staged.exists()
+
+
+def test_recover_finishes_a_move_cut_short(h):
+    job_id = h.drop("a.mp4")
+    h.store.claim()
+    h.store.finish(job_id, "done", output=str(h.paths.outbox / "a.50fps.mp4"))
+    failed_id = h.drop("b.mkv")
+    h.store.claim()
+    h.store.finish(failed_id, "failed", error="not a video")
+    h.worker.recover()
+    assert Path(h.job(job_id).path) == h.paths.done_dir / "a.mp4"
+    assert Path(h.job(failed_id).path) == h.paths.failed_dir / "b.mkv"
+    assert "not a video" in (h.paths.failed_dir / "b.mkv.error.txt").read_text()
+
+
+def test_output_names():
+    cfg = Config().output
+    assert output_name(Path("a.b.mkv"), output=cfg, fps_out=Fraction(50), factor=2, engine="rife") == "a.b.50fps.mkv"
+    assert format_fps(Fraction(60000, 1001)) == "59.94" and format_fps("24000/1001") == "23.976"
+    assert format_fps("50/1") == "50"
+    custom = cfg.model_copy(update={"name": "{stem}-{engine}-x{factor}{ext}", "container": "mkv"})
+    assert output_name(Path("a.mp4"), output=custom, fps_out="50", factor=2, engine="dis") == "a-dis-x2.mkv"
+
+
+def test_config_is_reread_when_the_file_changes_and_a_bad_edit_is_ignored(tmp_path):
+    from midframe.config import load_config
+    from midframe.daemon.settings import ConfigSource
+
+    path = tmp_path / "config.yaml"
+    path.write_text("engine: {name: blend}\n")
+    source = ConfigSource(path, load_config(path))
+    assert source.current().engine.name == "blend"
+    path.write_text("engine: {name: dis}\noutput: {codec: ffv1}\n")
+    os.utime(path, ns=(1, 1))                               # a different mtime, even on coarse clocks
+    assert source.current().engine.name == "dis" and source.current().output.codec == "ffv1"
+    path.write_text("engine: {name: nonsense}\n")
+    os.utime(path, ns=(2, 2))
+    assert source.current().engine.name == "dis"            # invalid: the last good config stays
+    path.write_text("engine: {name: blend, factor: 3}\n")
+    os.utime(path, ns=(3, 3))
+    assert source.reload().engine.factor == 3
+    assert ConfigSource(None, Config()).current() == Config()
