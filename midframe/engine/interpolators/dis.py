@@ -1,0 +1,217 @@
+"""The classical engine: OpenCV DIS optical flow both ways, backward warping, occlusion-aware blending.
+
+It needs no weights and no GPU, so it is the fallback when RIFE is unavailable. For a pair ``a``, ``b``
+and a time ``t``:
+
+1. DIS optical flow ``a -> b`` and ``b -> a`` on grey images, at reduced resolution when the frame is
+   large (longer side capped at ``flow_max_side`` and scaled by ``engine.model_scale``), upsampled.
+2. Flow from time ``t`` back to each frame, by scaling the flows of the two directions:
+   ``F_t->a = t * F_b->a`` and ``F_t->b = (1 - t) * F_a->b``. (Measured against the Super SloMo
+   combination ``-t(1-t) F_a->b + t^2 F_b->a`` and against forward-splatting the flows to time ``t``:
+   on real footage all three score within 0.1 dB; this one is the cheapest.)
+3. Both frames warped backward to time ``t`` with bicubic ``cv2.remap`` (bicubic instead of bilinear:
+   +0.5..0.9 dB, the warps stay sharp).
+4. Blending with weights ``1 - t`` and ``t``, each lowered where the other frame's pixel fails the
+   forward-backward consistency test (``|F_ab + F_ba(x + F_ab)|^2 > 0.01 (|F_ab|^2 + |F_ba|^2) + 0.5``,
+   Sundaram et al.): content that the flow says is hidden in one frame is taken from the other.
+
+Flows are cached per pair (``FramePair.index``), so factor 4 computes them once for its three frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from midframe.config import EngineConfig
+from midframe.engine.interpolators.base import FramePair
+from midframe.engine.interpolators.blend import blend
+
+__all__ = ["DisInterpolator", "DisOptions", "create"]
+
+# DIS needs images at least a patch wide; smaller ones are padded to this for the flow.
+_MIN_FLOW_SIDE = 32
+
+
+@dataclass(frozen=True)
+class DisOptions:
+    preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+    # Longer side of the images the flow is computed on (before model_scale); larger frames are
+    # downscaled for the flow only. 960 keeps 1080p at ~0.3 s a frame on two cores.
+    flow_max_side: int = 960
+    # Working scale for the flow (engine.model_scale): 0.5 computes it at half resolution.
+    scale: float = 1.0
+    # How far occlusion reasoning moves a pixel's weight towards the frame that still sees it (0..1).
+    occlusion_strength: float = 0.8
+    # Blur (sigma, flow pixels) of the occlusion masks, so that weights change smoothly.
+    occlusion_blur: float = 1.0
+    interpolation: int = cv2.INTER_CUBIC
+
+
+@dataclass
+class _Flows:
+    key: tuple
+    forward: np.ndarray  # a -> b, at flow resolution, in flow pixels
+    backward: np.ndarray  # b -> a
+    occluded_a: np.ndarray  # soft mask on a's pixels: hidden in b
+    occluded_b: np.ndarray  # soft mask on b's pixels: hidden in a
+
+
+def _grey8(frame: np.ndarray) -> np.ndarray:
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)
+    elif frame.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 or uint16, got {frame.dtype}")
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def _norm2(flow: np.ndarray) -> np.ndarray:
+    """Squared length of each flow vector (written out: numpy's sum over a last axis of 2 is slow)."""
+    return flow[..., 0] * flow[..., 0] + flow[..., 1] * flow[..., 1]
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+
+
+def _sample(image: np.ndarray, gx: np.ndarray, gy: np.ndarray, flow: np.ndarray, scale: float,
+            interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """``image`` at ``x + scale * flow(x)`` for every pixel ``x``."""
+    map_x = gx + scale * flow[..., 0] if scale != 1.0 else gx + flow[..., 0]
+    map_y = gy + scale * flow[..., 1] if scale != 1.0 else gy + flow[..., 1]
+    return cv2.remap(image, map_x, map_y, interpolation, borderMode=cv2.BORDER_REPLICATE)
+
+
+class DisInterpolator:
+    name = "dis"
+    device = "cpu"
+
+    def __init__(self, options: DisOptions | None = None) -> None:
+        self.options = options or DisOptions()
+        self._dis: cv2.DISOpticalFlow | None = None
+        self._cache: _Flows | None = None
+        self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def load(self) -> None:
+        if self._dis is None:
+            self._dis = cv2.DISOpticalFlow_create(self.options.preset)
+
+    def close(self) -> None:
+        self._dis = None
+        self._cache = None
+        self._grids.clear()
+
+    def interpolate(self, batch: Sequence[FramePair]) -> list[np.ndarray]:
+        self.load()
+        return [self._one(pair) for pair in batch]
+
+    # --- one frame --------------------------------------------------------------------------------
+
+    def _one(self, pair: FramePair) -> np.ndarray:
+        a, b, t = pair.a, pair.b, float(pair.t)
+        if a.shape != b.shape or a.dtype != b.dtype:
+            raise ValueError(f"frames differ: {a.shape} {a.dtype} and {b.shape} {b.dtype}")
+        if a.ndim != 3 or a.shape[2] != 3:
+            raise ValueError(f"expected HxWx3 RGB frames, got shape {a.shape}")
+        if t <= 0.0:
+            return a.copy()
+        if t >= 1.0:
+            return b.copy()
+        if min(a.shape[:2]) < 2:
+            return blend(a, b, t)
+        flows = self._flows(pair)
+        return self._synthesize(a, b, t, flows)
+
+    def _grid(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        grid = self._grids.get((h, w))
+        if grid is None:
+            if len(self._grids) > 8:
+                self._grids.clear()
+            grid = self._grids[(h, w)] = _grid(h, w)
+        return grid
+
+    def _flow_size(self, h: int, w: int) -> tuple[int, int]:
+        scale = min(1.0, self.options.flow_max_side / max(h, w)) * min(self.options.scale, 1.0)
+        return max(1, round(h * scale)), max(1, round(w * scale))
+
+    def _key(self, pair: FramePair) -> tuple:
+        a, b = pair.a, pair.b
+        # The index names the pair; a few pixels guard against a caller reusing an index for new frames.
+        return (pair.index, a.shape, a.dtype.str, a[::97, ::89].tobytes(), b[::97, ::89].tobytes())
+
+    def _flows(self, pair: FramePair) -> _Flows:
+        key = self._key(pair)
+        if self._cache is not None and self._cache.key == key:
+            return self._cache
+        h, w = pair.a.shape[:2]
+        fh, fw = self._flow_size(h, w)
+        ga, gb = _grey8(pair.a), _grey8(pair.b)
+        if (fh, fw) != (h, w):
+            ga = cv2.resize(ga, (fw, fh), interpolation=cv2.INTER_AREA)
+            gb = cv2.resize(gb, (fw, fh), interpolation=cv2.INTER_AREA)
+        forward = self._dis_flow(ga, gb)
+        backward = self._dis_flow(gb, ga)
+        occluded_a, occluded_b = self._occlusions(forward, backward)
+        self._cache = _Flows(key, forward, backward, occluded_a, occluded_b)
+        return self._cache
+
+    def _dis_flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        assert self._dis is not None
+        h, w = first.shape
+        pad_y, pad_x = max(0, _MIN_FLOW_SIDE - h), max(0, _MIN_FLOW_SIDE - w)
+        if pad_x or pad_y:
+            first = cv2.copyMakeBorder(first, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
+            second = cv2.copyMakeBorder(second, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
+        flow = self._dis.calc(first, second, None)
+        return np.ascontiguousarray(flow[:h, :w]) if pad_x or pad_y else flow
+
+    def _occlusions(self, forward: np.ndarray, backward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Soft masks of the pixels of ``a`` (and of ``b``) whose flow does not come back."""
+        gx, gy = self._grid(*forward.shape[:2])
+        masks = []
+        for there, back in ((forward, backward), (backward, forward)):
+            returned = _sample(back, gx, gy, there, 1.0)
+            error = _norm2(there + returned)
+            limit = 0.01 * (_norm2(there) + _norm2(returned)) + 0.5
+            mask = (error > limit).astype(np.float32)
+            if self.options.occlusion_blur > 0:
+                mask = cv2.GaussianBlur(mask, (0, 0), self.options.occlusion_blur)
+            masks.append(mask)
+        return masks[0], masks[1]
+
+    def _synthesize(self, a: np.ndarray, b: np.ndarray, t: float, flows: _Flows) -> np.ndarray:
+        h, w = a.shape[:2]
+        fh, fw = flows.forward.shape[:2]
+        # Flow from time t to each frame, at flow resolution: t * (b -> a), (1 - t) * (a -> b).
+        to_a = flows.backward * np.float32(t)
+        to_b = flows.forward * np.float32(1.0 - t)
+        # Occlusion weights at flow resolution: a pixel of a hidden in b makes b's sample there wrong.
+        fgx, fgy = self._grid(fh, fw)
+        hidden_in_b = _sample(flows.occluded_a, fgx, fgy, to_a, 1.0)
+        hidden_in_a = _sample(flows.occluded_b, fgx, fgy, to_b, 1.0)
+        k = np.float32(self.options.occlusion_strength)
+        weight_a = (1.0 - t) * (1.0 - k * hidden_in_a * (1.0 - hidden_in_b)) + 1e-3
+        weight_b = t * (1.0 - k * hidden_in_b * (1.0 - hidden_in_a)) + 1e-3
+        share_a = weight_a / (weight_a + weight_b)
+        if (fh, fw) != (h, w):
+            scale = np.float32([w / fw, h / fh])
+            to_a = cv2.resize(to_a, (w, h), interpolation=cv2.INTER_LINEAR) * scale
+            to_b = cv2.resize(to_b, (w, h), interpolation=cv2.INTER_LINEAR) * scale
+            share_a = cv2.resize(share_a, (w, h), interpolation=cv2.INTER_LINEAR)
+        gx, gy = self._grid(h, w)
+        interpolation = self.options.interpolation
+        warped_a = _sample(a, gx, gy, to_a, 1.0, interpolation).astype(np.float32)
+        warped_b = _sample(b, gx, gy, to_b, 1.0, interpolation).astype(np.float32)
+        share = share_a[..., None]
+        out = warped_b + share * (warped_a - warped_b)
+        top = np.iinfo(a.dtype).max
+        np.clip(out + 0.5, 0, top, out=out)
+        return out.astype(a.dtype)
+
+
+def create(settings: EngineConfig, models_dir: Path) -> DisInterpolator:
+    return DisInterpolator(DisOptions(scale=settings.model_scale))
