@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -184,3 +186,62 @@ def test_system_scope_goes_to_etc_and_runs_as_the_sudo_user(tmp_path):
     assert unit.path == Path("/etc/systemd/system/midframe.service")
     assert "User=ann" in unit.text.splitlines()
     assert unit.systemctl("daemon-reload") == ["systemctl", "daemon-reload"]
+
+
+def test_a_real_daemon_talks_sd_notify(tmp_path, fake_systemd):
+    """`midframe watch` as systemd would start it: READY, STATUS with progress, WATCHDOG, RELOADING, STOPPING."""
+    from tests.media import make_clip
+
+    started = time.monotonic()
+    clip = make_clip(tmp_path / "clip.mp4", seconds=8, size="640x360", fps="25", audio=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"inbox: {tmp_path / 'in'}\noutbox: {tmp_path / 'out'}\nengine: {{name: blend}}\n"
+        f"daemon: {{state_dir: {tmp_path / 'state'}, settle_seconds: 0.2, rescan_seconds: 1}}\n"
+        f"logging: {{dir: {tmp_path / 'log'}}}\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "NOTIFY_SOCKET": fake_systemd.address, "WATCHDOG_USEC": "1000000"}
+    process = subprocess.Popen([sys.executable, "-m", "midframe", "watch", "--config", str(config)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    cursor = 0
+
+    def wait_message(predicate, what: str, timeout: float = 15.0) -> dict[str, str]:
+        """The first message after the last one matched that satisfies ``predicate``."""
+        nonlocal cursor
+        deadline = time.monotonic() + timeout
+        while True:
+            for index in range(cursor, len(fake_systemd.messages)):
+                if predicate(fake_systemd.messages[index]):
+                    cursor = index + 1
+                    return fake_systemd.messages[index]
+            cursor = len(fake_systemd.messages)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {what} in {fake_systemd.messages}")
+            assert process.poll() is None, process.stdout.read()
+            fake_systemd.receive(timeout=0.2)
+
+    try:
+        wait_message(lambda m: m.get("READY") == "1", "READY=1")
+        (tmp_path / "in").mkdir(exist_ok=True)
+        shutil.copyfile(clip, tmp_path / "in" / "clip.mp4")
+        working = wait_message(lambda m: re.search(r"clip\.mp4 [1-9]\d*% ETA \d", m.get("STATUS", "")),
+                               "STATUS with progress")
+        wait_message(lambda m: m.get("WATCHDOG") == "1", "a WATCHDOG=1 keep-alive")
+        process.send_signal(signal.SIGHUP)
+        wait_message(lambda m: m.get("RELOADING") == "1" and "MONOTONIC_USEC" in m, "RELOADING=1")
+        wait_message(lambda m: m.get("READY") == "1", "READY=1 after the reload")
+        process.send_signal(signal.SIGTERM)
+        wait_message(lambda m: m.get("STOPPING") == "1", "STOPPING=1")
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    fake_systemd.receive(timeout=0.2)
+    keepalives = [m for m in fake_systemd.messages if m.get("WATCHDOG") == "1"]
+    assert len(keepalives) >= 2, fake_systemd.messages  # one by the time of the progress, one after
+    assert working["STATUS"].startswith("working: clip.mp4")
+    assert time.monotonic() - started < 20
