@@ -124,7 +124,7 @@ class TrayApp:
 
     def _new_notifications(self, answer: dict[str, Any]) -> list[Notification]:
         last = int(answer.get("last", 0))
-        if last < self._after:  # a new daemon numbers its events from the start again
+        if last < self._after:  # numbers start at the daemon's wall clock: one restarted after it went back
             self._after = 0
             return []
         shown = []
