@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -198,6 +199,50 @@ def test_a_second_daemon_on_the_same_state_dir_refuses(tmp_path):
         assert json.loads(resumed.stdout)["state"] == "idle"
     finally:
         daemon.stop_if_running()
+
+
+def test_a_service_manager_hears_ready_watchdog_reload_and_stopping(tmp_path):
+    """$NOTIFY_SOCKET as systemd sets it: sd_notify messages; SIGHUP re-reads the config, a bad edit is
+    reported and the last good config kept."""
+    address = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(address))
+    listener.settimeout(0.1)
+    heard: list[str] = []
+
+    def hear(line: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(line in message for message in heard):
+            assert time.monotonic() < deadline, f"no {line!r} in {heard}"
+            try:
+                heard.append(listener.recv(4096).decode())
+            except TimeoutError:
+                pass
+
+    daemon = DaemonProcess(tmp_path / "run", env={"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "1000000"})
+    try:
+        daemon.start()
+        hear("READY=1")
+        hear("WATCHDOG=1")
+        daemon.config["engine"]["name"] = "nonsense"
+        daemon.write_config()
+        heard.clear()
+        daemon.signal(signal.SIGHUP)
+        hear("RELOADING=1")
+        hear("READY=1")
+        daemon.config["engine"]["name"] = "dis"
+        daemon.write_config()
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: "config reloaded" in daemon.log(), timeout=10, what="the reload")
+        log = daemon.log()
+        assert "config not reloaded, keeping the last good one" in log and "engine.name = 'nonsense'" in log
+        assert "engine changed" in log
+        daemon.signal(signal.SIGTERM)
+        hear("STOPPING=1")
+        assert daemon.wait_exit(10) == 0
+    finally:
+        daemon.stop_if_running()
+        listener.close()
 
 
 def test_cli_without_a_daemon(tmp_path):

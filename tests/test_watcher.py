@@ -245,3 +245,21 @@ def test_real_folder_arrivals(real_watcher, tmp_path):
     assert slow[1] == 6 * 4096                                     # handed on whole, once
     assert slow[2] >= last_write + 0.45 > started
     shutil.rmtree(inbox / "sub")
+
+
+def test_an_arrival_that_could_not_be_queued_is_tried_again():
+    fs = FakeFS()
+    fs.write(INBOX / "a.mp4", 10)
+    calls: list[Path] = []
+
+    def flaky(path, info):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError("database is locked")
+
+    scanner = InboxScanner(INBOX, on_arrival=flaky, extensions=VIDEO_EXTENSIONS, settle_seconds=0.0,
+                           stat=fs.stat, scandir=fs.scandir, opens=fs.opens)
+    scanner.rescan(now=0.0)
+    assert scanner.poll(now=0.0) == []
+    scanner.rescan(now=1.0)
+    assert scanner.poll(now=1.0) == [INBOX / "a.mp4"] and len(calls) == 2

@@ -259,6 +259,19 @@ def test_output_error_pauses_instead_of_failing_the_input(h):
     assert (h.paths.inbox / "a.mp4").exists()
 
 
+def test_trouble_reporting_progress_never_fails_a_job_and_an_internal_error_is_retried(h):
+    first = h.drop("a.mp4")
+    h.store.set_progress = lambda *args, **kwargs: (_ for _ in ()).throw(OSError("disk I/O error"))
+    h.worker.run_once()
+    assert h.job(first).state == "done"
+    second = h.drop("b.mp4", b"other")
+    h.store.set_staged = lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("boom"))
+    h.worker.run_once()
+    assert h.job(second).state == "queued" and "internal error" in h.job(second).error
+    h.worker.run_once()
+    assert h.job(second).state == "failed"
+
+
 def test_vanished_or_changed_sources_are_dropped(h):
     gone = h.drop("gone.mp4")
     (h.paths.inbox / "gone.mp4").unlink()
@@ -328,3 +341,24 @@ def test_config_is_reread_when_the_file_changes_and_a_bad_edit_is_ignored(tmp_pa
     os.utime(path, ns=(3, 3))
     assert source.reload().engine.factor == 3
     assert ConfigSource(None, Config()).current() == Config()
+
+
+def test_the_real_pipeline_through_the_worker(tmp_path):
+    from midframe.engine.ffmpeg import find_ffmpeg
+    from midframe.engine.interpolators import create_interpolator
+    from midframe.daemon.worker import _pipeline_convert
+    from tests.media import make_clip, probe_json
+
+    h = Harness(tmp_path)
+    h.worker = Worker(h.store, h.paths, config=lambda: h.config, notifier=Notifier(h.events), ffmpeg=find_ffmpeg(),
+                      make_interpolator=lambda s: create_interpolator(s, models_dir=tmp_path),
+                      convert=_pipeline_convert)
+    make_clip(tmp_path / "clip.mp4", seconds=1, size="96x64")
+    job_id = h.drop("clip.mp4", (tmp_path / "clip.mp4").read_bytes())
+    assert h.worker.run_once()
+    job = h.job(job_id)
+    assert job.state == "done", job.error
+    streams = probe_json(Path(job.output))["streams"]
+    assert [s["codec_type"] for s in streams] == ["video", "audio"]
+    assert int(streams[0]["nb_read_frames"]) == 50 and Path(job.output).name == "clip.50fps.mp4"
+    assert (job.frames_done, job.frames_total, job.resumed_from) == (50, 50, 0)

@@ -170,9 +170,17 @@ class InboxScanner:
                 self._candidates.pop(path, None)
                 self._handed[path] = (info.st_size, info.st_mtime_ns)
             settled.append((path, info))
+        handed = []
         for path, info in settled:
-            self._on_arrival(path, info)
-        return [path for path, _ in settled]
+            try:
+                self._on_arrival(path, info)
+            except Exception:
+                logger.exception("{}: could not queue it; trying again at the next rescan", path)
+                with self._lock:
+                    self._handed.pop(path, None)
+                continue
+            handed.append(path)
+        return handed
 
     def _arrival_order(self, item: tuple[Path, _Candidate]) -> tuple[int, str]:
         """First seen, with files that came within the same ``order_window_s`` (a burst, a polling

@@ -139,7 +139,7 @@ class Worker:
     def pause_reason(self) -> str | None:
         return self.store.get_flag(PAUSE_FLAG)
 
-    def pause(self, reason: str = "user") -> None:
+    def pause(self, reason: str = "user", detail: str = "") -> None:
         already = self.pause_reason
         self.store.set_flag(PAUSE_FLAG, reason)
         with self._lock:
@@ -149,7 +149,7 @@ class Worker:
         if running is not None:
             self._store_progress(running)
         if already != reason:
-            message = PAUSE_REASONS.get(reason, reason)
+            message = PAUSE_REASONS.get(reason, reason) + (f" ({detail})" if detail else "")
             logger.info("{}", message)
             self._notifier.paused(message)
 
@@ -216,7 +216,13 @@ class Worker:
         job = self.store.claim(now=now)
         if job is None:
             return False
-        self._process(job)
+        try:
+            self._process(job)
+        except Exception as exc:
+            logger.exception("job {}: internal error", job.id)
+            latest = self.store.get(job.id)
+            if latest is not None and latest.state == "running":
+                self._retry_or_fail(latest, f"internal error: {type(exc).__name__}: {exc}", self._config())
         return True
 
     def work_dir(self, job_id: int) -> Path:
@@ -237,9 +243,10 @@ class Worker:
         if earlier is not None:
             self._finish_duplicate(job, earlier, config)
             return
-        if not self._enough_disk(job, config):
+        shortage = self._disk_shortage(job, config)
+        if shortage:
             self.store.requeue(job.id, interrupted=True)
-            self.pause("disk")
+            self.pause("disk", shortage)
             return
 
         staged = Path(job.staged) if job.staged else self.work_root / f"job-{job.id}-result{output_extension(source, config.output)}"
@@ -289,6 +296,13 @@ class Worker:
                 self._running = None
 
     def _on_progress(self, running: _Running, progress: Progress) -> None:
+        """Called by the pipeline; reporting trouble is logged, never allowed to fail the job."""
+        try:
+            self._report(running, progress)
+        except Exception:
+            logger.exception("job {}: could not report progress", running.job.id)
+
+    def _report(self, running: _Running, progress: Progress) -> None:
         running.progress = progress
         now = self._clock()
         job = running.job
@@ -417,14 +431,16 @@ class Worker:
     def _needed_bytes(self, job: Job, config: Config) -> int:
         return estimate_output_bytes(job.size, config.engine, config.output) + config.daemon.min_free_mb * (1 << 20)
 
-    def _enough_disk(self, job: Job, config: Config) -> bool:
+    def _disk_shortage(self, job: Job, config: Config) -> str:
+        """Empty when the outbox's disk has room for the job, else what is free and what is needed."""
         needed = self._needed_bytes(job, config)
         free = self._free_bytes(self.paths.outbox)
         if free >= needed:
-            return True
-        logger.warning("job {}: {} MiB free on the outbox's disk, about {} MiB needed for {}", job.id,
-                       free >> 20, needed >> 20, job.name)
-        return False
+            return ""
+        text = f"{free >> 20} MiB free on {self.paths.outbox}, about {needed >> 20} MiB needed for {job.name}"
+        logger.warning("job {}: {}; free some space, then `midframe resume` (or wait: it resumes by itself)",
+                       job.id, text)
+        return text
 
     def _resume_when_disk_frees(self) -> None:
         now = self._clock()
