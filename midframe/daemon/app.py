@@ -147,6 +147,19 @@ class Daemon:
         self._reload_requested.clear()
         return requested
 
+    def run(self) -> None:
+        """Block until a stop is asked for: heartbeat and status every few seconds, re-read the config
+        on request (SIGHUP), then say ``stopping``. ``close()`` afterwards."""
+        while not self.wait(HEARTBEAT_S):
+            if self.take_reload_request():
+                self.lifecycle.reloading()
+                self.reload_config()
+                self.lifecycle.ready()
+            self.lifecycle.heartbeat()
+            self.lifecycle.status(self.status_line())
+        logger.info("stopping after the current batch")
+        self.lifecycle.stopping()
+
     def close(self, timeout: float = STOP_TIMEOUT_S) -> bool:
         """Stop after the current batch and release everything; False if the worker did not stop in time."""
         if self._closed:
@@ -282,21 +295,13 @@ def _service_lifecycle(environ: Mapping[str, str] = os.environ) -> LifecycleList
     return NoLifecycle()
 
 
-def _install_signals(daemon: Daemon) -> Callable[[], None]:
-    """SIGTERM/SIGINT: stop after the current batch; SIGHUP: re-read the config. Returns an undo."""
-    previous: dict[int, Any] = {}
-
-    def on_stop(signum: int, frame: Any) -> None:
-        daemon.request_stop()
-
-    def on_hangup(signum: int, frame: Any) -> None:
-        daemon.request_reload()
-
-    wanted = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop}
+def install_signals(daemon: Daemon) -> Callable[[], None]:
+    """SIGTERM/SIGINT: stop after the current batch; SIGHUP: re-read the config (flags only, no locks).
+    Main thread only. Returns an undo."""
+    wanted: dict[int, Callable[[], None]] = {signal.SIGTERM: daemon.request_stop, signal.SIGINT: daemon.request_stop}
     if hasattr(signal, "SIGHUP"):
-        wanted[signal.SIGHUP] = on_hangup
-    for signum, handler in wanted.items():
-        previous[signum] = signal.signal(signum, handler)
+        wanted[signal.SIGHUP] = daemon.request_reload
+    previous = {signum: signal.signal(signum, lambda _signum, _frame, act=act: act()) for signum, act in wanted.items()}
 
     def undo() -> None:
         for signum, handler in previous.items():
@@ -315,18 +320,10 @@ def serve(config_path: Path | None, *, lifecycle: LifecycleListener | None = Non
     configure_logging(level=config.logging.level, log_dir=paths.log_dir)
     lifecycle = lifecycle or _service_lifecycle()
     daemon = Daemon(config, config_path=path, lifecycle=lifecycle)
-    undo = _install_signals(daemon)
+    undo = install_signals(daemon)
     try:
         daemon.start()
-        while not daemon.wait(HEARTBEAT_S):
-            if daemon.take_reload_request():
-                lifecycle.reloading()
-                daemon.reload_config()
-                lifecycle.ready()
-            lifecycle.heartbeat()
-            lifecycle.status(daemon.status_line())
-        logger.info("stopping after the current batch")
-        lifecycle.stopping()
+        daemon.run()
     finally:
         daemon.close()
         undo()
