@@ -14,6 +14,7 @@ stage modifies one, so frames at t=0 reach the encoder as the very array the dec
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import shutil
@@ -443,6 +444,10 @@ def _render(
     encoder.start()
     try:
         loop.run()
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, the open segment is lost
+        decoder.stop()
+        encoder.kill()
+        raise
     except BaseException:
         decoder.stop()
         if encoder.error is None:
@@ -465,7 +470,7 @@ def _move_into_place(joined: Path, destination: Path) -> None:
         os.replace(joined, destination)
         return
     except OSError as exc:
-        if exc.errno != 18:  # EXDEV: another file system; copy beside the destination first
+        if exc.errno != errno.EXDEV:  # on another file system: copy beside the destination first
             raise OutputError(destination, f"cannot write it: {exc.strerror or exc}") from None
     partial = destination.with_name(f".{destination.name}.midframe-partial")
     try:

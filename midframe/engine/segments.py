@@ -11,6 +11,7 @@ streams in the same pass: copied, or re-encoded only where the container cannot 
 
 from __future__ import annotations
 
+from collections import deque
 from fractions import Fraction
 from pathlib import Path
 
@@ -37,7 +38,11 @@ def source_end(timeline: Timeline, last_output: int) -> int:
 
 
 class SegmentSink:
-    """Takes output frames in order from ``start`` and writes them as segments into ``work_dir``."""
+    """Takes output frames in order from ``start`` and writes them as segments into ``work_dir``.
+
+    At a segment's end the next encoder starts at once while the previous one finishes its file in
+    the background; finished segments are synced and recorded in order as their encoders exit.
+    """
 
     def __init__(
         self,
@@ -58,6 +63,7 @@ class SegmentSink:
         self._writer: FrameWriter | None = None
         self._segment_start = start
         self._segment_end = start
+        self._closing: deque[tuple[FrameWriter, Segment]] = deque()
 
     def _open(self) -> FrameWriter:
         start = self.next_index
@@ -70,14 +76,14 @@ class SegmentSink:
         return self._writer
 
     def put(self, frame: np.ndarray) -> None:
+        self._record_finished(wait=False)
         writer = self._writer or self._open()
         writer.write(frame)
         self.next_index += 1
         if self.next_index >= self._segment_end:
-            self.close()
+            self._end_segment()
 
-    def close(self) -> None:
-        """Finish the open segment (if any), sync it, record it in the manifest."""
+    def _end_segment(self) -> None:
         writer, self._writer = self._writer, None
         if writer is None:
             return
@@ -85,22 +91,39 @@ class SegmentSink:
             writer.abort()
             writer.path.unlink(missing_ok=True)
             return
-        writer.finish()
-        fsync_file(writer.path)
-        self.manifest.segments.append(
-            Segment(
-                file=writer.path.name,
-                start=self._segment_start,
-                end=self.next_index,
-                source_end=source_end(self.timeline, self.next_index - 1),
-            )
+        writer.close_input()
+        segment = Segment(
+            file=writer.path.name,
+            start=self._segment_start,
+            end=self.next_index,
+            source_end=source_end(self.timeline, self.next_index - 1),
         )
-        self.manifest.save(self.work_dir)
+        self._closing.append((writer, segment))
+
+    def _record_finished(self, *, wait: bool) -> None:
+        while self._closing:
+            writer, segment = self._closing[0]
+            if not wait and writer.running:
+                return
+            writer.finish()
+            fsync_file(writer.path)
+            self.manifest.segments.append(segment)
+            self.manifest.save(self.work_dir)
+            self._closing.popleft()
+
+    def close(self) -> None:
+        """End the open segment (if any) and wait until every segment is written and recorded."""
+        self._end_segment()
+        self._record_finished(wait=True)
 
     def abort(self) -> None:
-        """Kill the open segment's encoder and delete its partial file."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
+        """Kill the encoders of segments not yet recorded and delete their files."""
+        writers = [writer for writer, _ in self._closing]
+        self._closing.clear()
+        if self._writer is not None:
+            writers.append(self._writer)
+            self._writer = None
+        for writer in writers:
             writer.abort()
             writer.path.unlink(missing_ok=True)
 
@@ -133,22 +156,19 @@ def join_command(
     rotation_in, rotation_out = rotation_args(ffmpeg, plan.rotation)
     cmd = [ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", *rotation_in, "-f", "concat", "-safe", "0",
            "-i", str(concat_list)]
-    kept = [stream for stream in plan.streams if stream.action != "drop"]
-    if kept:
-        # Shift the source so its first video frame lands at 0, where the new video starts.
-        offset = info.start_time - info.first_pts
-        cmd += ["-itsoffset", _signed_seconds(offset), "-i", str(info.path)]
-    cmd += ["-map", "0:v:0"]
+    # The source is the second input, shifted so its first video frame lands at 0 where the new
+    # video starts: audio and subtitles keep their place, and its metadata and chapters come along.
+    offset = info.start_time - info.first_pts
+    cmd += ["-itsoffset", _signed_seconds(offset), "-i", str(info.path), "-map", "0:v:0"]
     codecs = ["-c", "copy"]
+    kept = [stream for stream in plan.streams if stream.action != "drop"]
     for number, stream in enumerate(kept, start=1):
         cmd += ["-map", f"1:{stream.index}"]
         if stream.action != "copy":
             codecs += [f"-c:{number}", stream.action]
             if stream.kind == "audio":
                 codecs += [f"-b:{number}", "160k" if stream.action == "libopus" else "192k"]
-    cmd += codecs
-    if kept:
-        cmd += ["-map_metadata", "1", "-map_chapters", "1"]
+    cmd += [*codecs, "-map_metadata", "1", "-map_chapters", "1"]
     cmd += rotation_out
     if output.suffix.lower() in (".mp4", ".m4v", ".mov"):
         cmd += ["-movflags", "+faststart"]

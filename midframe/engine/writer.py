@@ -179,12 +179,20 @@ class FrameWriter:
             raise encoder_failure(self.path, code, self._proc.stderr_tail()) from None
         self.frames += 1
 
-    def finish(self, timeout: float = 600.0) -> None:
-        """Close the input, wait for ffmpeg to write the file; raise if it failed."""
+    def close_input(self) -> None:
+        """Signal the end of the frames; ffmpeg goes on writing the file (see ``running``, ``finish``)."""
         try:
             self._proc.stdin.close()
         except (BrokenPipeError, OSError):
             pass
+
+    @property
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+    def finish(self, timeout: float = 600.0) -> None:
+        """Close the input, wait for ffmpeg to write the file; raise if it failed."""
+        self.close_input()
         try:
             code = self._proc.wait(timeout)
         except Exception:
