@@ -101,7 +101,7 @@ def test_beats_blend_on_real_footage(rife: RifeInterpolator, bbb_frames: np.ndar
 def test_each_frame_is_prepared_once_and_batches_match_single_pairs(
     rife: RifeInterpolator, bbb_frames: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    frames = [f[200:400, 300:620].copy() for f in bbb_frames[20:24]]
+    frames = [f[300:397, 500:631].copy() for f in bbb_frames[20:24]]  # 131x97: one 128x192 tile
     prepared: list[int] = []
     model = rife._model
     original = model.prepare
@@ -152,9 +152,9 @@ def test_asking_for_cuda_on_this_machine_fails_clearly(rife_weights: Path) -> No
 
 
 def test_out_of_memory_halves_the_batch_then_suggests_model_scale(
-    rife: RifeInterpolator, crops, monkeypatch: pytest.MonkeyPatch
+    rife: RifeInterpolator, bbb_frames: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b = crops
+    a, b = bbb_frames[30][:50, :70].copy(), bbb_frames[32][:50, :70].copy()
     real_run = rife._run
     sizes: list[int] = []
 
@@ -174,7 +174,7 @@ def test_out_of_memory_halves_the_batch_then_suggests_model_scale(
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(rife, "_run", always)
-    with pytest.raises(OutOfMemory, match=r"333x197 .*model_scale: 0\.5"):
+    with pytest.raises(OutOfMemory, match=r"70x50 .*model_scale: 0\.5"):
         rife.interpolate([FramePair(0, a, b, 0.5)])
 
 

@@ -152,20 +152,37 @@ class IFNet(nn.Module):
         flow = extra = None  # extra: the previous block's mask logit and features, at full size
         for block, base_scale in zip(blocks, BLOCK_SCALES, strict=True):
             scale = base_scale / model_scale
-            small = (round(full[0] / scale), round(full[1] / scale))
-            if flow is None:
-                seen = _resize(frames, small)
-            else:
-                seen = _resize(self.warp(frames, torch.cat((flow[:, :2], flow[:, 2:4]), 0)), small)
-            parts = [seen[:count, :3], seen[count:, :3], seen[:count, 3:], seen[count:, 3:], t.expand(-1, 1, *small)]
-            if flow is not None:
-                parts += [_resize(extra, small), _resize(flow, small) * (1.0 / scale)]
-            out = _resize(block(torch.cat(parts, 1)), full)
+            out = self._refine(block, frames, flow, extra, t, scale)
             flow = out[:, :4] * scale if flow is None else flow + out[:, :4] * scale
             extra = out[:, 4:]
-        warped = self.warp(frames[:, :3], torch.cat((flow[:, :2], flow[:, 2:4]), 0))
+            del out  # extra keeps the part still needed
+        warped = self.warp(frames[:, :3], self._both(flow))
         weight = torch.sigmoid(extra[:, :1])
         return torch.lerp(warped[count:], warped[:count], weight)
+
+    @staticmethod
+    def _both(flow: torch.Tensor) -> torch.Tensor:
+        """Flows to frame 0 and to frame 1 stacked along the batch, matching ``cat((frame0, frame1))``."""
+        return torch.cat((flow[:, :2], flow[:, 2:4]), 0)
+
+    def _refine(
+        self,
+        block: IFBlock,
+        frames: torch.Tensor,
+        flow: torch.Tensor | None,
+        extra: torch.Tensor | None,
+        t: torch.Tensor,
+        scale: float,
+    ) -> torch.Tensor:
+        """One block's 13 output channels at full size; its full-size temporaries die on return."""
+        count = frames.shape[0] // 2
+        full = (frames.shape[-2], frames.shape[-1])
+        small = (round(full[0] / scale), round(full[1] / scale))
+        seen = _resize(frames if flow is None else self.warp(frames, self._both(flow)), small)
+        parts = [seen[:count, :3], seen[count:, :3], seen[:count, 3:], seen[count:, 3:], t.expand(-1, 1, *small)]
+        if flow is not None and extra is not None:
+            parts += [_resize(extra, small), _resize(flow, small) * (1.0 / scale)]
+        return _resize(block(torch.cat(parts, 1)), full)
 
 
 def pad_multiple(model_scale: float) -> int:
