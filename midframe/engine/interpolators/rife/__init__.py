@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from midframe.config import EngineConfig
-from midframe.engine.interpolators.rife.weights import HOW_TO_GET, ensure_weights, installed_weights
+from midframe.engine.interpolators.rife.weights import ensure_weights, installed_weights
 from midframe.errors import WeightsError
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ __all__ = ["create", "ensure_weights"]
 def create(settings: EngineConfig, models_dir: Path) -> RifeInterpolator:
     """An unloaded ``rife`` interpolator; ``WeightsError`` when ``models_dir`` holds no weights."""
     if installed_weights(models_dir) is None:
-        raise WeightsError(f"no RIFE weights installed in {models_dir}; {HOW_TO_GET}")
+        raise WeightsError(f"no RIFE weights installed in {models_dir} (`midframe models fetch` installs them)")
     from midframe.engine.interpolators.rife.runner import RifeInterpolator
 
     return RifeInterpolator(settings, models_dir)

@@ -112,9 +112,6 @@ class BackWarp:
         warped = F.grid_sample(source, position, mode="bilinear", padding_mode="border", align_corners=True)
         return warped.to(image.dtype)
 
-    def clear(self) -> None:
-        self._grids.clear()
-
 
 class IFNet(nn.Module):
     """The v4.25 flow network: ``prepare`` runs once per frame, ``forward`` once per wanted frame."""

@@ -80,11 +80,9 @@ def cpu_threads() -> int:
     return max(1, min(usable, physical))
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+def _is_out_of_memory(exc: RuntimeError) -> bool:
+    text = str(exc)  # the CPU allocator raises a plain RuntimeError
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 class RifeInterpolator:
@@ -174,7 +172,7 @@ class RifeInterpolator:
             done += len(chunk)
         return results  # type: ignore[return-value]
 
-    def _after_out_of_memory(self, pair: FramePair, exc: BaseException) -> None:
+    def _after_out_of_memory(self, pair: FramePair, exc: RuntimeError) -> None:
         self._prepared.clear()
         if self._torch_device.type == "cuda":
             torch.cuda.empty_cache()
