@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.daemon_process import DaemonProcess, wait_for  # noqa: E402
+from tests.daemon_process import DaemonProcess  # noqa: E402
 from tests.media import ffmpeg_exe, make_clip  # noqa: E402
 
 

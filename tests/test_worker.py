@@ -18,7 +18,7 @@ from midframe.daemon.notify import EventLog, Notifier
 from midframe.daemon.store import MemoryJobStore
 from midframe.daemon.worker import Worker
 from midframe.engine.job import PipelineReport, Progress
-from midframe.errors import Aborted, MediaError, OutOfMemory, OutputError, TransientError
+from midframe.errors import MediaError, OutOfMemory, OutputError, TransientError
 
 
 class FakeConvert:
