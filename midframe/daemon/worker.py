@@ -249,7 +249,8 @@ class Worker:
             self.pause("disk", shortage)
             return
 
-        staged = Path(job.staged) if job.staged else self.work_root / f"job-{job.id}-result{output_extension(source, config.output)}"
+        # Chosen once: a resumed job finishes into the container it started with.
+        staged = Path(job.staged or self.work_root / f"job-{job.id}-result{output_extension(source, config.output)}")
         if not job.staged:
             self.store.set_staged(job.id, str(staged))
         work_dir = self.work_dir(job.id)
