@@ -94,6 +94,11 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     )
     if args.report is not None:
         args.report.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    if not args.quiet:
+        print(
+            f"{report.output}: {report.frames_out} frames at {report.fps_out} fps from {report.frames_in} "
+            f"({report.engine} on {report.device}, {report.wall_s:.1f} s)"
+        )
     return 0
 
 
