@@ -45,8 +45,7 @@ class StreamPlan:
 
 @dataclass(frozen=True)
 class OutputPlan:
-    encode: EncodeSpec
-    segment_muxer: str
+    encode: EncodeSpec  # its muxer writes the segments
     segment_ext: str
     keep_rotation: bool  # decode frames as stored and write the rotation as metadata
     rotation: int  # degrees written to the output's display matrix (0: none)
@@ -62,7 +61,6 @@ class OutputPlan:
     def from_json(cls, data: dict[str, Any]) -> OutputPlan:
         return cls(
             encode=EncodeSpec.from_json(data["encode"]),
-            segment_muxer=data["segment_muxer"],
             segment_ext=data["segment_ext"],
             keep_rotation=bool(data["keep_rotation"]),
             rotation=int(data["rotation"]),
@@ -248,7 +246,6 @@ def make_plan(
         check.cleanup()
     return OutputPlan(
         encode=spec,
-        segment_muxer=muxer,
         segment_ext=ext,
         keep_rotation=keep_rotation,
         rotation=info.rotation if keep_rotation else 0,

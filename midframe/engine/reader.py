@@ -16,7 +16,6 @@ import re
 import threading
 from collections.abc import Iterator
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 from loguru import logger
@@ -233,8 +232,3 @@ class FrameReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def read_all(path: Path, *, ffmpeg: FFmpeg, info: VideoInfo, keep_rotation: bool = True) -> list[np.ndarray]:
-    """Every frame of a (short) video; for tests and small tools."""
-    with FrameReader(info, ffmpeg=ffmpeg, keep_rotation=keep_rotation) as reader:
-        return [frame for _, frame in reader]
