@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -138,6 +137,11 @@ def write_lossless(frames: np.ndarray, path: Path, rate: Fraction) -> None:
 
 
 def children_cpu() -> float:
+    """CPU seconds used by finished child processes (0 where the OS does not say: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0.0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
