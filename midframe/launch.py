@@ -23,7 +23,7 @@ from typing import Any
 from loguru import logger
 
 from midframe.config import load_config, resolve_paths
-from midframe.daemon.app import HEARTBEAT_S, Daemon, build_daemon, serve
+from midframe.daemon.app import Daemon, build_daemon, serve
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.errors import AlreadyRunning
 from midframe.log import configure_logging
@@ -45,7 +45,7 @@ def main_job(config_path: Path | None) -> int:
     app = make_app(config_path, config, quit_text="Quit midframe", stop_daemon_on_quit=True)
     tray = TrayIcon(app, pystray)
     try:
-        return run_with_tray(daemon, tray, lifecycle)
+        return run_with_tray(daemon, tray)
     except AlreadyRunning as exc:  # e.g. the systemd user service: be its tray
         logger.info("{}; showing the tray icon for it", exc)
         app.quit_text, app.stop_daemon_on_quit = "Quit tray", False
@@ -53,12 +53,12 @@ def main_job(config_path: Path | None) -> int:
         return 1 if tray.failed else 0
 
 
-def run_with_tray(daemon: Daemon, tray: Any, lifecycle: LifecycleListener) -> int:
+def run_with_tray(daemon: Daemon, tray: Any) -> int:
     """Start ``daemon``, run ``tray`` on this (the main) thread, and stop the daemon when the tray ends."""
     undo = install_signals(on_stop=lambda: (tray.stop(), daemon.request_stop()), on_reload=daemon.request_reload)
     try:
         daemon.start()
-        housekeeper = threading.Thread(target=look_after, args=(daemon, lifecycle), name="midframe-daemon-loop")
+        housekeeper = threading.Thread(target=look_after, args=(daemon,), name="midframe-daemon-loop")
         housekeeper.start()
         try:
             tray.run()
@@ -74,18 +74,10 @@ def run_with_tray(daemon: Daemon, tray: Any, lifecycle: LifecycleListener) -> in
     return 0
 
 
-def look_after(daemon: Daemon, lifecycle: LifecycleListener) -> None:
+def look_after(daemon: Daemon) -> None:
     """The daemon's housekeeping until a stop is asked for (the loop of ``serve``), then close it."""
     try:
-        while not daemon.wait(HEARTBEAT_S):
-            if daemon.take_reload_request():
-                lifecycle.reloading()
-                daemon.reload_config()
-                lifecycle.ready()
-            lifecycle.heartbeat()
-            lifecycle.status(daemon.status_line())
-        logger.info("stopping after the current batch")
-        lifecycle.stopping()
+        daemon.run()
     finally:
         daemon.close()
 

@@ -24,5 +24,26 @@ def no_leaked_threads():
 
 
 @pytest.fixture(scope="session")
+def rife_weights() -> Path:
+    """The models dir holding the published v4.25 weights (the default cache, fetched if missing)."""
+    from midframe.config import Config, resolve_paths
+    from midframe.engine.interpolators.rife import weights
+    from midframe.errors import WeightsError
+
+    models_dir = resolve_paths(Config()).models_dir
+    if weights.installed_weights(models_dir) is None:
+        try:
+            weights.fetch_weights(models_dir)
+        except WeightsError as exc:
+            pytest.fail(f"the RIFE tests need the real weights; `midframe models fetch` failed: {exc}")
+    found = weights.installed_weights(models_dir)
+    assert found is not None
+    if found.sha256 != weights.PUBLISHED_SHA256:
+        pytest.fail(f"{found.path} holds {found.version} weights, not the published v4.25 file; "
+                    "run `midframe models fetch --force`")
+    return models_dir
+
+
+@pytest.fixture(scope="session")
 def bigbuckbunny() -> Path:
     return footage.bigbuckbunny()

@@ -83,7 +83,7 @@ def test_sigterm_stops_tray_and_daemon(tmp_path):
 
     poker = threading.Thread(target=poke)
     poker.start()
-    assert run_with_tray(daemon, tray, NoLifecycle()) == 0
+    assert run_with_tray(daemon, tray) == 0
     poker.join()
     assert tray.stopped.is_set()
     assert not (state_dir / CONTROL_FILE).exists()
@@ -107,7 +107,7 @@ def test_stop_through_the_api_closes_the_daemon_but_not_the_tray(tmp_path):
 
     driver = threading.Thread(target=drive)
     driver.start()
-    assert run_with_tray(daemon, tray, NoLifecycle()) == 0
+    assert run_with_tray(daemon, tray) == 0
     driver.join()
     assert seen == {"released": True, "tray_up": True}
 
@@ -126,7 +126,7 @@ def test_a_tray_that_fails_leaves_the_daemon_running_until_stopped(tmp_path):
 
     driver = threading.Thread(target=drive)
     driver.start()
-    assert run_with_tray(daemon, tray, NoLifecycle()) == 0
+    assert run_with_tray(daemon, tray) == 0
     driver.join()
     assert seen == {"status": "idle"}  # still answering after the tray failed
     assert not (state_dir / CONTROL_FILE).exists()

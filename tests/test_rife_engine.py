@@ -17,7 +17,6 @@ from midframe.engine.interpolators.rife.model import pad_multiple
 from midframe.engine.interpolators.rife.runner import CudaView, RifeInterpolator, resolve_device
 from midframe.errors import DeviceError, OutOfMemory
 from tests.media import ffmpeg_exe
-from tests.test_rife_weights import rife_weights  # noqa: F401  (fixture)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

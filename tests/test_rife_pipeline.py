@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from tests.media import ffmpeg_exe, read_frames
-from tests.test_rife_weights import rife_weights  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 

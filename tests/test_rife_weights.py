@@ -18,27 +18,10 @@ from loguru import logger
 from safetensors.torch import load_file
 
 from midframe.cli import main
-from midframe.config import Config, EngineConfig, resolve_paths
+from midframe.config import EngineConfig
 from midframe.engine.interpolators.rife import create, weights
 from midframe.engine.interpolators.rife.model import IFNet
 from midframe.errors import WeightsError
-
-
-@pytest.fixture(scope="session")
-def rife_weights() -> Path:
-    """The models dir holding the published v4.25 weights (the default cache, fetched if missing)."""
-    models_dir = resolve_paths(Config()).models_dir
-    if weights.installed_weights(models_dir) is None:
-        try:
-            weights.fetch_weights(models_dir)
-        except WeightsError as exc:
-            pytest.fail(f"the RIFE tests need the real weights; `midframe models fetch` failed: {exc}")
-    found = weights.installed_weights(models_dir)
-    assert found is not None
-    if found.sha256 != weights.PUBLISHED_SHA256:
-        pytest.fail(f"{found.path} holds {found.version} weights, not the published v4.25 file; "
-                    "run `midframe models fetch --force`")
-    return models_dir
 
 
 @pytest.fixture(scope="module")

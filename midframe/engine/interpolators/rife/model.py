@@ -142,7 +142,6 @@ class IFNet(nn.Module):
         concatenated, never concatenated at full size; the result is the same as shrinking the stack.
         """
         count = frame0.shape[0]
-        full = (frame0.shape[-2], frame0.shape[-1])
         frames = torch.cat((frame0, frame1), 0)  # one warp call serves both frames
         t = t.to(frame0.dtype)
         blocks = (self.block0, self.block1, self.block2, self.block3, self.block4)
