@@ -22,6 +22,5 @@ def configure_logging(*, level: str = "INFO", log_dir: Path | None = None, stder
             rotation="10 MB",
             retention=5,
             encoding="utf-8",
-            enqueue=True,
             format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {name}:{line} | {message}",
         )
