@@ -271,6 +271,12 @@ def _parse_int(text: str) -> int | None:
         return None
 
 
+def _packet_time(*, pts_text: str, dts_text: str) -> int | None:
+    """A packet's presentation time; its decode time where the container stores no pts."""
+    stamp = _parse_int(pts_text)
+    return stamp if stamp is not None else _parse_int(dts_text)
+
+
 def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int) -> _Packets:
     assert ffmpeg.ffprobe
     done = run(
@@ -289,9 +295,7 @@ def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int) -> _Packets:
         count += 1
         if "D" in parts[3]:
             continue
-        stamp = _parse_int(parts[0])
-        if stamp is None:
-            stamp = _parse_int(parts[1])
+        stamp = _packet_time(pts_text=parts[0], dts_text=parts[1])
         if stamp is None:
             continue
         pts.append(stamp)
@@ -382,9 +386,7 @@ def _ffmpeg_packets(path: Path, ffmpeg: FFmpeg, index: int) -> tuple[_Packets, F
         parts = [part.strip() for part in line.split(",")]
         if len(parts) < 5:
             continue
-        stamp = _parse_int(parts[2])
-        if stamp is None:
-            stamp = _parse_int(parts[1])
+        stamp = _packet_time(pts_text=parts[2], dts_text=parts[1])
         if stamp is None:
             continue
         pts.append(stamp)

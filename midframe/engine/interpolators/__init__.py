@@ -39,17 +39,13 @@ def create_interpolator(settings: EngineConfig, *, models_dir: Path, fallback: b
     """Build (not load) the engine ``settings.name``.
 
     With ``fallback``, a neural engine whose weights are missing is replaced by the classical one,
-    with a warning that says how to get the weights.
+    with a warning that repeats the engine's error (which says how to get the weights).
     """
     try:
         return _factory(settings.name)(settings, models_dir)
     except WeightsError as exc:
         if not fallback or settings.name == FALLBACK_ENGINE:
             raise
-        logger.warning(
-            "{}; using the {} engine instead. Run `midframe models fetch` (or `midframe models import "
-            "flownet.pkl`) to install the RIFE weights.",
-            exc,
-            FALLBACK_ENGINE,
-        )
+        # The engine's own error already says how to get its weights.
+        logger.warning("{}; using the {} engine instead", exc, FALLBACK_ENGINE)
         return _factory(FALLBACK_ENGINE)(settings, models_dir)
