@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from midframe.engine.ffmpeg import FFmpeg, FFmpegProcess, find_ffmpeg, run
-from midframe.engine.plan import rotation_args
 from midframe.engine.probe import bit_depth_of, is_vfr, probe
 from midframe.errors import ConfigError, MediaError
+from tests.engine_helpers import FF, VFR_ARGS, b_frame_clip, rotated_copy
 from tests.media import ffmpeg_exe, make_clip, probe_json
 
-FF = find_ffmpeg()
 
 
 def _fake_binary(folder: Path, name: str) -> Path:
@@ -61,26 +60,15 @@ def test_process_drains_a_flood_of_stderr_without_hanging():
     assert run([ffmpeg_exe(), "-v", "error", "-i", "/nonexistent.mp4"]).returncode != 0
 
 
-def rotated_copy(source: Path, target: Path, degrees: int) -> Path:
-    """``source`` stream-copied with a display rotation (the way each ffmpeg version spells it)."""
-    before, after = rotation_args(FF, degrees)
-    done = run([FF.ffmpeg, "-v", "error", "-y", *before, "-i", str(source), "-map", "0", "-c", "copy", *after, str(target)])
-    assert done.returncode == 0, done.stderr
-    return target
-
-
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("probe")
-    plain = make_clip(folder / "plain.mp4", seconds=1.2, fps="25", size="160x120", subtitles=True,
-                      extra_output_args=["-bf", "3", "-colorspace", "bt709", "-color_primaries", "bt709",
-                                         "-color_trc", "bt709"])
+    plain = b_frame_clip(folder / "plain.mp4")
     return {
         "cfr": rotated_copy(plain, folder / "cfr.mp4", 90),
         "ntsc": make_clip(folder / "ntsc.mkv", seconds=1.0, fps="24000/1001", size="160x120"),
         "vfr": make_clip(folder / "vfr.mkv", seconds=1.0, fps="25", size="160x120", audio=False,
-                         extra_output_args=["-vf", "settb=1/1000,setpts=(N+0.4*mod(N\\,2))/25/TB", *FF.fps_mode("passthrough"),
-                                            "-enc_time_base", "1/1000"]),
+                         extra_output_args=VFR_ARGS),
         "ten": make_clip(folder / "ten.mkv", seconds=0.4, fps="25", size="160x120", audio=False,
                          codec="libx265", pix_fmt="yuv420p10le", extra_output_args=["-x265-params", "log-level=error"]),
     }

@@ -23,9 +23,8 @@ from midframe.engine.manifest import load_manifest
 from midframe.engine.oneshot import interpolate_file, work_dir_for
 from midframe.engine.probe import probe
 from midframe.errors import Aborted
-from tests.engine_helpers import FF, LOSSLESS, run_convert
+from tests.engine_helpers import FF, LOSSLESS, assert_audio_in_sync, run_convert
 from tests.media import make_clip, read_frames
-from tests.test_pipeline import assert_audio_in_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 # Runs the CLI with the blend engine slowed down by $MIDFRAME_TEST_DELAY seconds a batch.

@@ -18,19 +18,18 @@ from midframe.engine.plan import build_timeline
 from midframe.engine.probe import probe
 from midframe.engine.reader import FrameReader
 from midframe.errors import Aborted, OutputError
-from tests.engine_helpers import FF, LOSSLESS, RecordingBlend, run_convert, stream
+from tests.engine_helpers import (
+    FF, LOSSLESS, VFR_ARGS, RecordingBlend, assert_audio_in_sync, b_frame_clip, rotated_copy, run_convert,
+    stream,
+)
 from tests.media import make_clip, probe_json, read_frames
-from tests.test_ffmpeg_probe import rotated_copy
 
-VFR_ARGS = ["-vf", "settb=1/1000,setpts=(N+0.4*mod(N\\,2))/25/TB", *FF.fps_mode("passthrough"), "-enc_time_base", "1/1000"]
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("pipeline")
-    plain = make_clip(folder / "plain.mp4", seconds=1.2, fps="25", size="160x120", subtitles=True,
-                      extra_output_args=["-bf", "3", "-colorspace", "bt709", "-color_primaries", "bt709",
-                                         "-color_trc", "bt709"])
+    plain = b_frame_clip(folder / "plain.mp4")
     return {
         "mp4": rotated_copy(plain, folder / "rotated.mp4", 90),
         "mkv": make_clip(folder / "plain.mkv", seconds=1.0, fps="25", size="160x120", subtitles=True),
@@ -39,31 +38,6 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "ten": make_clip(folder / "ten.mkv", seconds=0.4, fps="25", size="128x96", codec="libx265",
                          pix_fmt="yuv420p10le", extra_output_args=["-x265-params", "log-level=error"]),
     }
-
-
-def stream_packets(path: Path, selector: str) -> list[tuple[float, float]]:
-    """(pts, duration) in seconds of every packet of one stream."""
-    done = run([FF.ffprobe, "-v", "error", "-select_streams", selector, "-show_entries",
-                "packet=pts_time,duration_time", "-of", "csv=p=0", str(path)])
-    rows = [line.split(",")[:2] for line in done.stdout.decode().split() if line]
-    return [(float(pts), float(length) if length != "N/A" else 0.0) for pts, length in rows]
-
-
-def assert_audio_in_sync(source: Path, output: Path) -> None:
-    """Same audio codec and packets, the last one at the same time relative to the first video frame.
-
-    (The last, not the first: an mp4 marks its AAC priming packet as discarded before 0, which a
-    matroska file cannot say, so there the whole file starts one packet earlier; and the length of
-    a short last packet is lost in matroska.)
-    """
-    assert stream(probe_json(output), "audio")["codec_name"] == stream(probe_json(source), "audio")["codec_name"]
-    ends = []
-    for path in (source, output):
-        video, audio = stream_packets(path, "v:0"), stream_packets(path, "a:0")
-        ends.append(max(pts for pts, _ in audio) - min(pts for pts, _ in video))
-        assert audio
-    assert len(stream_packets(source, "a:0")) == len(stream_packets(output, "a:0"))
-    assert abs(ends[0] - ends[1]) < 0.002, ends
 
 
 def upright_frames(path: Path) -> np.ndarray:
