@@ -1,0 +1,218 @@
+"""What a failed attempt at a job means, decided in one table (pure: no I/O, no clock).
+
+The worker hands every error it catches to :func:`classify`, with what it saw of the source file
+just afterwards, and does what the outcome says. Nothing else decides what an error means.
+
+========================================================  ===============  ====================================
+what happened                                             outcome          what the worker does
+========================================================  ===============  ====================================
+the source is gone                                        source_gone      the job ends as cancelled
+the source's size or mtime moved since it settled, or     source_changed   back to settling: the watcher hands
+it is open for writing, or it looks cut short (truncated,                  the file on again once it is quiet;
+empty, no index yet) and changed less than                                 no attempt used
+``stalled_copy_seconds`` ago
+MediaError about the source: not a video, truncated once  input            failed_dir, with an error file
+the file is quiet, no video stream
+DeviceError                                               setting          pause; the job stays queued and the
+WeightsError                                              setting          source in the inbox; status says why
+ConfigError (codec, container, engine)                    setting          (``paused_reason``); it resumes by
+OutputError; OSError about a folder midframe writes to    setting          itself when the problem is gone
+TransientError, OutOfMemory, other EngineError,           transient        retried after a backoff
+a timeout, a MediaError about our own output,                              (``not_before``), then failed
+anything unexpected (``internal``)
+========================================================  ===============  ====================================
+
+A setting outcome says how to tell that its problem is gone (``resolved_by``): ``check`` when the
+daemon's settings check (device, weights, encoder, folders) sees it, so it is re-checked periodically
+and on every config change; ``config_change`` when only another try can tell (a codec that one source's
+container cannot hold), so the job is tried again once the config changed and passes the check.
+
+Texts are for a person: they name the file and the setting or folder, say what went wrong and what
+to do, and never carry an exception class name or a path inside midframe's work folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from midframe.errors import (
+    ConfigError,
+    DeviceError,
+    EngineError,
+    MediaError,
+    OutputError,
+    TransientError,
+    WeightsError,
+)
+
+Kind = Literal["input", "setting", "source_changed", "source_gone", "transient"]
+ResolvedBy = Literal["check", "config_change"]
+
+# Probe verdicts that a copy still under way also produces (the tail or the index is not there yet).
+INCOMPLETE_MARKERS = ("truncated", "is empty", "ends early", "moov atom not found", "without any frames")
+BACKOFF_BASE_S = 30.0
+BACKOFF_CAP_S = 15 * 60.0
+WORK_FILES = "midframe's work files"
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What the worker saw of the source right after the error."""
+
+    path: Path
+    exists: bool = True
+    changed: bool = False           # size or mtime differ from when it settled
+    open_for_writing: bool = False  # another process holds it open to write (where the OS tells)
+    changed_ago_s: float = float("inf")  # seconds since its last modification (mtime or ctime)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Kind
+    problem: str                 # what went wrong, one sentence naming the file or the setting
+    advice: str = ""             # what to do about it
+    key: str | None = None       # setting: the config key or folder it is about
+    resolved_by: ResolvedBy = "check"
+    internal: bool = False       # not an error midframe expects: log the traceback
+    wait_s: float = 0.0          # source_changed: how long the file should stay quiet first
+
+    @property
+    def text(self) -> str:
+        """The whole sentence: the problem, then what to do."""
+        return f"{self.problem}; {self.advice}" if self.advice else self.problem
+
+
+@dataclass(frozen=True)
+class Context:
+    """What :func:`classify` needs to know besides the error (all plain values)."""
+
+    source: SourceFacts
+    name: str                                    # the file's name as it arrived
+    folders: Mapping[str, Path] = field(default_factory=dict)  # config key -> folder midframe writes
+    work_root: Path | None = None                # midframe's hidden work folder in the outbox
+    renames: Mapping[str, str] = field(default_factory=dict)   # internal path or name -> what to say
+    stalled_copy_s: float = 60.0
+
+
+def speakable(text: str, *, work_root: Path | None = None, renames: Mapping[str, str] = {}) -> str:  # noqa: B006
+    """``text`` with midframe's internal file names replaced by words a person knows."""
+    for internal in sorted(renames, key=len, reverse=True):
+        text = text.replace(internal, renames[internal])
+    if work_root is not None:
+        text = re.sub(re.escape(str(work_root)) + r"[^\s:;,()'\"]*", WORK_FILES, text)
+    return text
+
+
+def folder_key(path: Path | str | None, folders: Mapping[str, Path]) -> str | None:
+    """The config key of the innermost folder in ``folders`` that holds ``path``."""
+    if path is None:
+        return None
+    path = Path(path)
+    holding = [(len(folder.parts), key) for key, folder in folders.items() if path == folder or folder in path.parents]
+    return max(holding)[1] if holding else None
+
+
+def looks_incomplete(reason: str) -> bool:
+    lowered = reason.lower()
+    return any(marker in lowered for marker in INCOMPLETE_MARKERS)
+
+
+def backoff_s(attempt: int, *, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S) -> float:
+    """Seconds to wait before try ``attempt + 1`` after ``attempt`` transient failures: 30 s, 60 s, 120 s..."""
+    return min(cap_s, base_s * 2 ** max(0, attempt - 1))
+
+
+def retry_or_fail(attempts: int, max_attempts: int) -> Literal["retry", "fail"]:
+    return "retry" if attempts < max_attempts else "fail"
+
+
+def _config_key(message: str) -> str:
+    """The key a ConfigError is about: ``engine.name = 'x': ...`` names it; the pipeline's output
+    checks say what they could not do."""
+    named = re.search(r"\b((?:engine|output|daemon|resume|notifications|logging)\.[a-z_]+) =", message)
+    if named:
+        return named.group(1)
+    lowered = message.lower()
+    if "cannot hold" in lowered:
+        return "output.container"
+    if "ffmpeg" in lowered and "codec" not in lowered:
+        return "ffmpeg"
+    return "output.codec"
+
+
+def _source_outcome(ctx: Context) -> Outcome | None:
+    source = ctx.source
+    if not source.exists:
+        return Outcome("source_gone", f"{ctx.name} is no longer in the inbox", "nothing to do")
+    if source.changed or source.open_for_writing:
+        why = "is still being written" if source.open_for_writing else "changed after it was queued"
+        return Outcome("source_changed", f"{ctx.name} {why}", "it is converted once it stays unchanged")
+    return None
+
+
+def _media(error: MediaError, ctx: Context, say: str) -> Outcome:
+    if error.path != ctx.source.path:
+        # Our own output or a work file did not read back: the encoder failed, not the input.
+        return Outcome("transient", f"the converted video did not read back: {say}",
+                       "this is usually a crash of ffmpeg; midframe tries again")
+    problem = f"{ctx.name} {speakable(error.reason, work_root=ctx.work_root, renames=ctx.renames)}"
+    if looks_incomplete(error.reason) and ctx.source.changed_ago_s < ctx.stalled_copy_s:
+        return Outcome("source_changed", problem + " (it may still be arriving)",
+                       f"it is looked at again once it has been quiet for {ctx.stalled_copy_s:.0f} s",
+                       wait_s=ctx.stalled_copy_s - ctx.source.changed_ago_s)
+    return Outcome("input", problem,
+                   "check that it plays in a video player; if it was copied, copy it again")
+
+
+def _os_error(error: OSError, ctx: Context, say: str) -> Outcome:
+    if error.filename is not None and Path(error.filename) == ctx.source.path:
+        return Outcome("input", f"{ctx.name} cannot be read ({error.strerror or say})",
+                       "make it readable for the user midframe runs as")
+    key = folder_key(error.filename, ctx.folders)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        key = key or "outbox"
+        return Outcome("setting", f"{key} ({ctx.folders.get(key, '')}): the disk is full",
+                       "free some space there; midframe resumes by itself", key=key)
+    if key is not None and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return Outcome("setting", f"{key} ({ctx.folders[key]}) cannot be written ({error.strerror or say})",
+                       "make it writable for the user midframe runs as, or choose another folder", key=key)
+    return Outcome("transient", f"a file operation failed: {say}", "midframe tries again")
+
+
+def classify(error: BaseException, ctx: Context) -> Outcome:
+    """The outcome of ``error`` for the job on ``ctx.source`` (see the module's table)."""
+    moved = _source_outcome(ctx)
+    if moved is not None:
+        return moved
+    say = speakable(str(error), work_root=ctx.work_root, renames=ctx.renames)
+    if isinstance(error, MediaError):
+        return _media(error, ctx, say)
+    if isinstance(error, DeviceError):
+        detail = say.removeprefix("device ")
+        return Outcome("setting", f"engine.device: {detail}", "change engine.device in the config", key="engine.device")
+    if isinstance(error, WeightsError):
+        return Outcome("setting", f"engine.name: the engine needs its model weights ({say})",
+                       "run `midframe models fetch`, or choose engine.name: dis", key="engine.name")
+    if isinstance(error, ConfigError):
+        key = _config_key(str(error))
+        return Outcome("setting", f"{key}: {say}", "change it in the config", key=key, resolved_by="config_change")
+    if isinstance(error, OutputError):
+        key = folder_key(error.path, ctx.folders) or "outbox"
+        reason = speakable(error.reason, work_root=ctx.work_root, renames=ctx.renames)
+        advice = ("free some space there; midframe resumes by itself" if "disk full" in reason
+                  else "make it writable, or choose another folder; midframe resumes by itself")
+        return Outcome("setting", f"{key} ({ctx.folders.get(key, error.path)}): {reason}", advice, key=key)
+    if isinstance(error, OSError):
+        return _os_error(error, ctx, say)
+    if isinstance(error, subprocess.TimeoutExpired):
+        return Outcome("transient", "ffmpeg stopped answering and was ended", "midframe tries again")
+    if isinstance(error, (TransientError, EngineError)):
+        return Outcome("transient", say, "this is usually temporary; midframe tries again")
+    return Outcome("transient", f"an internal error in midframe: {say or 'no details'}",
+                   "the log has the details; midframe tries again", internal=True)
