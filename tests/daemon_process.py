@@ -81,13 +81,14 @@ class DaemonProcess:
 
     # --- the process --------------------------------------------------------------------------------
 
-    def start(self, *, timeout: float = 30.0) -> DaemonProcess:
+    def start(self, *, timeout: float = 30.0, preexec: Callable[[], None] | None = None) -> DaemonProcess:
+        """``preexec`` runs in the child before exec (POSIX only), e.g. to lower its descriptor limit."""
         self.runs += 1
         self.stderr_path = self.root / f"daemon-{self.runs}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "midframe", "watch", "--config", str(self.config_path)],
             cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.stderr_path, "wb"), start_new_session=True,  # noqa: SIM115
+            stderr=open(self.stderr_path, "wb"), start_new_session=True, preexec_fn=preexec,  # noqa: SIM115
         )
         wait_for(self._answers, timeout=timeout, what=f"the daemon to answer (log: {self.stderr_path})")
         return self

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import stat
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -17,14 +18,16 @@ import pytest
 from midframe.daemon.control import (
     ControlClient,
     ControlServer,
-    load_or_create_token,
+    new_token,
     remove_control_file,
     write_control_file,
 )
+from midframe.daemon.control_files import hello_proof
 from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
 from midframe.daemon.store import JobStateError
 from midframe.engine.job import Progress
 from midframe.errors import ControlError, DaemonNotRunning
+from tests.net_helpers import Impostor, raw, request
 
 
 class FakeDaemon:
@@ -69,7 +72,7 @@ class FakeDaemon:
 @pytest.fixture
 def api(tmp_path):
     target = FakeDaemon()
-    token = load_or_create_token(tmp_path)
+    token = new_token(tmp_path)
     server = ControlServer(target, token=token)
     url = server.start()
     write_control_file(tmp_path, url)
@@ -106,7 +109,7 @@ def test_every_request_needs_the_token(api):
                 urllib.request.urlopen(request, timeout=5)
             assert caught.value.code == 401
     assert target.calls == []
-    with pytest.raises(ControlError, match="401"):
+    with pytest.raises(DaemonNotRunning, match="the token was not sent"):   # a wrong token fails the proof
         ControlClient(url, "nope").status()
 
 
@@ -121,20 +124,92 @@ def test_unknown_routes_and_bad_ids(api):
         assert "error" in json.loads(caught.value.read())
 
 
-def test_token_file_is_private_and_reused(tmp_path):
-    token = load_or_create_token(tmp_path)
-    mode = stat.S_IMODE((tmp_path / "control.token").stat().st_mode)
-    assert mode == 0o600 and len(token) >= 32
-    assert load_or_create_token(tmp_path) == token
-    (tmp_path / "control.token").chmod(0o644)                 # readable by others: replaced
-    fresh = load_or_create_token(tmp_path)
-    assert fresh != token and stat.S_IMODE((tmp_path / "control.token").stat().st_mode) == 0o600
+def test_a_fresh_private_token_at_every_start(tmp_path):
+    tokens = [new_token(tmp_path) for _ in range(3)]
+    assert len(set(tokens)) == 3 and all(len(token) >= 32 for token in tokens)
+    assert (tmp_path / "control.token").read_text().strip() == tokens[-1]
+    write_control_file(tmp_path, "http://127.0.0.1:9")
+    for name in ("control.token", "control.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+
+
+def test_hello_proves_the_token_without_asking_for_it(api):
+    _, _, url, token = api
+    nonce = "ab" * 32
+    status, body = raw(url, request(url, f"GET /hello?nonce={nonce} HTTP/1.1"))
+    answer = json.loads(body)
+    port = int(url.rsplit(":", 1)[1])
+    assert status == 200 and answer == {"proof": hello_proof(token, nonce=nonce, port=port, pid=os.getpid()),
+                                        "pid": os.getpid()}
+    assert raw(url, request(url, "GET /hello?nonce=xyz HTTP/1.1"))[0] == 400
+
+
+def test_a_stale_control_file_never_gets_the_token_sent(tmp_path):
+    token = new_token(tmp_path)
+    impostor = Impostor()
+    try:
+        # The pid is alive (as after pid reuse): the client asks for proof, and the answer fails it.
+        write_control_file(tmp_path, f"http://127.0.0.1:{impostor.port}", pid=os.getpid())
+        with pytest.raises(DaemonNotRunning, match="something else listens there"):
+            ControlClient.from_state_dir(tmp_path).status()
+        assert b"GET /hello?nonce=" in impostor.received and token.encode() not in impostor.received
+        # The daemon named in control.json has ended (a crash): refused without connecting at all.
+        ended = subprocess.Popen([sys.executable, "-c", "pass"])
+        ended.wait()
+        write_control_file(tmp_path, f"http://127.0.0.1:{impostor.port}", pid=ended.pid)
+        seen = len(impostor.received)
+        with pytest.raises(DaemonNotRunning, match=f"left by process {ended.pid}, which has ended"):
+            ControlClient.from_state_dir(tmp_path)
+        assert len(impostor.received) == seen
+    finally:
+        impostor.close()
+
+
+def test_requests_must_be_addressed_to_the_loopback_address_and_port(api):
+    target, _, url, token = api
+    port = int(url.rsplit(":", 1)[1])
+    auth = f"Authorization: Bearer {token}"
+    for host, expected in ((f"evil.example:{port}", 403), (f"127.0.0.1:{port + 1}", 403), ("127.0.0.1", 403),
+                           (f"localhost:{port}", 200), (f"127.0.0.1:{port}", 200)):
+        data = f"POST /pause HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n\r\n".encode()
+        assert raw(url, data)[0] == expected, host
+    assert raw(url, f"GET /status HTTP/1.0\r\n{auth}\r\n\r\n".encode())[0] == 400   # no Host at all
+    assert target.calls == [("pause",), ("pause",)]
+
+
+def test_content_length_and_token_are_checked_before_the_body(api):
+    target, _, url, token = api
+    auth = f"Authorization: Bearer {token}"
+    assert raw(url, request(url, "POST /pause HTTP/1.1", auth, "Content-Length: -1"))[0] == 400
+    assert raw(url, request(url, "POST /pause HTTP/1.1", auth, "Content-Length: 65537"))[0] == 413
+    flood = b"POST /stop HTTP/1.1\r\n" * 10_000
+    assert raw(url, request(url, "POST /pause HTTP/1.1", auth, f"Content-Length: {len(flood)}", body=flood))[0] == 413
+    assert raw(url, request(url, "POST /pause HTTP/1.1", auth, "Content-Length: 65536", body=b"x" * 65536))[0] == 200
+    # Without the token the refusal comes at once, while the announced body is still unsent.
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request(url, "POST /stop HTTP/1.1", "Content-Length: 60000"))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 401 ")
+    assert target.calls == [("pause",)]
+
+
+def test_ids_and_numbers_out_of_range_are_refused(api):
+    target, _, url, token = api
+    auth = f"Authorization: Bearer {token}"
+    for path in (f"/jobs/{2**63}/retry", "/jobs/-1/retry", "/jobs/0/cancel", "/jobs/1e3/retry",
+                 f"/jobs/{'9' * 40}/cancel"):
+        status, body = raw(url, request(url, f"POST {path} HTTP/1.1", auth))
+        assert status == 400 and "whole number" in json.loads(body)["error"], path
+    for query in (f"after={2**64}", "after=-5", "client=" + "x" * 100, "client=a%0Ab"):
+        assert raw(url, request(url, f"GET /events?{query} HTTP/1.1", auth))[0] == 400, query
+    assert raw(url, request(url, f"POST /jobs/{2**63 - 1}/retry HTTP/1.1", auth))[0] == 200
+    assert target.calls == [("retry", 2**63 - 1)]
 
 
 def test_no_daemon(tmp_path):
     with pytest.raises(DaemonNotRunning):
         ControlClient.from_state_dir(tmp_path)
-    load_or_create_token(tmp_path)
+    new_token(tmp_path)
     write_control_file(tmp_path, "http://127.0.0.1:9")        # nothing listens on the discard port
     with pytest.raises(DaemonNotRunning):
         ControlClient.from_state_dir(tmp_path, timeout=2).status()

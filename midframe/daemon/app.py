@@ -18,7 +18,7 @@ from typing import Any
 from loguru import logger
 
 from midframe.config import Config, EngineConfig, default_config_path, load_config, resolve_paths
-from midframe.daemon.control import ControlServer, load_or_create_token, remove_control_file, write_control_file
+from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
 from midframe.daemon.files import fingerprint
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.lock import StateLock
@@ -105,7 +105,7 @@ class Daemon:
         self.worker.recover()
         if self.worker.pause_reason is not None:
             logger.warning("paused since before the restart; `midframe resume` to continue")
-        self.server = ControlServer(self, token=load_or_create_token(paths.state_dir), port=config.daemon.api_port)
+        self.server = ControlServer(self, token=new_token(paths.state_dir), port=config.daemon.api_port)
         url = self.server.start()
         write_control_file(paths.state_dir, url)
         daemon = config.daemon

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from midframe.daemon.control import read_control_file
+from midframe.daemon.control_files import read_control_file
 from midframe.errors import AlreadyRunning
 
 LOCK_FILE = "daemon.lock"

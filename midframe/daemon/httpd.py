@@ -1,0 +1,377 @@
+"""A small HTTP/1.1 server for the control API that idle, slow or hostile clients cannot exhaust.
+
+One selector thread accepts connections and reads requests; a fixed pool of worker threads answers
+complete ones. Bounds, whatever clients do:
+
+- at most ``max_connections`` sockets are open: a new connection evicts the oldest one that has not
+  finished sending its request (so a thousand idle connections cost a few dozen descriptors and no
+  threads, and the newest client, which is about to send its request, gets in);
+- each connection has one deadline for its whole request (a client sending a byte a second is cut off
+  like a silent one);
+- the head (request line and headers) and the body have size limits, and ``Content-Length`` must be
+  a plain number of bytes within them;
+- ``admit`` sees the head before any of the body is read and may refuse it (authentication, the Host
+  check): the refused client's body is then discarded unread;
+- every answer closes its connection (``Connection: close``), so a body that was not read can never
+  be taken for the next request.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import selectors
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from loguru import logger
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_LENGTH = re.compile(r"[0-9]{1,12}")
+# Headers whose repetition makes a request ambiguous (request smuggling, a second Host or token).
+_SINGLE = frozenset({"host", "content-length", "authorization", "transfer-encoding", "cookie"})
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int = 64
+    workers: int = 4
+    request_timeout_s: float = 10.0  # from accept to the request's last byte
+    send_timeout_s: float = 5.0  # for the whole answer
+    linger_s: float = 1.0  # a refused client's unread body is drained this long before closing
+    max_head_bytes: int = 16 * 1024
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Head:
+    method: str
+    target: str
+    path: str
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]  # names in lower case; values as sent (latin-1)
+    content_length: int
+
+
+@dataclass(frozen=True)
+class Request:
+    head: Head
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    payload: Any = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def encode(self) -> bytes:
+        body = json.dumps(self.payload).encode()
+        lines = [
+            f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+            "Cache-Control: no-store",
+            *(f"{name}: {value}" for name, value in self.headers),
+        ]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def error(status: int, message: str, *headers: tuple[str, str]) -> Response:
+    return Response(status, {"error": message}, tuple(headers))
+
+
+class BadRequest(ValueError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def parse_head(raw: bytes, *, max_body_bytes: int) -> Head:
+    """The request line and headers (``raw`` without the blank line that ends them); BadRequest if
+    they are malformed, ambiguous, or announce a body this server does not take."""
+    lines = raw.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]):
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "malformed request line")
+    method, target, version = parts
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        raise BadRequest(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "only HTTP/1.0 and HTTP/1.1 are spoken here")
+    if not target.startswith("/"):
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "the request target must be a path")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise BadRequest(HTTPStatus.BAD_REQUEST, "malformed header line")
+        name, value = name.lower(), value.strip(" \t")
+        if name in headers:
+            if name in _SINGLE:
+                raise BadRequest(HTTPStatus.BAD_REQUEST, f"more than one {name} header")
+            value = f"{headers[name]}, {value}"
+        headers[name] = value
+    if "transfer-encoding" in headers:
+        raise BadRequest(HTTPStatus.NOT_IMPLEMENTED, "a request body needs a Content-Length (no Transfer-Encoding)")
+    length = headers.get("content-length", "0")
+    if not _LENGTH.fullmatch(length):
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "Content-Length must be a number of bytes")
+    if int(length) > max_body_bytes:
+        raise BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request bodies are limited to {max_body_bytes} bytes")
+    url = urllib.parse.urlsplit(target)
+    try:
+        query = urllib.parse.parse_qs(url.query, max_num_fields=32)
+    except ValueError:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "too many query parameters") from None
+    return Head(method, target, url.path, query, headers, int(length))
+
+
+class _Connection:
+    __slots__ = ("sock", "deadline", "buffer", "head", "lingering")
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+        self.buffer = bytearray()
+        self.head: Head | None = None
+        self.lingering = False
+
+
+Admit = Callable[[Head], "Response | None"]
+Handle = Callable[[Request], Response]
+
+
+class HttpServer:
+    """Binds at construction (so the port is known at once); ``start()`` runs it, ``stop()`` ends it."""
+
+    def __init__(self, *, host: str, port: int, admit: Admit, handle: Handle, limits: Limits = Limits(),
+                 name: str = "midframe-http", clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self._admit = admit
+        self._handle = handle
+        self._name = name
+        self._clock = clock
+        self._listener = socket.create_server((host, port), backlog=128)
+        self._listener.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._open: dict[_Connection, None] = {}  # insertion order = accept order: the first is the oldest
+        self._lock = threading.Lock()
+        self._in_workers: set[socket.socket] = set()
+        self._pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix=f"{name}-worker")
+        self._stopping = threading.Event()
+        self._wake_reader, self._wake_writer = socket.socketpair()  # stop() wakes the selector at once
+        self._wake_reader.setblocking(False)
+        self._thread: threading.Thread | None = None
+        self._listen_again_at: float | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._listener.getsockname()[:2]
+        return host, port
+
+    def start(self) -> None:
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ, self._wake_reader)
+        self._thread = threading.Thread(target=self._run, name=self._name)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        _quietly(self._wake_writer.send, b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        else:
+            self._selector.close()
+            self._listener.close()
+        with self._lock:
+            answering = list(self._in_workers)
+        for sock in answering:  # a worker stuck sending to a client that does not read
+            _quietly(sock.shutdown, socket.SHUT_RDWR)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            never_answered, self._in_workers = list(self._in_workers), set()
+        for sock in never_answered:
+            sock.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+    # --- the selector thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                for key, _ in self._selector.select(self._timeout()):
+                    if key.data is None:
+                        self._accept()
+                    elif key.data is self._wake_reader:
+                        continue
+                    else:
+                        self._read(key.data)
+                self._expire()
+        except Exception:
+            logger.exception("control API: the server loop failed; the API is down until the next start")
+        finally:
+            for conn in list(self._open):
+                self._close(conn)
+            self._selector.close()
+            self._listener.close()
+
+    def _timeout(self) -> float:
+        now = self._clock()
+        wake = [conn.deadline for conn in self._open]
+        if self._listen_again_at is not None:
+            wake.append(self._listen_again_at)
+        return max(0.0, min([now + 0.2, *wake]) - now)
+
+    def _connections(self) -> int:
+        with self._lock:
+            return len(self._open) + len(self._in_workers)
+
+    def _accept(self) -> None:
+        for _ in range(self.limits.max_connections):  # then read what has come in on the others
+            try:
+                sock, _peer = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    self._pause_listening(exc)
+                elif exc.errno != errno.ECONNABORTED:
+                    logger.warning("control API: accept failed: {}", exc)
+                return
+            sock.setblocking(False)
+            if self._connections() >= self.limits.max_connections and not self._evict_oldest():
+                _quietly(sock.send, error(HTTPStatus.SERVICE_UNAVAILABLE, "too many requests at once").encode())
+                sock.close()
+                continue
+            conn = _Connection(sock, self._clock() + self.limits.request_timeout_s)
+            self._open[conn] = None
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _evict_oldest(self) -> bool:
+        oldest = next(iter(self._open), None)
+        if oldest is None:
+            return False
+        self._close(oldest)
+        return True
+
+    def _pause_listening(self, exc: OSError) -> None:
+        """Out of descriptors: stop accepting for a moment instead of spinning on a readable listener."""
+        logger.warning("control API: cannot accept connections ({}); trying again shortly", exc.strerror or exc)
+        self._selector.unregister(self._listener)
+        self._listen_again_at = self._clock() + 0.5
+
+    def _read(self, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn)
+            return
+        if conn.lingering:
+            return
+        conn.buffer += data
+        limits = self.limits
+        if conn.head is None:
+            end = conn.buffer.find(b"\r\n\r\n")
+            if end < 0 or end > limits.max_head_bytes:
+                if end >= 0 or len(conn.buffer) > limits.max_head_bytes:
+                    self._refuse(conn, error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"))
+                return
+            try:
+                head = parse_head(bytes(conn.buffer[:end]), max_body_bytes=limits.max_body_bytes)
+            except BadRequest as exc:
+                self._refuse(conn, error(exc.status, str(exc)))
+                return
+            try:
+                refusal = self._admit(head)
+            except Exception:
+                logger.exception("control API: checking {} {} failed", head.method, head.path)
+                refusal = error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the daemon's log)")
+            if refusal is not None:
+                self._refuse(conn, refusal)
+                return
+            conn.head = head
+            del conn.buffer[: end + 4]
+            if head.headers.get("expect", "").lower() == "100-continue" and len(conn.buffer) < head.content_length:
+                _quietly(conn.sock.send, b"HTTP/1.1 100 Continue\r\n\r\n")
+        if len(conn.buffer) >= conn.head.content_length:
+            self._dispatch(conn)
+
+    def _refuse(self, conn: _Connection, response: Response) -> None:
+        """Answer from this thread (a refusal is small enough for the socket's buffer), then drain what
+        the client still sends for ``linger_s`` so closing does not reset the answer away."""
+        try:
+            conn.sock.send(response.encode())
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        conn.lingering = True
+        conn.buffer = bytearray()
+        conn.deadline = self._clock() + self.limits.linger_s
+
+    def _dispatch(self, conn: _Connection) -> None:
+        assert conn.head is not None
+        self._selector.unregister(conn.sock)
+        request = Request(conn.head, bytes(conn.buffer[: conn.head.content_length]))
+        with self._lock:
+            del self._open[conn]
+            self._in_workers.add(conn.sock)
+        self._pool.submit(self._answer, conn.sock, request)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        if self._listen_again_at is not None and now >= self._listen_again_at:
+            self._listen_again_at = None
+            self._selector.register(self._listener, selectors.EVENT_READ, None)
+        for conn in [conn for conn in self._open if conn.deadline <= now]:
+            if not conn.lingering and conn.buffer:
+                _quietly(conn.sock.send, error(HTTPStatus.REQUEST_TIMEOUT, "request not complete in time").encode())
+            self._close(conn)
+
+    def _close(self, conn: _Connection) -> None:
+        with self._lock:
+            self._open.pop(conn, None)
+        _quietly(self._selector.unregister, conn.sock)
+        conn.sock.close()
+
+    # --- the workers ------------------------------------------------------------------------------
+
+    def _answer(self, sock: socket.socket, request: Request) -> None:
+        try:
+            try:
+                response = self._handle(request)
+            except Exception:
+                logger.exception("control API: {} {} failed", request.head.method, request.head.path)
+                response = error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the daemon's log)")
+            sock.settimeout(self.limits.send_timeout_s)  # since 3.5 a bound on the whole sendall
+            sock.sendall(response.encode())
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._in_workers.discard(sock)
+            sock.close()
+
+
+def _quietly(call: Callable[..., Any], *args: Any) -> None:
+    """For best-effort socket calls on a connection that may already be gone."""
+    try:
+        call(*args)
+    except (OSError, KeyError, ValueError):
+        pass
