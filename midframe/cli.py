@@ -65,6 +65,9 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.factor is not None and args.fps is not None:
         raise ConfigError("--factor and --fps: give one or the other")
+    from midframe.engine.interpolators import engine_chosen
+
+    chosen = args.engine is not None or engine_chosen(config)
     engine = with_overrides(
         config.engine,
         name=args.engine,
@@ -90,6 +93,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         resume=resume,
         paths=resolve_paths(config),
         resume_previous=args.resume,
+        engine_chosen=chosen,
         show_progress=not args.quiet,
     )
     if args.report is not None:
@@ -125,6 +129,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status))
         return 0
     line = f"{status['state']}; queued {status['queued']}, done {status['done']}, failed {status['failed']}"
+    if status.get("paused_reason"):
+        line += f"\n  why: {status['paused_reason']}"
     current = status.get("current")
     if current:
         line += (

@@ -70,7 +70,7 @@ def test_factor_two_with_a_report(clip, tmp_path, config):
     assert code == 0, err
     report = json.loads(report_path.read_text(encoding="utf-8"))
     assert report["frames_in"] == 50 and report["frames_out"] == 100
-    assert report["engine"] == "blend" and report["device"] == "cpu"
+    assert report["engine"] == "blend" and report["engine_requested"] == "blend" and report["device"] == "cpu"
     assert report["wall_s"] > 0 and report["model_s"] >= 0
     assert probe(out, ffmpeg=FF).frame_count == 100
     assert_audio_in_sync(clip, out)
@@ -185,3 +185,22 @@ def test_bigbuckbunny_through_the_cli(bigbuckbunny, tmp_path, config):
     assert_audio_in_sync(bigbuckbunny, out)
     report = json.loads(report_path.read_text(encoding="utf-8"))
     assert report["frames_out"] == 264 and report["frames_interpolated"] + report["frames_static"] + report["frames_cut"] == 131
+
+
+def test_a_chosen_engine_runs_or_the_command_fails_and_only_a_default_falls_back(clip, tmp_path, config):
+    """With an empty models dir (XDG_CACHE_HOME elsewhere; the real cache is never touched)."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "empty-cache")}
+    out = tmp_path / "out.mkv"
+    code, err = finish(midframe(str(clip), "-o", str(out), "--engine", "rife", config=config, env=env))
+    assert code == 2 and "no RIFE weights installed" in err and "midframe models fetch" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]          # nothing written at all
+    named = tmp_path / "named.yaml"
+    named.write_text(config.read_text() + "engine: {name: rife}\n")
+    code, err = finish(midframe(str(clip), "-o", str(out), config=named, env=env))
+    assert code == 2 and "no RIFE weights installed" in err and not out.exists(), err
+    report = tmp_path / "report.json"
+    code, err = finish(midframe(str(clip), "-o", str(out), "--factor", "2", "--preset", "ultrafast", "--report",
+                                str(report), config=config, env=env))
+    assert code == 0 and "the dis engine is used instead" in err, err
+    data = json.loads(report.read_text())
+    assert (data["engine_requested"], data["engine"], data["frames_out"]) == ("rife", "dis", 100)

@@ -144,3 +144,33 @@ def test_a_foreign_work_folder_is_not_deleted(source, tmp_path):
     with pytest.raises(OutputError, match="not a midframe work folder"):
         run_convert(source, tmp_path / "out.mkv", work_dir=work)
     assert (work / "holiday.jpg").read_bytes() == b"precious"
+
+
+def test_a_resumed_job_never_mixes_engines(source, tmp_path):
+    """The manifest names the engine that really ran (here a fallback), and a resume runs that one or none."""
+    from midframe.engine.pipeline import convert
+    from midframe.errors import WeightsError
+    from tests.engine_helpers import FF, RecordingBlend
+
+    target, work = tmp_path / "out.mkv", tmp_path / "work"
+    asked: list[str] = []
+
+    def fell_back(settings):                       # asked for dis, got blend: what a fallback does
+        asked.append(settings.name)
+        return RecordingBlend(delay_s=0.02)        # slow enough that the stop comes well before the end
+
+    control, on_progress = _stop_at(40)
+    common = dict(work_dir=work, output=LOSSLESS, resume=SEGMENT, ffmpeg=FF)
+    with pytest.raises(Aborted):
+        convert(source, target, engine=EngineConfig(name="dis"), make_interpolator=fell_back, control=control,
+                on_progress=on_progress, **common)
+    assert load_manifest(work).engine["name"] == "blend" and load_manifest(work).frames_done >= 40
+
+    class OtherEngine(RecordingBlend):
+        name = "dis"
+
+    with pytest.raises(WeightsError, match="made with the blend engine"):
+        convert(source, target, engine=EngineConfig(name="dis"), make_interpolator=lambda s: OtherEngine(), **common)
+    report = convert(source, target, engine=EngineConfig(name="dis"), make_interpolator=fell_back, **common)
+    assert asked == ["dis", "blend"] and (report.engine, report.engine_requested) == ("blend", "dis")
+    assert report.resumed_from_frame >= 40

@@ -79,6 +79,7 @@ class PipelineReport:
     frames_static: int = 0
     frames_cut: int = 0
     resumed_from_frame: int = 0
+    engine_requested: str = ""  # the engine asked for; ``engine`` differs only after a default fell back
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

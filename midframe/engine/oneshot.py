@@ -23,7 +23,7 @@ from loguru import logger
 
 from midframe.config import EngineConfig, OutputConfig, Paths, ResumeConfig
 from midframe.engine.ffmpeg import find_ffmpeg
-from midframe.engine.interpolators import Interpolator, create_interpolator
+from midframe.engine.interpolators import Interpolator, check_engine, create_interpolator
 from midframe.engine.job import JobControl, PipelineReport, Progress, ProgressCallback
 from midframe.engine.manifest import MANIFEST_NAME, is_work_folder
 from midframe.engine.pipeline import convert
@@ -123,16 +123,24 @@ def interpolate_file(
     resume: ResumeConfig,
     paths: Paths,
     resume_previous: bool = False,
+    engine_chosen: bool = True,
     show_progress: bool = True,
     ffmpeg_path: str | None = None,
     control: JobControl | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> PipelineReport:
-    """Convert one file; the output container is the one its extension names."""
+    """Convert one file; the output container is the one its extension names.
+
+    The engine in ``engine`` is what runs, or this raises before anything is written (``WeightsError``
+    saying how to get the weights, ``DeviceError``); only when nobody chose it (``engine_chosen`` False:
+    the default) may it fall back to the classical engine, with a warning.
+    """
     source = Path(source).expanduser().absolute()
     destination = Path(destination).expanduser().absolute()
     ffmpeg = find_ffmpeg(ffmpeg_path)
     _check_paths(source, destination)
+    fallback = not engine_chosen
+    check_engine(engine, models_dir=paths.models_dir, fallback=fallback)
     work_dir = work_dir_for(destination)
     if resume_previous:
         if not (work_dir / MANIFEST_NAME).is_file():
@@ -149,7 +157,7 @@ def interpolate_file(
             on_progress(report)
 
     def make_interpolator(settings: EngineConfig) -> Interpolator:
-        return create_interpolator(settings, models_dir=paths.models_dir, fallback=True)
+        return create_interpolator(settings, models_dir=paths.models_dir, fallback=fallback)
 
     try:
         with _ctrl_c_stops(control):

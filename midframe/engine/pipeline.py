@@ -46,7 +46,7 @@ from midframe.engine.probe import VideoInfo, probe
 from midframe.engine.reader import FrameReader
 from midframe.engine.segments import SegmentSink, join
 from midframe.engine.timeline import Timeline
-from midframe.errors import EngineError, MidframeError, OutputError
+from midframe.errors import EngineError, MidframeError, OutputError, WeightsError
 
 MakeInterpolator = Callable[[EngineConfig], Interpolator]
 
@@ -463,6 +463,20 @@ def _render(
     return loop.counts, waits
 
 
+def _record_engine(job: _Job, name: str, *, work_dir: Path, resuming: bool) -> None:
+    """The manifest names the engine that really runs, so a resumed job never mixes two engines."""
+    if name == job.engine.name:
+        return
+    if resuming:
+        raise WeightsError(
+            f"the first {job.manifest.frames_done} frames of this job were made with the {job.engine.name} "
+            f"engine, which cannot run now; make it available again to finish the job with it"
+        )
+    job.engine = job.engine.model_copy(update={"name": name})
+    job.manifest.engine = job.engine.model_dump(mode="json")
+    job.manifest.save(work_dir)
+
+
 def _move_into_place(joined: Path, destination: Path) -> None:
     if destination.exists():
         raise OutputError(destination, "already exists; not overwriting it")
@@ -511,6 +525,7 @@ def convert(
         control.checkpoint()
         interpolator = make_interpolator(job.engine)
         try:
+            _record_engine(job, interpolator.name, work_dir=work_dir, resuming=start > 0)
             interpolator.load()
             engine_name, device = interpolator.name, interpolator.device
             counts, extra = _render(job, info, work_dir=work_dir, interpolator=interpolator, ffmpeg=ffmpeg,
@@ -531,6 +546,7 @@ def convert(
         source=source,
         output=destination,
         engine=engine_name,
+        engine_requested=engine.name,
         device=device,
         frames_in=info.frame_count,
         frames_out=job.timeline.frames_out,
