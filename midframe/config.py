@@ -123,6 +123,9 @@ class DaemonConfig(_Section):
     done_dir: Path | None = None
     failed_dir: Path | None = None
     settle_seconds: float = Field(5.0, ge=0.0, le=3600.0)
+    # A file that looks cut short (truncated, empty, no index yet) and changed less than this long ago
+    # is a copy still arriving (a slow share, a paused download): settled again, not failed.
+    stalled_copy_seconds: float = Field(60.0, ge=0.0, le=86400.0)
     rescan_seconds: float = Field(60.0, gt=0.0, le=86400.0)
     polling: bool = False
     recursive: bool = False

@@ -61,7 +61,7 @@ class DaemonProcess:
             "engine": {"name": "blend", "factor": 2},
             "output": {"preset": "ultrafast"},
             "daemon": {"state_dir": str(self.state), "done_dir": str(self.done), "failed_dir": str(self.failed),
-                       "settle_seconds": 0.5, "rescan_seconds": 5, "min_free_mb": 0},
+                       "settle_seconds": 0.5, "rescan_seconds": 5, "min_free_mb": 0, "stalled_copy_seconds": 3},
             "notifications": {"enabled": False},
             "logging": {"dir": str(self.logs), "level": "INFO"},
         }

@@ -122,3 +122,10 @@ def assert_audio_in_sync(source: Path, output: Path) -> None:
         assert audio
     assert len(stream_packets(source, "a:0")) == len(stream_packets(output, "a:0"))
     assert abs(ends[0] - ends[1]) < 0.002, ends
+
+
+def missing_cuda_device() -> str:
+    """A CUDA device this machine lacks: ``cuda`` without GPUs, else one past the last (``cuda:N``)."""
+    import torch
+
+    return f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"

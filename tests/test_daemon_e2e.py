@@ -175,7 +175,8 @@ def test_daemon_end_to_end(tmp_path):
         assert refused.value.code == 401
         status = daemon.cli("status", "--json")
         assert status.returncode == 0, status.stderr
-        assert json.loads(status.stdout) == {"state": "idle", "current": None, "queued": 0, "done": 5, "failed": 4}
+        assert json.loads(status.stdout) == {"state": "idle", "current": None, "queued": 0, "done": 5, "failed": 4,
+                                             "paused_reason": None}
         listed = daemon.cli("jobs")
         assert listed.returncode == 0 and "truncated.mp4" in listed.stdout
     finally:

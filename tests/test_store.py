@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from midframe.daemon.store import JobStateError, MemoryJobStore, SqliteJobStore
+from midframe.daemon.memory_store import MemoryJobStore
+from midframe.daemon.store import JobStateError, SqliteJobStore
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -80,16 +81,44 @@ def test_retry_goes_to_the_end_and_cancel_only_queued(store):
         store.retry(second.id)
 
 
-def test_find_and_duplicates(store):
+def test_find_and_duplicates_need_the_same_content_and_settings(store):
     job = add(store, "a.mp4", size=7, mtime=3.5, fingerprint="same")
     assert store.find(Path("/inbox/a.mp4"), size=7, mtime=3.5).id == job.id
     assert store.find(Path("/inbox/a.mp4"), size=8, mtime=3.5) is None
     copy = add(store, "copy.mp4", fingerprint="same")
-    assert store.done_with_fingerprint("same", exclude_id=copy.id) is None
+    other = add(store, "other.mp4", fingerprint="same")
+    store.set_content(job.id, sha256="h1", settings_key="k1")
+    store.set_content(copy.id, sha256="h1", settings_key="k1")
+    store.set_content(other.id, sha256="h2", settings_key="k1")     # same head and tail, other content
+    assert store.done_with_content(store.get(copy.id)) == []
     store.claim()
     store.finish(job.id, "done", output="/out/a.mp4")
-    assert store.done_with_fingerprint("same", exclude_id=copy.id).id == job.id
-    assert store.done_with_fingerprint("same", exclude_id=job.id) is None
+    assert [j.id for j in store.done_with_content(store.get(copy.id))] == [job.id]
+    assert store.done_with_content(store.get(job.id)) == []
+    assert store.done_with_content(store.get(other.id)) == []
+    store.set_content(copy.id, sha256="h1", settings_key="k2")      # other settings: not a duplicate
+    assert store.done_with_content(store.get(copy.id)) == []
+
+
+def test_not_before_holds_a_job_back_and_resettling_releases_it(store):
+    first, second = add(store, "a.mp4"), add(store, "b.mp4")
+    store.claim(now=10.0)
+    held = store.requeue(first.id, error="pipe lost", not_before=100.0, now=10.0)
+    assert held.not_before == 100.0 and held.attempts == 1
+    assert store.claim(now=50.0).id == second.id          # the held one is passed over
+    assert store.claim(now=60.0) is None
+    assert store.claim(now=100.0).id == first.id           # its time has come; it keeps its place
+    store.requeue(first.id, interrupted=True, not_before=1e12)
+    assert store.queued_at(Path("/inbox/a.mp4")).id == first.id and store.queued_at(Path("/inbox/x.mp4")) is None
+    store.set_content(first.id, sha256="h", settings_key="k")
+    same = store.resettled(first.id, size=10, mtime=1.0, fingerprint="fp-a.mp4")
+    assert (same.not_before, same.sha256) == (None, "h")
+    store.claim(now=200.0)
+    store.requeue(first.id, interrupted=True, not_before=1e12)
+    grown = store.resettled(first.id, size=20, mtime=2.0, fingerprint="fp-grown")
+    assert (grown.size, grown.mtime, grown.fingerprint, grown.not_before, grown.sha256) == (20, 2.0, "fp-grown", None, None)
+    with pytest.raises(JobStateError):
+        store.resettled(second.id, size=1, mtime=1.0, fingerprint="x")   # running
 
 
 def test_progress_path_staged_and_flags(store):
@@ -145,3 +174,40 @@ def test_sqlite_concurrent_claims_never_hand_out_a_job_twice(tmp_path):
         thread.join()
     store.close()
     assert sorted(taken) == list(range(1, 61))
+
+
+SCHEMA_1 = """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, name TEXT NOT NULL, relpath TEXT NOT NULL,
+    size INTEGER NOT NULL, mtime REAL NOT NULL, fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+    queue_seq INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT, output TEXT, staged TEXT,
+    duplicate_of INTEGER, frames_done INTEGER NOT NULL DEFAULT 0, frames_total INTEGER NOT NULL DEFAULT 0,
+    resumed_from INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    started_at REAL, finished_at REAL
+);
+CREATE TABLE flags (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO jobs (path, name, relpath, size, mtime, fingerprint, state, queue_seq, attempts, created_at, updated_at)
+    VALUES ('/inbox/old.mp4', 'old.mp4', 'old.mp4', 5, 1.0, 'fp-old', 'queued', 1, 1, 0, 0);
+INSERT INTO flags VALUES ('paused', 'user');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_schema_1_database_keeps_its_jobs(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_1)
+    store = SqliteJobStore(path)
+    try:
+        old = store.get(1)
+        assert (old.name, old.attempts, old.not_before, old.sha256) == ("old.mp4", 1, None, None)
+        assert store.get_flag("paused") == "user"
+        claimed = store.claim(now=5.0)
+        store.requeue(claimed.id, not_before=9.0)
+        assert store.claim(now=6.0) is None and store.claim(now=9.0).id == 1
+        assert add(store, "new.mp4").id == 2
+    finally:
+        store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    SqliteJobStore(path).close()                          # opening it again is a no-op

@@ -24,6 +24,7 @@ class FakeFS:
     def __init__(self) -> None:
         self.files: dict[Path, tuple[int, int]] = {}
         self.locked: set[Path] = set()
+        self.open_for_writing: set[Path] = set()
 
     def write(self, path: Path, size: int, mtime_ns: int = 1) -> None:
         self.files[Path(path)] = (size, mtime_ns)
@@ -51,12 +52,15 @@ class FakeFS:
     def opens(self, path: Path) -> bool:
         return Path(path) not in self.locked
 
+    def writing(self, path: Path) -> bool:
+        return Path(path) in self.open_for_writing
+
 
 def make_scanner(fs: FakeFS, *, settle: float = 5.0, recursive: bool = False, excluded=()):
     arrived: list[Path] = []
     scanner = InboxScanner(INBOX, on_arrival=lambda path, info: arrived.append(path), extensions=VIDEO_EXTENSIONS,
                            settle_seconds=settle, recursive=recursive, excluded=excluded,
-                           stat=fs.stat, scandir=fs.scandir, opens=fs.opens)
+                           stat=fs.stat, scandir=fs.scandir, opens=fs.opens, writing=fs.writing)
     return scanner, arrived
 
 
@@ -104,6 +108,34 @@ def test_a_file_that_does_not_open_waits():
     assert scanner.poll(now=5.0) == []
     fs.locked.clear()
     assert scanner.poll(now=5.1) == [INBOX / "a.mp4"]
+
+
+def test_a_file_held_open_for_writing_waits_however_long_it_stalls():
+    fs = FakeFS()
+    scanner, _ = make_scanner(fs, settle=1.0)
+    fs.write(INBOX / "a.mp4", 100)
+    fs.open_for_writing.add(INBOX / "a.mp4")
+    scanner.note(INBOX / "a.mp4", now=0.0)
+    assert all(scanner.poll(now=t) == [] for t in (1.5, 10.0, 100.0))   # a writer that stalls
+    fs.open_for_writing.clear()
+    assert scanner.poll(now=100.5) == []                                 # looked at again within a second
+    assert scanner.poll(now=101.1) == [INBOX / "a.mp4"]
+
+
+def test_resettle_waits_for_quiet_unless_the_file_changes():
+    fs = FakeFS()
+    scanner, arrived = make_scanner(fs, settle=1.0)
+    fs.write(INBOX / "a.mp4", 100)
+    scanner.note(INBOX / "a.mp4", now=0.0)
+    assert scanner.poll(now=1.5) == [INBOX / "a.mp4"]
+    scanner.resettle(INBOX / "a.mp4", now=2.0, quiet_s=30.0)            # the worker: it looks cut short
+    assert scanner.poll(now=10.0) == [] and scanner.pending == 1
+    assert scanner.poll(now=32.0) == [INBOX / "a.mp4"]                   # unchanged for 30 s: handed on again
+    scanner.resettle(INBOX / "a.mp4", now=40.0, quiet_s=30.0)
+    fs.write(INBOX / "a.mp4", 300, mtime_ns=2)                          # the copy went on after all
+    assert scanner.poll(now=41.0) == []
+    assert scanner.poll(now=42.1) == [INBOX / "a.mp4"]                   # the normal settle time applies
+    assert arrived == [INBOX / "a.mp4"] * 3
 
 
 def test_a_vanished_candidate_is_dropped():
@@ -258,7 +290,7 @@ def test_an_arrival_that_could_not_be_queued_is_tried_again():
             raise OSError("database is locked")
 
     scanner = InboxScanner(INBOX, on_arrival=flaky, extensions=VIDEO_EXTENSIONS, settle_seconds=0.0,
-                           stat=fs.stat, scandir=fs.scandir, opens=fs.opens)
+                           stat=fs.stat, scandir=fs.scandir, opens=fs.opens, writing=fs.writing)
     scanner.rescan(now=0.0)
     assert scanner.poll(now=0.0) == []
     scanner.rescan(now=1.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,10 +16,10 @@ from midframe.config import Config, Paths, config_from_mapping
 from midframe.daemon.files import fingerprint
 from midframe.daemon.naming import format_fps, output_name
 from midframe.daemon.notify import EventLog, Notifier
-from midframe.daemon.store import MemoryJobStore
+from midframe.daemon.memory_store import MemoryJobStore
 from midframe.daemon.worker import Worker
 from midframe.engine.job import PipelineReport, Progress
-from midframe.errors import MediaError, OutOfMemory, OutputError, TransientError
+from midframe.errors import ConfigError, DeviceError, MediaError, OutOfMemory, OutputError, TransientError
 
 
 class FakeConvert:
@@ -33,6 +34,7 @@ class FakeConvert:
                  control=None, on_progress=None):
         self.calls.append({"source": Path(source), "destination": Path(destination), "work_dir": Path(work_dir),
                            "engine": engine.name, "codec": output.codec})
+        data = Path(source).read_bytes()
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         (Path(work_dir) / "manifest.json").write_text("{}")
         on_progress(Progress(frames_done=5, frames_total=10, fps=10.0, elapsed_s=0.5, eta_s=0.5))
@@ -44,14 +46,15 @@ class FakeConvert:
             raise error
         assert not Path(destination).exists()
         partial = Path(work_dir) / "joined.tmp"
-        partial.write_bytes(b"video:" + Path(source).read_bytes())
+        partial.write_bytes(b"video:" + data)
         os.replace(partial, destination)
         for leftover in Path(work_dir).iterdir():
             leftover.unlink()
         Path(work_dir).rmdir()
         on_progress(Progress(frames_done=10, frames_total=10, fps=10.0, elapsed_s=1.0, eta_s=0.0))
         return PipelineReport(source=Path(source), output=Path(destination), engine=engine.name, device="cpu",
-                              frames_in=5, frames_out=10, fps_in="25", fps_out="50", wall_s=1.0, model_s=0.1)
+                              frames_in=5, frames_out=10, fps_in="25", fps_out=str(25 * engine.factor), wall_s=1.0,
+                              model_s=0.1)
 
 
 class Harness:
@@ -67,9 +70,21 @@ class Harness:
         self.events = EventLog()
         self.convert = FakeConvert()
         self.free = 10**12
+        self.problems: list[str] = []         # what the settings check finds
+        self.writers: set[Path] = set()       # files another process holds open for writing
+        self.resettled: list[tuple[Path, float]] = []
+        self.tick = 0.0                        # the monotonic clock: recheck periods
+        # Added to the wall clock (backoff, stalled copies): files dropped now look an hour old.
+        self.skew = 3600.0
         self.worker = Worker(self.store, self.paths, config=lambda: self.config,
                              notifier=Notifier(self.events), ffmpeg=None, make_interpolator=lambda s: None,
-                             convert=self.convert, free_bytes=lambda folder: self.free)
+                             convert=self.convert, free_bytes=lambda folder: self.free,
+                             check_settings=lambda config: list(self.problems),
+                             writing=lambda path: Path(path) in self.writers,
+                             resettle=lambda path, quiet: self.resettled.append((Path(path), quiet)),
+                             clock=lambda: self.tick, wall_clock=lambda: time.time() + self.skew)
+        # FakeConvert's outputs are not videos: a duplicate's name comes from the rate its output would have.
+        self.worker.finisher._probe_fps = lambda path: Fraction(25 * self.config.engine.factor)
 
     def drop(self, name: str, content: bytes = b"clip") -> int:
         path = self.paths.inbox / name
@@ -87,6 +102,10 @@ class Harness:
 
     def outbox_names(self) -> list[str]:
         return sorted(p.name for p in self.paths.outbox.iterdir() if not p.name.startswith("."))
+
+    def later(self, seconds: float) -> None:
+        self.tick += seconds
+        self.skew += seconds
 
 
 @pytest.fixture
@@ -142,43 +161,159 @@ def test_on_success_keep_or_delete(tmp_path, on_success):
     assert not h.paths.done_dir.exists()
 
 
-def test_bad_input_goes_to_failed_with_its_reason(h):
+def test_bad_input_goes_to_failed_with_its_reason_and_a_retry_never_renames_it(h):
     job_id = h.drop("broken.mkv")
-    h.convert.errors = [MediaError(h.paths.inbox / "broken.mkv", "no video stream")]
+    h.convert.errors = [MediaError(h.paths.inbox / "broken.mkv", "has no video stream"),
+                        MediaError(h.paths.failed_dir / "broken.mkv", "has no video stream")]
     h.worker.run_once()
     job = h.job(job_id)
-    assert (job.state, job.error, job.attempts) == ("failed", "no video stream", 1)
+    assert (job.state, job.error, job.attempts) == ("failed", "broken.mkv has no video stream", 1)
     moved = h.paths.failed_dir / "broken.mkv"
     assert job.path == str(moved) and moved.read_bytes() == b"clip"
     text = (h.paths.failed_dir / "broken.mkv.error.txt").read_text()
-    assert "no video stream" in text and f"midframe retry {job_id}" in text
+    assert "What went wrong: broken.mkv has no video stream" in text and "check that it plays" in text
+    assert f"midframe retry {job_id}" in text and str(h.paths.inbox / "broken.mkv") in text
     assert not (h.paths.outbox / ".midframe-work" / f"job-{job_id}").exists()
     assert h.kinds() == ["started", "failed"]
-    h.worker.retry(job_id)                               # after a retry it converts from failed_dir
+    h.worker.retry(job_id)
     assert not (h.paths.failed_dir / "broken.mkv.error.txt").exists()
-    h.worker.run_once()
-    assert h.job(job_id).state == "done" and Path(h.job(job_id).path) == h.paths.done_dir / "broken.mkv"
+    h.worker.run_once()                                  # fails again: stays broken.mkv, no "broken (2).mkv"
+    assert sorted(p.name for p in h.paths.failed_dir.iterdir()) == ["broken.mkv", "broken.mkv.error.txt"]
+    h.worker.retry(job_id)
+    h.worker.run_once()                                  # then converts from failed_dir, named as it arrived
+    job = h.job(job_id)
+    assert job.state == "done" and Path(job.path) == h.paths.done_dir / "broken.mkv"
+    assert h.outbox_names() == ["broken.50fps.mkv"] and not h.paths.failed_dir.joinpath("broken.mkv").exists()
 
 
-def test_transient_errors_retry_then_fail(h):
+def test_transient_errors_wait_a_backoff_then_fail(h):
     job_id = h.drop("a.mp4")
-    h.convert.errors = [TransientError("ffmpeg crashed"), OutOfMemory("cuda out of memory")]
+    staged = h.paths.outbox / ".midframe-work" / f"job-{job_id}-result.mp4"
+    h.convert.errors = [TransientError(f"ffmpeg failed writing {staged} (exit code 1): Broken pipe"),
+                        OutOfMemory("cpu ran out of memory; set engine.model_scale: 0.5")]
+    before = time.time() + h.skew
     h.worker.run_once()
     job = h.job(job_id)
-    assert (job.state, job.attempts) == ("queued", 1) and "ffmpeg crashed" in job.error
+    assert (job.state, job.attempts) == ("queued", 1)
+    assert job.error == "ffmpeg failed writing the output of a.mp4 (exit code 1): Broken pipe"
+    assert before + 29 < job.not_before < time.time() + h.skew + 31            # 30 s from now, not at once
     assert (h.paths.outbox / ".midframe-work" / f"job-{job_id}").exists()     # kept: the retry resumes
-    h.worker.run_once()
+    assert not h.worker.run_once() and len(h.convert.calls) == 1
+    h.later(31)
+    assert h.worker.run_once()
     job = h.job(job_id)
-    assert (job.state, job.attempts) == ("failed", 2) and "OutOfMemory" in job.error
-    assert "cuda out of memory" in (h.paths.failed_dir / "a.mp4.error.txt").read_text()
+    assert (job.state, job.attempts) == ("failed", 2)
+    assert job.error == "tried 2 times; the last time: cpu ran out of memory; set engine.model_scale: 0.5"
+    text = (h.paths.failed_dir / "a.mp4.error.txt").read_text()
+    assert "model_scale" in text and "OutOfMemory" not in text and ".midframe-work" not in text
 
 
 def test_a_transient_error_then_success(h):
     job_id = h.drop("a.mp4")
     h.convert.errors = [TransientError("pipe lost")]
     h.worker.run_once()
+    h.later(31)
     h.worker.run_once()
     assert h.job(job_id).state == "done" and h.outbox_names() == ["a.50fps.mp4"]
+
+
+def test_a_setting_pauses_keeps_the_job_and_resumes_once_fixed(h):
+    from midframe.engine.interpolators.rife.runner import CudaView, resolve_device
+
+    with pytest.raises(DeviceError) as caught:    # the real device check, told there is no CUDA here
+        resolve_device("cuda", CudaView(available=False, count=0, build=None))
+    job_id = h.drop("a.mp4")
+    h.convert.errors = [caught.value]
+    h.problems = ["engine.device: cuda: not available; use auto or cpu"]   # and the check sees it too
+    h.worker.run_once()
+    job = h.job(job_id)
+    assert (job.state, job.attempts) == ("queued", 0) and (h.paths.inbox / "a.mp4").exists()
+    assert h.worker.pause_reason.startswith("engine.device: cuda") and h.kinds() == ["started", "paused"]
+    assert not h.worker.run_once()
+    h.later(20)
+    assert not h.worker.run_once() and h.worker.pause_reason == "engine.device: cuda: not available; use auto or cpu"
+    h.problems = []                                   # fixed (a GPU, or engine.device changed)
+    h.later(20)
+    assert h.worker.run_once() and h.worker.pause_reason is None    # this pass resumes, and converts
+    assert h.job(job_id).state == "done"
+    assert h.kinds()[-3:] == ["resumed", "started", "done"]
+
+
+def test_the_settings_check_pauses_before_any_job_and_a_config_change_rechecks_at_once(h):
+    h.problems = ["output.codec: 'libx246' cannot encode; change it in the config"]
+    assert h.worker.check_settings() == h.problems
+    job_id = h.drop("a.mp4")
+    assert not h.worker.run_once() and h.job(job_id).state == "queued" and h.convert.calls == []
+    assert h.worker.pause_reason == h.problems[0]
+    h.problems = []
+    h.config = h.config.model_copy(update={"output": h.config.output.model_copy(update={"codec": "libx264"})})
+    assert h.worker.run_once() and h.worker.pause_reason is None          # no recheck period needed
+    assert h.job(job_id).state == "done"
+
+
+def test_a_codec_one_container_cannot_hold_waits_for_a_config_change(h):
+    job_id = h.drop("a.mp4")
+    h.convert.errors = [ConfigError(f"job-{job_id}-result.mp4: a .mp4 file cannot hold ffv1 video (no tag)")]
+    h.worker.run_once()
+    reason = h.worker.pause_reason
+    assert reason.startswith("output.container: the output of a.mp4: a .mp4 file cannot hold ffv1") and "result" not in reason
+    h.later(60)
+    assert not h.worker.run_once() and h.worker.pause_reason == reason    # the check passes, but nothing changed
+    h.config = h.config.model_copy(update={"output": h.config.output.model_copy(update={"container": "mkv"})})
+    assert h.worker.run_once() and h.worker.pause_reason is None
+    assert h.outbox_names() == ["a.50fps.mkv"]
+
+
+def test_a_person_resuming_looks_again_at_once(h):
+    h.problems = ["engine.name: the engine needs its model weights; run `midframe models fetch`"]
+    h.worker.check_settings()
+    h.worker.pause()
+    assert h.worker.pause_reason.startswith("paused on request") and "engine.name" in h.worker.pause_reason
+    h.worker.resume()
+    assert h.worker.pause_reason == h.problems[0]     # the person's pause lifts, the setting's stays
+    h.problems = []
+    h.worker.resume()
+    assert h.worker.pause_reason is None and h.kinds() == ["paused", "paused", "resumed"]
+
+
+def test_a_source_still_open_for_writing_goes_back_to_settling(h):
+    job_id = h.drop("a.mp4")
+    h.writers.add(h.paths.inbox / "a.mp4")
+    assert h.worker.run_once()
+    job = h.job(job_id)
+    assert (job.state, job.attempts) == ("queued", 0) and job.not_before > time.time() + h.skew + 60
+    assert h.resettled == [(h.paths.inbox / "a.mp4", 0.0)] and h.convert.calls == []
+    assert not h.worker.run_once()                    # waits for the watcher to hand the file on again
+    h.store.resettled(job_id, size=job.size, mtime=job.mtime, fingerprint=job.fingerprint)
+    h.writers.clear()
+    assert h.worker.run_once() and h.job(job_id).state == "done"
+
+
+def test_a_truncated_verdict_on_a_fresh_file_is_a_copy_still_arriving(h):
+    h.skew = 0.0                                      # the file was written just now
+    job_id = h.drop("a.mkv")
+    h.convert.errors = [MediaError(h.paths.inbox / "a.mkv", "is truncated: its video data ends early")] * 2
+    h.worker.run_once()
+    job = h.job(job_id)
+    assert (job.state, job.attempts, job.error) == ("queued", 0, None) and h.kinds() == ["started"]
+    (path, quiet), = h.resettled
+    assert path == h.paths.inbox / "a.mkv" and 55 < quiet <= 60
+    h.later(61)                                       # quiet for the whole grace: the watcher hands it on
+    h.store.resettled(job_id, size=job.size, mtime=job.mtime, fingerprint=job.fingerprint)
+    h.worker.run_once()
+    assert h.job(job_id).state == "failed" and "is truncated" in h.job(job_id).error
+    assert (h.paths.failed_dir / "a.mkv").exists()
+
+
+def test_output_error_pauses_instead_of_failing_the_input(h):
+    job_id = h.drop("a.mp4")
+    h.convert.errors = [OutputError(h.paths.outbox, "cannot write it: Read-only file system")]
+    h.worker.run_once()
+    assert h.job(job_id).state == "queued" and (h.paths.inbox / "a.mp4").exists()
+    assert h.worker.pause_reason.startswith(f"outbox ({h.paths.outbox}): cannot write it: Read-only file system")
+    h.later(20)                                       # the write test passes again: resumes by itself
+    assert h.worker.run_once() and h.worker.pause_reason is None
+    assert h.job(job_id).state == "done"
 
 
 def test_stop_puts_the_job_back_and_keeps_its_work(h):
@@ -226,15 +361,50 @@ def test_pause_holds_the_running_job_between_batches(h):
     assert not h.worker.run_once() and h.store.get_flag("paused") == "user"
 
 
-def test_same_content_is_not_converted_twice(h):
+def test_same_content_and_settings_get_the_earlier_output_under_their_own_name(h):
     first = h.drop("a.mp4", b"same bytes")
     h.worker.run_once()
     again = h.drop("copy of a.mp4", b"same bytes")
     h.worker.run_once()
     job = h.job(again)
-    assert (job.state, job.duplicate_of, job.output) == ("done", first, h.job(first).output)
-    assert len(h.convert.calls) == 1 and h.outbox_names() == ["a.50fps.mp4"]
+    assert (job.state, job.duplicate_of) == ("done", first) and len(h.convert.calls) == 1
+    assert h.outbox_names() == ["a.50fps.mp4", "copy of a.50fps.mp4"]
+    assert os.path.samefile(job.output, h.job(first).output)            # a hard link, no second copy
     assert (h.paths.done_dir / "copy of a.mp4").exists()
+    assert h.kinds()[-1] == "done"
+
+
+def test_not_duplicates_other_settings_other_middle_or_a_vanished_output(h):
+    head, tail = b"H" * (2 << 20), b"T" * (2 << 20)
+    first = h.drop("a.mp4", head + b"one middle" + tail)
+    h.worker.run_once()
+    h.drop("b.mp4", head + b"two middle" + tail)                        # same size, head and tail
+    h.worker.run_once()
+    assert h.job(first).fingerprint == h.job(2).fingerprint and h.job(2).duplicate_of is None
+    h.config = config_from_mapping({"engine": {"name": "blend", "factor": 3}, "daemon": {"min_free_mb": 0}})
+    h.drop("c.mp4", head + b"one middle" + tail)                        # same content, factor changed
+    h.worker.run_once()
+    assert h.job(3).duplicate_of is None
+    Path(h.job(3).output).unlink()
+    h.drop("d.mp4", head + b"one middle" + tail)                        # same as c, but c's output is gone
+    h.worker.run_once()
+    assert h.job(4).duplicate_of is None and len(h.convert.calls) == 4
+    h.drop("e.mp4", head + b"one middle" + tail)
+    h.worker.run_once()
+    assert h.job(5).duplicate_of == 4 and len(h.convert.calls) == 4
+    assert h.outbox_names() == ["a.50fps.mp4", "b.50fps.mp4", "d.75fps.mp4", "e.75fps.mp4"]
+
+
+def test_on_success_delete_keeps_a_file_that_changed_while_it_was_converted(tmp_path):
+    h = Harness(tmp_path, on_success="delete")
+    job_id = h.drop("a.mp4")
+    h.convert.during = lambda control: (h.paths.inbox / "a.mp4").write_bytes(b"a different video")
+    h.worker.run_once()
+    assert h.job(job_id).state == "done" and (h.paths.inbox / "a.mp4").read_bytes() == b"a different video"
+    dup = h.drop("b.mp4", b"clip")                                      # a duplicate of what a.mp4 was
+    h.worker.run_once()
+    assert h.job(dup).duplicate_of == job_id and not (h.paths.inbox / "b.mp4").exists()
+    assert Path(h.job(dup).output).read_bytes() == b"video:clip"
 
 
 def test_short_on_disk_pauses_and_resumes_when_space_returns(h):
@@ -242,21 +412,14 @@ def test_short_on_disk_pauses_and_resumes_when_space_returns(h):
     h.free = 100
     assert h.worker.run_once()
     assert h.job(job_id).state == "queued" and h.job(job_id).attempts == 0
-    assert h.worker.pause_reason == "disk" and h.kinds() == ["paused"]
+    assert h.worker.pause_reason.startswith(f"outbox ({h.paths.outbox}): 0 MiB free") and h.kinds() == ["paused"]
+    h.later(20)
     assert not h.worker.run_once()                       # still short: stays paused
     h.free = 10**9
-    h.worker._disk_checked_at = float("-inf")
-    assert not h.worker.run_once()                       # this pass notices the space and resumes
-    assert h.worker.pause_reason is None
-    assert h.worker.run_once() and h.job(job_id).state == "done"
-
-
-def test_output_error_pauses_instead_of_failing_the_input(h):
-    job_id = h.drop("a.mp4")
-    h.convert.errors = [OutputError(h.paths.outbox, "permission denied")]
-    h.worker.run_once()
-    assert h.job(job_id).state == "queued" and h.worker.pause_reason == "output"
-    assert (h.paths.inbox / "a.mp4").exists()
+    assert not h.worker.run_once()                       # not looked at again yet
+    h.later(20)
+    assert h.worker.run_once() and h.worker.pause_reason is None         # this pass notices the space
+    assert h.job(job_id).state == "done"
 
 
 def test_trouble_reporting_progress_never_fails_a_job_and_an_internal_error_is_retried(h):
@@ -267,21 +430,22 @@ def test_trouble_reporting_progress_never_fails_a_job_and_an_internal_error_is_r
     second = h.drop("b.mp4", b"other")
     h.store.set_staged = lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("boom"))
     h.worker.run_once()
-    assert h.job(second).state == "queued" and "internal error" in h.job(second).error
+    assert h.job(second).state == "queued" and h.job(second).error == "an internal error in midframe: boom"
+    h.later(31)
     h.worker.run_once()
     assert h.job(second).state == "failed"
 
 
-def test_vanished_or_changed_sources_are_dropped(h):
+def test_vanished_sources_are_dropped_and_changed_ones_settle_again(h):
     gone = h.drop("gone.mp4")
     (h.paths.inbox / "gone.mp4").unlink()
     changed = h.drop("changed.mp4")
     (h.paths.inbox / "changed.mp4").write_bytes(b"different and longer")
     h.worker.run_once()
     h.worker.run_once()
-    assert h.job(gone).state == "cancelled" and "no longer" in h.job(gone).error
-    assert h.job(changed).state == "cancelled" and "changed" in h.job(changed).error
-    assert h.convert.calls == []
+    assert h.job(gone).state == "cancelled" and h.job(gone).error == "gone.mp4 is no longer in the inbox"
+    assert (h.job(changed).state, h.job(changed).attempts) == ("queued", 0)
+    assert h.resettled == [(h.paths.inbox / "changed.mp4", 0.0)] and h.convert.calls == []
 
 
 def test_recover_after_a_crash_between_the_final_link_and_the_record(h):
@@ -295,7 +459,7 @@ def test_recover_after_a_crash_between_the_final_link_and_the_record(h):
     (h.paths.outbox / ".midframe-work" / "job-999").mkdir()
     h.worker.recover()
     assert h.job(job_id).state == "queued" and not (h.paths.outbox / ".midframe-work" / "job-999").exists()
-    h.worker._output_name = lambda *args: "a.50fps.mp4"  # no report after a crash: named by probing
+    h.worker.finisher.output_name = lambda *args: "a.50fps.mp4"  # no report after a crash: named by probing
     h.worker.run_once()
     assert h.job(job.id).state == "done" and h.outbox_names() == ["a.50fps.mp4"]
     assert h.convert.calls == [] and not staged.exists()
@@ -362,3 +526,21 @@ def test_the_real_pipeline_through_the_worker(tmp_path):
     assert [s["codec_type"] for s in streams] == ["video", "audio"]
     assert int(streams[0]["nb_read_frames"]) == 50 and Path(job.output).name == "clip.50fps.mp4"
     assert (job.frames_done, job.frames_total, job.resumed_from) == (50, 50, 0)
+
+
+def test_a_source_replaced_while_its_job_ran_leaves_the_new_content_to_a_new_job(h):
+    first = h.drop("a.mp4")
+
+    def replaced(control):
+        (h.paths.inbox / "a.mp4").write_bytes(b"the new recording")
+        info = (h.paths.inbox / "a.mp4").stat()
+        h.store.add(h.paths.inbox / "a.mp4", relpath="a.mp4", size=info.st_size, mtime=info.st_mtime,
+                    fingerprint=fingerprint(h.paths.inbox / "a.mp4"))       # the watcher queued it meanwhile
+        raise MediaError(h.paths.inbox / "a.mp4", "is truncated: its video data ends early")
+
+    h.convert.during = replaced
+    h.worker.run_once()
+    assert h.job(first).state == "cancelled" and h.job(first).error.endswith("its new content is job 2")
+    h.convert.during = None
+    h.worker.run_once()
+    assert h.job(2).state == "done" and Path(h.job(2).output).read_bytes() == b"video:the new recording"

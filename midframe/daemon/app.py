@@ -18,11 +18,13 @@ from typing import Any
 from loguru import logger
 
 from midframe.config import Config, EngineConfig, default_config_path, load_config, resolve_paths
+from midframe.daemon.checks import SettingsCheck
 from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
 from midframe.daemon.files import fingerprint
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.lock import StateLock
 from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
+from midframe.daemon.pauses import SETTINGS
 from midframe.daemon.settings import ConfigSource
 from midframe.daemon.store import DB_NAME, JobStore, SqliteJobStore
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
@@ -47,7 +49,8 @@ class Daemon:
         environ: Mapping[str, str] | None = None,
         tick_seconds: float = 0.25,
     ) -> None:
-        self.settings = ConfigSource(config_path, config)
+        self.settings = ConfigSource(config_path, config, vet=self._vet, in_force_works=self._in_force_works,
+                                     on_refused=lambda text: self.notifier.warning(text))
         self.paths = resolve_paths(config)
         self.lifecycle = lifecycle or NoLifecycle()
         self.event_log = EventLog()
@@ -60,7 +63,7 @@ class Daemon:
         self._store = store
         self._convert = convert
         self._tick_seconds = tick_seconds
-        self._rife_missing = False
+        self._settings_check: SettingsCheck | None = None
         self._lock = StateLock(self.paths.state_dir)
         self._stop_requested = threading.Event()
         self._reload_requested = threading.Event()
@@ -97,14 +100,16 @@ class Daemon:
         ffmpeg = find_ffmpeg()
         if self._store is None:
             self._store = SqliteJobStore(paths.state_dir / DB_NAME)
+        self._settings_check = SettingsCheck.real(paths, ffmpeg=ffmpeg)
         self.worker = Worker(
             self._store, paths, config=self.settings.current, notifier=self.notifier, ffmpeg=ffmpeg,
             make_interpolator=self._make_interpolator, convert=self._convert, prepare=self._prepare_engine,
-            on_status=self.lifecycle.status,
+            check_settings=self._settings_check, resettle=self._resettle, on_status=self.lifecycle.status,
         )
         self.worker.recover()
-        if self.worker.pause_reason is not None:
+        if self.worker.pauses.user:
             logger.warning("paused since before the restart; `midframe resume` to continue")
+        self.worker.check_settings(config)
         self.server = ControlServer(self, token=new_token(paths.state_dir), port=config.daemon.api_port)
         url = self.server.start()
         write_control_file(paths.state_dir, url)
@@ -190,38 +195,58 @@ class Daemon:
     def reload_config(self) -> Config:
         return self.settings.reload()
 
+    def _vet(self, config: Config) -> list[str]:
+        return self._settings_check(config) if self._settings_check is not None else []
+
+    def _in_force_works(self) -> bool:
+        return self.worker is None or self.worker.pauses.get(SETTINGS) is None
+
     def _prepare_engine(self) -> None:
-        """With engine rife, make sure the weights are there (fetching them if need be) before the first job."""
+        """With engine rife, fetch the weights if they are missing, before the first job."""
         if self.settings.current().engine.name != "rife" or importlib.util.find_spec(RIFE_WEIGHTS_MODULE) is None:
             return
         from midframe.engine.interpolators.rife.weights import ensure_weights
 
-        if ensure_weights(self.paths.models_dir) is None:
-            self._rife_missing = True
-            logger.warning("no RIFE weights: converting with the dis engine instead")
-            self.notifier.warning("no RIFE weights: using the dis engine (run `midframe models fetch`)")
+        ensure_weights(self.paths.models_dir)
 
     def _make_interpolator(self, settings: EngineConfig) -> Any:
-        from midframe.engine.interpolators import create_interpolator
+        from midframe.engine.interpolators import create_interpolator, engine_chosen
 
-        if settings.name == "rife" and self._rife_missing:
-            settings = settings.model_copy(update={"name": "dis"})
-        return create_interpolator(settings, models_dir=self.paths.models_dir, fallback=True)
+        fallback = not engine_chosen(self.settings.current_cached())
+        return create_interpolator(settings, models_dir=self.paths.models_dir, fallback=fallback)
+
+    def _resettle(self, path: Path, quiet_s: float) -> None:
+        if self.watcher is not None:
+            self.watcher.resettle(path, quiet_s)
 
     # --- arrivals -------------------------------------------------------------------------------
 
     def _on_arrival(self, path: Path, info: os.stat_result) -> None:
+        """A file settled: queue it, or hand a job that was waiting for it to settle back to the worker."""
         store = self.store
-        if store.find(path, size=info.st_size, mtime=info.st_mtime) is not None:
+        known = store.find(path, size=info.st_size, mtime=info.st_mtime)
+        if known is not None:
+            if known.state == "queued" and known.not_before is not None:
+                store.resettled(known.id, size=info.st_size, mtime=info.st_mtime, fingerprint=known.fingerprint)
+                self._wake_worker()
             return
         try:
             print_ = fingerprint(path, size=info.st_size)
         except OSError as exc:
             logger.warning("{}: cannot read it ({}); skipping it until it changes", path, exc.strerror or exc)
             return
-        relpath = path.relative_to(self.paths.inbox).as_posix()
-        job = store.add(path, relpath=relpath, size=info.st_size, mtime=info.st_mtime, fingerprint=print_)
-        logger.info("job {} queued: {} ({:.1f} MB)", job.id, relpath, info.st_size / 1e6)
+        waiting = store.queued_at(path)
+        if waiting is not None:
+            # The same job goes on with the file as it is now (a copy that went on after a stall).
+            store.resettled(waiting.id, size=info.st_size, mtime=info.st_mtime, fingerprint=print_)
+            logger.info("job {}: {} settled again ({:.1f} MB)", waiting.id, waiting.relpath, info.st_size / 1e6)
+        else:
+            relpath = path.relative_to(self.paths.inbox).as_posix()
+            job = store.add(path, relpath=relpath, size=info.st_size, mtime=info.st_mtime, fingerprint=print_)
+            logger.info("job {} queued: {} ({:.1f} MB)", job.id, relpath, info.st_size / 1e6)
+        self._wake_worker()
+
+    def _wake_worker(self) -> None:
         if self.worker is not None:
             self.worker.wake()
 
@@ -231,13 +256,14 @@ class Daemon:
         assert self.worker is not None
         counts = self.store.counts()
         current = self.worker.current()
-        state = "paused" if self.worker.pause_reason is not None else "working" if current else "idle"
+        reason = self.worker.pause_reason
+        state = "paused" if reason is not None else "working" if current else "idle"
         return {"state": state, "current": current, "queued": counts["queued"], "done": counts["done"],
-                "failed": counts["failed"]}
+                "failed": counts["failed"], "paused_reason": reason}
 
     def pause(self) -> dict[str, Any]:
         assert self.worker is not None
-        self.worker.pause("user")
+        self.worker.pause()
         return self.status()
 
     def resume(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""File operations the daemon trusts with user files: fingerprints, names to ignore, no-clobber moves."""
+"""File operations the daemon trusts with user files: fingerprints, names to ignore, no-clobber moves,
+and whether another process is still writing a file."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 FINGERPRINT_CHUNK = 1 << 20
+HASH_CHUNK = 4 << 20
 # Names a browser, a sync tool or an editor uses while a file is still being written.
 PARTIAL_SUFFIXES = (".part", ".crdownload", ".tmp", ".partial", ".download", ".!qb", ".opdownload")
 PARTIAL_PREFIXES = ("~$", ".syncthing.", ".")
 WORK_DIR_NAME = ".midframe-work"
+# What os.link raises where the file system has no hard links (FAT, some network shares).
+_NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS, errno.EACCES)
 
 
 def fingerprint(path: Path, *, size: int | None = None) -> str:
@@ -28,6 +32,52 @@ def fingerprint(path: Path, *, size: int | None = None) -> str:
             handle.seek(max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK))
             digest.update(handle.read(FINGERPRINT_CHUNK))
     return f"{size}:{digest.hexdigest()}"
+
+
+def content_sha256(path: Path) -> str:
+    """The SHA-256 of the whole file, read in chunks (the quick fingerprint confirmed)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def open_for_writing(path: Path, *, proc: Path = Path("/proc")) -> bool:
+    """Whether a process of this user holds ``path`` open for writing.
+
+    Linux tells through ``/proc/<pid>/fd`` and ``fdinfo``; elsewhere (or for writers on another
+    machine, over a share) this says False and the settle time and the stalled-copy grace have to do.
+    """
+    if not hasattr(os, "getuid") or not (proc / "self" / "fd").is_dir():
+        return False
+    try:
+        wanted = os.path.realpath(path)
+    except OSError:
+        return False
+    uid = os.getuid()
+    try:
+        processes = [entry for entry in os.scandir(proc) if entry.name.isdigit()]
+    except OSError:
+        return False
+    for process in processes:
+        try:
+            if process.stat(follow_symlinks=False).st_uid != uid:
+                continue
+            descriptors = list(os.scandir(os.path.join(process.path, "fd")))
+        except OSError:
+            continue  # ended meanwhile, or not ours to look at
+        for descriptor in descriptors:
+            try:
+                if os.readlink(descriptor.path) != wanted:
+                    continue
+                info = Path(process.path, "fdinfo", descriptor.name).read_text()
+            except OSError:
+                continue
+            flags = next((line.split()[1] for line in info.splitlines() if line.startswith("flags:")), "0")
+            if int(flags, 8) & (os.O_WRONLY | os.O_RDWR):
+                return True
+    return False
 
 
 def is_partial_name(name: str) -> bool:
@@ -60,7 +110,7 @@ def _place(source: Path, target: Path, *, keep: bool) -> None:
         raise
     except OSError as exc:
         # No hard links here (FAT, some network shares): rename, which overwrites on POSIX, so look first.
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS, errno.EACCES):
+        if exc.errno not in _NO_LINKS:
             raise
         if os.path.lexists(target):
             raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
@@ -95,16 +145,39 @@ def move_no_clobber(source: Path, folder: Path, name: str | None = None, *, keep
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-    staged = folder / f".{name}.midframe-copy"
-    try:
-        shutil.copy2(source, staged)
-        target = _place_numbered(staged, folder, name, keep=False)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
+    target = _copy_numbered(source, folder, name)
     if not keep:
         source.unlink()
     return target
+
+
+def _copy_numbered(source: Path, folder: Path, name: str) -> Path:
+    """A full copy of ``source`` as ``name`` (or ``name (N)``) in ``folder``, through a hidden name."""
+    staged = folder / f".{name}.midframe-copy"
+    try:
+        shutil.copy2(source, staged)
+        return _place_numbered(staged, folder, name, keep=False)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+
+
+def link_or_copy(source: Path, folder: Path, name: str) -> Path:
+    """A second name for ``source`` in ``folder`` (``name`` or ``name (N)``), never overwriting and
+    never moving ``source``: a hard link where the file system has them, else a copy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for number in range(1, 10_000):
+        target = folder / numbered(name, number)
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, *_NO_LINKS):
+                raise
+            return _copy_numbered(source, folder, name)
+        return target
+    raise FileExistsError(errno.EEXIST, "no free name", str(folder / name))
 
 
 def find_link(source: Path, folder: Path, name: str) -> Path | None:

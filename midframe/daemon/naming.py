@@ -1,7 +1,10 @@
-"""Small pure helpers of the worker: output names, the output size estimate, the error file's text."""
+"""Small pure helpers of the worker: output names, the settings key, the output size estimate, the
+error file's text."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -35,6 +38,20 @@ def output_name(source: Path, *, output: OutputConfig, fps_out: Fraction | str, 
     )
 
 
+# Settings that change how fast an output is made, not what it holds (or only its name).
+NOT_IN_SETTINGS_KEY = {"engine": {"batch_size"}, "output": {"name"}}
+
+
+def settings_key(engine: EngineConfig, output: OutputConfig) -> str:
+    """A short hash of the engine and output settings that shape an output: two jobs of the same
+    content are duplicates only when their keys match."""
+    data = {
+        "engine": engine.model_dump(mode="json", exclude=NOT_IN_SETTINGS_KEY["engine"]),
+        "output": output.model_dump(mode="json", exclude=NOT_IN_SETTINGS_KEY["output"]),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def estimate_output_bytes(source_size: int, engine: EngineConfig, output: OutputConfig) -> int:
     """A generous guess of the room a conversion needs: the frames multiply, a lossless codec is far
     larger than the source, and while the segments are joined they and the joined file exist at once."""
@@ -43,14 +60,16 @@ def estimate_output_bytes(source_size: int, engine: EngineConfig, output: Output
     return int(source_size * frames_ratio * codec_ratio * 2)
 
 
-def error_text(*, name: str, original: str, reason: str, job_id: int, attempts: int, max_attempts: int,
-               now: float | None = None) -> str:
+def error_text(*, name: str, original: str, problem: str, advice: str, job_id: int, attempts: int,
+               max_attempts: int, now: float | None = None) -> str:
+    """The ``.error.txt`` beside a failed input: for the person who finds it there."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() if now is None else now))
     return (
         f"midframe could not convert {name}.\n\n"
-        f"reason:   {reason}\n"
-        f"from:     {original}\n"
-        f"job:      {job_id} (attempt {attempts} of {max_attempts})\n"
-        f"time:     {stamp}\n\n"
-        f"To try again after fixing the cause: midframe retry {job_id}\n"
+        f"What went wrong: {problem}\n"
+        f"What to do:      {advice}\n"
+        f"                 then `midframe retry {job_id}` tries again (or drop the file in the inbox again).\n\n"
+        f"From:     {original}\n"
+        f"Job:      {job_id} (attempt {attempts} of {max_attempts})\n"
+        f"Time:     {stamp}\n"
     )

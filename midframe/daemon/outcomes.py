@@ -24,8 +24,9 @@ anything unexpected (``internal``)
 
 A setting outcome says how to tell that its problem is gone (``resolved_by``): ``check`` when the
 daemon's settings check (device, weights, encoder, folders) sees it, so it is re-checked periodically
-and on every config change; ``config_change`` when only another try can tell (a codec that one source's
-container cannot hold), so the job is tried again once the config changed and passes the check.
+and on every config change; ``space`` when free disk space ends it; ``config_change`` when only
+another try can tell (a codec that one source's container cannot hold), so the job is tried again
+once the config changed and passes the check.
 
 Texts are for a person: they name the file and the setting or folder, say what went wrong and what
 to do, and never carry an exception class name or a path inside midframe's work folder.
@@ -52,7 +53,7 @@ from midframe.errors import (
 )
 
 Kind = Literal["input", "setting", "source_changed", "source_gone", "transient"]
-ResolvedBy = Literal["check", "config_change"]
+ResolvedBy = Literal["check", "config_change", "space"]
 
 # Probe verdicts that a copy still under way also produces (the tail or the index is not there yet).
 INCOMPLETE_MARKERS = ("truncated", "is empty", "ends early", "moov atom not found", "without any frames")
@@ -146,7 +147,8 @@ def _config_key(message: str) -> str:
     return "output.codec"
 
 
-def _source_outcome(ctx: Context) -> Outcome | None:
+def source_outcome(ctx: Context) -> Outcome | None:
+    """The table's first rows: the source is gone or not the file that settled (whatever the error)."""
     source = ctx.source
     if not source.exists:
         return Outcome("source_gone", f"{ctx.name} is no longer in the inbox", "nothing to do")
@@ -170,29 +172,22 @@ def _media(error: MediaError, ctx: Context, say: str) -> Outcome:
                    "check that it plays in a video player; if it was copied, copy it again")
 
 
-def _os_error(error: OSError, ctx: Context, say: str) -> Outcome:
-    if error.filename is not None and Path(error.filename) == ctx.source.path:
-        return Outcome("input", f"{ctx.name} cannot be read ({error.strerror or say})",
-                       "make it readable for the user midframe runs as")
-    key = folder_key(error.filename, ctx.folders)
+def _os_error(error: OSError, *, folders: Mapping[str, Path], say: str) -> Outcome | None:
+    key = folder_key(error.filename, folders)
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         key = key or "outbox"
-        return Outcome("setting", f"{key} ({ctx.folders.get(key, '')}): the disk is full",
-                       "free some space there; midframe resumes by itself", key=key)
+        return Outcome("setting", f"{key} ({folders.get(key, '')}): the disk is full",
+                       "free some space there; midframe resumes by itself", key=key, resolved_by="space")
     if key is not None and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return Outcome("setting", f"{key} ({ctx.folders[key]}) cannot be written ({error.strerror or say})",
+        return Outcome("setting", f"{key} ({folders[key]}) cannot be written ({error.strerror or say})",
                        "make it writable for the user midframe runs as, or choose another folder", key=key)
-    return Outcome("transient", f"a file operation failed: {say}", "midframe tries again")
+    return None
 
 
-def classify(error: BaseException, ctx: Context) -> Outcome:
-    """The outcome of ``error`` for the job on ``ctx.source`` (see the module's table)."""
-    moved = _source_outcome(ctx)
-    if moved is not None:
-        return moved
-    say = speakable(str(error), work_root=ctx.work_root, renames=ctx.renames)
-    if isinstance(error, MediaError):
-        return _media(error, ctx, say)
+def setting_outcome(error: BaseException, *, folders: Mapping[str, Path], work_root: Path | None = None,
+                    renames: Mapping[str, str] = {}) -> Outcome | None:  # noqa: B006
+    """The table's setting rows: the outcome when ``error`` is about a setting or a folder, else None."""
+    say = speakable(str(error), work_root=work_root, renames=renames)
     if isinstance(error, DeviceError):
         detail = say.removeprefix("device ")
         return Outcome("setting", f"engine.device: {detail}", "change engine.device in the config", key="engine.device")
@@ -201,18 +196,40 @@ def classify(error: BaseException, ctx: Context) -> Outcome:
                        "run `midframe models fetch`, or choose engine.name: dis", key="engine.name")
     if isinstance(error, ConfigError):
         key = _config_key(str(error))
-        return Outcome("setting", f"{key}: {say}", "change it in the config", key=key, resolved_by="config_change")
+        problem = say if say.startswith(f"{key} =") else f"{key}: {say}"
+        return Outcome("setting", problem, "change it in the config", key=key, resolved_by="config_change")
     if isinstance(error, OutputError):
-        key = folder_key(error.path, ctx.folders) or "outbox"
-        reason = speakable(error.reason, work_root=ctx.work_root, renames=ctx.renames)
-        advice = ("free some space there; midframe resumes by itself" if "disk full" in reason
+        key = folder_key(error.path, folders) or "outbox"
+        reason = speakable(error.reason, work_root=work_root, renames=renames)
+        full = "disk full" in reason
+        advice = ("free some space there; midframe resumes by itself" if full
                   else "make it writable, or choose another folder; midframe resumes by itself")
-        return Outcome("setting", f"{key} ({ctx.folders.get(key, error.path)}): {reason}", advice, key=key)
+        return Outcome("setting", f"{key} ({folders.get(key, error.path)}): {reason}", advice, key=key,
+                       resolved_by="space" if full else "check")
     if isinstance(error, OSError):
-        return _os_error(error, ctx, say)
+        return _os_error(error, folders=folders, say=say)
+    return None
+
+
+def classify(error: BaseException, ctx: Context) -> Outcome:
+    """The outcome of ``error`` for the job on ``ctx.source`` (see the module's table)."""
+    moved = source_outcome(ctx)
+    if moved is not None:
+        return moved
+    say = speakable(str(error), work_root=ctx.work_root, renames=ctx.renames)
+    if isinstance(error, MediaError):
+        return _media(error, ctx, say)
+    if isinstance(error, OSError) and error.filename is not None and Path(error.filename) == ctx.source.path:
+        return Outcome("input", f"{ctx.name} cannot be read ({error.strerror or say})",
+                       "make it readable for the user midframe runs as")
+    setting = setting_outcome(error, folders=ctx.folders, work_root=ctx.work_root, renames=ctx.renames)
+    if setting is not None:
+        return setting
     if isinstance(error, subprocess.TimeoutExpired):
         return Outcome("transient", "ffmpeg stopped answering and was ended", "midframe tries again")
     if isinstance(error, (TransientError, EngineError)):
         return Outcome("transient", say, "this is usually temporary; midframe tries again")
+    if isinstance(error, OSError):
+        return Outcome("transient", f"a file operation failed: {say}", "midframe tries again")
     return Outcome("transient", f"an internal error in midframe: {say or 'no details'}",
                    "the log has the details; midframe tries again", internal=True)

@@ -1,13 +1,17 @@
 """The config the daemon runs with, re-read between jobs when the file changes (and on SIGHUP).
 
 Engine, output, resume, notification and per-job daemon settings (on_success, max_attempts,
-min_free_mb) apply from the next job on; folders, the watcher's settings and the API port are fixed
-at start-up. An edit that does not load is reported and the last good config kept.
+min_free_mb, stalled_copy_seconds) apply from the next job on; folders, the watcher's settings and the
+API port are fixed at start-up. An edit that does not load is reported and the last good config kept;
+so is one that loads but cannot work here (``vet`` finds problems: a device this machine lacks, a codec
+ffmpeg does not have), unless the config in force cannot work either (the daemon is paused for it),
+in which case the newer one is taken and its problems are what the pause says.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from loguru import logger
@@ -33,9 +37,20 @@ def _value(config: Config, dotted: str) -> object:
 class ConfigSource:
     """The current config; ``current()`` re-reads the file when its mtime or size changed."""
 
-    def __init__(self, path: Path | None, config: Config) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        config: Config,
+        *,
+        vet: Callable[[Config], list[str]] = lambda config: [],
+        in_force_works: Callable[[], bool] = lambda: True,
+        on_refused: Callable[[str], None] = lambda text: None,
+    ) -> None:
         self.path = Path(path) if path is not None else None
         self._config = config
+        self._vet = vet
+        self._in_force_works = in_force_works
+        self._on_refused = on_refused
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
 
@@ -65,10 +80,18 @@ class ConfigSource:
                 fresh = load_config(self.path)
             except ConfigError as exc:
                 logger.error("config not reloaded, keeping the last good one: {}", exc)
+                self._on_refused(f"config not reloaded: {exc}")
+                return self._config
+            problems = self._vet(fresh)
+            if problems and self._in_force_works():
+                text = "; ".join(problems)
+                logger.error("config not reloaded, keeping the last good one: {}", text)
+                self._on_refused(f"config not reloaded, the last good one is kept: {text}")
                 return self._config
             old, self._config = self._config, fresh
         changed = [key for key in ("engine", "output", "resume", "notifications", "daemon.on_success",
-                                   "daemon.max_attempts", "daemon.min_free_mb") if _value(old, key) != _value(fresh, key)]
+                                   "daemon.max_attempts", "daemon.min_free_mb", "daemon.stalled_copy_seconds")
+                   if _value(old, key) != _value(fresh, key)]
         fixed = [key for key in RESTART_KEYS if _value(old, key) != _value(fresh, key)]
         if changed:
             logger.info("config reloaded from {}: {} changed (from the next job on)", self.path, ", ".join(changed))

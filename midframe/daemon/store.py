@@ -1,4 +1,5 @@
-"""The job table: one row per arrived file, moving through states; SQLite (WAL) and an in-memory twin.
+"""The job table: one row per arrived file, moving through states; SQLite (WAL). Its in-memory twin
+is midframe.daemon.memory_store.
 
 A job is never deleted when taken (unlike huey's queue): ``claim`` moves it from ``queued`` to
 ``running``, and only the worker's outcome moves it on, so a crash loses nothing.
@@ -8,6 +9,9 @@ A job is never deleted when taken (unlike huey's queue): ``claim`` moves it from
     queued ──claim──▶ running ──finish──▶ done | failed | cancelled
       ▲                  │                       │
       └──requeue─────────┘ (retry, stop, crash)  └──retry──▶ queued
+
+A requeued job may carry ``not_before`` (a transient failure's backoff, a source waiting to settle
+again): ``claim`` passes it over until then.
 """
 
 from __future__ import annotations
@@ -15,10 +19,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -57,6 +60,9 @@ class Job:
     updated_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    not_before: float | None = None   # a queued job is not claimed before this time (backoff, settling)
+    sha256: str | None = None         # of the whole source, once read
+    settings_key: str | None = None   # of the engine and output settings it was converted with
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,13 +78,16 @@ class JobStore(Protocol):
     def jobs(self) -> list[Job]: ...
     def counts(self) -> dict[str, int]: ...
     def claim(self, *, now: float | None = None) -> Job | None: ...
-    def done_with_fingerprint(self, fingerprint: str, *, exclude_id: int) -> Job | None: ...
+    def queued_at(self, path: Path) -> Job | None: ...
+    def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str) -> Job: ...
+    def set_content(self, job_id: int, *, sha256: str, settings_key: str) -> None: ...
+    def done_with_content(self, job: Job) -> Job | None: ...
     def set_progress(self, job_id: int, *, frames_done: int, frames_total: int,
                      resumed_from: int | None = None) -> None: ...
     def finish(self, job_id: int, state: State, *, now: float | None = None, output: str | None = None,
                error: str | None = None, path: str | None = None, duplicate_of: int | None = None) -> Job: ...
     def requeue(self, job_id: int, *, error: str | None = None, interrupted: bool = False,
-                now: float | None = None) -> Job: ...
+                now: float | None = None, not_before: float | None = None) -> Job: ...
     def set_path(self, job_id: int, path: str) -> None: ...
     def set_staged(self, job_id: int, staged: str | None) -> None: ...
     def recover_running(self, *, now: float | None = None) -> list[Job]: ...
@@ -99,145 +108,6 @@ def _check(job: Job | None, job_id: int, allowed: frozenset[str] | set[str], act
     if job.state not in allowed:
         raise JobStateError(f"job {job_id} is {job.state}; only a {' or '.join(sorted(allowed))} job can be {action}")
     return job
-
-
-class MemoryJobStore:
-    """The same store in a dict: for unit tests, and the reference the SQLite store is tested against."""
-
-    def __init__(self) -> None:
-        self._jobs: dict[int, Job] = {}
-        self._flags: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self._next_id = 1
-        self._next_seq = 1
-
-    def _seq(self) -> int:
-        self._next_seq += 1
-        return self._next_seq - 1
-
-    def add(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
-            now: float | None = None) -> Job:
-        stamp = _now(now)
-        with self._lock:
-            job = Job(id=self._next_id, path=str(path), name=Path(path).name, relpath=relpath, size=size,
-                      mtime=mtime, fingerprint=fingerprint, state="queued", queue_seq=self._seq(),
-                      created_at=stamp, updated_at=stamp)
-            self._jobs[job.id] = job
-            self._next_id += 1
-            return job
-
-    def find(self, path: Path, *, size: int, mtime: float) -> Job | None:
-        with self._lock:
-            found = [j for j in self._jobs.values()
-                     if j.path == str(path) and j.size == size and j.mtime == mtime]
-            return max(found, key=lambda j: j.id) if found else None
-
-    def get(self, job_id: int) -> Job | None:
-        with self._lock:
-            return self._jobs.get(job_id)
-
-    def jobs(self) -> list[Job]:
-        with self._lock:
-            return sorted(self._jobs.values(), key=lambda j: j.id)
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            found = Counter(j.state for j in self._jobs.values())
-        return {state: found.get(state, 0) for state in STATES}
-
-    def claim(self, *, now: float | None = None) -> Job | None:
-        with self._lock:
-            queued = [j for j in self._jobs.values() if j.state == "queued"]
-            if not queued:
-                return None
-            job = min(queued, key=lambda j: (j.queue_seq, j.id))
-            stamp = _now(now)
-            job = replace(job, state="running", attempts=job.attempts + 1, started_at=stamp, updated_at=stamp)
-            self._jobs[job.id] = job
-            return job
-
-    def done_with_fingerprint(self, fingerprint: str, *, exclude_id: int) -> Job | None:
-        with self._lock:
-            found = [j for j in self._jobs.values()
-                     if j.state == "done" and j.fingerprint == fingerprint and j.id != exclude_id and j.output]
-            return min(found, key=lambda j: j.id) if found else None
-
-    def set_progress(self, job_id: int, *, frames_done: int, frames_total: int,
-                     resumed_from: int | None = None) -> None:
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is not None:
-                self._jobs[job_id] = replace(
-                    job, frames_done=frames_done, frames_total=frames_total,
-                    resumed_from=job.resumed_from if resumed_from is None else resumed_from)
-
-    def finish(self, job_id: int, state: State, *, now: float | None = None, output: str | None = None,
-               error: str | None = None, path: str | None = None, duplicate_of: int | None = None) -> Job:
-        if state not in FINAL_STATES:
-            raise ValueError(f"{state} is not a final state")
-        stamp = _now(now)
-        with self._lock:
-            job = _check(self._jobs.get(job_id), job_id, {"running"}, "finished")
-            job = replace(job, state=state, output=output, error=error, path=path or job.path,
-                          duplicate_of=duplicate_of, finished_at=stamp, updated_at=stamp)
-            self._jobs[job_id] = job
-            return job
-
-    def requeue(self, job_id: int, *, error: str | None = None, interrupted: bool = False,
-                now: float | None = None) -> Job:
-        with self._lock:
-            job = _check(self._jobs.get(job_id), job_id, {"running"}, "requeued")
-            job = replace(job, state="queued", error=error if error is not None else job.error,
-                          attempts=job.attempts - 1 if interrupted else job.attempts, updated_at=_now(now))
-            self._jobs[job_id] = job
-            return job
-
-    def set_path(self, job_id: int, path: str) -> None:
-        self._update(job_id, path=path)
-
-    def set_staged(self, job_id: int, staged: str | None) -> None:
-        self._update(job_id, staged=staged)
-
-    def _update(self, job_id: int, **changes: Any) -> None:
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is not None:
-                self._jobs[job_id] = replace(job, **changes)
-
-    def recover_running(self, *, now: float | None = None) -> list[Job]:
-        with self._lock:
-            running = [j.id for j in self._jobs.values() if j.state == "running"]
-        return [self.requeue(job_id, interrupted=True, now=now) for job_id in sorted(running)]
-
-    def retry(self, job_id: int, *, now: float | None = None) -> Job:
-        with self._lock:
-            job = _check(self._jobs.get(job_id), job_id, {"failed", "cancelled"}, "retried")
-            job = replace(job, state="queued", attempts=0, error=None, output=None, staged=None, frames_done=0,
-                          queue_seq=self._seq(), updated_at=_now(now), finished_at=None)
-            self._jobs[job_id] = job
-            return job
-
-    def cancel(self, job_id: int, *, now: float | None = None) -> Job:
-        stamp = _now(now)
-        with self._lock:
-            job = _check(self._jobs.get(job_id), job_id, {"queued"}, "cancelled here")
-            job = replace(job, state="cancelled", error="cancelled", finished_at=stamp, updated_at=stamp)
-            self._jobs[job_id] = job
-            return job
-
-    def get_flag(self, key: str) -> str | None:
-        with self._lock:
-            return self._flags.get(key)
-
-    def set_flag(self, key: str, value: str | None) -> None:
-        with self._lock:
-            if value is None:
-                self._flags.pop(key, None)
-            else:
-                self._flags[key] = value
-
-    def close(self) -> None:
-        pass
 
 
 _SCHEMA = """
@@ -262,15 +132,29 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at    REAL    NOT NULL,
     updated_at    REAL    NOT NULL,
     started_at    REAL,
-    finished_at   REAL
+    finished_at   REAL,
+    not_before    REAL,
+    sha256        TEXT,
+    settings_key  TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, queue_seq, id);
 CREATE INDEX IF NOT EXISTS jobs_path ON jobs (path);
 CREATE INDEX IF NOT EXISTS jobs_fingerprint ON jobs (fingerprint);
 CREATE TABLE IF NOT EXISTS flags (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# Columns added since schema 1, by the version that added them: an older database gains them on opening.
+_ADDED_COLUMNS = {2: ("not_before REAL", "sha256 TEXT", "settings_key TEXT")}
 _COLUMNS = tuple(Job.__dataclass_fields__)
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    """Bring a database of schema ``version`` (0: new) up to ``_SCHEMA_VERSION``, keeping its jobs."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    for added in range(version + 1, _SCHEMA_VERSION + 1):
+        for column in _ADDED_COLUMNS.get(added, ()):
+            if column.split()[0] not in present:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
 
 
 class SqliteJobStore:
@@ -288,6 +172,7 @@ class SqliteJobStore:
         if version > _SCHEMA_VERSION:
             raise DaemonError(f"{self.path}: written by a newer midframe (schema {version}); upgrade midframe")
         self._db.executescript(_SCHEMA)
+        _migrate(self._db, version)
         self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     @contextmanager
@@ -345,17 +230,34 @@ class SqliteJobStore:
     def claim(self, *, now: float | None = None) -> Job | None:
         stamp = _now(now)
         with self._transaction() as db:
-            job = self._one(db, "SELECT * FROM jobs WHERE state = 'queued' ORDER BY queue_seq, id LIMIT 1")
+            job = self._one(db, "SELECT * FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?)"
+                                " ORDER BY queue_seq, id LIMIT 1", stamp)
             if job is None:
                 return None
             db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, updated_at = ?"
                        " WHERE id = ?", (stamp, stamp, job.id))
             return self._one(db, "SELECT * FROM jobs WHERE id = ?", job.id)
 
-    def done_with_fingerprint(self, fingerprint: str, *, exclude_id: int) -> Job | None:
-        found = self._read("SELECT * FROM jobs WHERE state = 'done' AND fingerprint = ? AND id != ?"
-                           " AND output IS NOT NULL ORDER BY id LIMIT 1", fingerprint, exclude_id)
+    def queued_at(self, path: Path) -> Job | None:
+        found = self._read("SELECT * FROM jobs WHERE state = 'queued' AND path = ? ORDER BY id DESC LIMIT 1", str(path))
         return found[0] if found else None
+
+    def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str) -> Job:
+        with self._transaction() as db:
+            _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"queued"}, "settled again")
+            db.execute("UPDATE jobs SET sha256 = CASE WHEN size = ? AND mtime = ? AND fingerprint = ? THEN sha256 END,"
+                       " size = ?, mtime = ?, fingerprint = ?, not_before = NULL WHERE id = ?",
+                       (size, mtime, fingerprint, size, mtime, fingerprint, job_id))
+            return self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id)  # type: ignore[return-value]
+
+    def set_content(self, job_id: int, *, sha256: str, settings_key: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET sha256 = ?, settings_key = ? WHERE id = ?", (sha256, settings_key, job_id))
+
+    def done_with_content(self, job: Job) -> list[Job]:
+        return self._read("SELECT * FROM jobs WHERE state = 'done' AND fingerprint = ? AND sha256 = ? AND settings_key = ?"
+                          " AND id != ? AND output IS NOT NULL ORDER BY id", job.fingerprint, job.sha256,
+                          job.settings_key, job.id)
 
     def set_progress(self, job_id: int, *, frames_done: int, frames_total: int,
                      resumed_from: int | None = None) -> None:
@@ -376,11 +278,12 @@ class SqliteJobStore:
             return self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id)  # type: ignore[return-value]
 
     def requeue(self, job_id: int, *, error: str | None = None, interrupted: bool = False,
-                now: float | None = None) -> Job:
+                now: float | None = None, not_before: float | None = None) -> Job:
         with self._transaction() as db:
             _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"running"}, "requeued")
             db.execute("UPDATE jobs SET state = 'queued', error = COALESCE(?, error), attempts = attempts - ?,"
-                       " updated_at = ? WHERE id = ?", (error, 1 if interrupted else 0, _now(now), job_id))
+                       " updated_at = ?, not_before = ? WHERE id = ?",
+                       (error, 1 if interrupted else 0, _now(now), not_before, job_id))
             return self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id)  # type: ignore[return-value]
 
     def set_path(self, job_id: int, path: str) -> None:
@@ -400,7 +303,7 @@ class SqliteJobStore:
             _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"failed", "cancelled"}, "retried")
             seq = db.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs").fetchone()[0]
             db.execute("UPDATE jobs SET state = 'queued', attempts = 0, error = NULL, output = NULL, staged = NULL,"
-                       " frames_done = 0,"
+                       " frames_done = 0, not_before = NULL,"
                        " queue_seq = ?, updated_at = ?, finished_at = NULL WHERE id = ?", (seq, _now(now), job_id))
             return self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id)  # type: ignore[return-value]
 

@@ -1,7 +1,9 @@
 """Which files have arrived in the inbox: watchdog events and periodic rescans feed a settle check.
 
 A copy fires ``created`` when it starts, and only Linux reports when it closes, so a file counts as
-arrived once its size and mtime have not changed for ``settle_seconds`` and it opens for reading.
+arrived once its size and mtime have not changed for ``settle_seconds``, it opens for reading, and no
+process holds it open for writing (where the OS tells: Linux). The worker sends a file that turned out
+to be still arriving back here (``resettle``), to be handed on again once it has been quiet long enough.
 :class:`InboxScanner` is that logic with the file-system calls and the clock passed in, run one
 iteration at a time (``poll(now=...)``); :class:`InboxWatcher` drives it from a thread and a watchdog
 observer.
@@ -22,7 +24,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from midframe.daemon.files import is_partial_name, is_video_name
+from midframe.daemon.files import is_partial_name, is_video_name, open_for_writing
 
 Arrival = Callable[[Path, os.stat_result], None]
 Clock = Callable[[], float]
@@ -38,12 +40,17 @@ def can_open(path: Path) -> bool:
     return True
 
 
+WRITER_RECHECK_S = 1.0  # a file held open for writing is looked at again after this long
+
+
 @dataclass
 class _Candidate:
     size: int
     mtime_ns: int
     first_seen: float
     stable_since: float
+    hold_until: float = float("-inf")  # not handed on before this, unless it changes meanwhile
+    writer_logged: bool = False
 
 
 class InboxScanner:
@@ -61,6 +68,7 @@ class InboxScanner:
         stat: Callable[[Path], os.stat_result] = os.stat,
         scandir: Callable[[Path], Iterator[os.DirEntry[str]]] = os.scandir,
         opens: Callable[[Path], bool] = can_open,
+        writing: Callable[[Path], bool] = open_for_writing,
         order_window_s: float = 1.0,
     ) -> None:
         self.inbox = Path(inbox)
@@ -76,6 +84,7 @@ class InboxScanner:
         self._stat = stat
         self._scandir = scandir
         self._opens = opens
+        self._writing = writing
         self._lock = threading.Lock()
         self._candidates: dict[Path, _Candidate] = {}
         # (size, mtime_ns) of each file already handed on, so a rescan does not settle it again.
@@ -163,8 +172,17 @@ class InboxScanner:
             if (info.st_size, info.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
                 with self._lock:
                     candidate.size, candidate.mtime_ns, candidate.stable_since = info.st_size, info.st_mtime_ns, now
+                    candidate.hold_until = float("-inf")
                 continue
-            if now - candidate.stable_since < self.settle_seconds or not self._opens(path):
+            if now - candidate.stable_since < self.settle_seconds or now < candidate.hold_until:
+                continue
+            if not self._opens(path):
+                continue
+            if self._writing(path):
+                if not candidate.writer_logged:
+                    logger.info("{}: another program still has it open for writing; waiting", path)
+                    candidate.writer_logged = True
+                candidate.hold_until = now + WRITER_RECHECK_S
                 continue
             with self._lock:
                 self._candidates.pop(path, None)
@@ -187,6 +205,18 @@ class InboxScanner:
         observer's batch, a folder at start-up) in name order."""
         path, candidate = item
         return (int(candidate.first_seen // self.order_window_s), str(path))
+
+    def resettle(self, path: Path, *, now: float, quiet_s: float = 0.0) -> None:
+        """Settle ``path`` again (the worker found it still arriving): hand it on once it has stood
+        unchanged for ``settle_seconds`` and, if it does not change at all, ``quiet_s`` from now."""
+        path = Path(path)
+        try:
+            info = self._stat(path)
+        except OSError:
+            return
+        with self._lock:
+            self._handed.pop(path, None)
+            self._candidates[path] = _Candidate(info.st_size, info.st_mtime_ns, now, now, hold_until=now + quiet_s)
 
     def _forget(self, path: Path) -> None:
         with self._lock:
@@ -270,6 +300,10 @@ class InboxWatcher:
             except Exception:
                 logger.exception("inbox watcher: unexpected error; carrying on")
             self._stop.wait(self.tick_seconds)
+
+    def resettle(self, path: Path, quiet_s: float = 0.0) -> None:
+        """The worker found ``path`` still arriving: settle it again (see ``InboxScanner.resettle``)."""
+        self.scanner.resettle(path, now=self._clock(), quiet_s=quiet_s)
 
     def stop(self) -> None:
         self._stop.set()

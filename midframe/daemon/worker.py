@@ -1,19 +1,18 @@
-"""The worker: one job at a time, claim -> pipeline -> finalize.
+"""The worker: one job at a time, claim -> pipeline -> outcome.
 
 A job's work lives in ``<outbox>/.midframe-work/job-<id>`` (hidden); the finished video is first
 ``job-<id>-result<ext>`` beside it, then takes its real name in the outbox (never overwriting), and only
-then is the job on record as done. Every step is ordered so that a crash at any point either repeats
-the step at the next start or finds it done (see :meth:`Worker.recover`).
+then is the job on record as done (:mod:`midframe.daemon.finishing`). Whatever goes wrong is handed to
+the outcome table (:mod:`midframe.daemon.outcomes`), and the router (:mod:`midframe.daemon.routing`)
+does what it says: fail the input, pause for a setting, settle the source again, or retry later.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,15 @@ from loguru import logger
 
 from midframe.config import Config, EngineConfig, Paths
 from midframe.daemon import files
-from midframe.daemon.naming import error_text, estimate_output_bytes, output_extension, output_name
+from midframe.daemon.finishing import Finisher
+from midframe.daemon.naming import estimate_output_bytes, output_extension, settings_key
 from midframe.daemon.notify import Notifier, format_duration
+from midframe.daemon.pauses import DISK, SETTINGS, Pause, Pauses
+from midframe.daemon.routing import Router
 from midframe.daemon.store import Job, JobStore
 from midframe.engine.job import JobControl, PipelineReport, Progress
-from midframe.errors import Aborted, EngineError, MediaError, OutputError, TransientError
+from midframe.errors import Aborted
 
-PAUSE_FLAG = "paused"
-PAUSE_REASONS = {
-    "user": "paused on request",
-    "disk": "paused: not enough free disk space for the next video",
-    "output": "paused: the outbox cannot be written",
-}
 Convert = Callable[..., PipelineReport]
 MakeInterpolator = Callable[[EngineConfig], Any]
 
@@ -68,30 +64,41 @@ class Worker:
         make_interpolator: MakeInterpolator,
         convert: Convert = _pipeline_convert,
         prepare: Callable[[], None] | None = None,
+        check_settings: Callable[[Config], list[str]] = lambda config: [],
+        resettle: Callable[[Path, float], None] = lambda path, quiet_s: None,
+        writing: Callable[[Path], bool] = files.open_for_writing,
         free_bytes: Callable[[Path], int] = files.free_bytes,
         on_status: Callable[[str], None] = lambda text: None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         idle_wait_s: float = 1.0,
+        recheck_s: float = 15.0,
     ) -> None:
         self.store = store
         self.paths = paths
-        self.work_root = paths.outbox / files.WORK_DIR_NAME
+        self.finisher = Finisher(store, paths, ffmpeg=ffmpeg)
+        self.work_root = self.finisher.work_root
+        self.pauses = Pauses(store, clock=clock, recheck_s=recheck_s)
+        self.router = Router(store, self.finisher, notifier=notifier, hold=self._hold,
+                             settings_recheck=self._settings_recheck, space_recheck=self._disk_recheck,
+                             resettle=resettle, writing=writing, wall_clock=wall_clock, wake=self.wake)
         self._config = config
         self._notifier = notifier
         self._ffmpeg = ffmpeg
         self._make_interpolator = make_interpolator
         self._convert = convert
         self._prepare = prepare
+        self._check = check_settings
         self._free_bytes = free_bytes
         self._on_status = on_status
         self._clock = clock
+        self._wall = wall_clock
         self._idle_wait_s = idle_wait_s
         self._lock = threading.Lock()
         self._running: _Running | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._disk_checked_at = float("-inf")
 
     # --- the thread ------------------------------------------------------------------------------
 
@@ -105,7 +112,9 @@ class Worker:
             try:
                 self._prepare()
             except Exception:
-                logger.exception("preparing the engine failed; jobs will report the error")
+                logger.exception("preparing the engine failed; the settings check says what is missing")
+            if self.pauses.recheck(self._config(), force=True):
+                self._after_lift()
         while not self._stop.is_set():
             try:
                 worked = self.run_once()
@@ -133,36 +142,69 @@ class Worker:
             return not self._thread.is_alive()
         return True
 
-    # --- pause, cancel, retry, status ------------------------------------------------------------
+    # --- pauses ----------------------------------------------------------------------------------
 
     @property
     def pause_reason(self) -> str | None:
-        return self.store.get_flag(PAUSE_FLAG)
+        """None, or why nothing is converted now: ``status --json``'s ``paused_reason``."""
+        return self.pauses.reason
 
-    def pause(self, reason: str = "user", detail: str = "") -> None:
-        already = self.pause_reason
-        self.store.set_flag(PAUSE_FLAG, reason)
+    def pause(self) -> None:
+        """A person's pause: holds the running job between batches; survives a restart."""
+        if self.pauses.set_user(True):
+            self._hold_running()
+            logger.info("paused on request")
+            self._notifier.paused("paused on request")
+
+    def resume(self) -> None:
+        """Lift a person's pause and look again at every other one at once."""
+        was = self.pause_reason is not None
+        self.pauses.set_user(False)
+        self.pauses.recheck(self._config(), force=True)
+        if was:
+            self._after_lift()
+        self._wake.set()
+
+    def check_settings(self, config: Config | None = None) -> list[str]:
+        """Check the settings ``config`` (or the current one) would run with; pause while they
+        cannot work, resume once they can. Returns the problems."""
+        config = config or self._config()
+        problems = self._check(config)
+        if problems:
+            self._hold(Pause(SETTINGS, "; ".join(problems), self._settings_recheck))
+        elif self.pauses.remove(SETTINGS):
+            self._after_lift()
+        return problems
+
+    def _settings_recheck(self, config: Config) -> str | None:
+        return "; ".join(self._check(config)) or None
+
+    def _hold(self, pause: Pause) -> None:
+        if self.pauses.add(pause):
+            self._hold_running()
+            logger.warning("paused: {}", pause.reason)
+            self._notifier.paused(pause.reason)
+
+    def _hold_running(self) -> None:
         with self._lock:
             running = self._running
             if running is not None:
                 running.control.pause()
         if running is not None:
             self._store_progress(running)
-        if already != reason:
-            message = PAUSE_REASONS.get(reason, reason) + (f" ({detail})" if detail else "")
-            logger.info("{}", message)
-            self._notifier.paused(message)
 
-    def resume(self) -> None:
-        was = self.pause_reason
-        self.store.set_flag(PAUSE_FLAG, None)
+    def _after_lift(self) -> None:
+        if self.pauses.active():
+            logger.info("still paused: {}", self.pause_reason)
+            return
         with self._lock:
             if self._running is not None:
                 self._running.control.resume()
-        if was is not None:
-            logger.info("resumed")
-            self._notifier.resumed()
+        logger.info("resumed")
+        self._notifier.resumed()
         self._wake.set()
+
+    # --- cancel, retry, status -----------------------------------------------------------------
 
     def cancel(self, job_id: int) -> Job:
         with self._lock:
@@ -205,54 +247,47 @@ class Worker:
     # --- one job -------------------------------------------------------------------------------
 
     def run_once(self, *, now: float | None = None) -> bool:
-        """Claim and run the next job unless paused or stopping; returns whether there was one."""
+        """Claim and run the next job unless paused or stopping; returns whether there was one.
+        ``now`` is the wall-clock time a job's ``not_before`` is compared with."""
         if self._stop.is_set():
             return False
-        reason = self.pause_reason
-        if reason is not None:
-            if reason == "disk":
-                self._resume_when_disk_frees()
+        config = self._config()
+        if self.pauses.recheck(config):
+            self._after_lift()
+        if self.pauses.active():
             return False
-        job = self.store.claim(now=now)
+        job = self.store.claim(now=self._wall() if now is None else now)
         if job is None:
             return False
         try:
-            self._process(job)
+            self._process(job, config)
         except Exception as exc:
-            logger.exception("job {}: internal error", job.id)
             latest = self.store.get(job.id)
             if latest is not None and latest.state == "running":
-                self._retry_or_fail(latest, f"internal error: {type(exc).__name__}: {exc}", self._config())
+                self.router.route(latest, exc, config)
+            else:
+                logger.exception("job {}: internal error after its outcome was recorded", job.id)
         return True
 
     def work_dir(self, job_id: int) -> Path:
-        return self.work_root / f"job-{job_id}"
+        return self.finisher.work_dir(job_id)
 
-    def _process(self, job: Job) -> None:
-        config = self._config()
-        source = Path(job.path)
-        try:
-            info = os.stat(source)
-        except OSError:
-            self._finish_cancelled(job, f"the file is no longer at {source}")
+    def _process(self, job: Job, config: Config) -> None:
+        if self.router.source_moved(job, config):
             return
-        if (info.st_size, info.st_mtime) != (job.size, job.mtime):
-            self._finish_cancelled(job, "the file changed after it was queued; the changed file is a new job")
-            return
-        earlier = self.store.done_with_fingerprint(job.fingerprint, exclude_id=job.id)
-        if earlier is not None:
-            self._finish_duplicate(job, earlier, config)
+        job = self._identify(job, config)
+        if self._duplicate(job, config):
             return
         shortage = self._disk_shortage(job, config)
         if shortage:
             self.store.requeue(job.id, interrupted=True)
-            self.pause("disk", shortage)
+            self._hold(Pause(DISK, shortage, self._disk_recheck))
             return
-
         # Chosen once: a resumed job finishes into the container it started with.
-        staged = Path(job.staged or self.work_root / f"job-{job.id}-result{output_extension(source, config.output)}")
+        staged = Path(job.staged or self.finisher.staged_name(job, output_extension(Path(job.name), config.output)))
         if not job.staged:
             self.store.set_staged(job.id, str(staged))
+            job = self.store.get(job.id) or job
         work_dir = self.work_dir(job.id)
         if not config.resume.enabled:
             files.remove_tree(work_dir)
@@ -272,29 +307,39 @@ class Worker:
             if not staged.exists():
                 staged.parent.mkdir(parents=True, exist_ok=True)
                 report = self._convert(
-                    source, staged, work_dir=work_dir, engine=config.engine, output=config.output,
+                    Path(job.path), staged, work_dir=work_dir, engine=config.engine, output=config.output,
                     resume=config.resume, make_interpolator=self._make_interpolator, ffmpeg=self._ffmpeg,
                     control=running.control, on_progress=lambda progress: self._on_progress(running, progress),
                 )
         except Aborted:
             self._interrupted(running, config)
-        except MediaError as exc:
-            self._fail(job, exc.reason, config)
-        except OutputError as exc:
-            logger.error("job {}: cannot write the output: {}", job.id, exc)
-            self.store.requeue(job.id, error=str(exc), interrupted=True)
-            self.pause("output")
-            self._notifier.warning(f"cannot write the output: {exc}")
-        except (TransientError, EngineError) as exc:
-            self._retry_or_fail(job, f"{type(exc).__name__}: {exc}", config)
         except Exception as exc:
-            logger.exception("job {}: unexpected error", job.id)
-            self._retry_or_fail(job, f"unexpected error: {type(exc).__name__}: {exc}", config)
+            self.router.route(job, exc, config)
         else:
             self._succeed(running, staged, report, config)
         finally:
             with self._lock:
                 self._running = None
+
+    def _identify(self, job: Job, config: Config) -> Job:
+        """Record the whole source's SHA-256 and the settings key: what makes a later job a duplicate."""
+        key = settings_key(config.engine, config.output)
+        if job.sha256 is None or job.settings_key != key:
+            digest = job.sha256 or files.content_sha256(Path(job.path))
+            self.store.set_content(job.id, sha256=digest, settings_key=key)
+            job = self.store.get(job.id) or job
+        return job
+
+    def _duplicate(self, job: Job, config: Config) -> bool:
+        """Same content, same settings, and the earlier output still there: give it this job's name."""
+        for earlier in self.store.done_with_content(job):
+            if earlier.output and Path(earlier.output).is_file():
+                final = self.finisher.publish_copy(job, earlier, config)
+                logger.info("job {}: {} has the same content as job {} and the same settings; its output {} is "
+                            "also {}", job.id, job.relpath, earlier.id, earlier.output, final)
+                self._notifier.done(job.id, job.name, final.name, 0.0)
+                return True
+        return False
 
     def _on_progress(self, running: _Running, progress: Progress) -> None:
         """Called by the pipeline; reporting trouble is logged, never allowed to fail the job."""
@@ -324,7 +369,7 @@ class Worker:
     def _interrupted(self, running: _Running, config: Config) -> None:
         job = running.job
         if running.cancel_requested:
-            self._remove_work(job)
+            self.finisher.remove_work(job)
             self.store.finish(job.id, "cancelled", error="cancelled")
             logger.info("job {} cancelled while running: {} (the source stays at {})", job.id, job.name, job.path)
             self._notifier.warning(f"{job.name}: cancelled")
@@ -337,53 +382,12 @@ class Worker:
         logger.info("job {} interrupted at {:.0%}: {}; it {} at the next start", job.id, done, job.name,
                     "resumes from its last checkpoint" if config.resume.enabled else "starts over")
 
-    def _retry_or_fail(self, job: Job, reason: str, config: Config) -> None:
-        if job.attempts < config.daemon.max_attempts:
-            self.store.requeue(job.id, error=reason)
-            logger.warning("job {} attempt {} of {} failed: {}; trying again", job.id, job.attempts,
-                           config.daemon.max_attempts, reason)
-            return
-        self._fail(job, reason, config)
-
-    # --- finishing ------------------------------------------------------------------------------
-
-    def _remove_work(self, job: Job) -> None:
-        files.remove_tree(self.work_dir(job.id))
-        if job.staged:
-            Path(job.staged).unlink(missing_ok=True)
-
-    def _fail(self, job: Job, reason: str, config: Config) -> None:
-        self._remove_work(job)
-        job = self.store.finish(job.id, "failed", error=reason)
-        self._move_to_failed(job, config)
-        logger.error("job {} failed: {}: {}", job.id, job.relpath, reason)
-        self._notifier.failed(job.id, job.name, reason)
-
-    def _move_to_failed(self, job: Job, config: Config) -> None:
-        source = Path(job.path)
-        if not source.exists():
-            return
-        target = files.move_no_clobber(source, self.paths.failed_dir / Path(job.relpath).parent)
-        self.store.set_path(job.id, str(target))
-        text = error_text(name=job.name, original=job.path, reason=job.error or "unknown", job_id=job.id,
-                          attempts=job.attempts, max_attempts=config.daemon.max_attempts)
-        error_file = target.with_name(target.name + ".error.txt")
-        partial = error_file.with_name(f".{error_file.name}.tmp")
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, error_file)
-
     def _succeed(self, running: _Running, staged: Path, report: PipelineReport | None, config: Config) -> None:
         job = running.job
-        source = Path(job.path)
-        name = self._output_name(source, staged, report, config)
-        folder = self.paths.outbox / Path(job.relpath).parent
-        final = files.find_link(staged, folder, name) or files.move_no_clobber(staged, folder, name, keep=True)
-        self.store.finish(job.id, "done", output=str(final))
-        staged.unlink(missing_ok=True)
+        final = self.finisher.publish(job, staged, report, config)
         if report is not None:
             self.store.set_progress(job.id, frames_done=report.frames_out, frames_total=report.frames_out,
                                     resumed_from=report.resumed_from_frame)
-        self._dispose_source(job, config)
         seconds = self._clock() - running.started
         details = ""
         if report is not None:
@@ -391,41 +395,6 @@ class Worker:
             details += f", resumed at frame {report.resumed_from_frame})" if report.resumed_from_frame else ")"
         logger.success("job {} done: {} -> {} in {}{}", job.id, job.relpath, final, format_duration(seconds), details)
         self._notifier.done(job.id, job.name, final.name, seconds)
-
-    def _output_name(self, source: Path, staged: Path, report: PipelineReport | None, config: Config) -> str:
-        if report is not None:
-            fps_out: Fraction | str = report.fps_out
-            engine = report.engine
-        else:
-            from midframe.engine.probe import probe
-
-            fps_out = probe(staged, ffmpeg=self._ffmpeg).fps
-            engine = config.engine.name
-        factor = config.engine.factor if config.engine.target_fps is None else "x"
-        return output_name(source, output=config.output, fps_out=fps_out, factor=factor, engine=engine)
-
-    def _dispose_source(self, job: Job, config: Config) -> None:
-        source = Path(job.path)
-        if config.daemon.on_success == "keep" or not source.exists():
-            return
-        if config.daemon.on_success == "delete":
-            source.unlink()
-            logger.info("job {}: deleted the source {}", job.id, source)
-            return
-        target = files.move_no_clobber(source, self.paths.done_dir / Path(job.relpath).parent)
-        self.store.set_path(job.id, str(target))
-
-    def _finish_cancelled(self, job: Job, reason: str) -> None:
-        self._remove_work(job)
-        self.store.finish(job.id, "cancelled", error=reason)
-        logger.warning("job {} dropped: {}: {}", job.id, job.relpath, reason)
-
-    def _finish_duplicate(self, job: Job, earlier: Job, config: Config) -> None:
-        self.store.finish(job.id, "done", output=earlier.output, duplicate_of=earlier.id)
-        self._dispose_source(job, config)
-        logger.info("job {}: {} has the same content as job {}, already converted to {}; not converting it again",
-                    job.id, job.relpath, earlier.id, earlier.output)
-        self._notifier.warning(f"{job.name} was converted before: {Path(earlier.output or '').name}")
 
     # --- disk space -----------------------------------------------------------------------------
 
@@ -438,23 +407,14 @@ class Worker:
         free = self._free_bytes(self.paths.outbox)
         if free >= needed:
             return ""
-        text = f"{free >> 20} MiB free on {self.paths.outbox}, about {needed >> 20} MiB needed for {job.name}"
-        logger.warning("job {}: {}; free some space, then `midframe resume` (or wait: it resumes by itself)",
-                       job.id, text)
-        return text
+        return (f"outbox ({self.paths.outbox}): {free >> 20} MiB free, about {needed >> 20} MiB needed for "
+                f"{job.name}; free some space there (midframe resumes by itself)")
 
-    def _resume_when_disk_frees(self) -> None:
-        now = self._clock()
-        if now - self._disk_checked_at < 10.0:
-            return
-        self._disk_checked_at = now
+    def _disk_recheck(self, config: Config) -> str | None:
         queued = [job for job in self.store.jobs() if job.state == "queued"]
         if not queued:
-            return
-        nxt = min(queued, key=lambda job: (job.queue_seq, job.id))
-        if self._free_bytes(self.paths.outbox) >= self._needed_bytes(nxt, self._config()):
-            logger.info("there is enough disk space again")
-            self.resume()
+            return None
+        return self._disk_shortage(min(queued, key=lambda job: (job.queue_seq, job.id)), config) or None
 
     # --- start-up --------------------------------------------------------------------------------
 
@@ -474,16 +434,4 @@ class Worker:
                 if not (number.isdigit() and int(number) in active):
                     logger.info("removing stale work {}", entry)
                     files.remove_tree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
-        elsewhere = (self.paths.done_dir, self.paths.failed_dir, self.paths.outbox)
-        for job in jobs:
-            source = Path(job.path)
-            in_inbox = source.is_relative_to(self.paths.inbox) and not any(map(source.is_relative_to, elsewhere))
-            if job.state not in ("done", "failed") or not in_inbox:
-                continue
-            if not source.exists() or (job.state == "done" and config.daemon.on_success == "keep"):
-                continue
-            logger.info("job {}: finishing the move of {} cut short by a crash", job.id, source)
-            if job.state == "done":
-                self._dispose_source(job, config)
-            else:
-                self._move_to_failed(job, config)
+        self.finisher.recover_moves(jobs, config)

@@ -1,0 +1,128 @@
+"""The settings the daemon would use, checked before any video is touched.
+
+At start-up, on every config reload and while the daemon is paused for a setting, :class:`SettingsCheck`
+asks: can the folders be written, is the engine that would run there (its weights, its device), and
+can ffmpeg encode with the output settings (a two-frame trial encode into the configured container)?
+Each problem comes back as a sentence that names the config key or folder (through the outcome
+table, so a problem found here reads the same as one a job ran into).
+
+``output.codec: auto`` follows each source, so it is checked per source when a job plans its output,
+never here against a source we do not have.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from midframe.config import Config, EngineConfig, OutputConfig, Paths
+from midframe.daemon.files import WORK_DIR_NAME
+from midframe.daemon.outcomes import setting_outcome
+from midframe.errors import ConfigError, MidframeError, OutputError
+
+TRIAL_SIZE = 64  # pixels square: every encoder accepts it
+AUTO = "auto"
+
+
+def folders_of(paths: Paths) -> dict[str, Path]:
+    """The folders midframe writes, by the config key that sets each."""
+    return {"inbox": paths.inbox, "outbox": paths.outbox, "daemon.done_dir": paths.done_dir,
+            "daemon.failed_dir": paths.failed_dir, "daemon.state_dir": paths.state_dir}
+
+
+def write_test(folder: Path) -> None:
+    """Create and remove a file in ``folder`` (or, if it does not exist yet, the parent it would be
+    made in); ``OutputError`` naming the folder when that fails."""
+    probe = Path(folder)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        handle, name = tempfile.mkstemp(dir=probe, prefix=".midframe-write-test-")
+        os.close(handle)
+        os.unlink(name)
+    except OSError as exc:
+        raise OutputError(folder, f"cannot be written ({exc.strerror or exc})") from None
+
+
+def trial_encode(output: OutputConfig, *, ffmpeg: Any, folder: Path) -> None:
+    """Encode two grey frames with ``output``'s codec, quality and pixel format, then put them in its
+    container (when one is set; otherwise each source's own is checked when its job plans the output);
+    ``ConfigError`` naming the key when ffmpeg refuses."""
+    from midframe.engine.ffmpeg import QUIET, run
+    from midframe.engine.probe import first_error_line
+    from midframe.engine.writer import EncodeSpec
+
+    spec = EncodeSpec(width=TRIAL_SIZE, height=TRIAL_SIZE, fps=Fraction(25), input_pix_fmt="rgb24",
+                      codec=output.codec, crf=output.crf, preset=output.preset, pix_fmt=output.pix_fmt,
+                      muxer="matroska")
+    source = ["-f", "lavfi", "-i", f"color=c=gray:s={TRIAL_SIZE}x{TRIAL_SIZE}:r=25", "-frames:v", "2"]
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".check-") as tmp:
+        sample = Path(tmp) / "encoded.mkv"
+        done = run(spec.command(ffmpeg, sample, source=source), timeout=120)
+        if done.returncode != 0:
+            raise ConfigError(f"output.codec = {output.codec!r}: ffmpeg cannot encode with it at pix_fmt "
+                              f"{output.pix_fmt!r}, preset {output.preset!r} ({first_error_line(done.stderr)})")
+        if not output.container:
+            return
+        suffix = f".{output.container}"
+        final = Path(tmp) / f"trial{suffix}"
+        done = run([ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", "-i", str(sample), "-map", "0:v:0", "-c", "copy",
+                    str(final)], timeout=120)
+        if done.returncode != 0:
+            raise ConfigError(f"output.container = {output.container!r}: a {suffix} file cannot hold "
+                              f"{output.codec} video ({first_error_line(done.stderr)})")
+
+
+@dataclass(frozen=True)
+class Probes:
+    """The I/O a check does, passed in so tests can swap it."""
+
+    folder: Callable[[Path], None]                      # write_test
+    engine: Callable[[EngineConfig, bool], object]      # (settings, fallback allowed) -> raises if it cannot run
+    encoder: Callable[[OutputConfig], None]             # trial_encode
+
+
+class SettingsCheck:
+    """``check(config)`` -> the problems, as sentences naming the key or folder (empty: all good)."""
+
+    def __init__(self, paths: Paths, *, probes: Probes) -> None:
+        self.paths = paths
+        self.folders: Mapping[str, Path] = folders_of(paths)
+        self._probes = probes
+
+    @classmethod
+    def real(cls, paths: Paths, *, ffmpeg: Any) -> SettingsCheck:
+        from midframe.engine.interpolators import check_engine
+
+        work = paths.outbox / WORK_DIR_NAME
+        return cls(paths, probes=Probes(
+            folder=write_test,
+            engine=lambda settings, fallback: check_engine(settings, models_dir=paths.models_dir, fallback=fallback),
+            encoder=lambda output: trial_encode(output, ffmpeg=ffmpeg, folder=work),
+        ))
+
+    def __call__(self, config: Config) -> list[str]:
+        from midframe.engine.interpolators import engine_chosen
+
+        wanted = dict(self.folders)
+        if config.daemon.on_success != "move":
+            del wanted["daemon.done_dir"]
+        attempts: list[Callable[[], object]] = [lambda folder=folder: self._probes.folder(folder)
+                                                for folder in dict.fromkeys(wanted.values())]
+        attempts.append(lambda: self._probes.engine(config.engine, not engine_chosen(config)))
+        if config.output.codec != AUTO:
+            attempts.append(lambda: self._probes.encoder(config.output))
+        problems: list[str] = []
+        for attempt in attempts:
+            try:
+                attempt()
+            except MidframeError as exc:
+                outcome = setting_outcome(exc, folders=self.folders, work_root=self.paths.outbox / WORK_DIR_NAME)
+                problems.append(outcome.text if outcome is not None else str(exc))
+        return problems

@@ -1,0 +1,152 @@
+"""Where a job's files end up: the output into the outbox, the source into done or failed.
+
+Every step is ordered so that a crash at any point either repeats it at the next start or finds it
+done (:meth:`Finisher.recover_moves`). Names always come from the name a file had when it arrived,
+so a retried job never turns ``a.mp4`` into ``a (2).mp4``, in failed/ or in its output's name; a
+source is deleted (``on_success: delete``) only when its output is in the outbox and the file is
+still the one that output was made from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from midframe.config import Config, Paths
+from midframe.daemon import files
+from midframe.daemon.naming import error_text, output_name
+from midframe.daemon.store import Job, JobStore
+from midframe.engine.job import PipelineReport
+
+
+class Finisher:
+    def __init__(self, store: JobStore, paths: Paths, *, ffmpeg: Any,
+                 probe_fps: Callable[[Path], Fraction] | None = None) -> None:
+        self.store = store
+        self.paths = paths
+        self.work_root = paths.outbox / files.WORK_DIR_NAME
+        self._ffmpeg = ffmpeg
+        self._probe_fps = probe_fps or self._probe
+
+    def work_dir(self, job_id: int) -> Path:
+        return self.work_root / f"job-{job_id}"
+
+    def staged_name(self, job: Job, extension: str) -> Path:
+        return self.work_root / f"job-{job.id}-result{extension}"
+
+    def remove_work(self, job: Job) -> None:
+        files.remove_tree(self.work_dir(job.id))
+        if job.staged:
+            Path(job.staged).unlink(missing_ok=True)
+
+    # --- names ---------------------------------------------------------------------------------
+
+    def _probe(self, path: Path) -> Fraction:
+        from midframe.engine.probe import probe
+
+        return probe(path, ffmpeg=self._ffmpeg).fps
+
+    def output_name(self, job: Job, made: Path, report: PipelineReport | None, config: Config) -> str:
+        """The name ``output.name`` gives the job's source as it arrived (``{stem}.{fps}fps{ext}``)."""
+        fps_out: Fraction | str = report.fps_out if report is not None else self._probe_fps(made)
+        engine = report.engine if report is not None else config.engine.name
+        factor = config.engine.factor if config.engine.target_fps is None else "x"
+        return output_name(Path(job.name), output=config.output, fps_out=fps_out, factor=factor, engine=engine)
+
+    def _output_folder(self, job: Job) -> Path:
+        return self.paths.outbox / Path(job.relpath).parent
+
+    # --- done ----------------------------------------------------------------------------------
+
+    def publish(self, job: Job, staged: Path, report: PipelineReport | None, config: Config) -> Path:
+        """Give the finished ``staged`` its name in the outbox (never overwriting), record the job
+        done, then retire the source."""
+        name = self.output_name(job, staged, report, config)
+        folder = self._output_folder(job)
+        final = files.find_link(staged, folder, name) or files.move_no_clobber(staged, folder, name, keep=True)
+        self.store.finish(job.id, "done", output=str(final))
+        staged.unlink(missing_ok=True)
+        self.dispose_source(self.store.get(job.id) or job, config)
+        return final
+
+    def publish_copy(self, job: Job, earlier: Job, config: Config) -> Path:
+        """A duplicate: the earlier job's output, under this job's own name (a hard link or a copy)."""
+        made = Path(earlier.output or "")
+        name = self.output_name(job, made, None, config)
+        final = files.link_or_copy(made, self._output_folder(job), name)
+        self.store.finish(job.id, "done", output=str(final), duplicate_of=earlier.id)
+        self.dispose_source(self.store.get(job.id) or job, config)
+        return final
+
+    def still_the_source(self, job: Job) -> bool:
+        """Whether the file at ``job.path`` is still the one the job settled on (size and mtime)."""
+        try:
+            info = os.stat(job.path)
+        except OSError:
+            return False
+        return (info.st_size, info.st_mtime) == (job.size, job.mtime)
+
+    def dispose_source(self, job: Job, config: Config) -> None:
+        source = Path(job.path)
+        if config.daemon.on_success == "keep" or not source.exists():
+            return
+        if config.daemon.on_success == "delete":
+            if job.output and Path(job.output).exists() and self.still_the_source(job):
+                source.unlink()
+                logger.info("job {}: deleted the source {}", job.id, source)
+            else:
+                logger.warning("job {}: not deleting {}: it is no longer the file its output was made from",
+                               job.id, source)
+            return
+        target = files.move_no_clobber(source, self.paths.done_dir / Path(job.relpath).parent, Path(job.name).name)
+        self.store.set_path(job.id, str(target))
+
+    # --- failed --------------------------------------------------------------------------------
+
+    def fail(self, job: Job, *, problem: str, advice: str, config: Config) -> Job:
+        """Record the job failed, then move the source to failed_dir with its error file."""
+        self.remove_work(job)
+        job = self.store.finish(job.id, "failed", error=problem)
+        self.move_to_failed(job, config, advice=advice)
+        return self.store.get(job.id) or job
+
+    def move_to_failed(self, job: Job, config: Config, *, advice: str = "") -> None:
+        source = Path(job.path)
+        if not source.exists():
+            return
+        folder = self.paths.failed_dir / Path(job.relpath).parent
+        if source.parent == folder:
+            target = source  # a retried job that failed again stays where it is, under its name
+        else:
+            target = files.move_no_clobber(source, folder, Path(job.name).name)
+            self.store.set_path(job.id, str(target))
+        text = error_text(name=job.name, original=str(self.paths.inbox / job.relpath), problem=job.error or "unknown",
+                          advice=advice or "check the file", job_id=job.id, attempts=job.attempts,
+                          max_attempts=config.daemon.max_attempts)
+        error_file = target.with_name(target.name + ".error.txt")
+        partial = error_file.with_name(f".{error_file.name}.tmp")
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, error_file)
+
+    # --- start-up --------------------------------------------------------------------------------
+
+    def recover_moves(self, jobs: list[Job], config: Config) -> None:
+        """Finish moving the sources of done and failed jobs that a crash left in the inbox."""
+        elsewhere = (self.paths.done_dir, self.paths.failed_dir, self.paths.outbox)
+        for job in jobs:
+            source = Path(job.path)
+            in_inbox = source.is_relative_to(self.paths.inbox) and not any(map(source.is_relative_to, elsewhere))
+            if job.state not in ("done", "failed") or not in_inbox:
+                continue
+            if not source.exists() or (job.state == "done" and config.daemon.on_success == "keep"):
+                continue
+            logger.info("job {}: finishing the move of {} cut short by a crash", job.id, source)
+            if job.state == "done":
+                self.dispose_source(job, config)
+            else:
+                self.move_to_failed(job, config, advice="see the log of the run that stopped")

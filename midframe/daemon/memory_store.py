@@ -1,0 +1,170 @@
+"""The job store's in-memory twin: for unit tests, and the reference the SQLite store is tested against."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from midframe.daemon.store import FINAL_STATES, STATES, Job, State, _check, _now
+
+
+class MemoryJobStore:
+    """The same store in a dict: for unit tests, and the reference the SQLite store is tested against."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, Job] = {}
+        self._flags: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._next_id = 1
+        self._next_seq = 1
+
+    def _seq(self) -> int:
+        self._next_seq += 1
+        return self._next_seq - 1
+
+    def add(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
+            now: float | None = None) -> Job:
+        stamp = _now(now)
+        with self._lock:
+            job = Job(id=self._next_id, path=str(path), name=Path(path).name, relpath=relpath, size=size,
+                      mtime=mtime, fingerprint=fingerprint, state="queued", queue_seq=self._seq(),
+                      created_at=stamp, updated_at=stamp)
+            self._jobs[job.id] = job
+            self._next_id += 1
+            return job
+
+    def find(self, path: Path, *, size: int, mtime: float) -> Job | None:
+        with self._lock:
+            found = [j for j in self._jobs.values()
+                     if j.path == str(path) and j.size == size and j.mtime == mtime]
+            return max(found, key=lambda j: j.id) if found else None
+
+    def get(self, job_id: int) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: j.id)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            found = Counter(j.state for j in self._jobs.values())
+        return {state: found.get(state, 0) for state in STATES}
+
+    def claim(self, *, now: float | None = None) -> Job | None:
+        stamp = _now(now)
+        with self._lock:
+            queued = [j for j in self._jobs.values()
+                      if j.state == "queued" and (j.not_before is None or j.not_before <= stamp)]
+            if not queued:
+                return None
+            job = min(queued, key=lambda j: (j.queue_seq, j.id))
+            job = replace(job, state="running", attempts=job.attempts + 1, started_at=stamp, updated_at=stamp)
+            self._jobs[job.id] = job
+            return job
+
+    def queued_at(self, path: Path) -> Job | None:
+        with self._lock:
+            found = [j for j in self._jobs.values() if j.state == "queued" and j.path == str(path)]
+            return max(found, key=lambda j: j.id) if found else None
+
+    def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str) -> Job:
+        with self._lock:
+            job = _check(self._jobs.get(job_id), job_id, {"queued"}, "settled again")
+            same = (job.size, job.mtime, job.fingerprint) == (size, mtime, fingerprint)
+            job = replace(job, size=size, mtime=mtime, fingerprint=fingerprint, not_before=None,
+                          sha256=job.sha256 if same else None)
+            self._jobs[job_id] = job
+            return job
+
+    def set_content(self, job_id: int, *, sha256: str, settings_key: str) -> None:
+        self._update(job_id, sha256=sha256, settings_key=settings_key)
+
+    def done_with_content(self, job: Job) -> list[Job]:
+        with self._lock:
+            found = [j for j in self._jobs.values() if j.state == "done" and j.id != job.id and j.output
+                     and j.sha256 is not None and (j.fingerprint, j.sha256, j.settings_key)
+                     == (job.fingerprint, job.sha256, job.settings_key)]
+            return sorted(found, key=lambda j: j.id)
+
+    def set_progress(self, job_id: int, *, frames_done: int, frames_total: int,
+                     resumed_from: int | None = None) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                self._jobs[job_id] = replace(
+                    job, frames_done=frames_done, frames_total=frames_total,
+                    resumed_from=job.resumed_from if resumed_from is None else resumed_from)
+
+    def finish(self, job_id: int, state: State, *, now: float | None = None, output: str | None = None,
+               error: str | None = None, path: str | None = None, duplicate_of: int | None = None) -> Job:
+        if state not in FINAL_STATES:
+            raise ValueError(f"{state} is not a final state")
+        stamp = _now(now)
+        with self._lock:
+            job = _check(self._jobs.get(job_id), job_id, {"running"}, "finished")
+            job = replace(job, state=state, output=output, error=error, path=path or job.path,
+                          duplicate_of=duplicate_of, finished_at=stamp, updated_at=stamp)
+            self._jobs[job_id] = job
+            return job
+
+    def requeue(self, job_id: int, *, error: str | None = None, interrupted: bool = False,
+                now: float | None = None, not_before: float | None = None) -> Job:
+        with self._lock:
+            job = _check(self._jobs.get(job_id), job_id, {"running"}, "requeued")
+            job = replace(job, state="queued", error=error if error is not None else job.error,
+                          attempts=job.attempts - 1 if interrupted else job.attempts, updated_at=_now(now),
+                          not_before=not_before)
+            self._jobs[job_id] = job
+            return job
+
+    def set_path(self, job_id: int, path: str) -> None:
+        self._update(job_id, path=path)
+
+    def set_staged(self, job_id: int, staged: str | None) -> None:
+        self._update(job_id, staged=staged)
+
+    def _update(self, job_id: int, **changes: Any) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                self._jobs[job_id] = replace(job, **changes)
+
+    def recover_running(self, *, now: float | None = None) -> list[Job]:
+        with self._lock:
+            running = [j.id for j in self._jobs.values() if j.state == "running"]
+        return [self.requeue(job_id, interrupted=True, now=now) for job_id in sorted(running)]
+
+    def retry(self, job_id: int, *, now: float | None = None) -> Job:
+        with self._lock:
+            job = _check(self._jobs.get(job_id), job_id, {"failed", "cancelled"}, "retried")
+            job = replace(job, state="queued", attempts=0, error=None, output=None, staged=None, frames_done=0,
+                          queue_seq=self._seq(), updated_at=_now(now), finished_at=None, not_before=None)
+            self._jobs[job_id] = job
+            return job
+
+    def cancel(self, job_id: int, *, now: float | None = None) -> Job:
+        stamp = _now(now)
+        with self._lock:
+            job = _check(self._jobs.get(job_id), job_id, {"queued"}, "cancelled here")
+            job = replace(job, state="cancelled", error="cancelled", finished_at=stamp, updated_at=stamp)
+            self._jobs[job_id] = job
+            return job
+
+    def get_flag(self, key: str) -> str | None:
+        with self._lock:
+            return self._flags.get(key)
+
+    def set_flag(self, key: str, value: str | None) -> None:
+        with self._lock:
+            if value is None:
+                self._flags.pop(key, None)
+            else:
+                self._flags[key] = value
+
+    def close(self) -> None:
+        pass
