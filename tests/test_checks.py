@@ -41,7 +41,9 @@ def test_good_settings_pass_and_leave_nothing_behind(check, paths):
 @pytest.mark.parametrize(("output", "start", "words"), [
     ({"codec": "libx246"}, "output.codec = 'libx246'", "Unknown encoder 'libx246'"),
     ({"codec": "libx264", "pix_fmt": "rgb0x"}, "output.codec = 'libx264'", "pix_fmt 'rgb0x'"),
-    ({"codec": "ffv1", "container": "mp4"}, "output.container = 'mp4'", "a .mp4 file cannot hold ffv1"),
+    ({"codec": "ffv1", "container": "mp4"}, "output.codec (--codec) ffv1", "which a .mp4 file cannot hold"),
+    ({"codec": "ffv1", "container": "flv"}, "output.codec (--codec) ffv1", "which a .flv file cannot hold"),
+    ({"codec": "ffv1", "container": "ogg"}, "output.container = 'ogg'", "a .ogg file cannot hold ffv1"),
 ])
 def test_an_encoder_or_container_that_cannot_work_is_named(check, output, start, words):
     problems = check(config(output=output))

@@ -135,13 +135,15 @@ def test_missing_weights_are_a_setting():
     ("output: codec 'libx246' with pix_fmt 'yuv420p' cannot encode 160x120 video: Unknown encoder 'libx246'",
      "output.codec"),
     ("engine.name = 'nonsense': unknown engine; choose one of rife, dis, blend", "engine.name"),
+    ("output.codec (--codec) libx265 writes HEVC video, which a .webm file cannot hold; for .webm use "
+     "libvpx-vp9 or libsvtav1, or codec: auto", "output.codec"),
 ])
 def test_codec_container_and_engine_names_are_settings_known_after_another_try(message, key):
     outcome = classify(ConfigError(message), ctx(**QUIET))
     assert (outcome.kind, outcome.key, outcome.resolved_by) == ("setting", key, "config_change")
     assert outcome.problem.startswith(key) and outcome.problem.count(key) == 1
     assert_speaks_to_a_person(outcome)
-    if "cannot hold" in message:
+    if message.startswith(STAGED.name):
         assert "the output of clip.mp4: a .mp4 file cannot hold ffv1" in outcome.problem
 
 

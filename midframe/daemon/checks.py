@@ -50,12 +50,18 @@ def write_test(folder: Path) -> None:
 
 
 def trial_encode(output: OutputConfig, *, ffmpeg: Any, folder: Path) -> None:
-    """Encode two grey frames with ``output``'s codec, quality and pixel format, then put them in its
-    container (when one is set; otherwise each source's own is checked when its job plans the output);
-    ``ConfigError`` naming the key when ffmpeg refuses."""
+    """The codec/container tables first (``formats.settings_problem``), then two grey frames encoded with
+    ``output``'s codec, quality and pixel format and put in its container (when one is set; otherwise each
+    source's own is checked when its job plans the output); ``ConfigError`` naming the key when either
+    refuses."""
     from midframe.engine.ffmpeg import QUIET, run
+    from midframe.engine.formats import settings_problem
     from midframe.engine.probe import first_error_line
     from midframe.engine.writer import EncodeSpec
+
+    known = settings_problem(output.codec, output.container)
+    if known:
+        raise ConfigError(known)
 
     spec = EncodeSpec(width=TRIAL_SIZE, height=TRIAL_SIZE, fps=Fraction(25), input_pix_fmt="rgb24",
                       codec=output.codec, crf=output.crf, preset=output.preset, pix_fmt=output.pix_fmt,

@@ -134,9 +134,9 @@ def retry_or_fail(attempts: int, max_attempts: int) -> Literal["retry", "fail"]:
 
 
 def _config_key(message: str) -> str:
-    """The key a ConfigError is about: ``engine.name = 'x': ...`` names it; the pipeline's output
-    checks say what they could not do."""
-    named = re.search(r"\b((?:engine|output|daemon|resume|notifications|logging)\.[a-z_]+) =", message)
+    """The key a ConfigError is about: most name it first (``engine.name = 'x': ...``,
+    ``output.codec (--codec) ...``); the pipeline's output checks say what they could not do."""
+    named = re.match(r"((?:engine|output|daemon|resume|notifications|logging)\.[a-z_]+)\b", message)
     if named:
         return named.group(1)
     lowered = message.lower()
@@ -196,7 +196,7 @@ def setting_outcome(error: BaseException, *, folders: Mapping[str, Path], work_r
                        "run `midframe models fetch`, or choose engine.name: dis", key="engine.name")
     if isinstance(error, ConfigError):
         key = _config_key(str(error))
-        problem = say if say.startswith(f"{key} =") else f"{key}: {say}"
+        problem = say if say.startswith(key) else f"{key}: {say}"
         return Outcome("setting", problem, "change it in the config", key=key, resolved_by="config_change")
     if isinstance(error, OutputError):
         key = folder_key(error.path, folders) or "outbox"
