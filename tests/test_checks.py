@@ -81,12 +81,15 @@ def test_a_reload_the_check_refuses_keeps_the_last_good_config(check, tmp_path):
     path.write_text("engine: {name: blend}\n")
     refused: list[str] = []
     works = [True]
+    now = [0.0]
     source = ConfigSource(path, config_from_mapping({"engine": {"name": "blend"}}), vet=check,
-                          in_force_works=lambda: works[0], on_refused=refused.append)
+                          in_force_works=lambda: works[0], on_refused=refused.append, clock=lambda: now[0])
     path.write_text("engine: {name: blend}\noutput: {codec: libx246}\n")
     os.utime(path, ns=(1, 1))
     assert source.current().output.codec == "libx264"         # refused: the good one stays
     assert len(refused) == 1 and "output.codec = 'libx246'" in refused[0]
+    now[0] = 20.0
+    assert source.current().output.codec == "libx264" and len(refused) == 1   # vetted again, said once
     works[0] = False                                           # the config in force cannot work either
     path.write_text("engine: {name: blend}\noutput: {codec: libx247}\n")
     os.utime(path, ns=(2, 2))
@@ -95,3 +98,22 @@ def test_a_reload_the_check_refuses_keeps_the_last_good_config(check, tmp_path):
     os.utime(path, ns=(3, 3))
     assert source.current().engine.name == "dis" and len(refused) == 1
     assert Path(path).exists()
+
+
+def test_a_refused_reload_is_taken_once_what_it_needs_arrives(tmp_path):
+    """`engine.name: rife` refused for want of weights, then `midframe models fetch` (here: the check
+    passing) without the file changing: the edit is taken at the next look."""
+    path = tmp_path / "config.yaml"
+    path.write_text("engine: {name: blend}\n")
+    problems = [["engine.name: the engine needs its model weights"]]
+    now = [0.0]
+    source = ConfigSource(path, config_from_mapping({"engine": {"name": "blend"}}), vet=lambda c: problems[0],
+                          clock=lambda: now[0], retry_s=15.0)
+    path.write_text("engine: {name: rife}\n")
+    os.utime(path, ns=(1, 1))
+    assert source.current().engine.name == "blend"
+    problems[0] = []
+    now[0] = 10.0
+    assert source.current().engine.name == "blend"            # not looked at again yet
+    now[0] = 16.0
+    assert source.current().engine.name == "rife"

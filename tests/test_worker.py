@@ -544,3 +544,19 @@ def test_a_source_replaced_while_its_job_ran_leaves_the_new_content_to_a_new_job
     h.convert.during = None
     h.worker.run_once()
     assert h.job(2).state == "done" and Path(h.job(2).output).read_bytes() == b"video:the new recording"
+
+
+def test_a_stop_while_the_source_is_hashed_puts_the_job_back(h, monkeypatch):
+    from midframe.daemon import files
+
+    job_id = h.drop("a.mp4", b"x" * (9 << 20))                        # three chunks
+    real = files.content_sha256
+
+    def stop_midway(path, *, keep_going):
+        h.worker.request_stop()
+        return real(path, keep_going=keep_going)
+
+    monkeypatch.setattr(files, "content_sha256", stop_midway)
+    h.worker.run_once()
+    job = h.job(job_id)
+    assert (job.state, job.attempts, job.sha256) == ("queued", 0, None) and h.convert.calls == []

@@ -7,7 +7,7 @@ import errno
 import hashlib
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 FINGERPRINT_CHUNK = 1 << 20
@@ -34,11 +34,14 @@ def fingerprint(path: Path, *, size: int | None = None) -> str:
     return f"{size}:{digest.hexdigest()}"
 
 
-def content_sha256(path: Path) -> str:
-    """The SHA-256 of the whole file, read in chunks (the quick fingerprint confirmed)."""
+def content_sha256(path: Path, *, keep_going: Callable[[], bool] = lambda: True) -> str | None:
+    """The SHA-256 of the whole file, read in chunks (the quick fingerprint confirmed); None when
+    ``keep_going`` said stop between two chunks (a long film on a slow disk takes minutes)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(HASH_CHUNK):
+            if not keep_going():
+                return None
             digest.update(chunk)
     return digest.hexdigest()
 

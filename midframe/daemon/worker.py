@@ -275,7 +275,11 @@ class Worker:
     def _process(self, job: Job, config: Config) -> None:
         if self.router.source_moved(job, config):
             return
-        job = self._identify(job, config)
+        identified = self._identify(job, config)
+        if identified is None:
+            self.store.requeue(job.id, interrupted=True)     # stopped while reading it
+            return
+        job = identified
         if self._duplicate(job, config):
             return
         shortage = self._disk_shortage(job, config)
@@ -321,11 +325,14 @@ class Worker:
             with self._lock:
                 self._running = None
 
-    def _identify(self, job: Job, config: Config) -> Job:
-        """Record the whole source's SHA-256 and the settings key: what makes a later job a duplicate."""
+    def _identify(self, job: Job, config: Config) -> Job | None:
+        """Record the whole source's SHA-256 and the settings key: what makes a later job a duplicate.
+        None when a stop came while reading."""
         key = settings_key(config.engine, config.output)
         if job.sha256 is None or job.settings_key != key:
-            digest = job.sha256 or files.content_sha256(Path(job.path))
+            digest = job.sha256 or files.content_sha256(Path(job.path), keep_going=lambda: not self._stop.is_set())
+            if digest is None:
+                return None
             self.store.set_content(job.id, sha256=digest, settings_key=key)
             job = self.store.get(job.id) or job
         return job
