@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -85,3 +86,15 @@ def read_frames(path: Path, *, pix_fmt: str = "rgb24") -> np.ndarray:
     dtype = np.uint16 if pix_fmt.startswith("rgb48") else np.uint8
     frames = np.frombuffer(raw, dtype=dtype)
     return frames.reshape(-1, height, width, 3)
+
+
+NOISE_EXTENSIONS = ("mp4", "mkv", "mov", "avi", "webm", "m4v", "mts", "m2ts", "wmv", "flv", "ts", "mpg")
+# Seeds whose noise ffprobe takes for a one-frame raw H.263 stream (found by probing 1500 seeds).
+NOISE_TAKEN_FOR_VIDEO = (200, 1297, 1427)
+
+
+def noise(seed: int) -> tuple[str, bytes]:
+    """A file name with a video extension and 3 KB to 200 KB of random bytes, the same for each seed."""
+    rng = random.Random(seed)
+    size = rng.choice([200_000, 20_000, 3000, 60_000])
+    return f"noise{seed}.{NOISE_EXTENSIONS[seed % len(NOISE_EXTENSIONS)]}", rng.randbytes(size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import threading
 import time
 from pathlib import Path
@@ -34,7 +35,8 @@ class FakeFS:
             size, mtime_ns = self.files[Path(path)]
         except KeyError:
             raise FileNotFoundError(path) from None
-        return SimpleNamespace(st_size=size, st_mtime_ns=mtime_ns, st_mtime=mtime_ns / 1e9)
+        return SimpleNamespace(st_size=size, st_mtime_ns=mtime_ns, st_mtime=mtime_ns / 1e9,
+                               st_mode=stat.S_IFREG | 0o644)
 
     def scandir(self, folder: Path):
         folder = Path(folder)

@@ -10,6 +10,8 @@ import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from midframe.regular import open_regular
+
 FINGERPRINT_CHUNK = 1 << 20
 HASH_CHUNK = 4 << 20
 # Names a browser, a sync tool or an editor uses while a file is still being written.
@@ -23,7 +25,7 @@ _NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.E
 def fingerprint(path: Path, *, size: int | None = None) -> str:
     """A content fingerprint: the size and a SHA-256 of the first and last MiB."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         if size is None:
             size = os.fstat(handle.fileno()).st_size
         digest.update(str(size).encode())

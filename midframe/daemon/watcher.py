@@ -25,15 +25,17 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from midframe.daemon.files import is_partial_name, is_video_name, open_for_writing
+from midframe.regular import kind_of, open_regular
 
 Arrival = Callable[[Path, os.stat_result], None]
 Clock = Callable[[], float]
 
 
 def can_open(path: Path) -> bool:
-    """Whether the file opens for reading (on Windows a file still being copied does not)."""
+    """Whether the file opens for reading (on Windows a file still being copied does not); never
+    blocks, and a FIFO or device put in its place does not count."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             handle.read(1)
     except OSError:
         return False
@@ -89,6 +91,8 @@ class InboxScanner:
         self._candidates: dict[Path, _Candidate] = {}
         # (size, mtime_ns) of each file already handed on, so a rescan does not settle it again.
         self._handed: dict[Path, tuple[int, int]] = {}
+        # FIFOs, sockets, devices with a video's name: said once, then ignored while they stay.
+        self._not_regular: set[Path] = set()
 
     @property
     def pending(self) -> int:
@@ -119,6 +123,8 @@ class InboxScanner:
             info = self._stat(path)
         except OSError:
             return
+        if not self._regular(path, info):
+            return
         identity = (info.st_size, info.st_mtime_ns)
         with self._lock:
             if path in self._candidates or self._handed.get(path) == identity:
@@ -137,6 +143,7 @@ class InboxScanner:
             present = set(seen)
             for gone in [p for p in self._handed if p not in present]:
                 del self._handed[gone]
+            self._not_regular &= present
         for path in seen:
             self.note(path, now=now)
         return len(seen)
@@ -153,7 +160,7 @@ class InboxScanner:
                 if entry.is_dir(follow_symlinks=False):
                     if self._folder_wanted(path):
                         yield from self._walk(path)
-                elif entry.is_file() and self.wanted(path):
+                elif self.wanted(path):  # FIFOs and the like too: note() says once that they are ignored
                     yield path
             except OSError:
                 continue
@@ -167,6 +174,9 @@ class InboxScanner:
             try:
                 info = self._stat(path)
             except OSError:
+                self._forget(path)
+                continue
+            if not self._regular(path, info):
                 self._forget(path)
                 continue
             if (info.st_size, info.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
@@ -217,6 +227,19 @@ class InboxScanner:
         with self._lock:
             self._handed.pop(path, None)
             self._candidates[path] = _Candidate(info.st_size, info.st_mtime_ns, now, now, hold_until=now + quiet_s)
+
+    def _regular(self, path: Path, info: os.stat_result) -> bool:
+        """Whether ``path`` is a regular file; the first time it is not, one log line says so."""
+        kind = kind_of(info.st_mode)
+        with self._lock:
+            if kind is None:
+                self._not_regular.discard(path)
+                return True
+            first = path not in self._not_regular
+            self._not_regular.add(path)
+        if first:
+            logger.warning("{}: ignored: it is {}, not a regular file", path, kind)
+        return False
 
     def _forget(self, path: Path) -> None:
         with self._lock:

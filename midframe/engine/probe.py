@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, overload
 
 from midframe.engine.ffmpeg import QUIET, FFmpeg, run
+from midframe.engine.sniff import container_refusal, frames_refusal
 from midframe.errors import MediaError
+from midframe.regular import NotRegularFile, open_regular
 
 STILL_IMAGE_FORMATS = re.compile(r"(^|,)(image2|png_pipe|jpeg_pipe|webp_pipe|bmp_pipe|gif|tiff_pipe|apng)")
 # Where a truncated file still opens, packet reading ends with one of these.
@@ -164,8 +166,10 @@ def _precheck(path: Path) -> int:
     if path.is_dir():
         raise MediaError(path, "is a folder, not a video file")
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             handle.read(1)
+    except NotRegularFile as exc:
+        raise MediaError(path, f"is {exc.kind}, not a regular file") from None
     except PermissionError:
         raise MediaError(path, "cannot be read: permission denied") from None
     except OSError as exc:
@@ -178,8 +182,11 @@ def _precheck(path: Path) -> int:
 
 def _looks_like_a_container(path: Path) -> bool:
     """Magic bytes of the common video containers: a file that has them but will not open is damaged."""
-    with open(path, "rb") as handle:
-        head = handle.read(400)
+    try:
+        with open_regular(path) as handle:
+            head = handle.read(400)
+    except OSError:
+        return False
     return (
         head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
         or head.startswith((b"\x1a\x45\xdf\xa3", b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x30\x26\xb2\x75"))
@@ -232,6 +239,7 @@ class _Header:
     start_time: Fraction
     streams: list[dict[str, Any]]
     format_duration: Fraction | None
+    probe_score: int | None = None  # ffprobe's confidence in format_name, 1..100 (None without ffprobe)
 
 
 def _ffprobe_header(path: Path, ffmpeg: FFmpeg) -> _Header:
@@ -249,6 +257,7 @@ def _ffprobe_header(path: Path, ffmpeg: FFmpeg) -> _Header:
         start_time=Fraction(str(fmt.get("start_time") or 0)),
         streams=list(data.get("streams", [])),
         format_duration=_fraction(fmt.get("duration")),
+        probe_score=_parse_int(str(fmt.get("probe_score", ""))),
     )
 
 
@@ -444,6 +453,10 @@ def probe(path: Path, *, ffmpeg: FFmpeg) -> VideoInfo:
         header, _ = _ffmpeg_header(path, ffmpeg)
     if STILL_IMAGE_FORMATS.search(header.format_name):
         raise MediaError(path, "is a still image, not a video")
+    refusal = container_refusal(extension=path.suffix, format_name=header.format_name,
+                                probe_score=header.probe_score)
+    if refusal is not None:
+        raise MediaError(path, refusal)
     stream = _video_stream(path, header.streams)
     index = int(stream["index"])
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
@@ -457,6 +470,9 @@ def probe(path: Path, *, ffmpeg: FFmpeg) -> VideoInfo:
         packets, time_base = _ffmpeg_packets(path, ffmpeg, index)
     if not packets.pts:
         raise MediaError(path, "has a video stream without any frames (truncated or damaged)")
+    refusal = frames_refusal(frame_count=len(packets.pts), duration=header.format_duration)
+    if refusal is not None:
+        raise MediaError(path, refusal)
     if any(marker in packets.stderr for marker in TRUNCATION_MARKERS):
         raise MediaError(path, f"is truncated: its video data ends early ({last_error_line(packets.stderr, path)})")
     declared = _parse_int(str(stream.get("nb_frames", "")))
