@@ -130,7 +130,7 @@ class Finisher:
                           max_attempts=config.daemon.max_attempts)
         error_file = target.with_name(target.name + ".error.txt")
         partial = error_file.with_name(f".{error_file.name}.tmp")
-        partial.write_text(text, encoding="utf-8")
+        partial.write_text(text, encoding="utf-8", errors="surrogateescape")  # a name's bytes as the OS gave them
         os.replace(partial, error_file)
 
     # --- start-up --------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 from loguru import logger
 
 from midframe.engine.job import Progress
+from midframe.log import escape
 
 TRAY_TTL_S = 15.0
 KINDS = ("started", "progress", "done", "failed", "paused", "resumed", "warning")
@@ -175,11 +176,12 @@ class Notifier:
         self._last_progress: dict[int, float] = {}
 
     def _emit(self, kind: str, title: str, body: str = "", *, job_id: int | None = None) -> Event:
-        event = self.events.append(kind, title, body, job_id=job_id)
+        # File names in notifications are escaped like those in log lines (one line, always encodable).
+        event = self.events.append(kind, escape(title), escape(body), job_id=job_id)
         if not self._enabled():
             return event
         if self.desktop is not None and not self.events.tray_attached():
-            self.desktop.send(f"job-{job_id}" if job_id is not None else kind, title, body)
+            self.desktop.send(f"job-{job_id}" if job_id is not None else kind, event.title, event.body)
         return event
 
     def started(self, job_id: int, name: str, *, resumed_at: float | None = None) -> None:
