@@ -13,16 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.media import make_clip
+from tests.privileges import can_drop_capabilities, without_override
 
 ROOT = Path(__file__).resolve().parents[1]
-# Root reads and writes through any permission bits; drop those capabilities for the child instead.
-NO_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
-
-
-def _can_drop_capabilities() -> bool:
-    if os.geteuid() != 0:
-        return True
-    return shutil.which("setpriv") is not None and subprocess.run([*NO_OVERRIDE, "true"]).returncode == 0
 
 
 def _fingerprint(path: Path) -> tuple:
@@ -86,21 +79,21 @@ def test_missing(tmp_path):
     assert_refused(tmp_path / "nowhere.mp4", tmp_path / "out.mp4", "does not exist")
 
 
-@pytest.mark.skipif(not _can_drop_capabilities(), reason="cannot take away root's read override here")
+@pytest.mark.skipif(not can_drop_capabilities(), reason="cannot take away root's read override here")
 def test_unreadable(good, tmp_path):
     source = tmp_path / "locked.mp4"
     shutil.copyfile(good, source)
     source.chmod(0)
-    prefix = NO_OVERRIDE if os.geteuid() == 0 else None
+    prefix = without_override()
     assert_refused(source, tmp_path / "out.mp4", "permission denied", prefix=prefix)
 
 
-@pytest.mark.skipif(not _can_drop_capabilities(), reason="cannot take away root's write override here")
+@pytest.mark.skipif(not can_drop_capabilities(), reason="cannot take away root's write override here")
 def test_output_folder_not_writable(good, tmp_path):
     folder = tmp_path / "readonly"
     folder.mkdir()
     folder.chmod(0o555)
-    prefix = NO_OVERRIDE if os.geteuid() == 0 else None
+    prefix = without_override()
     assert_refused(good, folder / "out.mp4", "not writable", prefix=prefix, named=folder)
 
 

@@ -26,7 +26,8 @@ from midframe.daemon.lock import StateLock
 from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
 from midframe.daemon.pauses import SETTINGS
 from midframe.daemon.settings import ConfigSource
-from midframe.daemon.store import DB_NAME, JobStore, SqliteJobStore
+from midframe.daemon.statedir import open_job_store, prepare_state_dir
+from midframe.daemon.store import DB_NAME, JobStore
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
 
@@ -84,7 +85,8 @@ class Daemon:
         """Lock the state dir, recover, then start the API, the watcher and the worker."""
         config = self.settings.current()
         paths = self.paths
-        for folder in (paths.state_dir, paths.inbox, paths.outbox):
+        prepare_state_dir(paths.state_dir)
+        for folder in (paths.inbox, paths.outbox):
             folder.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
         try:
@@ -99,7 +101,7 @@ class Daemon:
         paths = self.paths
         ffmpeg = find_ffmpeg()
         if self._store is None:
-            self._store = SqliteJobStore(paths.state_dir / DB_NAME)
+            self._store = self._open_store(paths.state_dir / DB_NAME)
         self._settings_check = SettingsCheck.real(paths, ffmpeg=ffmpeg)
         self.worker = Worker(
             self._store, paths, config=self.settings.current, notifier=self.notifier, ffmpeg=ffmpeg,
@@ -127,6 +129,15 @@ class Daemon:
         logger.info("midframe daemon ready: {} -> {} (API {}, {} queued, pid {})", paths.inbox, paths.outbox, url,
                     counts["queued"], os.getpid())
         self.lifecycle.ready()
+
+    def _open_store(self, path: Path) -> JobStore:
+        opened = open_job_store(path)
+        if opened.moved_to is not None:
+            logger.warning("the job database was damaged ({}): moved it to {} and started a new one; the inbox "
+                           "is scanned again, so the files still there are queued again", opened.damaged,
+                           opened.moved_to)
+            self.notifier.warning(f"the job database was damaged; moved it to {opened.moved_to.name} and started anew")
+        return opened.store
 
     def request_stop(self) -> None:
         """Ask for a graceful stop; safe from a signal handler (sets flags only)."""

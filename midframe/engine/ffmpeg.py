@@ -88,7 +88,7 @@ def find_ffmpeg(configured: str | None = None, *, environ: dict[str, str] | None
         bundled = imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError):
         bundled = None
-    if bundled:
+    if bundled and _executable(bundled):  # $IMAGEIO_FFMPEG_EXE is handed back unchecked
         return FFmpeg(bundled, _probe_from_env(env))
     raise ConfigError(
         "ffmpeg not found: install it (apt install ffmpeg), put it on PATH, set MIDFRAME_FFMPEG, "
