@@ -210,3 +210,21 @@ def test_stop_is_prompt_with_a_client_that_never_reads():
     server.stop()
     assert time.monotonic() - started < 3
     sock.close()
+
+
+def test_an_answer_under_way_when_stop_is_called_is_still_sent():
+    """As with POST /stop: the handler asks for the stop, and its answer must still reach the client."""
+    started: list[threading.Thread] = []
+
+    def handler(request) -> Response:
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        started.append(stopper)
+        time.sleep(0.3)                                 # stop() is waiting for this answer by now
+        return Response(200, {"state": "stopping"})
+
+    server = serve(handler)
+    answer = exchange(server, GET)
+    started[0].join(5)
+    assert code(answer) == 200 and answer.endswith(b'{"state": "stopping"}')
+    assert not started[0].is_alive()

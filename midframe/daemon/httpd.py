@@ -48,6 +48,7 @@ class Limits:
     request_timeout_s: float = 10.0  # from accept to the request's last byte
     send_timeout_s: float = 5.0  # for the whole answer
     linger_s: float = 1.0  # a refused client's unread body is drained this long before closing
+    stop_grace_s: float = 2.0  # answers under way when stop() is called (say, to POST /stop) get this long
     max_head_bytes: int = 16 * 1024
     max_body_bytes: int = 64 * 1024
 
@@ -165,6 +166,7 @@ class HttpServer:
         self._selector = selectors.DefaultSelector()
         self._open: dict[_Connection, None] = {}  # insertion order = accept order: the first is the oldest
         self._lock = threading.Lock()
+        self._answered = threading.Condition(self._lock)
         self._in_workers: set[socket.socket] = set()
         self._pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix=f"{name}-worker")
         self._stopping = threading.Event()
@@ -193,7 +195,8 @@ class HttpServer:
         else:
             self._selector.close()
             self._listener.close()
-        with self._lock:
+        with self._answered:
+            self._answered.wait_for(lambda: not self._in_workers, timeout=self.limits.stop_grace_s)
             answering = list(self._in_workers)
         for sock in answering:  # a worker stuck sending to a client that does not read
             _quietly(sock.shutdown, socket.SHUT_RDWR)
@@ -364,9 +367,10 @@ class HttpServer:
         except OSError:
             pass
         finally:
-            with self._lock:
-                self._in_workers.discard(sock)
             sock.close()
+            with self._answered:
+                self._in_workers.discard(sock)
+                self._answered.notify_all()
 
 
 def _quietly(call: Callable[..., Any], *args: Any) -> None:
