@@ -144,7 +144,7 @@ def test_slow_and_silent_clients_are_cut_off_at_the_deadline():
                 break
             time.sleep(0.1)
         assert closed_by_server(silent, 3) and (cut_off or closed_by_server(slow, 3))
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 5
         silent.close()
         slow.close()
         assert code(exchange(server, GET)) == 200
@@ -201,7 +201,7 @@ def test_oversized_head_and_timeouts_get_an_answer():
 
 
 def test_stop_is_prompt_with_a_client_that_never_reads():
-    server = serve(Echo(payload="x" * 8_000_000), Limits(send_timeout_s=30))
+    server = serve(Echo(payload="x" * 8_000_000), Limits(send_timeout_s=30, stop_grace_s=0.5))
     sock = connect(server)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.sendall(GET)
