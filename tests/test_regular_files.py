@@ -13,7 +13,7 @@ import pytest
 from loguru import logger
 
 from midframe.config import VIDEO_EXTENSIONS
-from midframe.daemon.files import fingerprint
+from midframe.daemon.files import content_sha256, fingerprint
 from midframe.daemon.watcher import InboxScanner, can_open
 from midframe.engine.ffmpeg import find_ffmpeg
 from midframe.engine.probe import probe
@@ -86,8 +86,9 @@ def test_only_regular_files_arrive_and_each_other_kind_is_said_once(specials, lo
 def test_a_fifo_in_place_of_a_settled_file_never_blocks(specials):
     fifo = specials / "y.mp4"
     assert within(5, can_open, fifo) is False
-    with pytest.raises(NotRegularFile, match="FIFO"):
-        within(5, fingerprint, fifo)
+    for read in (fingerprint, content_sha256):
+        with pytest.raises(NotRegularFile, match="FIFO"):
+            within(5, read, fifo)
     with pytest.raises(NotRegularFile, match="character device"):
         within(5, open_regular, specials / "n.mov")
     with open_regular(specials / "a.mp4") as handle:

@@ -40,7 +40,7 @@ def content_sha256(path: Path, *, keep_going: Callable[[], bool] = lambda: True)
     """The SHA-256 of the whole file, read in chunks (the quick fingerprint confirmed); None when
     ``keep_going`` said stop between two chunks (a long film on a slow disk takes minutes)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         while chunk := handle.read(HASH_CHUNK):
             if not keep_going():
                 return None
