@@ -260,6 +260,17 @@ def test_events_since_and_tray_routing():
     assert set(later["events"][0]) == {"seq", "kind", "title", "body", "job_id", "time"}
 
 
+def test_notifications_are_escaped_for_the_desktop_and_the_tray():
+    desktop = FakeDesktop()
+    events = EventLog()
+    notifier = Notifier(events, desktop=desktop)
+    name = os.fsdecode(b"caf\xe9 \xff.mp4")                     # a name that is not UTF-8, as the OS gives it
+    notifier.failed(1, "a\nb.mp4", f"{name}: is not a video file")
+    assert desktop.sent == [("job-1", "midframe: a\\nb.mp4 failed", "caf\\xe9 \\xff.mp4: is not a video file")]
+    event = events.since(0)["events"][0]
+    assert (event["title"], event["body"]) == desktop.sent[0][1:]
+
+
 def test_progress_is_paced_and_disabled_notifications_only_record():
     clock = Clock()
     log = EventLog(clock=clock)

@@ -1,5 +1,5 @@
-"""File names that are not UTF-8 or hold a newline: escaped in log lines and notifications, stored and
-read back exactly by the SQLite job store, and a log file (owner-only) that never breaks on them."""
+"""File names that are not UTF-8 or hold a newline: escaped in log lines (notifications: test_control),
+stored and read back exactly by the SQLite job store, and a log file (owner-only) that never breaks on them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from loguru import logger
 
 from midframe.daemon.dbtext import from_db, to_db
-from midframe.daemon.notify import EventLog, Notifier
 from midframe.daemon.store import SqliteJobStore
 from midframe.log import LOG_FILE_NAME, configure_logging, escape
 
@@ -74,27 +73,6 @@ def test_an_old_world_readable_log_is_made_private(configured):
     configure_logging(log_dir=configured, stderr=False)
     logger.remove()
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
-
-
-class Desktop:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-
-    def send(self, key: str, title: str, body: str) -> None:
-        self.sent.append((key, title, body))
-
-    def close(self) -> None:
-        pass
-
-
-def test_notifications_are_escaped_for_the_desktop_and_the_tray():
-    desktop = Desktop()
-    events = EventLog()
-    notifier = Notifier(events, desktop=desktop)
-    notifier.failed(1, "a\nb.mp4", f"{NOT_UTF8}: is not a video file")
-    assert desktop.sent == [("job-1", "midframe: a\\nb.mp4 failed", "caf\\xe9 \\xff.mp4: is not a video file")]
-    event = events.since(0)["events"][0]
-    assert (event["title"], event["body"]) == desktop.sent[0][1:]
 
 
 @given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF)))
