@@ -210,6 +210,14 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_farm(args: argparse.Namespace) -> int:
+    from midframe.farm import processes
+
+    if args.farm_command == "scheduler":
+        return processes.run_scheduler(host=args.host, port=args.port)
+    return processes.run_worker(_config(args), scheduler=args.scheduler, device=args.device, nthreads=args.nthreads)
+
+
 # --- the parser --------------------------------------------------------------------------------
 
 
@@ -278,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("--system", dest="scope", action="store_const", const="system")
     service.set_defaults(scope="user")
     service.add_argument("--dry-run", action="store_true", help="print what would be written")
+
+    farm = add("farm", cmd_farm, "a render farm: the Dask scheduler, or a worker machine for it")
+    farm_sub = farm.add_subparsers(dest="farm_command", required=True, metavar="ROLE")
+    scheduler = farm_sub.add_parser("scheduler", parents=[common], help="run the Dask scheduler the daemon and workers use")
+    scheduler.add_argument("--host", help="address to listen on (default: all)")
+    scheduler.add_argument("--port", type=int, default=8786, help="port to listen on (default 8786)")
+    farm_worker = farm_sub.add_parser("worker", parents=[common], help="make segments for a scheduler's daemon")
+    farm_worker.add_argument("--scheduler", required=True, metavar="ADDRESS", help="tcp://HOST:PORT")
+    farm_worker.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: engine.device)")
+    farm_worker.add_argument("--nthreads", type=int, help="segments at once (default: one per device)")
 
     config = add("config", cmd_config, "write or show the configuration")
     config.add_argument("config_command", choices=["init", "show", "path"])

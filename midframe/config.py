@@ -161,6 +161,48 @@ class LoggingConfig(_Section):
     dir: Path | None = None
 
 
+_SCHEDULER_PATTERN = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
+
+
+class FarmConfig(_Section):
+    """The render farm (midframe.farm): a Dask scheduler and the machines that work for it."""
+
+    scheduler: str | None = None
+    # On a farm worker: how the coordinator's folders appear on this machine ({"/mnt/nas": "Z:\\"}).
+    path_map: dict[str, str] = {}
+    # On a worker: resources it advertises beyond its slots; on the coordinator: what each segment needs.
+    resources: dict[str, float] = {}
+    max_jobs: int = Field(2, ge=1, le=64)
+    fallback_local: bool = False
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        match = _SCHEDULER_PATTERN.match(value)
+        if not match or not 0 < int(value.rsplit(":", 1)[1]) < 65536:
+            raise ValueError("must be tcp://HOST:PORT, e.g. tcp://192.168.1.10:8786")
+        return value
+
+    @field_validator("path_map")
+    @classmethod
+    def _path_map(cls, value: dict[str, str]) -> dict[str, str]:
+        for here, there in value.items():
+            if not here.strip() or not there.strip():
+                raise ValueError("maps a folder to a folder; neither side may be empty")
+        return value
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", name) or amount < 0:
+                raise ValueError(f"{name}: {amount}: a resource is a name and a number >= 0, e.g. GPU: 1")
+        return value
+
+
 class Config(_Section):
     inbox: Path = Path("~/Videos/midframe/inbox")
     outbox: Path = Path("~/Videos/midframe/outbox")
@@ -170,6 +212,7 @@ class Config(_Section):
     resume: ResumeConfig = ResumeConfig()
     notifications: NotificationsConfig = NotificationsConfig()
     logging: LoggingConfig = LoggingConfig()
+    farm: FarmConfig = FarmConfig()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@
     │   ├── DeviceError           the requested device is absent or unusable
     │   └── OutOfMemory           the device ran out of memory even at batch size 1
     ├── TransientError            worth retrying: an ffmpeg crash, a lost pipe
+    ├── FarmUnavailable           farm.scheduler does not answer (jobs wait for it)
     ├── Aborted                   a job was stopped on request (stop, SIGTERM, Ctrl-C)
     ├── DaemonError
     │   └── AlreadyRunning        another daemon holds the state dir
@@ -67,6 +68,10 @@ class OutOfMemory(EngineError):
 
 
 class TransientError(MidframeError):
+    pass
+
+
+class FarmUnavailable(MidframeError):
     pass
 
 

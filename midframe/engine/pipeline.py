@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from loguru import logger
@@ -37,6 +37,7 @@ from midframe.engine.manifest import (
     MANIFEST_NAME,
     Fingerprint,
     Manifest,
+    Segment,
     is_work_folder,
     load_manifest,
     verified_segments,
@@ -111,10 +112,30 @@ class _Decoder(threading.Thread):
         self.join(timeout=30)
 
 
+class FrameSink(Protocol):
+    """Where the encode thread puts output frames: ``SegmentSink``, or one farm segment's file."""
+
+    def put(self, frame: np.ndarray) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class Renderer(Protocol):
+    """Makes a job's missing segments elsewhere (the render farm) instead of in this process.
+
+    ``kept_segments`` says, when a job resumes, which recorded segments stand (in any order, not
+    only a run from frame 0); ``render`` makes the rest and records each in ``job.manifest``.
+    """
+
+    def kept_segments(self, manifest: Manifest, work_dir: Path, *, ffmpeg: FFmpeg) -> list[Segment]: ...
+    def render(self, job: Any, info: VideoInfo, *, work_dir: Path, control: JobControl,
+               on_progress: ProgressCallback | None) -> tuple[Any, dict[str, Any]]: ...
+
+
 class _Encoder(threading.Thread):
     """Writes frames behind the model loop; ``finish`` closes the open segment cleanly."""
 
-    def __init__(self, sink: SegmentSink, size: int) -> None:
+    def __init__(self, sink: FrameSink, size: int) -> None:
         super().__init__(name="midframe-encode", daemon=True)
         self.sink = sink
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=size)
@@ -386,6 +407,7 @@ def _prepare(
     output: OutputConfig,
     resume: ResumeConfig,
     ffmpeg: FFmpeg,
+    renderer: Renderer | None = None,
 ) -> _Job:
     manifest = _matching_manifest(work_dir, fingerprint, destination, resume)
     if manifest is not None:
@@ -393,8 +415,11 @@ def _prepare(
         plan = OutputPlan.from_json(manifest.plan)
         timeline = build_timeline(info, engine)
         if timeline.frames_out == manifest.frames_out:
-            good = verified_segments(manifest, work_dir, ffmpeg=ffmpeg)
-            if len(good) != len(manifest.segments):
+            if renderer is not None:
+                good = renderer.kept_segments(manifest, work_dir, ffmpeg=ffmpeg)
+            else:
+                good = verified_segments(manifest, work_dir, ffmpeg=ffmpeg)
+            if good != manifest.segments:
                 manifest.segments = good
                 manifest.save(work_dir)
             _remove_strays(work_dir, {segment.file for segment in good})
@@ -433,12 +458,31 @@ def _render(
     start = job.manifest.frames_done
     first_source = job.timeline.frame(start).source
     reader = FrameReader(info, ffmpeg=ffmpeg, start=first_source, keep_rotation=job.plan.keep_rotation)
-    size = _queue_frames(reader.frame_bytes, job.engine.batch_size)
     sink = SegmentSink(work_dir=work_dir, manifest=job.manifest, plan=job.plan, timeline=job.timeline,
                        start=start, ffmpeg=ffmpeg)
+    return run_frames(timeline=job.timeline, start=start, engine=job.engine, interpolator=interpolator,
+                      reader=reader, sink=sink, control=control, on_progress=on_progress)
+
+
+def run_frames(
+    *,
+    timeline: Timeline,
+    start: int,
+    engine: EngineConfig,
+    interpolator: Interpolator,
+    reader: FrameReader,
+    sink: FrameSink,
+    control: JobControl,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[_Counts, dict[str, float]]:
+    """The three threads over output frames ``start .. timeline.frames_out - 1``: ``reader`` must
+    start at the source frame of ``start``; ``sink`` takes every output frame in order.
+
+    The whole file (``convert``) and one farm segment (``midframe.engine.ranges``) both run here."""
+    size = _queue_frames(reader.frame_bytes, engine.batch_size)
     decoder = _Decoder(reader, size)
     encoder = _Encoder(sink, size)
-    loop = _FrameLoop(timeline=job.timeline, start=start, engine=job.engine, interpolator=interpolator,
+    loop = _FrameLoop(timeline=timeline, start=start, engine=engine, interpolator=interpolator,
                       decoder=decoder, encoder=encoder, control=control, on_progress=on_progress)
     decoder.start()
     encoder.start()
@@ -507,6 +551,7 @@ def convert(
     ffmpeg: FFmpeg,
     control: JobControl | None = None,
     on_progress: ProgressCallback | None = None,
+    renderer: Renderer | None = None,
 ) -> PipelineReport:
     """Convert ``source`` into ``destination`` (which must not exist); see API.md and the module doc."""
     started = time.monotonic()
@@ -517,11 +562,15 @@ def convert(
     if destination.exists():
         raise OutputError(destination, "already exists; not overwriting it")
     job = _prepare(info, fingerprint=fingerprint, destination=destination, work_dir=work_dir, engine=engine,
-                   output=output, resume=resume, ffmpeg=ffmpeg)
+                   output=output, resume=resume, ffmpeg=ffmpeg, renderer=renderer)
     start = job.manifest.frames_done
     counts, extra = _Counts(), {}
     engine_name, device = job.engine.name, job.engine.device
-    if start < job.timeline.frames_out:
+    if renderer is not None:
+        start = sum(segment.frames for segment in job.manifest.segments)
+        counts, extra = renderer.render(job, info, work_dir=work_dir, control=control, on_progress=on_progress)
+        device = "farm"
+    elif start < job.timeline.frames_out:
         control.checkpoint()
         interpolator = make_interpolator(job.engine)
         try:

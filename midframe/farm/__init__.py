@@ -1,0 +1,14 @@
+"""The render farm: one inbox, many machines, on Dask distributed.
+
+The daemon stays the coordinator (it watches, queues, plans, joins and publishes); each planned
+segment of a running job is a Dask task that a worker machine makes straight into the job's work
+folder on the shared folder. Only paths travel, never video. ``distributed`` is imported only by
+the modules that need it, so a daemon without ``farm.scheduler`` never loads it.
+
+- ``paths``: pure mapping of the coordinator's paths to a worker's (``farm.path_map``)
+- ``slots``: pure: which devices a worker offers and the resources it advertises
+- ``remote``: errors as they cross from a worker to the coordinator
+- ``task``: the segment task a worker runs, and its plugin (engine loaded once, kept warm)
+- ``coordinator``: submits a job's segments, records them, resubmits, reports the farm's state
+- ``processes``: ``midframe farm scheduler`` and ``midframe farm worker``
+"""

@@ -1,0 +1,239 @@
+"""The segment task a farm worker runs, and the worker plugin that keeps its engine warm.
+
+A task carries only names: the job's work folder and source as the coordinator sees them, and the
+segment's output frames. The worker maps them (``farm.path_map``), reads the plan from the work
+folder's manifest, makes the segment there (``midframe.engine.ranges.render_range``) and returns its
+record. The plugin lives as long as the worker process: engines are loaded once per device and
+reused by every task with the same settings; probes are reused across a job's segments.
+
+A worker that cannot see the shared folder, or lacks what the engine needs (weights, the device),
+says so in the error it returns and sets its slots to 0, so the scheduler gives it no more tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from distributed import Event, WorkerPlugin, get_worker
+from distributed.utils import sync
+from loguru import logger
+
+from midframe.config import EngineConfig
+from midframe.engine.ffmpeg import FFmpeg
+from midframe.engine.interpolators.base import Interpolator
+from midframe.engine.job import JobControl
+from midframe.engine.manifest import load_manifest
+from midframe.engine.plan import OutputPlan, build_timeline
+from midframe.engine.probe import VideoInfo, probe
+from midframe.engine.ranges import render_range
+from midframe.errors import Aborted, DeviceError, MidframeError, TransientError, WeightsError
+from midframe.farm.paths import map_path
+from midframe.farm.remote import FarmTaskError, to_remote
+from midframe.farm.slots import SLOT
+
+PLUGIN_NAME = "midframe"
+RECORD_SUFFIX = ".json"
+STOP_POLL_S = 1.0
+_PROBES_KEPT = 4
+MakeInterpolator = Callable[[EngineConfig], Interpolator]
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    """One segment of one job, in the coordinator's terms."""
+
+    job: str  # the work folder's name, for logs
+    work_dir: str
+    source: str
+    start: int
+    end: int
+    token: str  # unique per submission: the part file's name, and the stop event's
+    stop_event: str
+
+
+def render_segment(task: SegmentTask) -> dict[str, Any]:
+    """The Dask task: make ``task``'s segment on this worker; its record (see ``FarmPlugin.render``)."""
+    worker = get_worker()
+    plugin = worker.plugins[PLUGIN_NAME]
+    assert isinstance(plugin, FarmPlugin), "this worker was not started by `midframe farm worker`"
+    return plugin.render(task)
+
+
+class _StopControl(JobControl):
+    """Aborts the frame loop once the coordinator sets the job's stop event (cancel, stop)."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self._event = event
+        self._polled = time.monotonic()
+
+    def checkpoint(self, *, poll_s: float = 0.5) -> None:
+        now = time.monotonic()
+        if now - self._polled >= STOP_POLL_S:
+            self._polled = now
+            try:
+                stopped = self._event.is_set()
+            except Exception as exc:  # the scheduler is gone: the coordinator resubmits anyway
+                logger.warning("cannot reach the scheduler for the stop flag: {}", exc)
+                stopped = True
+            if stopped:
+                self.abort("stopped by the coordinator")
+        super().checkpoint(poll_s=poll_s)
+
+
+class FarmPlugin(WorkerPlugin):
+    """Everything a worker process keeps between tasks: engines, probes, its fitness."""
+
+    name = PLUGIN_NAME
+
+    def __init__(
+        self,
+        *,
+        engine: EngineConfig,
+        devices: list[str],
+        path_map: Mapping[str, str],
+        ffmpeg: FFmpeg,
+        make_interpolator: MakeInterpolator,
+    ) -> None:
+        self.engine = engine
+        self.devices = list(devices)
+        self.path_map = dict(path_map)
+        self.ffmpeg = ffmpeg
+        self._make_interpolator = make_interpolator
+        self._free: queue.Queue[str] = queue.Queue()
+        for device in self.devices:
+            self._free.put(device)
+        self._engines: dict[str, tuple[str, Interpolator]] = {}
+        self._probes: dict[tuple[str, int, int], VideoInfo] = {}
+        self._lock = threading.Lock()
+        self._worker: Any = None
+        self.address = "(not started)"
+        self.unfit: str | None = None
+        self.segments_done = 0
+
+    # --- the worker's life ------------------------------------------------------------------------
+
+    def warm(self) -> None:
+        """Load the configured engine on every device now, so the first segment does not wait for it
+        and a worker without weights or device says so at start-up."""
+        for device in self.devices:
+            self._interpolator(self.engine, device)
+
+    def setup(self, worker: Any) -> None:
+        self._worker = worker
+        self.address = worker.address
+
+    def teardown(self, worker: Any) -> None:
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for _key, interpolator in engines:
+            interpolator.close()
+
+    # --- one task --------------------------------------------------------------------------------
+
+    def render(self, task: SegmentTask) -> dict[str, Any]:
+        """Make the segment; the record the coordinator adds to the manifest."""
+        if self.unfit is not None:
+            raise FarmTaskError("TransientError", self.unfit, worker=self.address, unfit=True)
+        work_dir = Path(map_path(task.work_dir, self.path_map))
+        source = Path(map_path(task.source, self.path_map))
+        renames = {str(source): task.source, str(work_dir): task.work_dir}
+        if not work_dir.is_dir() or not source.is_file():
+            missing, theirs = (work_dir, task.work_dir) if not work_dir.is_dir() else (source, task.source)
+            self._retire(f"cannot see the shared folder: {missing} is not there (the coordinator's {theirs}); "
+                         "mount the share here or set farm.path_map in this worker's config")
+        manifest = load_manifest(work_dir)
+        if manifest is None:
+            raise FarmTaskError("TransientError", f"no work manifest in {task.work_dir}", worker=self.address)
+        engine = EngineConfig.model_validate(manifest.engine)
+        plan = OutputPlan.from_json(manifest.plan)
+        device = self._free.get()
+        try:
+            info = self._probe(source)
+            timeline = build_timeline(info, engine)
+            if timeline.frames_out != manifest.frames_out:
+                raise TransientError(f"{task.source}: this worker reads {timeline.frames_out} output frames, "
+                                     f"the plan {manifest.frames_out}; is it another midframe version?")
+            try:
+                interpolator = self._interpolator(engine, device)
+            except (WeightsError, DeviceError) as exc:
+                self._retire(f"cannot run the {engine.name} engine on {device}: {exc}")
+            segment, times = render_range(
+                info=info, plan=plan, timeline=timeline, engine=engine, start=task.start, end=task.end,
+                work_dir=work_dir, token=task.token, interpolator=interpolator, ffmpeg=self.ffmpeg,
+                control=_StopControl(Event(task.stop_event)),
+            )
+        except FarmTaskError:
+            raise
+        except Aborted as exc:
+            raise FarmTaskError("Aborted", str(exc), worker=self.address) from None
+        except MidframeError as exc:
+            raise self._remote(exc, renames) from None
+        except Exception as exc:
+            logger.exception("segment {}..{} of job {} failed", task.start, task.end, task.job)
+            raise self._remote(exc, renames) from None
+        finally:
+            self._free.put(device)
+        record = {**asdict(segment), "worker": self.address, "device": device, "times": asdict(times)}
+        (work_dir / f"{segment.file}{RECORD_SUFFIX}").write_text(json.dumps(record), encoding="utf-8")
+        self.segments_done += 1
+        logger.info("job {}: made segment {}..{} in {:.1f} s on {}", task.job, task.start, task.end,
+                    times.total_s, device)
+        return record
+
+    def _remote(self, error: BaseException, renames: Mapping[str, str]) -> FarmTaskError:
+        remote = to_remote(error, worker=self.address)
+        for local, theirs in renames.items():
+            if remote.path == local:
+                remote.path = theirs
+            remote.message = remote.message.replace(local, theirs)
+        return remote
+
+    def _retire(self, problem: str) -> None:
+        """Take no more tasks: slots to 0 at the scheduler, and the reason for every later task."""
+        self.unfit = problem
+        logger.error("this farm worker takes no more tasks: {}", problem)
+        if self._worker is not None:
+            try:
+                sync(self._worker.loop, self._worker.set_resources, **{SLOT: 0.0})
+            except Exception as exc:
+                logger.warning("could not tell the scheduler: {}", exc)
+        raise FarmTaskError("TransientError", problem, worker=self.address, unfit=True)
+
+    # --- kept between tasks ------------------------------------------------------------------------
+
+    def _probe(self, source: Path) -> VideoInfo:
+        stat = source.stat()
+        key = (str(source), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            found = self._probes.get(key)
+        if found is None:
+            found = probe(source, ffmpeg=self.ffmpeg)
+            with self._lock:
+                while len(self._probes) >= _PROBES_KEPT:
+                    self._probes.pop(next(iter(self._probes)))
+                self._probes[key] = found
+        return found
+
+    def _interpolator(self, engine: EngineConfig, device: str) -> Interpolator:
+        """The loaded engine for ``engine`` on ``device``; one per device, replaced when settings change."""
+        settings = engine.model_copy(update={"device": device})
+        key = settings.model_dump_json()
+        with self._lock:
+            current = self._engines.get(device)
+        if current is not None and current[0] == key:
+            return current[1]
+        if current is not None:
+            current[1].close()
+        interpolator = self._make_interpolator(settings)
+        interpolator.load()
+        with self._lock:
+            self._engines[device] = (key, interpolator)
+        return interpolator

@@ -1,0 +1,104 @@
+"""The farm's pure parts: path mapping (Windows and POSIX), slots and resources, errors across the wire,
+the farm: config section, the segment grid."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from midframe.config import FarmConfig, config_from_mapping
+from midframe.engine.ranges import segment_ranges
+from midframe.errors import ConfigError, MediaError, OutputError, TransientError, WeightsError
+from midframe.farm.paths import is_windows_path, map_path
+from midframe.farm.remote import FarmTaskError, from_remote, to_remote
+from midframe.farm.slots import SLOT, slot_devices, task_resources, worker_resources
+
+
+@pytest.mark.parametrize(
+    ("path", "path_map", "expected"),
+    [
+        # a POSIX coordinator, a Windows worker that has the share as Z:
+        ("/mnt/nas/outbox/.midframe-work/job-3", {"/mnt/nas": "Z:\\"}, "Z:\\outbox\\.midframe-work\\job-3"),
+        ("/mnt/nas", {"/mnt/nas": "Z:\\"}, "Z:\\"),
+        ("/mnt/nas/a b/c.mp4", {"/mnt/nas/": "Z:"}, "Z:\\a b\\c.mp4"),
+        # a Windows coordinator, a Linux worker: drive letters and separators in any case or style
+        ("D:\\Videos\\inbox\\film.mkv", {"d:/videos": "/srv/videos"}, "/srv/videos/inbox/film.mkv"),
+        ("D:/Videos/inbox/film.mkv", {"D:\\Videos\\": "/srv/videos"}, "/srv/videos/inbox/film.mkv"),
+        # UNC shares
+        ("\\\\nas\\media\\outbox\\x.mp4", {"\\\\NAS\\media": "/mnt/media"}, "/mnt/media/outbox/x.mp4"),
+        ("/mnt/media/outbox/x.mp4", {"/mnt/media": "\\\\nas\\media"}, "\\\\nas\\media\\outbox\\x.mp4"),
+        # POSIX paths are case-sensitive, and only whole components match
+        ("/mnt/NAS/x", {"/mnt/nas": "Z:\\"}, "/mnt/NAS/x"),
+        ("/mnt/nasty/x", {"/mnt/nas": "Z:\\"}, "/mnt/nasty/x"),
+        # the longest matching folder wins, whatever the order of the map
+        ("/mnt/nas/fast/x", {"/mnt/nas": "/a", "/mnt/nas/fast": "/b"}, "/b/x"),
+        ("/mnt/nas/fast/x", {"/mnt/nas/fast": "/b", "/mnt/nas": "/a"}, "/b/x"),
+        # unmapped: the same path on both sides
+        ("/srv/share/x", {}, "/srv/share/x"),
+        ("/srv/share/x", {"/mnt/nas": "Z:\\"}, "/srv/share/x"),
+    ],
+)
+def test_map_path(path, path_map, expected):
+    assert map_path(path, path_map) == expected
+
+
+def test_windows_path_detection():
+    assert is_windows_path("C:\\x") and is_windows_path("c:/x") and is_windows_path("\\\\srv\\share")
+    assert not is_windows_path("/mnt/c:") and not is_windows_path("relative/x")
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda", "expected"),
+    [("auto", 0, ["cpu"]), ("auto", 2, ["cuda:0", "cuda:1"]), ("cuda", 3, ["cuda:0", "cuda:1", "cuda:2"]),
+     ("cuda:1", 2, ["cuda:1"]), ("cpu", 4, ["cpu"]), ("mps", 0, ["mps"])],
+)
+def test_slot_devices(device, cuda, expected):
+    assert slot_devices(device, cuda_count=cuda) == expected
+
+
+def test_resources_advertised_and_asked_for():
+    assert worker_resources(["cpu"], {}) == {SLOT: 1.0}
+    assert worker_resources(["cuda:0", "cuda:1"], {"fast": 1}) == {SLOT: 2.0, "GPU": 2.0, "fast": 1.0}
+    assert worker_resources(["cuda:0"], {SLOT: 2}) == {SLOT: 2.0, "GPU": 1.0}  # two segments on one big GPU
+    assert task_resources({}) == {SLOT: 1.0}
+    assert task_resources({"GPU": 1}) == {SLOT: 1.0, "GPU": 1.0}
+
+
+def test_errors_survive_pickling_and_come_back_as_what_they_were():
+    media = to_remote(MediaError(Path("/share/in/a.mp4"), "is truncated"), worker="tcp://10.0.0.2:4000")
+    back = pickle.loads(pickle.dumps(media))
+    assert isinstance(back, FarmTaskError) and back.worker == "tcp://10.0.0.2:4000" and not back.unfit
+    rebuilt = from_remote(back)
+    assert isinstance(rebuilt, MediaError) and rebuilt.path == Path("/share/in/a.mp4")
+    assert "is truncated" in rebuilt.reason and "tcp://10.0.0.2:4000" in rebuilt.reason
+
+    assert isinstance(from_remote(to_remote(OutputError("/share/out", "disk full"), worker="w")), OutputError)
+    weights = from_remote(pickle.loads(pickle.dumps(to_remote(WeightsError("no RIFE weights"), worker="w"))))
+    assert isinstance(weights, WeightsError) and "no RIFE weights" in str(weights)
+    # Not a midframe error: a transient one, with the original type named for the log.
+    other = from_remote(to_remote(ZeroDivisionError("x"), worker="w"))
+    assert isinstance(other, TransientError) and "ZeroDivisionError" in str(other)
+    unfit = pickle.loads(pickle.dumps(FarmTaskError("TransientError", "no share", worker="w", unfit=True)))
+    assert unfit.unfit and str(unfit) == "on farm worker w: no share"
+
+
+def test_farm_config_defaults_and_checks():
+    assert config_from_mapping({}).farm == FarmConfig()
+    farm = config_from_mapping({"farm": {"scheduler": "tcp://192.168.1.10:8786", "path_map": {"/mnt/nas": "Z:\\"},
+                                         "resources": {"GPU": 1}, "max_jobs": 3, "fallback_local": True}}).farm
+    assert farm.scheduler == "tcp://192.168.1.10:8786" and farm.path_map == {"/mnt/nas": "Z:\\"}
+    assert config_from_mapping({"farm": {"scheduler": "tcp://[::1]:8786"}}).farm.scheduler == "tcp://[::1]:8786"
+    for bad, key in [({"scheduler": "192.168.1.10"}, "farm.scheduler"), ({"scheduler": "tcp://h:0"}, "farm.scheduler"),
+                     ({"scheduler": "http://h:80"}, "farm.scheduler"), ({"max_jobs": 0}, "farm.max_jobs"),
+                     ({"resources": {"GPU": -1}}, "farm.resources"), ({"path_map": {"/a": ""}}, "farm.path_map"),
+                     ({"workers": 2}, "unknown key 'farm.workers'")]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            config_from_mapping({"farm": bad}, source="cfg.yaml")
+
+
+def test_segment_grid():
+    assert segment_ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert segment_ranges(8, 4) == [(0, 4), (4, 8)]
+    assert segment_ranges(3, 10) == [(0, 3)]
