@@ -72,6 +72,7 @@ class Daemon:
         self.worker: Worker | None = None
         self.watcher: InboxWatcher | None = None
         self.server: ControlServer | None = None
+        self.farm: Any = None  # midframe.farm.coordinator.FarmCoordinator with farm.scheduler set
         self._closed = False
 
     @property
@@ -103,9 +104,12 @@ class Daemon:
         if self._store is None:
             self._store = self._open_store(paths.state_dir / DB_NAME)
         self._settings_check = SettingsCheck.real(paths, ffmpeg=ffmpeg)
+        convert = self._convert
+        if config.farm.scheduler:
+            convert = self._start_farm(config, ffmpeg)
         self.worker = Worker(
             self._store, paths, config=self.settings.current, notifier=self.notifier, ffmpeg=ffmpeg,
-            make_interpolator=self._make_interpolator, convert=self._convert, prepare=self._prepare_engine,
+            make_interpolator=self._make_interpolator, convert=convert, prepare=self._prepare_engine,
             check_settings=self._settings_check, resettle=self._resettle, on_status=self.lifecycle.status,
         )
         self.worker.recover()
@@ -138,6 +142,20 @@ class Daemon:
                            opened.moved_to)
             self.notifier.warning(f"the job database was damaged; moved it to {opened.moved_to.name} and started anew")
         return opened.store
+
+    def _start_farm(self, config: Config, ffmpeg: Any) -> Convert:
+        """The coordinator (imported only here: a daemon without a farm never loads Dask)."""
+        from midframe.farm.coordinator import FarmCoordinator
+
+        farm = config.farm
+        self.farm = FarmCoordinator(farm.scheduler, resources=farm.resources, fallback_local=farm.fallback_local,
+                                    convert=self._convert, ffmpeg=ffmpeg, on_change=self._on_farm_change)
+        self.farm.start()
+        return self.farm.convert
+
+    def _on_farm_change(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
 
     def request_stop(self) -> None:
         """Ask for a graceful stop; safe from a signal handler (sets flags only)."""
@@ -190,6 +208,8 @@ class Daemon:
                 logger.error("the current job did not stop within {:.0f} s; it resumes at the next start", timeout)
         if self.watcher is not None:
             self.watcher.stop()
+        if self.farm is not None:
+            self.farm.close()
         if self.server is not None:
             self.server.stop()
             remove_control_file(self.paths.state_dir)
@@ -270,7 +290,8 @@ class Daemon:
         reason = self.worker.pause_reason
         state = "paused" if reason is not None else "working" if current else "idle"
         return {"state": state, "current": current, "queued": counts["queued"], "done": counts["done"],
-                "failed": counts["failed"], "paused_reason": reason}
+                "failed": counts["failed"], "paused_reason": reason,
+                "farm": None if self.farm is None else self.farm.state()}
 
     def pause(self) -> dict[str, Any]:
         assert self.worker is not None
@@ -288,7 +309,15 @@ class Daemon:
         return {"state": "stopping"}
 
     def jobs(self) -> list[dict[str, Any]]:
-        return [job.to_dict() for job in self.store.jobs()]
+        rows = [job.to_dict() for job in self.store.jobs()]
+        made = self.store.workers()
+        for row in rows:
+            live = None
+            if self.farm is not None and self.worker is not None and row["state"] == "running":
+                live = self.farm.live_workers(self.worker.work_dir(row["id"]))
+            if live is not None or row["id"] in made:
+                row["workers"] = live if live is not None else made[row["id"]]
+        return rows
 
     def retry(self, job_id: int) -> dict[str, Any]:
         assert self.worker is not None

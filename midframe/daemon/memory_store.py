@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ class MemoryJobStore:
     def __init__(self) -> None:
         self._jobs: dict[int, Job] = {}
         self._flags: dict[str, str] = {}
+        self._workers: dict[int, dict[str, int]] = {}
         self._lock = threading.Lock()
         self._next_id = 1
         self._next_seq = 1
@@ -165,6 +167,14 @@ class MemoryJobStore:
                 self._flags.pop(key, None)
             else:
                 self._flags[key] = value
+
+    def set_workers(self, job_id: int, workers: Mapping[str, int]) -> None:
+        with self._lock:
+            self._workers[job_id] = dict(workers)
+
+    def workers(self) -> dict[int, dict[str, int]]:
+        with self._lock:
+            return {job_id: dict(found) for job_id, found in self._workers.items()}
 
     def close(self) -> None:
         pass

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,6 +96,8 @@ class JobStore(Protocol):
     def cancel(self, job_id: int, *, now: float | None = None) -> Job: ...
     def get_flag(self, key: str) -> str | None: ...
     def set_flag(self, key: str, value: str | None) -> None: ...
+    def set_workers(self, job_id: int, workers: Mapping[str, int]) -> None: ...
+    def workers(self) -> dict[int, dict[str, int]]: ...
     def close(self) -> None: ...
 
 
@@ -142,6 +144,13 @@ CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, queue_seq, id);
 CREATE INDEX IF NOT EXISTS jobs_path ON jobs (path);
 CREATE INDEX IF NOT EXISTS jobs_fingerprint ON jobs (fingerprint);
 CREATE TABLE IF NOT EXISTS flags (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- With a render farm: how many of a job's segments each worker made (added beside jobs, no migration).
+CREATE TABLE IF NOT EXISTS job_workers (
+    job_id   INTEGER NOT NULL,
+    worker   TEXT    NOT NULL,
+    segments INTEGER NOT NULL,
+    PRIMARY KEY (job_id, worker)
+);
 """
 _SCHEMA_VERSION = 2
 # Columns added since schema 1, by the version that added them: an older database gains them on opening.
@@ -329,6 +338,19 @@ class SqliteJobStore:
             else:
                 db.execute("INSERT INTO flags (key, value) VALUES (?, ?)"
                            " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def set_workers(self, job_id: int, workers: Mapping[str, int]) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM job_workers WHERE job_id = ?", (job_id,))
+            db.executemany("INSERT INTO job_workers (job_id, worker, segments) VALUES (?, ?, ?)",
+                           [(job_id, worker, int(count)) for worker, count in workers.items()])
+
+    def workers(self) -> dict[int, dict[str, int]]:
+        found: dict[int, dict[str, int]] = {}
+        with self._lock:
+            for job_id, worker, count in self._db.execute("SELECT job_id, worker, segments FROM job_workers"):
+                found.setdefault(job_id, {})[worker] = count
+        return found
 
     def close(self) -> None:
         with self._lock:

@@ -395,6 +395,8 @@ class Worker:
         if report is not None:
             self.store.set_progress(job.id, frames_done=report.frames_out, frames_total=report.frames_out,
                                     resumed_from=report.resumed_from_frame)
+            if report.extra.get("workers"):
+                self.store.set_workers(job.id, report.extra["workers"])
         seconds = self._clock() - running.started
         details = ""
         if report is not None:

@@ -79,6 +79,10 @@ def build_plugin(config: Config, *, device: str | None) -> FarmPlugin:
 def run_worker(config: Config, *, scheduler: str, device: str | None, nthreads: int | None) -> int:
     from distributed import Worker
 
+    from midframe.log import configure_logging
+
+    configure_logging(level=config.logging.level)
+    scheduler = with_overrides(config.farm, scheduler=scheduler).scheduler
     plugin = build_plugin(config, device=device)
     resources = worker_resources(plugin.devices, config.farm.resources)
     threads = nthreads or len(plugin.devices)

@@ -155,6 +155,7 @@ class FarmPlugin(WorkerPlugin):
         engine = EngineConfig.model_validate(manifest.engine)
         plan = OutputPlan.from_json(manifest.plan)
         device = self._free.get()
+        logger.info("job {}: making segment {}..{} on {}", task.job, task.start, task.end, device)
         try:
             info = self._probe(source)
             timeline = build_timeline(info, engine)

@@ -1,0 +1,149 @@
+"""The render farm for real: a Dask scheduler and two ``midframe farm worker`` processes on localhost,
+a daemon coordinating them, a 40 s clip dropped in its inbox with lossless output.
+
+A worker SIGKILLed while it makes a segment: the segment is made again by the other, the output is
+frame-identical to a single-machine run. The daemon SIGKILLed mid-job and restarted: it submits only
+the segments not already made.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.daemon_process import DaemonProcess, wait_for
+from tests.farm_cluster import Cluster
+from tests.media import make_clip, read_frames
+
+pytestmark = pytest.mark.slow
+
+SEGMENT_FRAMES = 200  # 10 segments of 4 s of output
+SETTINGS = {
+    "engine": {"name": "blend", "factor": 2, "batch_size": 4},
+    "output": {"codec": "ffv1", "pix_fmt": "gbrp"},
+    "resume": {"enabled": True, "segment_frames": SEGMENT_FRAMES},
+}
+SUBMITTED = re.compile(r"job-(\d+): segment (\d+)\.\.(\d+) submitted")
+
+
+@pytest.fixture(scope="module")
+def clip_and_reference(tmp_path_factory):
+    """A 40 s clip (1000 frames, 2000 out) and its single-machine conversion with the same settings."""
+    from midframe.config import config_from_mapping
+    from midframe.engine.ffmpeg import find_ffmpeg
+    from midframe.engine.interpolators import create_interpolator
+    from midframe.engine.pipeline import convert
+
+    folder = tmp_path_factory.mktemp("farm-media")
+    clip = make_clip(folder / "film.mkv", seconds=40, size="160x90", extra_output_args=["-g", "50"])
+    config = config_from_mapping(SETTINGS)
+    reference = folder / "reference.mkv"
+    convert(clip, reference, work_dir=folder / "work", engine=config.engine, output=config.output,
+            resume=config.resume, make_interpolator=lambda s: create_interpolator(s, models_dir=folder),
+            ffmpeg=find_ffmpeg())
+    return clip, read_frames(reference)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    found = Cluster(tmp_path_factory.mktemp("cluster"), delay_s=0.03)
+    try:
+        found.start_scheduler()
+        found.start_worker(wait=False)
+        found.start_worker(wait=False)
+        for worker in found.workers:
+            wait_for(lambda worker=worker: "ready" in worker.log(), timeout=90, what=f"a farm worker ({worker.log_path})")
+        yield found
+    finally:
+        found.stop()
+
+
+def farm_daemon(root: Path, cluster: Cluster) -> DaemonProcess:
+    return DaemonProcess(root, {**SETTINGS, "farm": {"scheduler": cluster.address}})
+
+
+def wait_farm_ready(daemon: DaemonProcess, workers: int) -> None:
+    wait_for(lambda: (daemon.status()["farm"] or {}).get("workers") == workers, timeout=60,
+             what=f"the daemon to see {workers} farm workers: {daemon.status()}")
+
+
+def finished_job(daemon: DaemonProcess, timeout: float) -> dict:
+    def done():
+        jobs = daemon.jobs()
+        assert not any(job["state"] == "failed" for job in jobs), jobs
+        return jobs[0] if jobs and jobs[0]["state"] == "done" else None
+    return wait_for(done, timeout=timeout, step=0.5, what=f"the job to finish:\n{daemon.log()[-3000:]}")
+
+
+def recorded(work_dir: Path) -> set[int]:
+    try:
+        manifest = json.loads((work_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    return {segment["start"] for segment in manifest["segments"]}
+
+
+def submitted(log: str) -> list[int]:
+    return [int(found.group(2)) for found in SUBMITTED.finditer(log)]
+
+
+def test_the_coordinator_killed_mid_job_submits_only_what_is_missing(tmp_path, cluster, clip_and_reference):
+    clip, reference = clip_and_reference
+    daemon = farm_daemon(tmp_path / "d", cluster).start()
+    work = daemon.outbox / ".midframe-work" / "job-1"
+    try:
+        wait_farm_ready(daemon, 2)
+        shutil.copy(clip, daemon.inbox / clip.name)
+        wait_for(lambda: len(recorded(work)) >= 3, timeout=120, step=0.05, what="three segments to be made")
+        daemon.kill()
+        made_before = recorded(work)
+        first_run = submitted(daemon.log())
+        assert 3 <= len(made_before) < 10, made_before
+        daemon.start()
+        job = finished_job(daemon, timeout=180)
+        second_run = submitted(daemon.log())
+    finally:
+        daemon.stop_if_running()
+    assert not set(second_run) & made_before, (made_before, second_run)
+    assert len(second_run) == len(set(second_run)) and set(first_run) | set(second_run) == set(range(0, 2000, 200))
+    assert "was made before the restart; keeping it" in daemon.log() or set(second_run) == set(range(0, 2000, 200)) - made_before
+    assert np.array_equal(read_frames(Path(job["output"])), reference)
+    assert sum(job["workers"].values()) == 10, job["workers"]  # each segment made and counted once
+
+
+def test_a_worker_killed_mid_segment_changes_nothing(tmp_path, cluster, clip_and_reference):
+    clip, reference = clip_and_reference
+    daemon = farm_daemon(tmp_path / "d", cluster).start()
+    try:
+        wait_farm_ready(daemon, 2)
+        shutil.copy(clip, daemon.inbox / clip.name)
+        victim, survivor = cluster.workers
+        busy = wait_for(lambda: (daemon.status()["farm"] or {}).get("busy", 0) >= 1 and daemon.status()["farm"],
+                        timeout=60, step=0.1, what="the farm to be busy")
+        # Killed once it has finished a segment and is making the next one.
+        def victim_in_flight():
+            made = victim.segments_made()
+            if made < 1 or victim.segments_started() <= made:
+                return None
+            row = daemon.jobs()[0]
+            return row if row.get("workers", {}).get(victim.address, 0) >= 1 else None
+        running = wait_for(victim_in_flight, timeout=120, step=0.02, what=f"worker 0 to be making a segment:\n{victim.log()}")
+        victim.kill()
+        job = finished_job(daemon, timeout=180)
+        status = daemon.status()
+    finally:
+        daemon.stop_if_running()
+    assert busy["scheduler"] == cluster.address and busy["connected"] and busy["problem"] is None
+    assert running["state"] == "running", running
+    output = Path(job["output"])
+    frames = read_frames(output)
+    assert frames.shape == reference.shape and np.array_equal(frames, reference)
+    workers = job["workers"]
+    assert set(workers) == {victim.address, survivor.address}, workers
+    assert sum(workers.values()) == 10 and workers[victim.address] >= 1
+    assert status["farm"]["workers"] == 1  # the killed one is gone from the farm
