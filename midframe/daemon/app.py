@@ -33,6 +33,7 @@ from midframe.daemon.worker import Convert, Worker, _pipeline_convert
 
 HEARTBEAT_S = 2.0
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
+FARM_CONNECT_WAIT_S = 8.0
 RIFE_WEIGHTS_MODULE = "midframe.engine.interpolators.rife.weights"
 
 
@@ -110,7 +111,8 @@ class Daemon:
         self.worker = Worker(
             self._store, paths, config=self.settings.current, notifier=self.notifier, ffmpeg=ffmpeg,
             make_interpolator=self._make_interpolator, convert=convert, prepare=self._prepare_engine,
-            check_settings=self._settings_check, resettle=self._resettle, on_status=self.lifecycle.status,
+            check_settings=self._settings_check, check_farm=self._farm_problem, resettle=self._resettle,
+            on_status=self.lifecycle.status,
         )
         self.worker.recover()
         if self.worker.pauses.user:
@@ -151,11 +153,19 @@ class Daemon:
         self.farm = FarmCoordinator(farm.scheduler, resources=farm.resources, fallback_local=farm.fallback_local,
                                     convert=self._convert, ffmpeg=ffmpeg, on_change=self._on_farm_change)
         self.farm.start()
+        # A moment for the first connection, so a daemon that starts with its farm does not pause for it.
+        self.farm.wait_connected(FARM_CONNECT_WAIT_S)
         return self.farm.convert
 
     def _on_farm_change(self) -> None:
         if self.worker is not None:
-            self.worker.wake()
+            self.worker.recheck_pauses()
+
+    def _farm_problem(self, config: Config) -> str | None:
+        """Why jobs cannot go to the farm now, or None (no farm, connected, or converting here instead)."""
+        if self.farm is None or self.farm.connected or config.farm.fallback_local:
+            return None
+        return self.farm.state()["problem"] or f"farm.scheduler: {self.farm.scheduler} is not connected"
 
     def request_stop(self) -> None:
         """Ask for a graceful stop; safe from a signal handler (sets flags only)."""

@@ -17,6 +17,7 @@ DeviceError                                               setting          pause
 WeightsError                                              setting          source in the inbox; status says why
 ConfigError (codec, container, engine)                    setting          (``paused_reason``); it resumes by
 OutputError; OSError about a folder midframe writes to    setting          itself when the problem is gone
+FarmUnavailable (farm.scheduler does not answer)          setting          (resolved_by farm: when it is back)
 TransientError, OutOfMemory, other EngineError,           transient        retried after a backoff
 a timeout, a MediaError about our own output,                              (``not_before``), then failed
 anything unexpected (``internal``)
@@ -24,7 +25,8 @@ anything unexpected (``internal``)
 
 A setting outcome says how to tell that its problem is gone (``resolved_by``): ``check`` when the
 daemon's settings check (device, weights, encoder, folders) sees it, so it is re-checked periodically
-and on every config change; ``space`` when free disk space ends it; ``config_change`` when only
+and on every config change; ``space`` when free disk space ends it; ``farm`` when the render farm's
+scheduler answers again; ``config_change`` when only
 another try can tell (a codec that one source's container cannot hold), so the job is tried again
 once the config changed and passes the check.
 
@@ -46,6 +48,7 @@ from midframe.errors import (
     ConfigError,
     DeviceError,
     EngineError,
+    FarmUnavailable,
     MediaError,
     OutputError,
     TransientError,
@@ -53,7 +56,7 @@ from midframe.errors import (
 )
 
 Kind = Literal["input", "setting", "source_changed", "source_gone", "transient"]
-ResolvedBy = Literal["check", "config_change", "space"]
+ResolvedBy = Literal["check", "config_change", "space", "farm"]
 
 # Probe verdicts that a copy still under way also produces (the tail or the index is not there yet).
 INCOMPLETE_MARKERS = ("truncated", "is empty", "ends early", "moov atom not found", "without any frames")
@@ -206,6 +209,9 @@ def setting_outcome(error: BaseException, *, folders: Mapping[str, Path], work_r
                   else "make it writable, or choose another folder; midframe resumes by itself")
         return Outcome("setting", f"{key} ({folders.get(key, error.path)}): {reason}", advice, key=key,
                        resolved_by="space" if full else "check")
+    if isinstance(error, FarmUnavailable):
+        return Outcome("setting", say, "start `midframe farm scheduler` there, or set farm.fallback_local: true "
+                       "to convert here meanwhile", key="farm.scheduler", resolved_by="farm")
     if isinstance(error, OSError):
         return _os_error(error, folders=folders, say=say)
     return None

@@ -23,7 +23,7 @@ from midframe.daemon.store import JobStore
 
 FLAG = "paused"
 USER = "user"
-SETTINGS, DISK = "settings", "disk"  # the names of the daemon's own pauses
+SETTINGS, DISK, FARM = "settings", "disk", "farm"  # the names of the daemon's own pauses
 USER_REASON = "paused on request; `midframe resume` continues"
 RECHECK_S = 15.0
 

@@ -30,7 +30,7 @@ from midframe.daemon.finishing import Finisher
 from midframe.daemon.naming import output_extension
 from midframe.daemon.notify import Notifier, format_duration
 from midframe.daemon.outcomes import Context, Outcome, SourceFacts, backoff_s, classify, retry_or_fail, source_outcome
-from midframe.daemon.pauses import DISK, SETTINGS, Pause, Recheck
+from midframe.daemon.pauses import DISK, FARM, SETTINGS, Pause, Recheck
 from midframe.daemon.store import Job, JobStore
 
 # A job sent back to settling is looked at again after this long even if the watcher never hands the
@@ -60,6 +60,7 @@ class Router:
         writing: Callable[[Path], bool],
         wall_clock: Callable[[], float],
         wake: Callable[[], None],
+        farm_recheck: Recheck = lambda config: None,
     ) -> None:
         self.store = store
         self.finisher = finisher
@@ -71,6 +72,7 @@ class Router:
         self._writing = writing
         self._wall = wall_clock
         self._wake = wake
+        self._farm_recheck = farm_recheck
 
     # --- what is known besides the error --------------------------------------------------------
 
@@ -136,8 +138,11 @@ class Router:
         """A setting this machine cannot honour: the job waits in the queue, the source in the inbox."""
         self.store.requeue(job.id, error=outcome.problem, interrupted=True)
         recheck: Recheck = self._settings_recheck
+        name = SETTINGS
         if outcome.resolved_by == "space":
-            recheck = self._space_recheck
+            recheck, name = self._space_recheck, DISK
+        elif outcome.resolved_by == "farm":
+            recheck, name = self._farm_recheck, FARM
         elif outcome.resolved_by == "config_change":
             failed_with = (config.engine, config.output)
 
@@ -146,7 +151,7 @@ class Router:
                     return outcome.text
                 return self._settings_recheck(current)
 
-        self._hold(Pause(DISK if outcome.resolved_by == "space" else SETTINGS, outcome.text, recheck))
+        self._hold(Pause(name, outcome.text, recheck))
 
     def back_to_settling(self, job: Job, outcome: Outcome, config: Config) -> None:
         newer = self.store.queued_at(Path(job.path))

@@ -23,7 +23,7 @@ from midframe.daemon import files
 from midframe.daemon.finishing import Finisher
 from midframe.daemon.naming import estimate_output_bytes, output_extension, settings_key
 from midframe.daemon.notify import Notifier, format_duration
-from midframe.daemon.pauses import DISK, SETTINGS, Pause, Pauses
+from midframe.daemon.pauses import DISK, FARM, SETTINGS, Pause, Pauses
 from midframe.daemon.routing import Router
 from midframe.daemon.store import Job, JobStore
 from midframe.engine.job import JobControl, PipelineReport, Progress
@@ -65,6 +65,7 @@ class Worker:
         convert: Convert = _pipeline_convert,
         prepare: Callable[[], None] | None = None,
         check_settings: Callable[[Config], list[str]] = lambda config: [],
+        check_farm: Callable[[Config], str | None] = lambda config: None,
         resettle: Callable[[Path, float], None] = lambda path, quiet_s: None,
         writing: Callable[[Path], bool] = files.open_for_writing,
         free_bytes: Callable[[Path], int] = files.free_bytes,
@@ -81,7 +82,8 @@ class Worker:
         self.pauses = Pauses(store, clock=clock, recheck_s=recheck_s)
         self.router = Router(store, self.finisher, notifier=notifier, hold=self._hold,
                              settings_recheck=self._settings_recheck, space_recheck=self._disk_recheck,
-                             resettle=resettle, writing=writing, wall_clock=wall_clock, wake=self.wake)
+                             resettle=resettle, writing=writing, wall_clock=wall_clock, wake=self.wake,
+                             farm_recheck=check_farm)
         self._config = config
         self._notifier = notifier
         self._ffmpeg = ffmpeg
@@ -89,6 +91,7 @@ class Worker:
         self._convert = convert
         self._prepare = prepare
         self._check = check_settings
+        self._check_farm = check_farm
         self._free_bytes = free_bytes
         self._on_status = on_status
         self._clock = clock
@@ -162,6 +165,12 @@ class Worker:
         self.pauses.set_user(False)
         self.pauses.recheck(self._config(), force=True)
         if was:
+            self._after_lift()
+        self._wake.set()
+
+    def recheck_pauses(self) -> None:
+        """Look again at every automatic pause now (the farm's scheduler came back)."""
+        if self.pauses.recheck(self._config(), force=True):
             self._after_lift()
         self._wake.set()
 
@@ -255,6 +264,10 @@ class Worker:
         if self.pauses.recheck(config):
             self._after_lift()
         if self.pauses.active():
+            return False
+        farm = self._check_farm(config)
+        if farm is not None:  # the render farm's scheduler is away: the jobs wait for it in the queue
+            self._hold(Pause(FARM, farm, self._check_farm))
             return False
         job = self.store.claim(now=self._wall() if now is None else now)
         if job is None:

@@ -1,0 +1,47 @@
+"""The daemon's side of a scheduler that is away: jobs wait in the queue, status says why, they go on
+once it is back; an error saying so mid-job is routed by the outcome table like every other error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from midframe.daemon.outcomes import Context, SourceFacts, classify
+from midframe.errors import FarmUnavailable
+from midframe.farm.remote import FarmTaskError, from_remote
+from tests.test_worker import Harness
+
+AWAY = "farm.scheduler: tcp://10.0.0.5:8786 does not answer (timed out)"
+
+
+def test_the_outcome_of_a_scheduler_that_is_away():
+    outcome = classify(FarmUnavailable(AWAY), Context(source=SourceFacts(Path("/in/a.mp4")), name="a.mp4"))
+    assert (outcome.kind, outcome.key, outcome.resolved_by) == ("setting", "farm.scheduler", "farm")
+    assert outcome.problem == AWAY and "fallback_local" in outcome.advice
+    # An error a farm worker sent back is decided by the same table as a local one.
+    remote = from_remote(FarmTaskError("MediaError", "x", worker="tcp://w:1", path="/in/a.mp4", reason="is truncated"))
+    assert classify(remote, Context(source=SourceFacts(Path("/in/a.mp4")), name="a.mp4")).kind == "input"
+
+
+def test_jobs_wait_for_the_scheduler_and_go_on_when_it_is_back(tmp_path):
+    away: list[str] = [AWAY]
+    harness = Harness(tmp_path)
+    harness.worker = type(harness.worker)(
+        harness.store, harness.paths, config=lambda: harness.config, notifier=harness.worker._notifier,
+        ffmpeg=None, make_interpolator=lambda s: None, convert=harness.convert, free_bytes=lambda folder: 10**12,
+        check_farm=lambda config: away[0] if away else None, clock=lambda: harness.tick)
+    job_id = harness.drop("a.mp4")
+    assert harness.worker.run_once() is False
+    assert harness.job(job_id).state == "queued" and harness.worker.pause_reason == AWAY
+    away.clear()
+    harness.worker.recheck_pauses()  # what the farm's monitor calls when it connects again
+    assert harness.worker.pause_reason is None
+    assert harness.worker.run_once() is True and harness.job(job_id).state == "done"
+
+
+def test_a_job_that_loses_the_scheduler_is_queued_without_using_an_attempt(tmp_path):
+    harness = Harness(tmp_path)
+    harness.convert.errors = [FarmUnavailable(AWAY)]
+    job_id = harness.drop("a.mp4")
+    assert harness.worker.run_once() is True
+    job = harness.job(job_id)
+    assert job.state == "queued" and job.attempts == 0 and harness.worker.pause_reason.startswith(AWAY)
