@@ -74,6 +74,7 @@ class Cluster:
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["MIDFRAME_TEST_DELAY"] = str(self.delay_s)
         env["OMP_NUM_THREADS"] = "1"
+        env["OPENCV_FOR_THREADS_NUM"] = "1"  # one thread per worker process, as the farm benchmark states
         return env
 
     def start_scheduler(self) -> None:

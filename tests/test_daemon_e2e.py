@@ -176,7 +176,7 @@ def test_daemon_end_to_end(tmp_path):
         status = daemon.cli("status", "--json")
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout) == {"state": "idle", "current": None, "queued": 0, "done": 5, "failed": 4,
-                                             "paused_reason": None}
+                                             "paused_reason": None, "farm": None}
         listed = daemon.cli("jobs")
         assert listed.returncode == 0 and "truncated.mp4" in listed.stdout
     finally:

@@ -102,3 +102,16 @@ def test_segment_grid():
     assert segment_ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
     assert segment_ranges(8, 4) == [(0, 4), (4, 8)]
     assert segment_ranges(3, 10) == [(0, 3)]
+
+
+def test_tray_status_line_counts_the_farm_workers():
+    from midframe.tray.view import view_from_status
+
+    base = {"state": "idle", "current": None, "queued": 2, "done": 0, "failed": 0, "paused_reason": None}
+    assert view_from_status({**base, "farm": None}).status_line == "Idle · 2 queued"
+    farm = {"scheduler": "tcp://nas:8786", "workers": 3, "busy": 2, "connected": True, "problem": None}
+    assert view_from_status({**base, "farm": farm}).status_line == "Idle · 2 queued · 3 farm workers"
+    one = view_from_status({**base, "farm": {**farm, "workers": 1}})
+    assert one.status_line.endswith("· 1 farm worker") and "1 farm worker" in one.tooltip
+    away = {**farm, "workers": 0, "connected": False, "problem": "farm.scheduler: tcp://nas:8786 does not answer"}
+    assert view_from_status({**base, "state": "paused", "farm": away}).status_line == "Paused · 2 queued · farm offline"

@@ -40,7 +40,7 @@ def view_from_status(status: dict[str, Any]) -> TrayView:
     """The view of a ``status --json`` answer (DESIGN.md section 3)."""
     state: TrayState = status.get("state") if status.get("state") in ("idle", "working", "paused") else "idle"
     queued = int(status.get("queued") or 0)
-    queue_text = f"{queued} queued"
+    queue_text = f"{queued} queued" + _farm_text(status.get("farm"))
     current = status.get("current")
     ring = None
     if current:
@@ -55,6 +55,16 @@ def view_from_status(status: dict[str, Any]) -> TrayView:
         status_line = f"{state.capitalize()} · {queue_text}"
         tooltip = f"midframe {state}, {queue_text}"
     return TrayView(state, status_line, _clip(tooltip, TOOLTIP_MAX), ring)
+
+
+def _farm_text(farm: dict[str, Any] | None) -> str:
+    """`` · 3 farm workers``, or `` · farm offline`` while its scheduler does not answer; empty without a farm."""
+    if not farm:
+        return ""
+    if not farm.get("connected", True):
+        return " · farm offline"
+    workers = int(farm.get("workers") or 0)
+    return f" · {workers} farm worker{'' if workers == 1 else 's'}"
 
 
 def _clip(text: str, limit: int) -> str:
