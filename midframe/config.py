@@ -161,7 +161,7 @@ class LoggingConfig(_Section):
     dir: Path | None = None
 
 
-_SCHEDULER_PATTERN = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
+_SCHEDULER_PATTERN = re.compile(r"^tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
 
 
 class FarmConfig(_Section):

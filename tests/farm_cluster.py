@@ -85,7 +85,8 @@ class Cluster:
             stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: "listening at" in log.read_text(errors="replace"), timeout=60, what="the scheduler")
 
-    def start_worker(self, config: dict | None = None, *, wait: bool = True) -> FarmWorker:
+    def start_worker(self, config: dict | None = None, *, wait: bool = True,
+                     env: dict[str, str] | None = None) -> FarmWorker:
         number = len(self.workers)
         config_path = self.root / f"worker-{number}.yaml"
         base = {"engine": {"name": "blend", "device": "cpu"}, "logging": {"level": "INFO"}}
@@ -94,8 +95,8 @@ class Cluster:
         proc = subprocess.Popen(
             [sys.executable, "-c", SLOW_BLEND, "farm", "worker", "--scheduler", self.address, "--config",
              str(config_path), "--nthreads", "1"],
-            cwd=ROOT, env=self._env(), stdin=subprocess.DEVNULL, stdout=open(log, "wb"),  # noqa: SIM115
-            stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT, env={**self._env(), **(env or {})}, stdin=subprocess.DEVNULL,
+            stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
         worker = FarmWorker(proc, log)
         self.workers.append(worker)
         if wait:

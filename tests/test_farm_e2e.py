@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,32 @@ def submitted(log: str) -> list[int]:
     return [int(found.group(2)) for found in SUBMITTED.finditer(log)]
 
 
+def test_pause_submits_nothing_new_and_cancel_stops_the_running_segments(tmp_path, cluster, clip_and_reference):
+    clip, _ = clip_and_reference
+    daemon = farm_daemon(tmp_path / "d", cluster).start()
+    try:
+        wait_farm_ready(daemon, 2)
+        shutil.copy(clip, daemon.inbox / clip.name)
+        wait_for(lambda: len(submitted(daemon.log())) >= 3, timeout=120, step=0.05, what="segments to be submitted")
+        daemon.client().pause()
+        held = len(submitted(daemon.log()))
+        time.sleep(4)  # what was out finishes; nothing new goes out
+        assert len(submitted(daemon.log())) == held and daemon.status()["state"] == "paused"
+        daemon.client().resume()
+        wait_for(lambda: any(w.segments_started() > w.segments_made() + w.log().count("stopped by the coordinator")
+                             for w in cluster.workers), timeout=60, step=0.02, what="a segment to be in flight")
+        daemon.client().cancel(1)
+        wait_for(lambda: daemon.jobs()[0]["state"] == "cancelled", timeout=60, what="the job to be cancelled")
+        wait_for(lambda: any("stopped by the coordinator" in w.log() for w in cluster.workers), timeout=30,
+                 what="a running segment to stop")
+        started = sum(w.segments_started() for w in cluster.workers)
+        time.sleep(3)
+        assert sum(w.segments_started() for w in cluster.workers) == started  # nothing more was made
+        assert not (daemon.outbox / ".midframe-work" / "job-1").exists()
+    finally:
+        daemon.stop_if_running()
+
+
 def test_the_coordinator_killed_mid_job_submits_only_what_is_missing(tmp_path, cluster, clip_and_reference):
     clip, reference = clip_and_reference
     daemon = farm_daemon(tmp_path / "d", cluster).start()
@@ -147,3 +174,34 @@ def test_a_worker_killed_mid_segment_changes_nothing(tmp_path, cluster, clip_and
     assert set(workers) == {victim.address, survivor.address}, workers
     assert sum(workers.values()) == 10 and workers[victim.address] >= 1
     assert status["farm"]["workers"] == 1  # the killed one is gone from the farm
+
+
+def test_a_worker_that_cannot_see_the_share_takes_no_more_tasks(tmp_path, cluster):
+    """Runs after the kill test: one good worker left, and one whose path_map points nowhere."""
+    live = [worker for worker in cluster.workers if worker.proc.poll() is None]
+    daemon = farm_daemon(tmp_path / "d", cluster)
+    blind = cluster.start_worker({"farm": {"path_map": {str(tmp_path): str(tmp_path / "not-mounted")}}})
+    clip = make_clip(tmp_path / "short.mkv", seconds=12, size="160x90", extra_output_args=["-g", "50"])
+    daemon.start()
+    try:
+        wait_farm_ready(daemon, len(live) + 1)
+        shutil.copy(clip, daemon.inbox / clip.name)
+        wait_for(lambda: "takes no more tasks" in blind.log(), timeout=120, step=0.1,
+                 what=f"the blind worker to be given a segment:\n{blind.log()}")
+        job = finished_job(daemon, timeout=180)
+        status = daemon.status()
+    finally:
+        daemon.stop_if_running()
+    assert f"cannot see the shared folder: {tmp_path / 'not-mounted'}" in blind.log()
+    assert "set farm.path_map in this worker's config" in daemon.log()  # its error reached the coordinator
+    assert blind.address not in job["workers"] and sum(job["workers"].values()) == 3
+    assert status["farm"]["workers"] == len(live)  # its slots are 0 now: no longer counted
+    assert blind.proc.poll() is None  # alive, but idle
+    blind.kill()
+
+
+def test_a_worker_without_the_engine_refuses_to_start(tmp_path, cluster):
+    worker = cluster.start_worker({"engine": {"name": "rife", "device": "cpu"}}, wait=False,
+                                  env={"XDG_CACHE_HOME": str(tmp_path / "empty-cache")})
+    assert worker.proc.wait(60) == 2
+    assert "midframe: error:" in worker.log() and "midframe models fetch" in worker.log()

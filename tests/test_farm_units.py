@@ -91,7 +91,8 @@ def test_farm_config_defaults_and_checks():
     assert farm.scheduler == "tcp://192.168.1.10:8786" and farm.path_map == {"/mnt/nas": "Z:\\"}
     assert config_from_mapping({"farm": {"scheduler": "tcp://[::1]:8786"}}).farm.scheduler == "tcp://[::1]:8786"
     for bad, key in [({"scheduler": "192.168.1.10"}, "farm.scheduler"), ({"scheduler": "tcp://h:0"}, "farm.scheduler"),
-                     ({"scheduler": "http://h:80"}, "farm.scheduler"), ({"max_jobs": 0}, "farm.max_jobs"),
+                     ({"scheduler": "http://h:80"}, "farm.scheduler"), ({"scheduler": "tls://h:8786"}, "farm.scheduler"),
+                     ({"max_jobs": 0}, "farm.max_jobs"),
                      ({"resources": {"GPU": -1}}, "farm.resources"), ({"path_map": {"/a": ""}}, "farm.path_map"),
                      ({"workers": 2}, "unknown key 'farm.workers'")]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -174,6 +174,7 @@ class FarmPlugin(WorkerPlugin):
         except FarmTaskError:
             raise
         except Aborted as exc:
+            logger.info("job {}: segment {}..{} stopped by the coordinator", task.job, task.start, task.end)
             raise FarmTaskError("Aborted", str(exc), worker=self.address) from None
         except MidframeError as exc:
             raise self._remote(exc, renames) from None
