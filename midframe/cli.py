@@ -161,6 +161,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from midframe.web.link import open_dashboard
+
+    return open_dashboard(_client(args), print_only=args.print_url)
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     print(json.dumps(_client(args).retry(args.id)))
     return 0
@@ -270,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("id", type=int)
     cancel = add("cancel", cmd_cancel, "cancel a queued or running job")
     cancel.add_argument("id", type=int)
+    dashboard = add("dashboard", cmd_dashboard, "open the web dashboard in a browser, logged in by a one-time link")
+    dashboard.add_argument("--print-url", action="store_true", help="print the login link instead of opening it")
 
     models = add("models", cmd_models, "install and list model weights")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -133,8 +134,24 @@ class DaemonConfig(_Section):
     on_success: Literal["move", "keep", "delete"] = "move"
     max_attempts: int = Field(2, ge=1, le=100)
     api_port: int = Field(0, ge=0, le=65535)
+    # The address the control API and the dashboard listen on; loopback unless opened to the network.
+    api_host: str = "127.0.0.1"
+    # The largest file the dashboard takes as an upload, in MB (0: no uploads).
+    upload_max_mb: int = Field(4096, ge=0, le=16 * 1024 * 1024)
     # Extra room kept free on the outbox's disk beyond the output size estimate.
     min_free_mb: int = Field(512, ge=0)
+
+    @field_validator("api_host")
+    @classmethod
+    def _api_host(cls, value: str) -> str:
+        text = value.strip().removeprefix("[").removesuffix("]")
+        try:
+            return str(ipaddress.ip_address(text))
+        except ValueError:
+            pass
+        if not re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*", text):
+            raise ValueError("must be an IP address (127.0.0.1, 0.0.0.0 for every network, ::) or a host name")
+        return text.lower()
 
     @field_validator("extensions", mode="before")
     @classmethod

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets midframe up on this machine: ffmpeg (Debian/Ubuntu, as root), the Python package, RIFE weights.
-# --dev adds what the tests need: pytest, and the headless desktop (Xvfb, trayer, dunst) for the tray tests.
+# --dev adds what the tests need: pytest, the headless desktop (Xvfb, trayer, dunst) for the tray tests, and
+# Chromium with its driver (Debian's chromium, chromium-driver) and Selenium for the dashboard's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -11,7 +12,8 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   pkgs="ffmpeg"
   if [ $dev = 1 ]; then
     pkgs="$pkgs xvfb xauth trayer dunst dbus dbus-x11 libgirepository1.0-dev libcairo2-dev pkg-config
-          gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1 libnotify-bin x11-utils xdotool imagemagick systemd"
+          gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1 libnotify-bin x11-utils xdotool imagemagick systemd
+          chromium chromium-driver"
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs >/dev/null

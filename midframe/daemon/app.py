@@ -19,7 +19,7 @@ from loguru import logger
 
 from midframe.config import Config, EngineConfig, default_config_path, load_config, resolve_paths
 from midframe.daemon.checks import SettingsCheck
-from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
+from midframe.daemon.control import ControlServer, is_loopback, new_token, remove_control_file, write_control_file
 from midframe.daemon.files import fingerprint
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.lock import StateLock
@@ -30,6 +30,7 @@ from midframe.daemon.statedir import open_job_store, prepare_state_dir
 from midframe.daemon.store import DB_NAME, JobStore
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
+from midframe.errors import DaemonError
 
 HEARTBEAT_S = 2.0
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
@@ -118,7 +119,7 @@ class Daemon:
         if self.worker.pauses.user:
             logger.warning("paused since before the restart; `midframe resume` to continue")
         self.worker.check_settings(config)
-        self.server = ControlServer(self, token=new_token(paths.state_dir), port=config.daemon.api_port)
+        self.server = self._control_server(config)
         url = self.server.start()
         write_control_file(paths.state_dir, url)
         daemon = config.daemon
@@ -166,6 +167,27 @@ class Daemon:
         if self.farm is None or self.farm.connected or config.farm.fallback_local:
             return None
         return self.farm.state()["problem"] or f"farm.scheduler: {self.farm.scheduler} is not connected"
+
+    def _control_server(self, config: Config) -> ControlServer:
+        """The control API with the dashboard beside it, on ``daemon.api_host``/``api_port``."""
+        from midframe.web import Dashboard, Sessions, load_assets
+        from midframe.web.upload import remove_stale_uploads
+
+        for stale in remove_stale_uploads([self.paths.inbox]):
+            logger.info("removed {}, left by an upload that was cut short", stale)
+        host, port = config.daemon.api_host, config.daemon.api_port
+        dashboard = Dashboard(self, sessions=Sessions(), config=self.settings.current, inbox=self.paths.inbox,
+                              assets=load_assets())
+        try:
+            server = ControlServer(self, token=new_token(self.paths.state_dir), port=port, host=host, web=dashboard)
+        except OSError as exc:
+            raise DaemonError(f"cannot listen on {host} port {port} (daemon.api_host, daemon.api_port): "
+                              f"{exc.strerror or exc}") from None
+        if not is_loopback(host):
+            logger.warning("the control API and the dashboard are open to the network at {} (daemon.api_host: {}); "
+                           "a login link from `midframe dashboard` or the token is still needed, but nothing is "
+                           "encrypted: use it on a network you trust", ", ".join(server.urls[1:]) or host, host)
+        return server
 
     def request_stop(self) -> None:
         """Ask for a graceful stop; safe from a signal handler (sets flags only)."""
@@ -339,6 +361,11 @@ class Daemon:
 
     def events(self, after: int = 0, *, client: str = "cli") -> dict[str, Any]:
         return self.event_log.since(after, client=client)
+
+    def move_to_front(self, job_id: int) -> dict[str, Any]:
+        job = self.store.move_to_front(job_id)
+        logger.info("job {} moved to the front of the queue: {}", job.id, job.name)
+        return job.to_dict()
 
     def status_line(self) -> str:
         status = self.status()

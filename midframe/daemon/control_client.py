@@ -131,3 +131,10 @@ class ControlClient:
 
     def events(self, after: int = 0, *, client: str = "cli") -> dict[str, Any]:
         return self._call("GET", "/events", {"after": int(after), "client": client})
+
+    def move_to_front(self, job_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{int(job_id)}/front")
+
+    def login_links(self) -> dict[str, Any]:
+        """A one-time code for the dashboard: ``{"urls": [login link, ...], "expires_s"}``."""
+        return self._call("POST", "/dashboard/login")

@@ -12,6 +12,9 @@ complete ones. Bounds, whatever clients do:
   a plain number of bytes within them;
 - ``admit`` sees the head before any of the body is read and may refuse it (authentication, the Host
   check): the refused client's body is then discarded unread;
+- a route that ``streams`` names (an upload) takes a larger body, admitted the same way; a worker hands
+  it to the route's handler piece by piece as it arrives, each piece within ``stream_idle_s``, and at
+  most ``max_streams`` such requests run at once so the other workers stay free for the API;
 - every answer closes its connection (``Connection: close``), so a body that was not read can never
   be taken for the next request.
 """
@@ -26,7 +29,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -51,6 +54,8 @@ class Limits:
     stop_grace_s: float = 2.0  # answers under way when stop() is called (say, to POST /stop) get this long
     max_head_bytes: int = 16 * 1024
     max_body_bytes: int = 64 * 1024
+    max_streams: int = 2  # streamed bodies (uploads) at once; each holds a worker while it lasts
+    stream_idle_s: float = 30.0  # the longest wait for the next piece of a streamed body
 
 
 @dataclass(frozen=True)
@@ -71,15 +76,19 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
+    """JSON of ``payload``, or ``body`` as it is with its ``content_type`` (a page, a script)."""
+
     status: int
     payload: Any = None
     headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+    content_type: str = "application/json"
 
     def encode(self) -> bytes:
-        body = json.dumps(self.payload).encode()
+        body = json.dumps(self.payload).encode() if self.body is None else self.body
         lines = [
             f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}",
-            "Content-Type: application/json",
+            f"Content-Type: {self.content_type}",
             f"Content-Length: {len(body)}",
             "Connection: close",
             "Cache-Control: no-store",
@@ -98,9 +107,25 @@ class BadRequest(ValueError):
         self.status = status
 
 
-def parse_head(raw: bytes, *, max_body_bytes: int) -> Head:
+class BodyIncomplete(ConnectionError):
+    """A streamed body ended before its ``Content-Length``: the client closed, went silent, or the
+    server is stopping."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A route that reads its own body: ``handle(head, pieces)``, where ``pieces`` yields the body's
+    bytes as they arrive (exactly ``Content-Length`` of them, or raises :class:`BodyIncomplete`)."""
+
+    max_bytes: int
+    handle: Callable[[Head, Iterator[bytes]], Response]
+    too_large: str = ""
+
+
+def parse_head(raw: bytes, *, max_body_bytes: int | None) -> Head:
     """The request line and headers (``raw`` without the blank line that ends them); BadRequest if
-    they are malformed, ambiguous, or announce a body this server does not take."""
+    they are malformed, ambiguous, or announce a body this server does not take (``None``: the
+    caller checks the length against the route's own limit)."""
     lines = raw.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]):
@@ -126,7 +151,7 @@ def parse_head(raw: bytes, *, max_body_bytes: int) -> Head:
     length = headers.get("content-length", "0")
     if not _LENGTH.fullmatch(length):
         raise BadRequest(HTTPStatus.BAD_REQUEST, "Content-Length must be a number of bytes")
-    if int(length) > max_body_bytes:
+    if max_body_bytes is not None and int(length) > max_body_bytes:
         raise BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request bodies are limited to {max_body_bytes} bytes")
     url = urllib.parse.urlsplit(target)
     try:
@@ -149,19 +174,26 @@ class _Connection:
 
 Admit = Callable[[Head], "Response | None"]
 Handle = Callable[[Request], Response]
+# For an admitted head: the Stream that takes its body, a refusal, or None for an ordinary request.
+Streams = Callable[[Head], "Stream | Response | None"]
 
 
 class HttpServer:
     """Binds at construction (so the port is known at once); ``start()`` runs it, ``stop()`` ends it."""
 
     def __init__(self, *, host: str, port: int, admit: Admit, handle: Handle, limits: Limits = Limits(),
-                 name: str = "midframe-http", clock: Callable[[], float] = time.monotonic) -> None:
+                 name: str = "midframe-http", clock: Callable[[], float] = time.monotonic,
+                 streams: Streams = lambda head: None) -> None:
         self.limits = limits
         self._admit = admit
         self._handle = handle
+        self._streams = streams
+        self._streaming = 0
         self._name = name
         self._clock = clock
-        self._listener = socket.create_server((host, port), backlog=128)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, port), family=family, backlog=128,
+                                              dualstack_ipv6=host == "::" and socket.has_dualstack_ipv6())
         self._listener.setblocking(False)
         self._selector = selectors.DefaultSelector()
         self._open: dict[_Connection, None] = {}  # insertion order = accept order: the first is the oldest
@@ -295,15 +327,21 @@ class HttpServer:
                     self._refuse(conn, error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"))
                 return
             try:
-                head = parse_head(bytes(conn.buffer[:end]), max_body_bytes=limits.max_body_bytes)
+                head = parse_head(bytes(conn.buffer[:end]), max_body_bytes=None)
             except BadRequest as exc:
                 self._refuse(conn, error(exc.status, str(exc)))
                 return
             try:
                 refusal = self._admit(head)
+                stream = None if refusal is not None else self._streams(head)
             except Exception:
                 logger.exception("control API: checking {} {} failed", head.method, head.path)
-                refusal = error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the daemon's log)")
+                refusal, stream = error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the daemon's log)"), None
+            if isinstance(stream, Response):
+                refusal, stream = stream, None
+            refusal = refusal or self._too_large(head, stream)
+            if refusal is None and stream is not None and not self._start_stream():
+                refusal = error(HTTPStatus.SERVICE_UNAVAILABLE, "other uploads are in progress; try again when they end")
             if refusal is not None:
                 self._refuse(conn, refusal)
                 return
@@ -311,8 +349,25 @@ class HttpServer:
             del conn.buffer[: end + 4]
             if head.headers.get("expect", "").lower() == "100-continue" and len(conn.buffer) < head.content_length:
                 _quietly(conn.sock.send, b"HTTP/1.1 100 Continue\r\n\r\n")
+            if stream is not None:
+                self._dispatch_stream(conn, stream)
+                return
         if len(conn.buffer) >= conn.head.content_length:
             self._dispatch(conn)
+
+    def _too_large(self, head: Head, stream: Stream | None) -> Response | None:
+        limit = self.limits.max_body_bytes if stream is None else stream.max_bytes
+        if head.content_length <= limit:
+            return None
+        message = (stream.too_large if stream is not None else "") or f"request bodies are limited to {limit} bytes"
+        return error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message)
+
+    def _start_stream(self) -> bool:
+        with self._lock:
+            if self._streaming >= self.limits.max_streams:
+                return False
+            self._streaming += 1
+            return True
 
     def _refuse(self, conn: _Connection, response: Response) -> None:
         """Answer from this thread (a refusal is small enough for the socket's buffer), then drain what
@@ -336,6 +391,15 @@ class HttpServer:
             self._in_workers.add(conn.sock)
         self._pool.submit(self._answer, conn.sock, request)
 
+    def _dispatch_stream(self, conn: _Connection, stream: Stream) -> None:
+        assert conn.head is not None
+        self._selector.unregister(conn.sock)
+        first = bytes(conn.buffer[: conn.head.content_length])
+        with self._lock:
+            del self._open[conn]
+            self._in_workers.add(conn.sock)
+        self._pool.submit(self._answer_stream, conn.sock, conn.head, first, stream)
+
     def _expire(self) -> None:
         now = self._clock()
         if self._listen_again_at is not None and now >= self._listen_again_at:
@@ -355,11 +419,43 @@ class HttpServer:
     # --- the workers ------------------------------------------------------------------------------
 
     def _answer(self, sock: socket.socket, request: Request) -> None:
+        self._respond(sock, request.head, lambda: self._handle(request))
+
+    def _answer_stream(self, sock: socket.socket, head: Head, first: bytes, stream: Stream) -> None:
+        try:
+            self._respond(sock, head, lambda: stream.handle(head, self._pieces(sock, first, head.content_length)))
+        finally:
+            with self._lock:
+                self._streaming -= 1
+
+    def _pieces(self, sock: socket.socket, first: bytes, length: int) -> Iterator[bytes]:
+        remaining = length
+        if first:
+            remaining -= len(first)
+            yield first
+        sock.settimeout(self.limits.stream_idle_s)
+        while remaining > 0:
+            if self._stopping.is_set():
+                raise BodyIncomplete("the daemon is stopping")
+            try:
+                data = sock.recv(min(remaining, 1 << 20))
+            except TimeoutError:
+                raise BodyIncomplete(f"nothing arrived for {self.limits.stream_idle_s:g} s") from None
+            except OSError as exc:
+                raise BodyIncomplete(f"the connection failed: {exc.strerror or exc}") from None
+            if not data:
+                raise BodyIncomplete("the client closed the connection")
+            remaining -= len(data)
+            yield data
+
+    def _respond(self, sock: socket.socket, head: Head, make: Callable[[], Response]) -> None:
         try:
             try:
-                response = self._handle(request)
+                response = make()
+            except BodyIncomplete as exc:
+                response = error(HTTPStatus.BAD_REQUEST, f"the body ended early: {exc}")
             except Exception:
-                logger.exception("control API: {} {} failed", request.head.method, request.head.path)
+                logger.exception("control API: {} {} failed", head.method, head.path)
                 response = error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the daemon's log)")
             sock.settimeout(self.limits.send_timeout_s)  # since 3.5 a bound on the whole sendall
             sock.sendall(response.encode())

@@ -157,6 +157,14 @@ class MemoryJobStore:
             self._jobs[job_id] = job
             return job
 
+    def move_to_front(self, job_id: int) -> Job:
+        with self._lock:
+            job = _check(self._jobs.get(job_id), job_id, {"queued"}, "moved to the front")
+            first = min(j.queue_seq for j in self._jobs.values() if j.state == "queued")
+            job = replace(job, queue_seq=min(first - 1, job.queue_seq))
+            self._jobs[job_id] = job
+            return job
+
     def get_flag(self, key: str) -> str | None:
         with self._lock:
             return self._flags.get(key)

@@ -27,6 +27,7 @@ RESTART_KEYS = (
     "inbox", "outbox", "logging",
     "daemon.state_dir", "daemon.done_dir", "daemon.failed_dir", "daemon.settle_seconds",
     "daemon.rescan_seconds", "daemon.polling", "daemon.recursive", "daemon.extensions", "daemon.api_port",
+    "daemon.api_host",
 )
 
 

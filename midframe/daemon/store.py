@@ -94,6 +94,7 @@ class JobStore(Protocol):
     def recover_running(self, *, now: float | None = None) -> list[Job]: ...
     def retry(self, job_id: int, *, now: float | None = None) -> Job: ...
     def cancel(self, job_id: int, *, now: float | None = None) -> Job: ...
+    def move_to_front(self, job_id: int) -> Job: ...
     def get_flag(self, key: str) -> str | None: ...
     def set_flag(self, key: str, value: str | None) -> None: ...
     def set_workers(self, job_id: int, workers: Mapping[str, int]) -> None: ...
@@ -324,6 +325,15 @@ class SqliteJobStore:
             _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"queued"}, "cancelled here")
             db.execute("UPDATE jobs SET state = 'cancelled', error = 'cancelled', finished_at = ?, updated_at = ?"
                        " WHERE id = ?", (stamp, stamp, job_id))
+            return self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id)  # type: ignore[return-value]
+
+    def move_to_front(self, job_id: int) -> Job:
+        """Give a queued job the lowest place in the queue (the next one claimed)."""
+        with self._transaction() as db:
+            job = _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"queued"},
+                         "moved to the front")
+            first = db.execute("SELECT MIN(queue_seq) FROM jobs WHERE state = 'queued'").fetchone()[0]
+            db.execute("UPDATE jobs SET queue_seq = ? WHERE id = ?", (min(first - 1, job.queue_seq), job_id))
             return self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id)  # type: ignore[return-value]
 
     def get_flag(self, key: str) -> str | None:

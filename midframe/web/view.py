@@ -1,0 +1,72 @@
+"""What the dashboard page shows, made from ``status`` and the job rows: pure, no I/O.
+
+The page polls one answer (``GET /dashboard/state``) instead of several, so what it draws is
+always one consistent moment: the state and current job, the queue in the order it will run, the
+most recent finished jobs, and the farm when there is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import PurePath
+from typing import Any
+
+HISTORY_ROWS = 100
+FINAL_STATES = ("done", "failed", "cancelled")
+
+
+def _folder(job: Mapping[str, Any]) -> str:
+    """The inbox sub-folder the file came in (a profile's folder), "" for the inbox itself."""
+    parent = PurePath(str(job.get("relpath") or job.get("name") or "")).parent.as_posix()
+    return "" if parent == "." else parent
+
+
+def _queued(job: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": job["id"],
+        "name": job["name"],
+        "folder": _folder(job),
+        "profile": job.get("profile"),
+        "size": job.get("size", 0),
+        "attempts": job.get("attempts", 0),
+        "error": job.get("error"),  # why an earlier attempt did not finish, when one did not
+        "not_before": job.get("not_before"),
+    }
+
+
+def _finished(job: Mapping[str, Any]) -> dict[str, Any]:
+    started, finished = job.get("started_at"), job.get("finished_at")
+    output = job.get("output")
+    return {
+        "id": job["id"],
+        "name": job["name"],
+        "folder": _folder(job),
+        "profile": job.get("profile"),
+        "state": job["state"],
+        "output": PurePath(output).name if output else None,
+        "duration_s": round(finished - started, 1) if started is not None and finished is not None else None,
+        "finished_at": finished,
+        "error": job.get("error") if job["state"] != "done" else None,
+        "duplicate_of": job.get("duplicate_of"),
+    }
+
+
+def dashboard_state(status: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]], *,
+                    folders: Sequence[str], upload_max_bytes: int, history_rows: int = HISTORY_ROWS) -> dict[str, Any]:
+    current = status.get("current")
+    if current is not None:
+        row = next((job for job in jobs if job["id"] == current["id"]), None)
+        current = {**current, "folder": _folder(row) if row else "", "profile": row.get("profile") if row else None}
+    queue = sorted((job for job in jobs if job["state"] == "queued"),
+                   key=lambda job: (job.get("queue_seq", 0), job["id"]))
+    finished = sorted((job for job in jobs if job["state"] in FINAL_STATES),
+                      key=lambda job: (job.get("finished_at") or 0.0, job["id"]), reverse=True)
+    return {
+        "status": {**status, "current": current},
+        "queue": [_queued(job) for job in queue],
+        "history": [_finished(job) for job in finished[:history_rows]],
+        "history_total": len(finished),
+        "farm": status.get("farm"),
+        "folders": list(folders),
+        "upload_max_bytes": upload_max_bytes,
+    }
