@@ -96,6 +96,8 @@ fetch("{target}/pause", {{method: "POST", credentials: "include", mode: "no-cors
 </script></body></html>""".encode()
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            timeout = 2  # a connection Chromium opens ahead and never uses must not outlive the test
+
             def do_GET(self) -> None:  # noqa: N802
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
@@ -107,6 +109,7 @@ fetch("{target}/pause", {{method: "POST", credentials: "include", mode: "no-cors
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = False  # so server_close() waits for the handler threads
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
         self.thread = threading.Thread(target=self.server.serve_forever, name="other-site")
         self.thread.start()
