@@ -177,24 +177,31 @@ def test_a_worker_killed_mid_segment_changes_nothing(tmp_path, cluster, clip_and
 
 
 def test_a_worker_that_cannot_see_the_share_takes_no_more_tasks(tmp_path, cluster):
-    """Runs after the kill test: one good worker left, and one whose path_map points nowhere."""
+    """Runs after the kill test: one good worker left, and one whose path_map points nowhere. Two
+    files dropped: with farm.max_jobs 2 both are converted at once."""
     live = [worker for worker in cluster.workers if worker.proc.poll() is None]
     daemon = farm_daemon(tmp_path / "d", cluster)
     blind = cluster.start_worker({"farm": {"path_map": {str(tmp_path): str(tmp_path / "not-mounted")}}})
-    clip = make_clip(tmp_path / "short.mkv", seconds=12, size="160x90", extra_output_args=["-g", "50"])
+    clips = [make_clip(tmp_path / f"short{n}.mkv", seconds=12, size="160x90", extra_output_args=["-g", "50"])
+             for n in (1, 2)]
     daemon.start()
     try:
         wait_farm_ready(daemon, len(live) + 1)
-        shutil.copy(clip, daemon.inbox / clip.name)
+        for clip in clips:
+            shutil.copy(clip, daemon.inbox / clip.name)
+        wait_for(lambda: [job["state"] for job in daemon.jobs()] == ["running", "running"], timeout=60, step=0.05,
+                 what="both jobs to run at once")
         wait_for(lambda: "takes no more tasks" in blind.log(), timeout=120, step=0.1,
                  what=f"the blind worker to be given a segment:\n{blind.log()}")
-        job = finished_job(daemon, timeout=180)
-        status = daemon.status()
+        wait_for(lambda: [job["state"] for job in daemon.jobs()] == ["done", "done"], timeout=180, step=0.5,
+                 what=f"both jobs to finish:\n{daemon.log()[-3000:]}")
+        jobs, status = daemon.jobs(), daemon.status()
     finally:
         daemon.stop_if_running()
     assert f"cannot see the shared folder: {tmp_path / 'not-mounted'}" in blind.log()
     assert "set farm.path_map in this worker's config" in daemon.log()  # its error reached the coordinator
-    assert blind.address not in job["workers"] and sum(job["workers"].values()) == 3
+    for job in jobs:
+        assert blind.address not in job["workers"] and sum(job["workers"].values()) == 3, job["workers"]
     assert status["farm"]["workers"] == len(live)  # its slots are 0 now: no longer counted
     assert blind.proc.poll() is None  # alive, but idle
     blind.kill()

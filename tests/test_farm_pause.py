@@ -3,6 +3,8 @@ once it is back; an error saying so mid-job is routed by the outcome table like 
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from midframe.daemon.outcomes import Context, SourceFacts, classify
@@ -45,3 +47,30 @@ def test_a_job_that_loses_the_scheduler_is_queued_without_using_an_attempt(tmp_p
     assert harness.worker.run_once() is True
     job = harness.job(job_id)
     assert job.state == "queued" and job.attempts == 0 and harness.worker.pause_reason.startswith(AWAY)
+
+
+def test_with_a_farm_several_jobs_are_converted_at_once(tmp_path):
+    """``farm.max_jobs`` slots: the first two jobs run side by side (each waits in its conversion until
+    the other is in its own), the third waits for a free slot."""
+    harness = Harness(tmp_path)
+    both_in = threading.Barrier(2, timeout=20)
+    calls = iter(range(100))
+    harness.convert.during = lambda control: both_in.wait() if next(calls) < 2 else None
+    harness.worker = type(harness.worker)(
+        harness.store, harness.paths, config=lambda: harness.config, notifier=harness.worker._notifier,
+        ffmpeg=None, make_interpolator=lambda s: None, convert=harness.convert, free_bytes=lambda folder: 10**12,
+        slots=lambda config: 2, clock=lambda: harness.tick, idle_wait_s=0.05)
+    jobs = [harness.drop(name, name.encode()) for name in ("a.mp4", "b.mp4", "c.mp4")]
+    assert harness.worker.run_once() and harness.worker.run_once()
+    assert harness.worker.run_once() is False  # both slots taken: the third waits in the queue
+    assert harness.job(jobs[2]).state == "queued"
+    harness.worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not all(harness.job(job).state == "done" for job in jobs):
+            assert time.monotonic() < deadline, [harness.job(job).state for job in jobs]
+            time.sleep(0.05)
+    finally:
+        harness.worker.request_stop()
+        assert harness.worker.join(10)
+    assert not both_in.broken

@@ -112,7 +112,8 @@ class Daemon:
         self.worker = Worker(
             self._store, paths, config=self.settings.current, notifier=self.notifier, ffmpeg=ffmpeg,
             make_interpolator=self._make_interpolator, convert=convert, prepare=self._prepare_engine,
-            check_settings=self._settings_check, check_farm=self._farm_problem, resettle=self._resettle,
+            check_settings=self._settings_check, check_farm=self._farm_problem, slots=self._job_slots,
+            resettle=self._resettle,
             on_status=self.lifecycle.status,
         )
         self.worker.recover()
@@ -161,6 +162,10 @@ class Daemon:
     def _on_farm_change(self) -> None:
         if self.worker is not None:
             self.worker.recheck_pauses()
+
+    def _job_slots(self, config: Config) -> int:
+        """Jobs converted at once: several only with a farm (its segments run elsewhere)."""
+        return config.farm.max_jobs if self.farm is not None else 1
 
     def _farm_problem(self, config: Config) -> str | None:
         """Why jobs cannot go to the farm now, or None (no farm, connected, or converting here instead)."""

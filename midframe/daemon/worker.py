@@ -66,6 +66,7 @@ class Worker:
         prepare: Callable[[], None] | None = None,
         check_settings: Callable[[Config], list[str]] = lambda config: [],
         check_farm: Callable[[Config], str | None] = lambda config: None,
+        slots: Callable[[Config], int] = lambda config: 1,
         resettle: Callable[[Path, float], None] = lambda path, quiet_s: None,
         writing: Callable[[Path], bool] = files.open_for_writing,
         free_bytes: Callable[[Path], int] = files.free_bytes,
@@ -92,13 +93,16 @@ class Worker:
         self._prepare = prepare
         self._check = check_settings
         self._check_farm = check_farm
+        self._slots = slots
         self._free_bytes = free_bytes
         self._on_status = on_status
         self._clock = clock
         self._wall = wall_clock
         self._idle_wait_s = idle_wait_s
         self._lock = threading.Lock()
-        self._running: _Running | None = None
+        self._running: dict[int, _Running] = {}
+        self._claimed = 0  # jobs claimed and not yet finished (a claimed job is running before it is in _running)
+        self._job_threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -135,15 +139,16 @@ class Worker:
         """Stop after the current batch; the job goes back to the queue and resumes at the next start."""
         with self._lock:
             self._stop.set()
-            if self._running is not None:
-                self._running.control.abort("stopped")
+            for running in self._running.values():
+                running.control.abort("stopped")
         self._wake.set()
 
     def join(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        threads = ([self._thread] if self._thread is not None else []) + list(self._job_threads)
+        for thread in threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
 
     # --- pauses ----------------------------------------------------------------------------------
 
@@ -196,10 +201,10 @@ class Worker:
 
     def _hold_running(self) -> None:
         with self._lock:
-            running = self._running
-            if running is not None:
+            held = list(self._running.values())
+            for running in held:
                 running.control.pause()
-        if running is not None:
+        for running in held:
             self._store_progress(running)
 
     def _after_lift(self) -> None:
@@ -207,8 +212,8 @@ class Worker:
             logger.info("still paused: {}", self.pause_reason)
             return
         with self._lock:
-            if self._running is not None:
-                self._running.control.resume()
+            for running in self._running.values():
+                running.control.resume()
         logger.info("resumed")
         self._notifier.resumed()
         self._wake.set()
@@ -217,8 +222,8 @@ class Worker:
 
     def cancel(self, job_id: int) -> Job:
         with self._lock:
-            running = self._running
-            if running is not None and running.job.id == job_id:
+            running = self._running.get(job_id)
+            if running is not None:
                 running.cancel_requested = True
                 running.control.abort("cancelled")
                 return running.job
@@ -234,8 +239,9 @@ class Worker:
         return job
 
     def current(self) -> dict[str, Any] | None:
-        """The running job in ``status --json``'s ``current`` shape."""
-        running = self._running
+        """The running job (the one started first, when several run) in ``status --json``'s ``current`` shape."""
+        with self._lock:
+            running = min(self._running.values(), key=lambda item: item.started, default=None)
         if running is None:
             return None
         job, progress = running.job, running.progress
@@ -269,9 +275,23 @@ class Worker:
         if farm is not None:  # the render farm's scheduler is away: the jobs wait for it in the queue
             self._hold(Pause(FARM, farm, self._check_farm))
             return False
-        job = self.store.claim(now=self._wall() if now is None else now)
-        if job is None:
-            return False
+        slots = max(1, self._slots(config))
+        with self._lock:
+            if self._claimed >= slots:
+                return False
+            job = self.store.claim(now=self._wall() if now is None else now)
+            if job is None:
+                return False
+            self._claimed += 1
+        if slots == 1:
+            self._work(job, config)
+        else:  # several jobs at once (a render farm's farm.max_jobs): each in a thread of its own
+            thread = threading.Thread(target=self._work, args=(job, config), name=f"midframe-job-{job.id}", daemon=True)
+            self._job_threads = [*[t for t in self._job_threads if t.is_alive()], thread]
+            thread.start()
+        return True
+
+    def _work(self, job: Job, config: Config) -> None:
         try:
             self._process(job, config)
         except Exception as exc:
@@ -280,7 +300,10 @@ class Worker:
                 self.router.route(latest, exc, config)
             else:
                 logger.exception("job {}: internal error after its outcome was recorded", job.id)
-        return True
+        finally:
+            with self._lock:
+                self._claimed -= 1
+            self._wake.set()
 
     def work_dir(self, job_id: int) -> Path:
         return self.finisher.work_dir(job_id)
@@ -310,7 +333,7 @@ class Worker:
             files.remove_tree(work_dir)
         running = _Running(job, JobControl(), started=self._clock())
         with self._lock:
-            self._running = running
+            self._running[job.id] = running
             if self._stop.is_set():
                 running.control.abort("stopped")
             if self.pause_reason is not None:
@@ -336,7 +359,7 @@ class Worker:
             self._succeed(running, staged, report, config)
         finally:
             with self._lock:
-                self._running = None
+                self._running.pop(job.id, None)
 
     def _identify(self, job: Job, config: Config) -> Job | None:
         """Record the whole source's SHA-256 and the settings key: what makes a later job a duplicate.
