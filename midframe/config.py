@@ -63,7 +63,10 @@ class EngineConfig(_Section):
     factor: int = Field(2, ge=2, le=16)
     target_fps: Fraction | None = None
     device: str = "auto"
-    batch_size: int = Field(4, ge=1, le=256)
+    # How RIFE runs: auto (OpenVINO on the CPU when installed, else torch; torch on CUDA), torch, openvino.
+    backend: Literal["auto", "torch", "openvino"] = "auto"
+    # Frame pairs per model call; auto: 1 on the CPU, sized by free memory on CUDA.
+    batch_size: Literal["auto"] | int = "auto"
     fp16: Literal["auto"] | bool = "auto"
     model_scale: float = Field(1.0, ge=0.25, le=2.0)
     scene_detect: bool = True
@@ -78,6 +81,13 @@ class EngineConfig(_Section):
     @classmethod
     def _fps(cls, value: Any) -> Fraction | None:
         return None if value is None else parse_fps(value)
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, value: Any) -> Any:
+        if value != "auto" and not 1 <= value <= 256:
+            raise ValueError("must be auto or a number of frame pairs from 1 to 256")
+        return value
 
     @field_validator("device")
     @classmethod

@@ -38,7 +38,7 @@ def bbb_frames(bigbuckbunny: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def rife(rife_weights: Path):  # noqa: F811
-    engine = create(EngineConfig(device="cpu", batch_size=4), rife_weights)
+    engine = create(EngineConfig(device="cpu", backend="torch", batch_size=4), rife_weights)
     engine.load()
     yield engine
     engine.close()
@@ -73,7 +73,7 @@ def test_odd_sizes_come_back_cropped_with_the_input_dtype(rife: RifeInterpolator
 
 def test_model_scale_half_on_an_odd_size(rife_weights: Path, crops) -> None:  # noqa: F811
     a, b = crops
-    engine = create(EngineConfig(device="cpu", model_scale=0.5), rife_weights)
+    engine = create(EngineConfig(device="cpu", backend="torch", model_scale=0.5), rife_weights)
     engine.load()
     try:
         out = engine.interpolate([FramePair(0, a, b, 0.5)])[0]

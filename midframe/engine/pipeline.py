@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 from loguru import logger
 
@@ -46,6 +47,7 @@ from midframe.engine.plan import OutputPlan, build_timeline, make_plan
 from midframe.engine.probe import VideoInfo, probe
 from midframe.engine.reader import FrameReader
 from midframe.engine.segments import SegmentSink, join
+from midframe.engine.threads import ThreadPlan, plan_threads, usable_cores
 from midframe.engine.timeline import Timeline
 from midframe.errors import EngineError, MidframeError, OutputError, WeightsError
 
@@ -56,8 +58,24 @@ PROGRESS_INTERVAL_S = 0.25
 _END = object()
 
 
+AUTO_BATCH = 4  # engine.batch_size auto, for an engine that does not say what suits it
+
+
 def _queue_frames(frame_bytes: int, batch_size: int) -> int:
     return max(4, min(2 * batch_size + 32, QUEUE_BYTES // max(frame_bytes, 1)))
+
+
+def batch_size_for(engine: EngineConfig, interpolator: Interpolator) -> int:
+    """Pairs per interpolate() call: the setting, or with ``auto`` what the (loaded) engine chose."""
+    chosen = getattr(interpolator, "batch_size", None)
+    if isinstance(chosen, int) and chosen > 0:
+        return chosen
+    return engine.batch_size if isinstance(engine.batch_size, int) else AUTO_BATCH
+
+
+def thread_plan_for(interpolator: Interpolator) -> ThreadPlan:
+    return plan_threads(cores=usable_cores(), model_threads=int(getattr(interpolator, "threads", 0) or 0),
+                        model_uses_opencv=bool(getattr(interpolator, "uses_opencv", False)))
 
 
 # --- the threads -------------------------------------------------------------------------------
@@ -218,6 +236,7 @@ class _FrameLoop:
         timeline: Timeline,
         start: int,
         engine: EngineConfig,
+        batch_size: int,
         interpolator: Interpolator,
         decoder: _Decoder,
         encoder: _Encoder,
@@ -227,6 +246,7 @@ class _FrameLoop:
         self.timeline = timeline
         self.start = start
         self.engine = engine
+        self.batch_size = batch_size
         self.interpolator = interpolator
         self.decoder = decoder
         self.encoder = encoder
@@ -276,7 +296,7 @@ class _FrameLoop:
     def run(self) -> None:
         self.control.checkpoint()
         self._progress(force=True)
-        batch_size = self.engine.batch_size
+        batch_size = self.batch_size
         for out in self.timeline.frames(self.start):
             a, a_thumb = self._source(out.source)
             if out.t == 0.0:
@@ -454,12 +474,14 @@ def _render(
     ffmpeg: FFmpeg,
     control: JobControl,
     on_progress: ProgressCallback | None,
-) -> tuple[_Counts, dict[str, float]]:
+) -> tuple[_Counts, dict[str, Any]]:
     start = job.manifest.frames_done
     first_source = job.timeline.frame(start).source
-    reader = FrameReader(info, ffmpeg=ffmpeg, start=first_source, keep_rotation=job.plan.keep_rotation)
+    threads = thread_plan_for(interpolator)
+    reader = FrameReader(info, ffmpeg=ffmpeg, start=first_source, keep_rotation=job.plan.keep_rotation,
+                         threads=threads.decode)
     sink = SegmentSink(work_dir=work_dir, manifest=job.manifest, plan=job.plan, timeline=job.timeline,
-                       start=start, ffmpeg=ffmpeg)
+                       start=start, ffmpeg=ffmpeg, threads=threads.encode)
     return run_frames(timeline=job.timeline, start=start, engine=job.engine, interpolator=interpolator,
                       reader=reader, sink=sink, control=control, on_progress=on_progress)
 
@@ -474,16 +496,23 @@ def run_frames(
     sink: FrameSink,
     control: JobControl,
     on_progress: ProgressCallback | None = None,
-) -> tuple[_Counts, dict[str, float]]:
+) -> tuple[_Counts, dict[str, Any]]:
     """The three threads over output frames ``start .. timeline.frames_out - 1``: ``reader`` must
     start at the source frame of ``start``; ``sink`` takes every output frame in order.
 
-    The whole file (``convert``) and one farm segment (``midframe.engine.ranges``) both run here."""
-    size = _queue_frames(reader.frame_bytes, engine.batch_size)
+    The whole file (``convert``) and one farm segment (``midframe.engine.ranges``) both run here. The
+    caller gives ``reader`` and ``sink`` their thread counts (``thread_plan_for(interpolator)``)."""
+    threads = thread_plan_for(interpolator)
+    batch_size = batch_size_for(engine, interpolator)
+    size = _queue_frames(reader.frame_bytes, batch_size)
     decoder = _Decoder(reader, size)
     encoder = _Encoder(sink, size)
-    loop = _FrameLoop(timeline=timeline, start=start, engine=engine, interpolator=interpolator,
-                      decoder=decoder, encoder=encoder, control=control, on_progress=on_progress)
+    loop = _FrameLoop(timeline=timeline, start=start, engine=engine, batch_size=batch_size,
+                      interpolator=interpolator, decoder=decoder, encoder=encoder, control=control,
+                      on_progress=on_progress)
+    opencv_threads = cv2.getNumThreads()
+    if threads.opencv is not None:
+        cv2.setNumThreads(threads.opencv)  # process-wide; given back below
     decoder.start()
     encoder.start()
     try:
@@ -501,9 +530,16 @@ def run_frames(
                 logger.warning("could not close the last segment cleanly: {}", exc)
                 encoder.kill()
         raise
+    finally:
+        cv2.setNumThreads(opencv_threads)
     decoder.stop()
     encoder.finish()
-    waits = {"decode_wait_s": round(decoder.wait_s, 3), "encode_wait_s": round(encoder.wait_s, 3)}
+    waits = {"decode_wait_s": round(decoder.wait_s, 3), "encode_wait_s": round(encoder.wait_s, 3),
+             "batch_size": batch_size, "threads": {"decode": threads.decode, "encode": threads.encode,
+                                                   "opencv": threads.opencv}}
+    backend = getattr(interpolator, "backend", None)
+    if backend:
+        waits["backend"] = backend
     return loop.counts, waits
 
 

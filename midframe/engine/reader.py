@@ -71,6 +71,7 @@ class FrameReader:
         start: int = 0,
         keep_rotation: bool = True,
         pix_fmt: str | None = None,
+        threads: int | None = None,
     ) -> None:
         if not 0 <= start < info.frame_count:
             raise ValueError(f"start frame {start} outside 0..{info.frame_count - 1}")
@@ -78,6 +79,7 @@ class FrameReader:
         self.ffmpeg = ffmpeg
         self.start = start
         self.keep_rotation = keep_rotation
+        self.threads = threads  # decoder and filter threads; None: ffmpeg's choice
         self.pix_fmt = pix_fmt or decode_pix_fmt(info)
         self.dtype = np.dtype(np.uint16) if self.pix_fmt.startswith("rgb48") else np.dtype(np.uint8)
         if keep_rotation:
@@ -94,7 +96,10 @@ class FrameReader:
     # --- commands ---
 
     def _base(self) -> list[str]:
+        """Everything before ``-i``: global and input options."""
         cmd = [self.ffmpeg.ffmpeg, *QUIET]
+        if self.threads:
+            cmd += ["-filter_threads", str(self.threads), "-threads", str(self.threads)]
         if self.keep_rotation:
             cmd.append("-noautorotate")
         return cmd

@@ -53,8 +53,10 @@ class SegmentSink:
         timeline: Timeline,
         start: int,
         ffmpeg: FFmpeg,
+        threads: int | None = None,
     ) -> None:
         self.work_dir = work_dir
+        self.threads = threads
         self.manifest = manifest
         self.plan = plan
         self.timeline = timeline
@@ -72,7 +74,7 @@ class SegmentSink:
         self._segment_end = min((start // size + 1) * size, self.timeline.frames_out)
         path = self.work_dir / segment_name(start, self.plan.segment_ext)
         path.unlink(missing_ok=True)
-        self._writer = FrameWriter(path, self.plan.encode, ffmpeg=self.ffmpeg)
+        self._writer = FrameWriter(path, self.plan.encode, ffmpeg=self.ffmpeg, threads=self.threads)
         return self._writer
 
     def put(self, frame: np.ndarray) -> None:

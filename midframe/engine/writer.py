@@ -139,13 +139,18 @@ class EncodeSpec:
             args += ["-video_track_timescale", str(track_timescale(self.fps))]
         return args + ["-f", self.muxer]
 
-    def command(self, ffmpeg: FFmpeg, output: Path | str, *, source: list[str] | None = None) -> list[str]:
-        """The encoder's command; ``source`` replaces the raw-frame pipe input (preflight checks)."""
+    def command(self, ffmpeg: FFmpeg, output: Path | str, *, source: list[str] | None = None,
+                threads: int | None = None) -> list[str]:
+        """The encoder's command; ``source`` replaces the raw-frame pipe input (preflight checks);
+        ``threads`` caps the encoder's and the filters' threads (see ``midframe.engine.threads``)."""
         inputs = source or [
             "-f", "rawvideo", "-pix_fmt", self.input_pix_fmt, "-s", f"{self.width}x{self.height}",
             "-framerate", str(self.fps), "-i", "pipe:0",
         ]
-        return [ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", *inputs, *self.output_args(), str(output)]
+        limits = ["-filter_threads", str(threads)] if threads else []
+        encoder = ["-threads", str(threads)] if threads else []
+        return [ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", *limits, *inputs, *self.output_args(), *encoder,
+                str(output)]
 
 
 def encoder_failure(path: Path, code: int, stderr_tail: str, what: str = "encoding") -> Exception:
@@ -158,12 +163,12 @@ def encoder_failure(path: Path, code: int, stderr_tail: str, what: str = "encodi
 class FrameWriter:
     """One encoder process writing ``path`` from frames given to ``write``."""
 
-    def __init__(self, path: Path, spec: EncodeSpec, *, ffmpeg: FFmpeg) -> None:
+    def __init__(self, path: Path, spec: EncodeSpec, *, ffmpeg: FFmpeg, threads: int | None = None) -> None:
         self.path = Path(path)
         self.spec = spec
         self.frames = 0
         self._expected_bytes = spec.width * spec.height * 3 * spec.dtype.itemsize
-        self._proc = FFmpegProcess(spec.command(ffmpeg, self.path), stdin=True, name="encode")
+        self._proc = FFmpegProcess(spec.command(ffmpeg, self.path, threads=threads), stdin=True, name="encode")
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != self.spec.frame_shape or frame.dtype != self.spec.dtype:

@@ -4,6 +4,23 @@ The network estimates two flows (middle frame -> frame 0, middle frame -> frame 
 blocks, backward-warps both frames with them and blends the two warps with a learned mask. The time of
 the wanted frame enters as a constant input channel, so any ``0 < t < 1`` is one direct forward pass.
 
+The published formulation brings every block's output back to full size and shrinks it again for the
+next block, and warps all seven channels of both frames at full size before shrinking them. When every
+block's scale is a power of two (``model_scale`` 1, 0.5 or 0.25) the same numbers come from far less
+full-size work (``_forward_pow2``, exact up to float rounding; proven on real frames in the tests):
+
+- bilinear shrinking by an even factor ``s`` (no antialias, ``align_corners=False``) reads exactly two
+  pixels per axis with weights 1/2, so a warp followed by a shrink only needs the warp at those pixels,
+  averaged 2x2; and the flow there is the previous outputs sampled at those pixel centres;
+- enlarging by ``s`` then shrinking by ``s / 2`` is enlarging by 2 (the two pixels read sit on one side
+  of a source pixel, where bilinear interpolation is linear), so block outputs go straight from one
+  block's size to the next one's;
+- the first convolution of each block takes its inputs as they come (frame 0's seven channels, frame
+  1's, t, mask and features, flow) with its weights' input channels permuted to match, instead of
+  slicing and re-concatenating full-size tensors.
+
+The other scales run the published formulation (``_forward_general``).
+
 Parameter names follow the published state dict (``encode.*``, ``block0.*`` .. ``block4.*``), so the
 weights load with ``strict=True``. Training-only parts of that file (``teacher.*``, ``caltime.*``) have
 no counterpart here and are dropped when the weights are converted.
@@ -27,6 +44,9 @@ FEATURE_CHANNELS = 4  # per frame, from the head encoder
 _BLOCK_OUTPUTS = 13
 _FIRST_BLOCK_INPUTS = 3 + 3 + FEATURE_CHANNELS + FEATURE_CHANNELS + 1  # two images, two features, t
 _LATER_BLOCK_INPUTS = _FIRST_BLOCK_INPUTS + 1 + 8 + 4  # + mask logit, block features, flow
+# The published input order is [image 0, image 1, features 0, features 1, t, ...]; frame by frame it is
+# [image 0, features 0, image 1, features 1, t, ...]: for each grouped input, its published channel.
+_GROUPED_ORDER = (0, 1, 2, 6, 7, 8, 9, 3, 4, 5, 10, 11, 12, 13, 14, *range(15, _LATER_BLOCK_INPUTS))
 
 
 def _leaky(x: torch.Tensor) -> torch.Tensor:
@@ -72,6 +92,59 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def _shrink(x: torch.Tensor, step: int) -> torch.Tensor:
+    """Bilinear shrinking by an even ``step`` (``align_corners=False``) as the mean of the two pixels per
+    axis it reads: the same numbers without touching the other pixels."""
+    if step == 1:
+        return x
+    start = step // 2 - 1
+    return F.avg_pool2d(x[:, :, start:, start:], 2, step)
+
+
+def _read_by_shrink(length: int, step: int) -> torch.Tensor:
+    """The pixels that bilinear shrinking by an even ``step`` reads: ``step*i + step/2 - 1`` and the next."""
+    first = torch.arange(length // step, dtype=torch.float32) * step + (step // 2 - 1)
+    return torch.stack((first, first + 1.0), 1).reshape(-1)
+
+
+def _sample_at(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Bilinear enlargement of ``x`` (``align_corners=False``) evaluated only at the given pixel centres;
+    float32, since a half-precision position is off by up to half a pixel at 1080p."""
+    grid = centres.expand(x.shape[0], -1, -1, -1)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class _FullFlow:
+    """One flow (channels ``first``, ``first + 1`` of the block outputs) enlarged to full size and summed;
+    each block's output is added once."""
+
+    def __init__(self, size: tuple[int, int], first: int) -> None:
+        self.size = size
+        self.first = first
+        self.total: torch.Tensor | None = None
+        self.counted = 0
+
+    def __call__(self, outputs: list[tuple[torch.Tensor, int]]) -> torch.Tensor:
+        for out, scale in outputs[self.counted :]:
+            term = _resize(out[:, self.first : self.first + 2], self.size) * float(scale)
+            self.total = term if self.total is None else self.total + term
+        self.counted = len(outputs)
+        assert self.total is not None
+        return self.total
+
+
+def _total(terms: list[torch.Tensor]) -> torch.Tensor:
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _power_of_two_scales(model_scale: float) -> bool:
+    return all(float(s / model_scale).is_integer() and int(s / model_scale) & (int(s / model_scale) - 1) == 0
+               for s in BLOCK_SCALES)
+
+
 class IFBlock(nn.Module):
     """One refinement step: two stride-2 convolutions, eight residual ones, back up by 4 to 13 channels."""
 
@@ -84,6 +157,13 @@ class IFBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lastconv(self.convblock(self.conv0(x)))
 
+    def forward_grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` of inputs ordered frame by frame: ``[f0 (image, features), f1, t, rest]``."""
+        first = self.conv0[0][0]
+        order = _GROUPED_ORDER[: first.in_channels]
+        x = _leaky(F.conv2d(x, first.weight[:, order], first.bias, 2, 1))
+        return self.lastconv(self.convblock(self.conv0[1](x)))
+
 
 class BackWarp:
     """Bilinear backward warp by a flow in pixels, with border padding; sampling grids cached per size.
@@ -94,6 +174,7 @@ class BackWarp:
 
     def __init__(self) -> None:
         self._grids: dict[tuple[int, int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._subgrids: dict[tuple[int, int, torch.device, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _grid(self, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = (height, width, device)
@@ -105,12 +186,33 @@ class BackWarp:
             self._grids[key] = (grid, per_pixel)
         return self._grids[key]
 
-    def __call__(self, image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-        grid, per_pixel = self._grid(image.shape[-2], image.shape[-1], image.device)
+    def _sampled(self, height: int, width: int, step: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """For shrinking by ``step``: the warp grid at the two pixels per axis that bilinear shrinking
+        reads, and those pixels' centres in ``align_corners=False`` coordinates (where enlarged block
+        outputs are sampled)."""
+        key = (height, width, device, step)
+        if key not in self._subgrids:
+            ys, xs = (_read_by_shrink(n, step).to(device) for n in (height, width))
+            y, x = torch.meshgrid(ys, xs, indexing="ij")
+            grid = torch.stack((x * (2.0 / (width - 1)) - 1.0, y * (2.0 / (height - 1)) - 1.0), 0).unsqueeze(0)
+            centres = torch.stack(((2.0 * x + 1.0) / width - 1.0, (2.0 * y + 1.0) / height - 1.0), -1).unsqueeze(0)
+            self._subgrids[key] = (grid, centres)
+        return self._subgrids[key]
+
+    def __call__(self, image: torch.Tensor, flow: torch.Tensor, *, step: int = 1) -> torch.Tensor:
+        """``image`` warped by ``flow``; with ``step``, only at the pixels bilinear shrinking by ``step``
+        reads (``flow`` given there too): ``2H/step x 2W/step``, to be averaged 2x2."""
+        height, width = image.shape[-2], image.shape[-1]
+        grid, per_pixel = self._grid(height, width, image.device)
+        if step > 2:
+            grid = self._sampled(height, width, step, image.device)[0]
         position = torch.addcmul(grid, flow.float(), per_pixel).permute(0, 2, 3, 1)
         source = image if image.dtype == torch.float32 else image.float()
         warped = F.grid_sample(source, position, mode="bilinear", padding_mode="border", align_corners=True)
         return warped.to(image.dtype)
+
+    def centres(self, height: int, width: int, step: int, device: torch.device) -> torch.Tensor:
+        return self._sampled(height, width, step, device)[1]
 
 
 class IFNet(nn.Module):
@@ -137,6 +239,48 @@ class IFNet(nn.Module):
 
         ``frame0``/``frame1``: N x 7 x H x W with H and W multiples of ``pad_multiple(model_scale)``;
         ``t``: N x 1 x 1 x 1. Returns N x 3 x H x W, not clamped.
+        """
+        if _power_of_two_scales(model_scale):
+            return self._forward_pow2(frame0, frame1, t.to(frame0.dtype), model_scale)
+        return self._forward_general(frame0, frame1, t, model_scale)
+
+    def _forward_pow2(self, frame0: torch.Tensor, frame1: torch.Tensor, t: torch.Tensor, model_scale: float) -> torch.Tensor:
+        """The published computation rearranged (see the module docstring); block scales 2^k only.
+
+        The two flows (to frame 0, to frame 1) are kept apart from each block's output on, so that no
+        full-size tensor is ever split.
+        """
+        height, width = frame0.shape[-2], frame0.shape[-1]
+        blocks = (self.block0, self.block1, self.block2, self.block3, self.block4)
+        outputs: list[tuple[torch.Tensor, int]] = []  # each block's 13 channels at its own size, its scale
+        full = (_FullFlow((height, width), 0), _FullFlow((height, width), 2))
+        for block, base_scale in zip(blocks, BLOCK_SCALES, strict=True):
+            scale = int(base_scale / model_scale)
+            small = (height // scale, width // scale)
+            if not outputs:
+                parts = [_shrink(frame0, scale), _shrink(frame1, scale)]
+            else:
+                if scale > 2:  # the flows only at the pixels the shrink reads
+                    centres = self.warp.centres(height, width, scale, frame0.device)
+                    flows = [_total([_sample_at(out[:, c : c + 2], centres) * float(s) for out, s in outputs])
+                             for c in (0, 2)]
+                else:
+                    flows = [flow(outputs) for flow in full]
+                seen = [self.warp(frame0, flows[0], step=scale), self.warp(frame1, flows[1], step=scale)]
+                if scale > 1:
+                    seen = [F.avg_pool2d(x, 2) for x in seen]
+                previous = outputs[-1][0]
+                small_flow = _total([_resize(out[:, :4], small) * (s / scale) for out, s in outputs])
+                parts = [*seen, _resize(previous[:, 4:], small), small_flow]
+            parts.insert(2, t.expand(-1, 1, *small))
+            outputs.append((block.forward_grouped(torch.cat(parts, 1)), scale))
+        warped0 = self.warp(frame0[:, :3], full[0](outputs))
+        warped1 = self.warp(frame1[:, :3], full[1](outputs))
+        mask = _resize(outputs[-1][0][:, 4:5], (height, width))
+        return torch.lerp(warped1, warped0, torch.sigmoid(mask))
+
+    def _forward_general(self, frame0: torch.Tensor, frame1: torch.Tensor, t: torch.Tensor, model_scale: float) -> torch.Tensor:
+        """The published formulation, for any ``model_scale``.
 
         Bilinear resizing works channel by channel, so each block's inputs are shrunk before they are
         concatenated, never concatenated at full size; the result is the same as shrinking the stack.

@@ -1,4 +1,9 @@
-"""The ``rife`` interpolator: batches of frame pairs through IFNet v4.25 on the CPU or a CUDA device."""
+"""The ``rife`` interpolator: batches of frame pairs through IFNet v4.25 on the CPU or a CUDA device.
+
+The interpolator owns what every runtime shares: device and backend choice, batching, the cache of
+prepared frames (each source frame's encoder features are computed once and reused by the pairs on
+both sides of it), out-of-memory handling. A ``Network`` (``torch_net``, ``openvino_net``) runs IFNet.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,20 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from loguru import logger
 
 from midframe.config import EngineConfig
 from midframe.engine.interpolators.base import FramePair
+from midframe.engine.interpolators.rife import allocator
+from midframe.engine.interpolators.rife.backends import choose_backend, importable
 from midframe.engine.interpolators.rife.model import IFNet, pad_multiple
-from midframe.engine.interpolators.rife.weights import load_state_dict
+from midframe.engine.interpolators.rife.openvino_net import OpenVinoFailure, OpenVinoNetwork
+from midframe.engine.interpolators.rife.torch_net import TorchNetwork, cuda_batch_size
+from midframe.engine.interpolators.rife.weights import installed_weights, load_state_dict
 from midframe.errors import DeviceError, EngineError, OutOfMemory
 
 _MAX_VALUE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
@@ -85,6 +94,19 @@ def _is_out_of_memory(exc: RuntimeError) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
+class Network(Protocol):
+    """One runtime of IFNet (``TorchNetwork``, ``OpenVinoNetwork``); prepared frames in its own form."""
+
+    name: str
+
+    def prepare(self, frames: Sequence[np.ndarray]) -> list[Any]: ...
+
+    def interpolate(self, first: Sequence[Any], second: Sequence[Any], times: Sequence[float],
+                    like: np.ndarray) -> list[np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
 class RifeInterpolator:
     """RIFE v4.25. Reuses each frame's prepared tensor (image + encoder features) across pairs."""
 
@@ -95,10 +117,14 @@ class RifeInterpolator:
         settings: EngineConfig,
         models_dir: Path,
         *,
+        cache_dir: Path | None = None,
         cuda: CudaView | None = None,
         threads: int | None = None,
+        openvino_installed: bool | None = None,
     ) -> None:
         self._models_dir = Path(models_dir)
+        # Paths.models_dir is <cache_dir>/models, so compiled graphs go beside the weights.
+        self._cache_dir = Path(cache_dir) if cache_dir else self._models_dir.parent / "rife-openvino"
         self._torch_device = resolve_device(settings.device, cuda)
         self.device = str(self._torch_device)
         on_cuda = self._torch_device.type == "cuda"
@@ -108,12 +134,30 @@ class RifeInterpolator:
         self._dtype = torch.float16 if self.fp16 else torch.float32
         self.model_scale = settings.model_scale
         self._pad = pad_multiple(settings.model_scale)
-        self.batch_size = settings.batch_size  # lowered for good after a CUDA out-of-memory
+        installed = importable("openvino") if openvino_installed is None else openvino_installed
+        self.choice = choose_backend(settings.backend, device_type=self._torch_device.type,
+                                     openvino_installed=installed)
+        self.backend = self.choice.backend
+        self.batch_size = self._batch_size(settings.batch_size)  # lowered for good after an out-of-memory
         self._threads = threads if threads is not None else cpu_threads()
         self._previous_threads: int | None = None
         self._model: IFNet | None = None
-        # frame index -> (fingerprint, prepared 7 x H x W tensor); the newest few frames only
-        self._prepared: OrderedDict[int, tuple[Fingerprint, torch.Tensor]] = OrderedDict()
+        self._network: Network | None = None
+        # frame index -> (fingerprint, prepared frame); the newest few frames only
+        self._prepared: OrderedDict[int, tuple[Fingerprint, Any]] = OrderedDict()
+
+    def _batch_size(self, requested: int | str) -> int:
+        if requested != "auto":
+            return int(requested)
+        if self._torch_device.type != "cuda":
+            return 1  # on the CPU a batch of 4 costs 2.4x the memory for no speed
+        free, _ = torch.cuda.mem_get_info(self._torch_device)
+        return cuda_batch_size(free, itemsize=2 if self.fp16 else 4)
+
+    @property
+    def threads(self) -> int:
+        """CPU threads the model keeps busy (the pipeline gives ffmpeg and OpenCV what is left)."""
+        return self._threads if self._torch_device.type == "cpu" else 0
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -125,18 +169,49 @@ class RifeInterpolator:
             torch.set_num_threads(self._threads)
         model = IFNet()
         model.load_state_dict(load_state_dict(self._models_dir), strict=True)
-        model.eval().requires_grad_(False)
-        self._model = model.to(self._torch_device, self._dtype)
+        self._model = model.eval().requires_grad_(False)
+        self._network = self._make_network()
         self._prepared.clear()
-        logger.debug("RIFE v4.25 on {} ({}), batch {}", self.device, self._dtype, self.batch_size)
+        logger.info("RIFE v4.25 on {} with {}, batch {}", self.device, self.choice.reason, self.batch_size)
+
+    def _make_network(self) -> Network:
+        assert self._model is not None
+        if self.backend == "openvino":
+            try:
+                return OpenVinoNetwork(self._model, weights_sha256=self._weights_id(), cache_dir=self._cache_dir,
+                                       threads=self._threads, model_scale=self.model_scale, pad_multiple=self._pad)
+            except (ImportError, RuntimeError) as exc:  # a broken openvino install
+                self._openvino_failed(exc)
+        return self._torch_network()
+
+    def _torch_network(self) -> TorchNetwork:
+        assert self._model is not None
+        if self._torch_device.type == "cpu":
+            allocator.keep_freed_memory()
+        return TorchNetwork(self._model, device=self._torch_device, dtype=self._dtype, model_scale=self.model_scale,
+                            pad_multiple=self._pad, fast=self._torch_device.type == "cuda")
+
+    def _openvino_failed(self, exc: Exception) -> None:
+        if self.choice.explicit:
+            raise EngineError(f"engine.backend = 'openvino' cannot run: {exc}; use engine.backend: auto or torch") from exc
+        logger.warning("OpenVINO cannot run RIFE ({}); using torch on the CPU, about half as fast", exc)
+        self.backend = "torch"
+
+    def _weights_id(self) -> str:
+        found = installed_weights(self._models_dir)
+        return (found.file_sha256 or found.sha256) if found else "unknown"
 
     def close(self) -> None:
         self._prepared.clear()
         if self._model is None:
             return
-        self._model = None
+        if self._network is not None:
+            self._network.close()
+        self._model = self._network = None
         if self._torch_device.type == "cuda":
             torch.cuda.empty_cache()
+        else:
+            allocator.release()
         if self._previous_threads is not None:
             torch.set_num_threads(self._previous_threads)
             self._previous_threads = None
@@ -162,6 +237,11 @@ class RifeInterpolator:
             chunk = _same_shape_prefix([batch[k] for k in todo[done : done + self.batch_size]])
             try:
                 frames = self._run(chunk)
+            except OpenVinoFailure as exc:
+                self._openvino_failed(exc)
+                self._network = self._torch_network()
+                self._prepared.clear()
+                continue
             except RuntimeError as exc:  # torch.OutOfMemoryError is one
                 if not _is_out_of_memory(exc):
                     raise
@@ -187,21 +267,14 @@ class RifeInterpolator:
         ) from None
 
     def _run(self, pairs: Sequence[FramePair]) -> list[np.ndarray]:
-        assert self._model is not None
-        dtype = pairs[0].a.dtype
-        height, width = pairs[0].a.shape[:2]
-        frame0 = self._frames([(p.index, p.a) for p in pairs])
-        frame1 = self._frames([(p.index + 1, p.b) for p in pairs])
-        t = torch.tensor([p.t for p in pairs], device=self._torch_device).view(-1, 1, 1, 1)
-        out = self._model(frame0, frame1, t, model_scale=self.model_scale)[:, :, :height, :width]
-        scaled = (out.float().clamp_(0.0, 1.0) * _MAX_VALUE[dtype]).round_()
-        as_int = scaled.to(torch.uint8) if dtype == np.uint8 else scaled.to(torch.int32)
-        host = as_int.permute(0, 2, 3, 1).cpu().numpy()
-        return [np.ascontiguousarray(frame, dtype=dtype) for frame in host]
+        assert self._network is not None
+        first = self._frames([(p.index, p.a) for p in pairs])
+        second = self._frames([(p.index + 1, p.b) for p in pairs])
+        return self._network.interpolate(first, second, [p.t for p in pairs], like=pairs[0].a)
 
-    def _frames(self, frames: list[tuple[int, np.ndarray]]) -> torch.Tensor:
-        """N x 7 x H' x W' prepared tensors, padded; computed once per source frame."""
-        assert self._model is not None
+    def _frames(self, frames: list[tuple[int, np.ndarray]]) -> list[Any]:
+        """The prepared form of each frame; computed once per source frame."""
+        assert self._network is not None
         marks = [_fingerprint(array) for _, array in frames]
         missing: dict[int, tuple[Fingerprint, np.ndarray]] = {}
         for (index, array), mark in zip(frames, marks, strict=True):
@@ -209,26 +282,15 @@ class RifeInterpolator:
             if cached is None or cached[0] != mark:
                 missing[index] = (mark, array)
         if missing:
-            images = torch.stack([self._to_tensor(array) for _, array in missing.values()])
-            prepared = self._model.prepare(images)
-            for (index, (mark, _)), tensor in zip(missing.items(), prepared, strict=True):
-                self._prepared[index] = (mark, tensor)
+            prepared = self._network.prepare([array for _, array in missing.values()])
+            for (index, (mark, _)), item in zip(missing.items(), prepared, strict=True):
+                self._prepared[index] = (mark, item)
         for index, _ in frames:
             self._prepared.move_to_end(index)
-        stacked = torch.stack([self._prepared[index][1] for index, _ in frames])
+        found = [self._prepared[index][1] for index, _ in frames]
         while len(self._prepared) > self.batch_size + 2:
             self._prepared.popitem(last=False)
-        return stacked
-
-    def _to_tensor(self, array: np.ndarray) -> torch.Tensor:
-        height, width = array.shape[:2]
-        unit = 1.0 / _MAX_VALUE[array.dtype]
-        if array.dtype == np.uint16:
-            array = array.astype(np.int32)  # torch has no arithmetic on uint16
-        elif not array.flags.writeable:
-            array = array.copy()  # torch warns on read-only memory (frames decoded with frombuffer)
-        image = torch.from_numpy(array).to(self._torch_device).permute(2, 0, 1).to(self._dtype) * unit
-        return F.pad(image, (0, -width % self._pad, 0, -height % self._pad))
+        return found
 
 
 def _fingerprint(array: np.ndarray) -> Fingerprint:

@@ -1,0 +1,222 @@
+"""RIFE's backends: choosing one, the rearranged forward pass, OpenVINO against torch, the compiled cache.
+
+OpenVINO converts the real v4.25 network once per frame size (about 10 s): the tests share one
+temporary cache and use 320x192 crops of real footage.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from loguru import logger
+
+from midframe.config import EngineConfig
+from midframe.engine.interpolators.base import FramePair
+from midframe.engine.interpolators.rife.backends import choose_backend, importable
+from midframe.engine.interpolators.rife.model import IFNet
+from midframe.engine.interpolators.rife.openvino_net import cache_key, entry_name, import_openvino
+from midframe.engine.interpolators.rife.runner import RifeInterpolator
+from midframe.engine.interpolators.rife.weights import installed_weights, load_state_dict
+from midframe.errors import ConfigError, EngineError
+from tests.media import ffmpeg_exe
+
+needs_openvino = pytest.mark.skipif(not importable("openvino"), reason="the openvino package is not installed")
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    peak = 65535.0 if a.dtype == np.uint16 else 255.0
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
+
+
+class Said:
+    """Collects log lines (loguru) at INFO and above."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __enter__(self) -> Said:
+        self._sink = logger.add(lambda message: self.lines.append(str(message)), level="INFO")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logger.remove(self._sink)
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+
+@pytest.fixture(scope="module")
+def crops(bigbuckbunny: Path) -> list[np.ndarray]:
+    """Frames 60..64 of bigbuckbunny.mp4, a 320x192 crop with motion."""
+    raw = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(bigbuckbunny), "-vf", r"select=between(n\,60\,64),crop=320:192:480:300",
+         "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True,
+    ).stdout
+    return list(np.frombuffer(raw, np.uint8).reshape(-1, 192, 320, 3).copy())
+
+
+@pytest.fixture(scope="module")
+def torch_rife(rife_weights: Path):
+    engine = RifeInterpolator(EngineConfig(device="cpu", backend="torch"), rife_weights)
+    engine.load()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def openvino_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if importable("openvino"):
+        # OpenVINO's converter starts tqdm's monitor thread once per process: here, not inside a test.
+        tiny = torch.export.export(torch.nn.Conv2d(3, 3, 3), (torch.zeros(1, 3, 8, 8),))
+        import_openvino().convert_model(tiny)
+    return tmp_path_factory.mktemp("rife-openvino")
+
+
+@pytest.fixture(scope="module")
+def openvino_rife(rife_weights: Path, openvino_cache: Path):
+    engine = RifeInterpolator(EngineConfig(device="cpu", backend="auto"), rife_weights, cache_dir=openvino_cache)
+    engine.load()
+    yield engine
+    engine.close()
+
+
+# --- choosing ------------------------------------------------------------------------------------
+
+
+def test_auto_takes_openvino_on_the_cpu_only_where_it_is_installed() -> None:
+    assert choose_backend("auto", device_type="cpu", openvino_installed=True).backend == "openvino"
+    fallback = choose_backend("auto", device_type="cpu", openvino_installed=False)
+    assert fallback.backend == "torch" and not fallback.explicit and "pip install openvino" in fallback.reason
+    assert choose_backend("auto", device_type="cuda", openvino_installed=True).backend == "torch"
+    assert choose_backend("torch", device_type="cpu", openvino_installed=True).explicit
+
+
+def test_an_explicit_backend_that_cannot_run_is_an_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"engine.backend = 'openvino': the openvino package is not installed"):
+        choose_backend("openvino", device_type="cpu", openvino_installed=False)
+    with pytest.raises(ConfigError, match=r"engine.backend = 'openvino' runs on the CPU only.*cuda"):
+        choose_backend("openvino", device_type="cuda", openvino_installed=True)
+
+
+def test_batch_size_auto_is_one_on_the_cpu(rife_weights: Path) -> None:
+    engine = RifeInterpolator(EngineConfig(device="cpu"), rife_weights, openvino_installed=False)
+    assert engine.batch_size == 1 and engine.backend == "torch" and engine.threads >= 1
+    assert RifeInterpolator(EngineConfig(device="cpu", batch_size=3), rife_weights).batch_size == 3
+
+
+# --- the rearranged forward pass -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_scale", [1.0, 0.5])
+def test_rearranged_forward_equals_the_published_one(rife_weights: Path, crops, model_scale: float) -> None:
+    model = IFNet()
+    model.load_state_dict(load_state_dict(rife_weights))
+    model.eval()
+    multiple = 64 if model_scale == 1.0 else 128
+
+    def prepared(frame: np.ndarray) -> torch.Tensor:
+        image = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255.0
+        return model.prepare(F.pad(image, (0, -320 % multiple, 0, -192 % multiple)))
+
+    with torch.inference_mode():
+        a = torch.cat([prepared(crops[0]), prepared(crops[2])])
+        b = torch.cat([prepared(crops[2]), prepared(crops[4])])
+        t = torch.tensor([0.5, 0.3]).view(2, 1, 1, 1)
+        fast = model(a, b, t, model_scale=model_scale)
+        published = model._forward_general(a, b, t, model_scale)
+    assert fast.shape == published.shape
+    assert (fast - published).abs().max().item() < 2e-4
+    assert (fast - published).abs().mean().item() < 1e-6
+
+
+# --- OpenVINO against torch ----------------------------------------------------------------------
+
+
+@needs_openvino
+def test_openvino_matches_torch_on_real_frames_and_keeps_t_an_input(openvino_rife, torch_rife, crops) -> None:
+    assert openvino_rife.backend == "openvino"
+    pairs = [FramePair(0, crops[0], crops[2], 0.5), FramePair(0, crops[0], crops[2], 0.25),
+             FramePair(2, crops[2], crops[4], 0.75)]
+    with Said() as said:
+        made = openvino_rife.interpolate(pairs)
+    assert said.has("compiling RIFE for 320x192 with OpenVINO (once per size, ~")
+    reference = torch_rife.interpolate(pairs)
+    for ours, theirs in zip(made, reference, strict=True):
+        assert ours.shape == (192, 320, 3) and ours.dtype == np.uint8 and ours.flags.c_contiguous
+        assert psnr(ours, theirs) > 60
+    assert psnr(made[0], made[1]) < 45  # t is an input: t=0.25 is another picture than t=0.5
+    truth = crops[1]
+    assert psnr(made[0], truth) > psnr(((crops[0].astype(float) + crops[2]) / 2).round(), truth)
+
+
+@needs_openvino
+def test_converted_graphs_are_cached_by_key_and_reused(rife_weights: Path, openvino_rife, openvino_cache: Path,
+                                                       crops) -> None:
+    openvino_rife.interpolate([FramePair(0, crops[0], crops[2], 0.5)])  # converted by now
+    entries = [p for p in openvino_cache.iterdir() if p.is_dir()]
+    assert len(entries) == 1 and entries[0].name.startswith("320x192-uint8-s1-")
+    key = json.loads((entries[0] / "key.json").read_text())
+    assert key["weights_sha256"] == installed_weights(rife_weights).file_sha256
+    assert {"openvino", "torch", "code", "height", "width", "dtype", "model_scale"} <= set(key)
+    assert not any(p.name.endswith(".part") for p in openvino_cache.iterdir())
+    again = RifeInterpolator(EngineConfig(device="cpu", backend="openvino"), rife_weights, cache_dir=openvino_cache)
+    again.load()
+    try:
+        with Said() as said:
+            out = again.interpolate([FramePair(0, crops[0], crops[2], 0.5)])[0]
+    finally:
+        again.close()
+    assert not said.has("compiling RIFE")
+    assert np.array_equal(out, openvino_rife.interpolate([FramePair(0, crops[0], crops[2], 0.5)])[0])
+
+
+@needs_openvino
+def test_a_damaged_cache_entry_is_converted_again_and_16_bit_frames_match_torch(
+    rife_weights: Path, openvino_rife, torch_rife, openvino_cache: Path, crops
+) -> None:
+    import openvino
+
+    key = cache_key(weights_sha256=installed_weights(rife_weights).file_sha256, openvino_version=openvino.__version__,
+                    size=(192, 320), dtype=np.dtype(np.uint16), model_scale=1.0)
+    damaged = openvino_cache / entry_name(key)
+    damaged.mkdir()
+    (damaged / "key.json").write_text("{}")
+    (damaged / "prepare.xml").write_text("<not a model")
+    a, b = crops[0].astype(np.uint16) * 257, crops[2].astype(np.uint16) * 257
+    with Said() as said:
+        deep = openvino_rife.interpolate([FramePair(20, a, b, 0.5)])[0]
+    assert said.has("unreadable") and said.has("compiling RIFE for 320x192")
+    assert deep.dtype == np.uint16 and deep.max() > 255
+    assert psnr(deep, torch_rife.interpolate([FramePair(20, a, b, 0.5)])[0]) > 60
+    assert (damaged / "forward.xml").is_file()
+
+
+@needs_openvino
+def test_openvino_that_cannot_store_its_graphs_falls_back_to_torch_unless_named(rife_weights: Path, tmp_path: Path,
+                                                                               crops, torch_rife) -> None:
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file where the cache folder should be")
+    auto = RifeInterpolator(EngineConfig(device="cpu"), rife_weights, cache_dir=not_a_folder)
+    auto.load()
+    try:
+        with Said() as said:
+            out = auto.interpolate([FramePair(0, crops[0], crops[2], 0.5)])[0]
+    finally:
+        auto.close()
+    assert auto.backend == "torch" and said.has("using torch on the CPU")
+    assert np.array_equal(out, torch_rife.interpolate([FramePair(0, crops[0], crops[2], 0.5)])[0])
+    named = RifeInterpolator(EngineConfig(device="cpu", backend="openvino"), rife_weights, cache_dir=not_a_folder)
+    named.load()
+    try:
+        with pytest.raises(EngineError, match=r"engine.backend = 'openvino' cannot run: .*cache"):
+            named.interpolate([FramePair(0, crops[0], crops[2], 0.5)])
+    finally:
+        named.close()
