@@ -115,18 +115,16 @@ def _sample_at(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
 
 
 class _FullFlow:
-    """One flow (channels ``first``, ``first + 1`` of the block outputs) enlarged to full size and summed;
-    each block's output is added once."""
+    """The block flows enlarged to full size and summed; each block's output is added once."""
 
-    def __init__(self, size: tuple[int, int], first: int) -> None:
+    def __init__(self, size: tuple[int, int]) -> None:
         self.size = size
-        self.first = first
         self.total: torch.Tensor | None = None
         self.counted = 0
 
     def __call__(self, outputs: list[tuple[torch.Tensor, int]]) -> torch.Tensor:
         for out, scale in outputs[self.counted :]:
-            term = _resize(out[:, self.first : self.first + 2], self.size) * float(scale)
+            term = _resize(out[:, :4], self.size) * float(scale)
             self.total = term if self.total is None else self.total + term
         self.counted = len(outputs)
         assert self.total is not None
@@ -245,28 +243,23 @@ class IFNet(nn.Module):
         return self._forward_general(frame0, frame1, t, model_scale)
 
     def _forward_pow2(self, frame0: torch.Tensor, frame1: torch.Tensor, t: torch.Tensor, model_scale: float) -> torch.Tensor:
-        """The published computation rearranged (see the module docstring); block scales 2^k only.
-
-        The two flows (to frame 0, to frame 1) are kept apart from each block's output on, so that no
-        full-size tensor is ever split.
-        """
+        """The published computation rearranged (see the module docstring); block scales 2^k only."""
         height, width = frame0.shape[-2], frame0.shape[-1]
         blocks = (self.block0, self.block1, self.block2, self.block3, self.block4)
         outputs: list[tuple[torch.Tensor, int]] = []  # each block's 13 channels at its own size, its scale
-        full = (_FullFlow((height, width), 0), _FullFlow((height, width), 2))
+        full_flow = _FullFlow((height, width))
         for block, base_scale in zip(blocks, BLOCK_SCALES, strict=True):
             scale = int(base_scale / model_scale)
             small = (height // scale, width // scale)
             if not outputs:
                 parts = [_shrink(frame0, scale), _shrink(frame1, scale)]
             else:
-                if scale > 2:  # the flows only at the pixels the shrink reads
+                if scale > 2:  # the flow only at the pixels the shrink reads
                     centres = self.warp.centres(height, width, scale, frame0.device)
-                    flows = [_total([_sample_at(out[:, c : c + 2], centres) * float(s) for out, s in outputs])
-                             for c in (0, 2)]
+                    flow = _total([_sample_at(out[:, :4], centres) * float(s) for out, s in outputs])
                 else:
-                    flows = [flow(outputs) for flow in full]
-                seen = [self.warp(frame0, flows[0], step=scale), self.warp(frame1, flows[1], step=scale)]
+                    flow = full_flow(outputs)
+                seen = [self.warp(frame0, flow[:, :2], step=scale), self.warp(frame1, flow[:, 2:4], step=scale)]
                 if scale > 1:
                     seen = [F.avg_pool2d(x, 2) for x in seen]
                 previous = outputs[-1][0]
@@ -274,8 +267,8 @@ class IFNet(nn.Module):
                 parts = [*seen, _resize(previous[:, 4:], small), small_flow]
             parts.insert(2, t.expand(-1, 1, *small))
             outputs.append((block.forward_grouped(torch.cat(parts, 1)), scale))
-        warped0 = self.warp(frame0[:, :3], full[0](outputs))
-        warped1 = self.warp(frame1[:, :3], full[1](outputs))
+        flow = full_flow(outputs)
+        warped0, warped1 = self.warp(frame0[:, :3], flow[:, :2]), self.warp(frame1[:, :3], flow[:, 2:4])
         mask = _resize(outputs[-1][0][:, 4:5], (height, width))
         return torch.lerp(warped1, warped0, torch.sigmoid(mask))
 
