@@ -232,7 +232,9 @@ def whole_process(clip: Path, folder: Path, args: argparse.Namespace, tag: str) 
     made = max(1, data["frames_interpolated"])
     return {"process_s": process_s, "wall_s": data["wall_s"], "model_s": data["model_s"], "new_frames": made,
             "frames_out": data["frames_out"], "s_per_new_frame": process_s / made,
-            "backend": data.get("extra", {}).get("backend"), "threads": data.get("extra", {}).get("threads")}
+            "backend": data.get("extra", {}).get("backend"), "threads": data.get("extra", {}).get("threads"),
+            "decode_wait_s": data.get("extra", {}).get("decode_wait_s"),
+            "encode_wait_s": data.get("extra", {}).get("encode_wait_s")}
 
 
 # --- tables ---------------------------------------------------------------------------------------------
@@ -273,7 +275,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=5, help="source frames per cell (timed pairs = frames - 2)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; medians are reported")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--whole-frames", type=int, default=60, help="720p frames for the whole-process run; 0: skip")
+    parser.add_argument("--whole-frames", type=int, default=100, help="720p frames for the whole-process run; 0: skip")
+    parser.add_argument("--peak-gflops", type=float, help="the CPU's fp32 peak, if known (default: measured)")
     parser.add_argument("--clip", help="source clip (default: bigbuckbunny.mp4)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", nargs=2, metavar=("ENGINE", "RESOLUTION"), help=argparse.SUPPRESS)
@@ -293,7 +296,7 @@ def main() -> int:
         if resolution not in RESOLUTIONS:
             parser.error(f"unknown resolution {resolution}; choose from {', '.join(RESOLUTIONS)}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    peak = measured_peak_gflops(cores)
+    peak = args.peak_gflops or measured_peak_gflops(cores)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     cells: dict[tuple[str, str], list[dict]] = {(e, r): [] for r in resolutions for e in engines}
     whole: list[dict] = []
@@ -315,7 +318,8 @@ def main() -> int:
     load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(cell_table(cells, peak))
     print(f"\nmedians of {args.rounds} interleaved rounds, {args.frames - 2} timed pairs per cell after a warm-up pair; "
-          f"{cores} cores; measured fp32 peak {peak:.0f} GFLOP/s (one thread's sgemm x {cores}); "
+          f"{cores} cores; fp32 peak {peak:.0f} GFLOP/s "
+          f"({'given' if args.peak_gflops else f'measured: one thread sgemm x {cores}'}); "
           f"load average before {load_before and f'{load_before[0]:.2f}'}, after {load_after and f'{load_after[0]:.2f}'}")
     result: dict = {"cells": {f"{e} {r}": rows for (e, r), rows in cells.items()}, "peak_gflops": peak,
                     "whole": whole, "load": [load_before, load_after]}
