@@ -157,7 +157,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     for job in jobs:
         error = f"  ({job['error']})" if job.get("error") else ""
-        print(f"{job['id']:>5}  {job['state']:<9}  {job['name']}{error}")
+        profile = f"[{job['profile']}] " if job.get("profile") else ""
+        print(f"{job['id']:>5}  {job['state']:<9}  {profile}{job['name']}{error}")
     return 0
 
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import platformdirs
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from midframe.errors import ConfigError
 
@@ -21,6 +21,9 @@ VIDEO_EXTENSIONS = (
     "mp4", "mkv", "mov", "avi", "webm", "m4v", "mts", "m2ts", "wmv", "flv", "ts", "mpg",
 )
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# A profile's name is its folder's name in the inbox: plain, so it means the same folder everywhere.
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+PROFILE_SECTIONS = ("engine", "output")
 
 
 def _snap_ntsc(value: Fraction) -> Fraction:
@@ -62,6 +65,8 @@ class EngineConfig(_Section):
     name: Literal["rife", "dis", "blend"] = "rife"
     factor: int = Field(2, ge=2, le=16)
     target_fps: Fraction | None = None
+    # smooth: more frames over the same time. slowmo: the source's frame rate, `factor` times longer.
+    mode: Literal["smooth", "slowmo"] = "smooth"
     device: str = "auto"
     # How RIFE runs: auto (OpenVINO on the CPU when installed, else torch; torch on CUDA), torch, openvino.
     backend: Literal["auto", "torch", "openvino"] = "auto"
@@ -89,6 +94,14 @@ class EngineConfig(_Section):
             raise ValueError("must be auto or a number of frame pairs from 1 to 256")
         return value
 
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str, info: ValidationInfo) -> str:
+        if value == "slowmo" and info.data.get("target_fps") is not None:
+            raise ValueError("slow motion keeps the source's frame rate and makes the video `factor` times "
+                             "longer; set target_fps: null with it")
+        return value
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
@@ -104,6 +117,8 @@ class OutputConfig(_Section):
     pix_fmt: str = "yuv420p"
     container: str | None = None
     name: str = "{stem}.{fps}fps{ext}"
+    # In slow motion (engine.mode: slowmo): leave the audio out, or slow it down keeping its pitch.
+    slowmo_audio: Literal["drop", "stretch"] = "drop"
 
     @field_validator("container")
     @classmethod
@@ -230,6 +245,18 @@ class FarmConfig(_Section):
         return value
 
 
+class Profile(_Section):
+    """The settings of the inbox folder named after the profile: the top-level engine and output
+    sections with the profile's own keys over them (merged before validation, see ``Config``)."""
+
+    engine: EngineConfig = EngineConfig()
+    output: OutputConfig = OutputConfig()
+
+
+def _as_mapping(section: Any) -> Any:
+    return section.model_dump(exclude_unset=True) if isinstance(section, BaseModel) else section
+
+
 class Config(_Section):
     inbox: Path = Path("~/Videos/midframe/inbox")
     outbox: Path = Path("~/Videos/midframe/outbox")
@@ -240,6 +267,48 @@ class Config(_Section):
     notifications: NotificationsConfig = NotificationsConfig()
     logging: LoggingConfig = LoggingConfig()
     farm: FarmConfig = FarmConfig()
+    profiles: dict[str, Profile] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_profiles(cls, data: Any) -> Any:
+        """Each profile's engine and output become whole sections: the top level's keys, then the
+        profile's. So a profile is validated like the rest, its errors name ``profiles.NAME.engine.KEY``,
+        and what a key was set to (for an engine named rather than defaulted) carries over."""
+        if not isinstance(data, dict) or not isinstance(data.get("profiles"), dict):
+            return data
+        profiles = {}
+        for name, profile in data["profiles"].items():
+            if isinstance(profile, dict):
+                profile = dict(profile)
+                for section in PROFILE_SECTIONS:
+                    top, own = _as_mapping(data.get(section, {})), _as_mapping(profile.get(section, {}))
+                    if isinstance(top, dict) and isinstance(own, dict):
+                        profile[section] = {**top, **own}
+            profiles[name] = profile
+        return {**data, "profiles": profiles}
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names(cls, value: dict[str, Profile]) -> dict[str, Profile]:
+        seen: dict[str, str] = {}
+        for name in value:
+            if not _PROFILE_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} cannot name a profile: its name is a folder of the inbox, made of "
+                                 "letters, digits, - and _ (at most 64, not starting with - or _)")
+            if name.lower() in seen:
+                raise ValueError(f"{seen[name.lower()]!r} and {name!r} differ only in case: on Windows and macOS "
+                                 "they are one folder")
+            seen[name.lower()] = name
+        return value
+
+    def effective(self, profile: str | None) -> Config:
+        """The config a file in ``inbox/<profile>/`` is converted with (None: one in the inbox itself).
+        KeyError when there is no such profile."""
+        if profile is None:
+            return self
+        chosen = self.profiles[profile]
+        return self.model_copy(update={"engine": chosen.engine, "output": chosen.output})
 
 
 @dataclass(frozen=True)
@@ -283,12 +352,29 @@ def default_config_path() -> Path:
 
 def _allowed_keys(section_path: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] = Config
-    for part in section_path:
-        annotation = model.model_fields[str(part)].annotation
+    parts = list(section_path)
+    while parts:
+        annotation = model.model_fields[str(parts.pop(0))].annotation
+        if get_origin(annotation) is dict:  # profiles: the next part is a name
+            annotation = get_args(annotation)[1]
+            if not parts:
+                break
+            parts.pop(0)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             break
         model = annotation
     return list(model.model_fields)
+
+
+def _inherited(error: dict[str, Any], data: dict[str, Any]) -> bool:
+    """An error in a profile's section about a key the profile took from the top level: the top
+    level's own error says it already."""
+    loc = error["loc"]
+    if len(loc) < 4 or loc[0] != "profiles" or loc[2] not in PROFILE_SECTIONS:
+        return False
+    own = (data.get("profiles") or {}).get(loc[1])
+    section = own.get(loc[2], {}) if isinstance(own, dict) else None
+    return isinstance(section, dict) and loc[3] not in section
 
 
 def _describe(error: dict[str, Any], source: str) -> str:
@@ -308,7 +394,8 @@ def config_from_mapping(data: Any, *, source: str = "config") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(err, source) for err in exc.errors())) from None
+        errors = [err for err in exc.errors() if not _inherited(err, data)] or exc.errors()
+        raise ConfigError("\n".join(_describe(err, source) for err in errors)) from None
 
 
 def load_config(path: Path | None) -> Config:

@@ -1,7 +1,8 @@
 """Takes the README's picture of the dashboard (docs/dashboard.png) from a real daemon at work.
 
-A daemon runs on temporary folders with the dis engine; a bad file fails, a short clip is converted, a
-long one is being converted and two more wait in the queue. Chromium (Debian's, through Selenium, as in
+A daemon runs on temporary folders with the dis engine and two profiles (60fps, slowmo-4x); a bad file
+fails, a short clip is converted, a long one is being converted and two more wait in the profiles'
+folders. Chromium (Debian's, through Selenium, as in
 the tests) logs in with `midframe dashboard --print-url` and saves the whole page.
 
     python3 scripts/dashboard_screenshot.py [OUT.png]
@@ -25,6 +26,11 @@ from tests.media import make_clip  # noqa: E402
 CONFIG = {
     "engine": {"name": "dis"},
     "daemon": {"settle_seconds": 0.3},
+    "profiles": {
+        "60fps": {"engine": {"target_fps": 60}},
+        "slowmo-4x": {"engine": {"mode": "slowmo", "factor": 4},
+                      "output": {"name": "{stem}.slowmo{factor}x{ext}", "slowmo_audio": "stretch"}},
+    },
 }
 
 
@@ -53,13 +59,14 @@ def main(out: Path) -> int:
         daemon.start()
         try:
             (daemon.inbox / "notes-renamed.mp4").write_bytes(b"this is a text file, not a video\n" * 40)
-            shutil.copy(make_clip(media / "beach.mp4", seconds=2, size="320x180"), daemon.inbox / "beach.mp4")
+            beach = make_clip(media / "beach.mp4", seconds=2, size="320x180")
+            shutil.copy(beach, daemon.inbox / "slowmo-4x" / "beach.mp4")
             daemon.wait_jobs_final(2, timeout=120)
             shutil.copy(make_clip(media / "holiday.mp4", seconds=90, size="320x180"), daemon.inbox / "holiday.mp4")
             wait_for(lambda: (daemon.status()["current"] or {}).get("progress", 0) > 0.15, timeout=240,
                      what="the long job to be under way")
-            for name in ("birthday.mkv", "concert.mp4"):
-                shutil.copy(make_clip(media / name, seconds=20, size="320x180"), daemon.inbox / name)
+            for name in ("60fps/birthday.mkv", "slowmo-4x/skateboard.mp4"):
+                shutil.copy(make_clip(media / Path(name).name, seconds=20, size="320x180"), daemon.inbox / name)
             wait_for(lambda: daemon.status()["queued"] == 2, timeout=30, what="two queued jobs")
             link = daemon.cli("dashboard", "--print-url").stdout.splitlines()[0]
             with browser.chromium(width=1280, height=900) as driver:

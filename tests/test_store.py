@@ -201,7 +201,7 @@ def test_a_schema_1_database_keeps_its_jobs(tmp_path):
     store = SqliteJobStore(path)
     try:
         old = store.get(1)
-        assert (old.name, old.attempts, old.not_before, old.sha256) == ("old.mp4", 1, None, None)
+        assert (old.name, old.attempts, old.not_before, old.sha256, old.profile) == ("old.mp4", 1, None, None, None)
         assert store.get_flag("paused") == "user"
         claimed = store.claim(now=5.0)
         store.requeue(claimed.id, not_before=9.0)
@@ -209,5 +209,5 @@ def test_a_schema_1_database_keeps_its_jobs(tmp_path):
         assert add(store, "new.mp4").id == 2
     finally:
         store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
     SqliteJobStore(path).close()                          # opening it again is a no-op

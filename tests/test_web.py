@@ -137,7 +137,8 @@ def test_the_view_orders_the_queue_and_the_history():
          "finished_at": 31.0, "output": None, "error": "not a video: no video stream"},
         {"id": 3, "name": "c.mp4", "relpath": "c.mp4", "state": "queued", "queue_seq": 5, "size": 10},
         {"id": 4, "name": "d.mp4", "relpath": "d.mp4", "state": "queued", "queue_seq": -1, "size": 20},
-        {"id": 5, "name": "e.mp4", "relpath": "slow/e.mp4", "state": "running", "queue_seq": 3},
+        {"id": 5, "name": "e.mp4", "relpath": "slow/e.mp4", "state": "running", "queue_seq": 3, "profile": "slow",
+         "workers": {"tcp://10.0.0.2:4000": 3}},
     ]
     status = {"state": "working", "current": {"id": 5, "name": "e.mp4", "progress": 0.5}, "queued": 2, "done": 1,
               "failed": 1}
@@ -146,7 +147,8 @@ def test_the_view_orders_the_queue_and_the_history():
     assert [(job["id"], job["folder"], job["output"], job["duration_s"]) for job in view["history"]] == [
         (2, "60fps", None, 1.0), (1, "", "a.50fps.mp4", 15.5)]
     assert view["history"][0]["error"] == "not a video: no video stream" and view["history"][1]["error"] is None
-    assert view["status"]["current"]["folder"] == "slow" and view["farm"] is None
+    assert view["status"]["current"]["folder"] == "slow" and view["status"]["current"]["profile"] == "slow"
+    assert view["status"]["current"]["workers"] == {"tcp://10.0.0.2:4000": 3} and view["farm"] is None
     assert "/out" not in json.dumps(view)                      # names, not the server's paths
 
 
@@ -200,8 +202,9 @@ class FakeDaemon:
 @pytest.fixture
 def web(tmp_path):
     inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    config = config_from_mapping({"inbox": str(inbox), "daemon": {"upload_max_mb": 1, "extensions": list(EXTENSIONS)}})
+    (inbox / "60fps").mkdir(parents=True)
+    config = config_from_mapping({"inbox": str(inbox), "daemon": {"upload_max_mb": 1, "extensions": list(EXTENSIONS)},
+                                  "engine": {"name": "dis"}, "profiles": {"60fps": {"engine": {"target_fps": 60}}}})
     target = FakeDaemon()
     dashboard = Dashboard(target, sessions=Sessions(), config=lambda: config, inbox=inbox, assets=load_assets(),
                           free_bytes=lambda folder: 1 << 40)
@@ -320,7 +323,21 @@ def test_an_upload_streams_into_the_inbox_under_a_safe_name(web):
     assert upload(web, cookie, "a.mp4", b"x", folder="../state")[0] == 400
     status, answer = upload(web, cookie, "big.mp4", b"x" * ((1 << 20) + 1))
     assert status == 413 and "daemon.upload_max_mb" in answer["error"]
-    assert sorted(p.name for p in web.inbox.iterdir()) == ["holiday (2).mp4", "holiday.mp4"]
+    status, answer = upload(web, cookie, "fast.mp4", b"into a profile", folder="60fps")
+    assert status == 200 and answer == {"name": "fast.mp4", "folder": "60fps", "bytes": 14}
+    assert (web.inbox / "60fps" / "fast.mp4").read_bytes() == b"into a profile"
+    assert sorted(p.name for p in web.inbox.iterdir()) == ["60fps", "holiday (2).mp4", "holiday.mp4"]
+
+
+def test_the_page_lists_the_upload_folders_and_each_profiles_effective_settings(web):
+    cookie = web.login()
+    status, body, _ = web.ask("GET /dashboard/state HTTP/1.1", cookie)
+    assert json.loads(body)["folders"] == ["", "60fps"]
+    status, body, _ = web.ask("GET /dashboard/settings HTTP/1.1", cookie)
+    inbox, fast = json.loads(body)
+    assert (inbox["profile"], inbox["engine"]["name"], inbox["engine"]["target_fps"]) == (None, "dis", None)
+    assert (fast["profile"], fast["engine"]["name"], fast["engine"]["target_fps"]) == ("60fps", "dis", "60")
+    assert fast["folder"] == str(web.inbox / "60fps")
 
 
 def test_an_upload_needs_the_login_before_any_byte_and_a_cut_one_leaves_nothing(web):
@@ -341,6 +358,6 @@ def test_an_upload_needs_the_login_before_any_byte_and_a_cut_one_leaves_nothing(
         assert upload(web, cookie, "other.mp4", b"x")[0] == 503
         assert web.ask("GET /dashboard/state HTTP/1.1", cookie)[0] == 200
     deadline = time.monotonic() + 5
-    while any(web.inbox.iterdir()) and time.monotonic() < deadline:
+    while len(list(web.inbox.iterdir())) > 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list(web.inbox.iterdir()) == []
+    assert [p.name for p in web.inbox.iterdir()] == ["60fps"]

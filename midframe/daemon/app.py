@@ -19,18 +19,18 @@ from loguru import logger
 
 from midframe.config import Config, EngineConfig, default_config_path, load_config, resolve_paths
 from midframe.daemon.checks import SettingsCheck
-from midframe.daemon.control import ControlServer, is_loopback, new_token, remove_control_file, write_control_file
+from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
 from midframe.daemon.files import fingerprint
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.lock import StateLock
 from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
 from midframe.daemon.pauses import SETTINGS
+from midframe.daemon.profiles import make_profile_folders, profile_of
 from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
 from midframe.daemon.store import DB_NAME, JobStore
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
-from midframe.errors import DaemonError
 
 HEARTBEAT_S = 2.0
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
@@ -75,6 +75,7 @@ class Daemon:
         self.watcher: InboxWatcher | None = None
         self.server: ControlServer | None = None
         self.farm: Any = None  # midframe.farm.coordinator.FarmCoordinator with farm.scheduler set
+        self.profile_folders: list[Path] = []
         self._closed = False
 
     @property
@@ -91,6 +92,7 @@ class Daemon:
         prepare_state_dir(paths.state_dir)
         for folder in (paths.inbox, paths.outbox):
             folder.mkdir(parents=True, exist_ok=True)
+        self.profile_folders = make_profile_folders(paths.inbox, config.profiles, reserved=self._own_folders())
         self._lock.acquire()
         try:
             self._start(config)
@@ -126,8 +128,8 @@ class Daemon:
         daemon = config.daemon
         scanner = InboxScanner(
             paths.inbox, on_arrival=self._on_arrival, extensions=daemon.extensions,
-            settle_seconds=daemon.settle_seconds, recursive=daemon.recursive,
-            excluded=(paths.done_dir, paths.failed_dir, paths.outbox, paths.state_dir, paths.log_dir),
+            settle_seconds=daemon.settle_seconds, recursive=daemon.recursive, subfolders=config.profiles,
+            excluded=self._own_folders(),
         )
         self.watcher = InboxWatcher(scanner, polling=daemon.polling, rescan_seconds=daemon.rescan_seconds,
                                     tick_seconds=self._tick_seconds)
@@ -137,6 +139,10 @@ class Daemon:
         logger.info("midframe daemon ready: {} -> {} (API {}, {} queued, pid {})", paths.inbox, paths.outbox, url,
                     counts["queued"], os.getpid())
         self.lifecycle.ready()
+
+    def _own_folders(self) -> tuple[Path, ...]:
+        paths = self.paths
+        return (paths.done_dir, paths.failed_dir, paths.outbox, paths.state_dir, paths.log_dir)
 
     def _open_store(self, path: Path) -> JobStore:
         opened = open_job_store(path)
@@ -178,21 +184,12 @@ class Daemon:
         from midframe.web import Dashboard, Sessions, load_assets
         from midframe.web.upload import remove_stale_uploads
 
-        for stale in remove_stale_uploads([self.paths.inbox]):
+        for stale in remove_stale_uploads([self.paths.inbox, *self.profile_folders]):
             logger.info("removed {}, left by an upload that was cut short", stale)
-        host, port = config.daemon.api_host, config.daemon.api_port
         dashboard = Dashboard(self, sessions=Sessions(), config=self.settings.current, inbox=self.paths.inbox,
                               assets=load_assets())
-        try:
-            server = ControlServer(self, token=new_token(self.paths.state_dir), port=port, host=host, web=dashboard)
-        except OSError as exc:
-            raise DaemonError(f"cannot listen on {host} port {port} (daemon.api_host, daemon.api_port): "
-                              f"{exc.strerror or exc}") from None
-        if not is_loopback(host):
-            logger.warning("the control API and the dashboard are open to the network at {} (daemon.api_host: {}); "
-                           "a login link from `midframe dashboard` or the token is still needed, but nothing is "
-                           "encrypted: use it on a network you trust", ", ".join(server.urls[1:]) or host, host)
-        return server
+        return ControlServer(self, token=new_token(self.paths.state_dir), port=config.daemon.api_port,
+                             host=config.daemon.api_host, web=dashboard)
 
     def request_stop(self) -> None:
         """Ask for a graceful stop; safe from a signal handler (sets flags only)."""
@@ -310,8 +307,11 @@ class Daemon:
             logger.info("job {}: {} settled again ({:.1f} MB)", waiting.id, waiting.relpath, info.st_size / 1e6)
         else:
             relpath = path.relative_to(self.paths.inbox).as_posix()
-            job = store.add(path, relpath=relpath, size=info.st_size, mtime=info.st_mtime, fingerprint=print_)
-            logger.info("job {} queued: {} ({:.1f} MB)", job.id, relpath, info.st_size / 1e6)
+            profile = profile_of(relpath, self.settings.current().profiles)
+            job = store.add(path, relpath=relpath, size=info.st_size, mtime=info.st_mtime, fingerprint=print_,
+                            profile=profile)
+            logger.info("job {} queued: {} ({:.1f} MB{})", job.id, relpath, info.st_size / 1e6,
+                        f", profile {profile}" if profile else "")
         self._wake_worker()
 
     def _wake_worker(self) -> None:

@@ -114,21 +114,33 @@ class SettingsCheck:
         ))
 
     def __call__(self, config: Config) -> list[str]:
-        from midframe.engine.interpolators import engine_chosen
-
         wanted = dict(self.folders)
         if config.daemon.on_success != "move":
             del wanted["daemon.done_dir"]
         attempts: list[Callable[[], object]] = [lambda folder=folder: self._probes.folder(folder)
                                                 for folder in dict.fromkeys(wanted.values())]
-        attempts.append(lambda: self._probes.engine(config.engine, not engine_chosen(config)))
-        if config.output.codec != AUTO:
-            attempts.append(lambda: self._probes.encoder(config.output))
+        problems = self._problems([*attempts, *self._settings_attempts(config)])
+        for name in config.profiles:  # each profile's own engine and output, where they differ
+            mine = config.effective(name)
+            if (mine.engine, mine.output) != (config.engine, config.output):
+                problems += self._problems(self._settings_attempts(mine), f"profile {name} (files in inbox/{name}): ")
+        return problems
+
+    def _problems(self, attempts: list[Callable[[], object]], prefix: str = "") -> list[str]:
         problems: list[str] = []
         for attempt in attempts:
             try:
                 attempt()
             except MidframeError as exc:
                 outcome = setting_outcome(exc, folders=self.folders, work_root=self.paths.outbox / WORK_DIR_NAME)
-                problems.append(outcome.text if outcome is not None else str(exc))
+                problems.append(prefix + (outcome.text if outcome is not None else str(exc)))
         return problems
+
+    def _settings_attempts(self, config: Config) -> list[Callable[[], object]]:
+        """The engine and encoder checks of one set of settings (the top level's or a profile's)."""
+        from midframe.engine.interpolators import engine_chosen
+
+        attempts: list[Callable[[], object]] = [lambda: self._probes.engine(config.engine, not engine_chosen(config))]
+        if config.output.codec != AUTO:
+            attempts.append(lambda: self._probes.encoder(config.output))
+        return attempts

@@ -48,6 +48,7 @@ from midframe.daemon.control_files import (
 )
 from midframe.daemon.httpd import Head, HttpServer, Limits, Request, Response, Stream, error
 from midframe.daemon.store import JobStateError
+from midframe.errors import DaemonError
 
 __all__ = [
     "CONTROL_FILE", "TOKEN_FILE", "ControlClient", "ControlServer", "ControlTarget", "Gate", "Limits",
@@ -220,8 +221,13 @@ class ControlServer:
         self._target = target
         self._token = token
         self._web = web
-        self._http = HttpServer(host=host, port=port, admit=self._admit, handle=self._handle, limits=limits,
-                                name="midframe-control", streams=self._stream)
+        try:
+            self._http = HttpServer(host=host, port=port, admit=self._admit, handle=self._handle, limits=limits,
+                                    name="midframe-control", streams=self._stream)
+        except OSError as exc:
+            raise DaemonError(f"cannot listen on {host} port {port} (daemon.api_host, daemon.api_port): "
+                              f"{exc.strerror or exc}") from None
+        self._host = host
         bound, self.port = self._http.address
         self.hosts = host_names(host, bound=bound, addresses=addresses)
         # Where a client on this machine connects: loopback when listening everywhere.
@@ -239,6 +245,11 @@ class ControlServer:
 
     def start(self) -> str:
         self._http.start()
+        if not is_loopback(self._host):
+            logger.warning("the control API and the dashboard are open to the network at {} (daemon.api_host: {}); "
+                           "a login link from `midframe dashboard` or the token is still needed, but nothing is "
+                           "encrypted: use it on a network you trust", ", ".join(self.urls[1:]) or self._host,
+                           self._host)
         return self.url
 
     def stop(self) -> None:

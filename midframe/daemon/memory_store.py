@@ -28,12 +28,12 @@ class MemoryJobStore:
         return self._next_seq - 1
 
     def add(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
-            now: float | None = None) -> Job:
+            now: float | None = None, profile: str | None = None) -> Job:
         stamp = _now(now)
         with self._lock:
             job = Job(id=self._next_id, path=str(path), name=Path(path).name, relpath=relpath, size=size,
                       mtime=mtime, fingerprint=fingerprint, state="queued", queue_seq=self._seq(),
-                      created_at=stamp, updated_at=stamp)
+                      created_at=stamp, updated_at=stamp, profile=profile)
             self._jobs[job.id] = job
             self._next_id += 1
             return job
@@ -85,6 +85,9 @@ class MemoryJobStore:
 
     def set_content(self, job_id: int, *, sha256: str, settings_key: str) -> None:
         self._update(job_id, sha256=sha256, settings_key=settings_key)
+
+    def set_settings(self, job_id: int, settings: str) -> None:
+        self._update(job_id, settings=settings)
 
     def done_with_content(self, job: Job) -> list[Job]:
         with self._lock:

@@ -52,6 +52,11 @@ def settings_key(engine: EngineConfig, output: OutputConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def settings_json(engine: EngineConfig, output: OutputConfig) -> str:
+    """The engine and output settings a job runs with, as the job store records them."""
+    return json.dumps({"engine": engine.model_dump(mode="json"), "output": output.model_dump(mode="json")})
+
+
 def estimate_output_bytes(source_size: int, engine: EngineConfig, output: OutputConfig) -> int:
     """A generous guess of the room a conversion needs: the frames multiply, a lossless codec is far
     larger than the source, and while the segments are joined they and the joined file exist at once."""

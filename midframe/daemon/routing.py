@@ -147,7 +147,8 @@ class Router:
             failed_with = (config.engine, config.output)
 
             def recheck(current: Config) -> str | None:
-                if (current.engine, current.output) == failed_with:
+                mine = current.effective(job.profile) if job.profile in current.profiles else current
+                if (mine.engine, mine.output) == failed_with:
                     return outcome.text
                 return self._settings_recheck(current)
 

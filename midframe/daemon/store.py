@@ -16,6 +16,7 @@ again): ``claim`` passes it over until then.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -64,16 +65,20 @@ class Job:
     not_before: float | None = None   # a queued job is not claimed before this time (backoff, settling)
     sha256: str | None = None         # of the whole source, once read
     settings_key: str | None = None   # of the engine and output settings it was converted with
+    profile: str | None = None        # the profile of the inbox folder it arrived in (None: the inbox)
+    settings: str | None = None       # JSON: the engine and output settings its last start ran with
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["settings"] = json.loads(self.settings) if self.settings else None
+        return data
 
 
 class JobStore(Protocol):
     """What the watcher, worker and control API need from the job table. Thread-safe."""
 
     def add(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
-            now: float | None = None) -> Job: ...
+            now: float | None = None, profile: str | None = None) -> Job: ...
     def find(self, path: Path, *, size: int, mtime: float) -> Job | None: ...
     def get(self, job_id: int) -> Job | None: ...
     def jobs(self) -> list[Job]: ...
@@ -82,6 +87,7 @@ class JobStore(Protocol):
     def queued_at(self, path: Path) -> Job | None: ...
     def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str) -> Job: ...
     def set_content(self, job_id: int, *, sha256: str, settings_key: str) -> None: ...
+    def set_settings(self, job_id: int, settings: str) -> None: ...
     def done_with_content(self, job: Job) -> Job | None: ...
     def set_progress(self, job_id: int, *, frames_done: int, frames_total: int,
                      resumed_from: int | None = None) -> None: ...
@@ -139,7 +145,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at   REAL,
     not_before    REAL,
     sha256        TEXT,
-    settings_key  TEXT
+    settings_key  TEXT,
+    profile       TEXT,
+    settings      TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, queue_seq, id);
 CREATE INDEX IF NOT EXISTS jobs_path ON jobs (path);
@@ -153,9 +161,9 @@ CREATE TABLE IF NOT EXISTS job_workers (
     PRIMARY KEY (job_id, worker)
 );
 """
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 # Columns added since schema 1, by the version that added them: an older database gains them on opening.
-_ADDED_COLUMNS = {2: ("not_before REAL", "sha256 TEXT", "settings_key TEXT")}
+_ADDED_COLUMNS = {2: ("not_before REAL", "sha256 TEXT", "settings_key TEXT"), 3: ("profile TEXT", "settings TEXT")}
 _COLUMNS = tuple(Job.__dataclass_fields__)
 
 
@@ -210,14 +218,14 @@ class SqliteJobStore:
             return [self._job(row) for row in self._db.execute(sql, args).fetchall()]  # type: ignore[misc]
 
     def add(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
-            now: float | None = None) -> Job:
+            now: float | None = None, profile: str | None = None) -> Job:
         stamp = _now(now)
         with self._transaction() as db:
             seq = db.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs").fetchone()[0]
             cursor = db.execute(
                 "INSERT INTO jobs (path, name, relpath, size, mtime, fingerprint, state, queue_seq, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-                (str(path), Path(path).name, relpath, size, mtime, fingerprint, seq, stamp, stamp),
+                " updated_at, profile) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (str(path), Path(path).name, relpath, size, mtime, fingerprint, seq, stamp, stamp, profile),
             )
             return self._one(db, "SELECT * FROM jobs WHERE id = ?", cursor.lastrowid)  # type: ignore[return-value]
 
@@ -265,6 +273,10 @@ class SqliteJobStore:
     def set_content(self, job_id: int, *, sha256: str, settings_key: str) -> None:
         with self._transaction() as db:
             db.execute("UPDATE jobs SET sha256 = ?, settings_key = ? WHERE id = ?", (sha256, settings_key, job_id))
+
+    def set_settings(self, job_id: int, settings: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET settings = ? WHERE id = ?", (settings, job_id))
 
     def done_with_content(self, job: Job) -> list[Job]:
         return self._read("SELECT * FROM jobs WHERE state = 'done' AND fingerprint = ? AND sha256 = ? AND settings_key = ?"

@@ -66,6 +66,7 @@ class InboxScanner:
         extensions: Iterable[str],
         settle_seconds: float,
         recursive: bool = False,
+        subfolders: Iterable[str] = (),
         excluded: Iterable[Path] = (),
         stat: Callable[[Path], os.stat_result] = os.stat,
         scandir: Callable[[Path], Iterator[os.DirEntry[str]]] = os.scandir,
@@ -75,6 +76,8 @@ class InboxScanner:
     ) -> None:
         self.inbox = Path(inbox)
         self.recursive = recursive
+        # Folders of the inbox watched even when it is not recursive (the profiles' folders).
+        self.subfolders = frozenset(subfolders)
         self.settle_seconds = settle_seconds
         self.order_window_s = order_window_s
         self._on_arrival = on_arrival
@@ -95,6 +98,11 @@ class InboxScanner:
         self._not_regular: set[Path] = set()
 
     @property
+    def recursive_anywhere(self) -> bool:
+        """Whether events below the inbox's top level matter (sub-folders or profile folders)."""
+        return self.recursive or bool(self.subfolders)
+
+    @property
     def pending(self) -> int:
         with self._lock:
             return len(self._candidates)
@@ -104,8 +112,8 @@ class InboxScanner:
             relative = folder.relative_to(self.inbox)
         except ValueError:
             return False
-        if relative.parts and not self.recursive:
-            return False
+        if relative.parts and not self.recursive and (len(relative.parts) > 1 or relative.parts[0] not in self.subfolders):
+            return False  # not recursive: only the profiles' folders themselves, not what is below them
         if any(is_partial_name(part) for part in relative.parts):
             return False
         return not any(folder.is_relative_to(excluded) for excluded in self._excluded)
@@ -260,7 +268,7 @@ class _EventHandler(FileSystemEventHandler):
             return
         path = self._path(event, "dest_path" if event.event_type == "moved" else "src_path")
         if event.is_directory:
-            if event.event_type in ("created", "moved") and self._scanner.recursive:
+            if event.event_type in ("created", "moved") and self._scanner.recursive_anywhere:
                 self._scanner.note_folder(path, now=self._clock())
         else:
             self._scanner.note(path, now=self._clock())
@@ -302,7 +310,7 @@ class InboxWatcher:
         for kind in kinds:
             observer = kind()
             try:
-                observer.schedule(handler, str(self.scanner.inbox), recursive=self.scanner.recursive)
+                observer.schedule(handler, str(self.scanner.inbox), recursive=self.scanner.recursive_anywhere)
                 observer.start()
             except OSError as exc:
                 logger.warning("cannot watch {} with {}: {}; polling instead", self.scanner.inbox, kind.__name__, exc)

@@ -21,8 +21,9 @@ from loguru import logger
 from midframe.config import Config, EngineConfig, Paths
 from midframe.daemon import files
 from midframe.daemon.finishing import Finisher
-from midframe.daemon.naming import estimate_output_bytes, output_extension, settings_key
+from midframe.daemon.naming import estimate_output_bytes, output_extension, settings_json, settings_key
 from midframe.daemon.notify import Notifier, format_duration
+from midframe.daemon.outcomes import Outcome
 from midframe.daemon.pauses import DISK, FARM, SETTINGS, Pause, Pauses
 from midframe.daemon.routing import Router
 from midframe.daemon.store import Job, JobStore
@@ -293,6 +294,13 @@ class Worker:
 
     def _work(self, job: Job, config: Config) -> None:
         try:
+            if job.profile is not None and job.profile not in config.profiles:
+                self.router.apply(job, Outcome(
+                    "input", f"{job.relpath}: its folder's profile {job.profile!r} is no longer in the config",
+                    f"add profiles.{job.profile} back, or drop the file into the inbox itself for the top-level "
+                    "settings"), config)
+                return
+            config = config.effective(job.profile)
             self._process(job, config)
         except Exception as exc:
             latest = self.store.get(job.id)
@@ -331,6 +339,7 @@ class Worker:
         work_dir = self.work_dir(job.id)
         if not config.resume.enabled:
             files.remove_tree(work_dir)
+        self.store.set_settings(job.id, settings_json(config.engine, config.output))
         running = _Running(job, JobControl(), started=self._clock())
         with self._lock:
             self._running[job.id] = running

@@ -23,7 +23,8 @@ from midframe.config import EngineConfig, OutputConfig, ResumeConfig
 from midframe.engine.ffmpeg import QUIET, FFmpeg, run
 from midframe.engine.probe import VideoInfo, first_error_line, probe
 from midframe.engine.reader import decode_pix_fmt
-from midframe.engine.timeline import Timeline, factor_timeline, fps_timeline
+from midframe.engine.slowmo import slow_streams
+from midframe.engine.timeline import Timeline, factor_timeline, fps_timeline, slow_motion
 from midframe.engine.writer import EncodeSpec, is_rgb_pix_fmt, segment_format
 from midframe.errors import ConfigError, MediaError
 
@@ -35,12 +36,14 @@ MAX_RATE_NUMERATOR = 1_000_000
 
 @dataclass(frozen=True)
 class StreamPlan:
-    """What the join does with one source stream: ``copy``, an encoder name, or ``drop``."""
+    """What the join does with one source stream: ``copy``, an encoder name, or ``drop``; an encoded
+    stream may pass through an ffmpeg ``filter`` (slow motion's atempo)."""
 
     index: int
     kind: str
     codec: str
     action: str
+    filter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class OutputPlan:
     rotation: int  # degrees written to the output's display matrix (0: none)
     segment_frames: int
     streams: tuple[StreamPlan, ...]
+    chapters: bool = True  # the source's chapters (not in slow motion: they are timed for its speed)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -66,11 +70,18 @@ class OutputPlan:
             rotation=int(data["rotation"]),
             segment_frames=int(data["segment_frames"]),
             streams=tuple(StreamPlan(**item) for item in data["streams"]),
+            chapters=bool(data.get("chapters", True)),
         )
 
 
 def build_timeline(info: VideoInfo, engine: EngineConfig) -> Timeline:
-    """The output timeline: ``--fps`` exact in time; ``--factor`` exact in frames (see module doc)."""
+    """The output timeline: ``--fps`` exact in time; ``--factor`` exact in frames (see module doc);
+    slow motion (``engine.mode: slowmo``) is the ``--factor`` timeline at the source's rate."""
+    timeline = _smooth_timeline(info, engine)
+    return slow_motion(timeline, factor=engine.factor) if engine.mode == "slowmo" else timeline
+
+
+def _smooth_timeline(info: VideoInfo, engine: EngineConfig) -> Timeline:
     if engine.target_fps is not None:
         return fps_timeline(timestamps=info.timestamps, duration=info.duration, target_fps=engine.target_fps)
     if info.vfr:
@@ -199,6 +210,19 @@ def _plan_streams(info: VideoInfo, check: _Preflight) -> tuple[StreamPlan, ...]:
     return tuple(plans)
 
 
+def _slow_motion_streams(info: VideoInfo, streams: tuple[StreamPlan, ...], check: _Preflight, *, factor: int,
+                         audio: str) -> tuple[StreamPlan, ...]:
+    def encoder_for(stream: StreamPlan) -> str | None:
+        fallback = _audio_fallback(check.suffix.lower())
+        return fallback[1] if check.mux_stream(info.path, stream.index, fallback) else None
+
+    slowed = tuple(slow_streams(streams, factor=factor, audio=audio, encoder_for=encoder_for))
+    stretched = sum(1 for stream in slowed if stream.filter)
+    logger.info("{}: slow motion x{}: {}; subtitles and chapters left out", info.path.name, factor,
+                f"{stretched} audio stream(s) slowed down, pitch kept" if stretched else "no audio")
+    return slowed
+
+
 def make_plan(
     info: VideoInfo,
     *,
@@ -242,6 +266,8 @@ def make_plan(
             if error:
                 raise ConfigError(f"output: {output.codec} cannot encode {spec.width}x{spec.height}: {error}")
         streams = _plan_streams(info, check)
+        if engine.mode == "slowmo":
+            streams = _slow_motion_streams(info, streams, check, factor=engine.factor, audio=output.slowmo_audio)
     finally:
         check.cleanup()
     return OutputPlan(
@@ -251,4 +277,5 @@ def make_plan(
         rotation=info.rotation if keep_rotation else 0,
         segment_frames=_segment_frames(resume, timeline.fps_out),
         streams=streams,
+        chapters=engine.mode != "slowmo",
     )

@@ -170,7 +170,9 @@ def join_command(
             codecs += [f"-c:{number}", stream.action]
             if stream.kind == "audio":
                 codecs += [f"-b:{number}", "160k" if stream.action == "libopus" else "192k"]
-    cmd += [*codecs, "-map_metadata", "1", "-map_chapters", "1"]
+        if stream.filter:
+            codecs += [f"-filter:{number}", stream.filter]
+    cmd += [*codecs, "-map_metadata", "1", "-map_chapters", "1" if plan.chapters else "-1"]
     cmd += rotation_out
     if output.suffix.lower() in (".mp4", ".m4v", ".mov"):
         cmd += ["-movflags", "+faststart"]

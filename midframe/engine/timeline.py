@@ -9,6 +9,10 @@ sources map without accumulated rounding. Two kinds of timeline:
 - ``fps_timeline``: a constant output rate ``F``; output ``j`` shows the source at time ``j/F``, and the
   number of output frames is ``round(duration*F)``, so the end differs from the source's by at most
   half an output frame (audio stays in sync over any length).
+
+``slow_motion`` shows another timeline's frames ``factor`` times slower: the same output frames at
+``fps_out / factor``, so ``factor_timeline(factor=N)`` slowed by N keeps the source's rate and lasts
+exactly N times as long.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-__all__ = ["OutputFrame", "Timeline", "FactorTimeline", "FpsTimeline", "factor_timeline", "fps_timeline"]
+__all__ = ["OutputFrame", "Timeline", "FactorTimeline", "FpsTimeline", "SlowMotion", "factor_timeline", "fps_timeline",
+           "slow_motion"]
 
 # |t| below this counts as exactly the source frame (copied, never interpolated).
 SNAP = 1e-9
@@ -168,3 +173,29 @@ def fps_timeline(*, timestamps: Sequence[Fraction], duration: Fraction, target_f
         _ticks=tuple(int(ts * tick_rate) for ts in stamps),
         _tick_rate=tick_rate,
     )
+
+
+@dataclass(frozen=True)
+class SlowMotion(Timeline):
+    """``inner``'s output frames, each shown ``factor`` times as long."""
+
+    inner: Timeline | None = None
+    factor: int = 1
+
+    def _locate(self, index: int) -> tuple[int, float]:
+        assert self.inner is not None
+        return self.inner._locate(index)
+
+    def frames(self, start: int = 0) -> Iterator[OutputFrame]:
+        assert self.inner is not None
+        return self.inner.frames(start)
+
+
+def slow_motion(timeline: Timeline, *, factor: int) -> Timeline:
+    """``timeline`` played ``factor`` times slower (``factor`` 1: ``timeline`` itself)."""
+    if factor < 1:
+        raise ValueError(f"factor = {factor}: must be at least 1")
+    if factor == 1:
+        return timeline
+    return SlowMotion(frames_in=timeline.frames_in, frames_out=timeline.frames_out,
+                      fps_out=timeline.fps_out / factor, inner=timeline, factor=factor)

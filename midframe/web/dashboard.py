@@ -39,13 +39,17 @@ class DashboardTarget(Protocol):
 
 
 def effective_settings(config: Config, inbox: Path) -> list[dict[str, Any]]:
-    """What a file dropped in each folder is converted with, as the page lists it."""
-    return [{"profile": None, "folder": str(inbox),
-             "engine": config.engine.model_dump(mode="json"), "output": config.output.model_dump(mode="json")}]
+    """What a file dropped in each folder is converted with: the inbox's, then each profile's."""
+    rows = []
+    for name in (None, *config.profiles):
+        mine = config.effective(name)
+        rows.append({"profile": name, "folder": str(inbox / name if name else inbox),
+                     "engine": mine.engine.model_dump(mode="json"), "output": mine.output.model_dump(mode="json")})
+    return rows
 
 
 def profile_names(config: Config) -> list[str]:
-    return []
+    return list(config.profiles)
 
 
 class Dashboard:

@@ -48,6 +48,7 @@ def _finished(job: Mapping[str, Any]) -> dict[str, Any]:
         "finished_at": finished,
         "error": job.get("error") if job["state"] != "done" else None,
         "duplicate_of": job.get("duplicate_of"),
+        "workers": job.get("workers"),  # farm workers: {address: segments made}
     }
 
 
@@ -56,7 +57,8 @@ def dashboard_state(status: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]]
     current = status.get("current")
     if current is not None:
         row = next((job for job in jobs if job["id"] == current["id"]), None)
-        current = {**current, "folder": _folder(row) if row else "", "profile": row.get("profile") if row else None}
+        current = {**current, "folder": _folder(row) if row else "", "profile": row.get("profile") if row else None,
+                   "workers": row.get("workers") if row else None}
     queue = sorted((job for job in jobs if job["state"] == "queued"),
                    key=lambda job: (job.get("queue_seq", 0), job["id"]))
     finished = sorted((job for job in jobs if job["state"] in FINAL_STATES),

@@ -197,7 +197,7 @@ function drawQueue(queue) {
     return el("tr", { "data-id": job.id },
       el("td", { class: "num", text: job.id }),
       el("td", { class: "name", text: job.name }),
-      el("td", { text: folderLabel(job.folder) }),
+      el("td", { class: "folder", text: folderLabel(job.folder) }),
       el("td", { class: "num", text: bytes(job.size) }),
       el("td", { class: "note", text: note }),
       el("td", { class: "actions" },
@@ -222,32 +222,30 @@ function drawHistory(history, total) {
                      onclick: () => act("POST", `/jobs/${job.id}/retry`, `${job.name} queued again`) }, "Retry");
     return el("tr", { "data-id": job.id, "data-state": job.state },
       el("td", { class: "name", text: job.name }),
-      el("td", { text: folderLabel(job.folder) }),
+      el("td", { class: "folder", text: folderLabel(job.folder) }),
       result,
       el("td", { class: "output", text: job.output || "–" }),
       el("td", { class: "num", text: duration(job.duration_s) }),
-      el("td", { text: clock(job.finished_at) }),
+      el("td", { class: "when", text: clock(job.finished_at) }),
       el("td", { class: "actions" }, retry));
   }));
 }
 
-function drawFarm(farm) {
+// The farm's state from status (scheduler, workers, busy, connected, problem) and, for the job being
+// converted, how many of its segments each farm worker has made.
+function drawFarm(farm, current) {
   $("farm-card").hidden = !farm;
-  if (!farm || !changed("farm", farm)) return;
-  const workers = farm.workers;
-  const busy = farm.busy;
-  const count = Array.isArray(workers) ? workers.length : (workers && typeof workers === "object" ?
-    Object.keys(workers).length : workers);
-  $("farm-summary").textContent = `Scheduler ${farm.scheduler || "–"}: ${count ?? 0} worker(s)` +
-    (busy !== undefined && busy !== null ? `, ${typeof busy === "object" ? Object.keys(busy).length : busy} busy` : "");
-  let rows = [];
-  if (Array.isArray(workers)) {
-    rows = workers.map((w) => typeof w === "object" && w !== null ?
-      [w.address || w.name || "", JSON.stringify(w)] : [String(w), ""]);
-  } else if (workers && typeof workers === "object") {
-    rows = Object.entries(workers).map(([address, info]) => [address, typeof info === "object" ? JSON.stringify(info) : String(info)]);
-  }
-  replaceRows($("farm-workers"), rows.map(([a, b]) => el("tr", {}, el("td", { text: a }), el("td", { class: "note", text: b }))));
+  if (!farm || !changed("farm", [farm, current && current.workers])) return;
+  let summary = `Scheduler ${farm.scheduler}: ${farm.workers} worker${farm.workers === 1 ? "" : "s"}, ${farm.busy} busy`;
+  if (!farm.connected) summary = `Scheduler ${farm.scheduler}: not connected`;
+  if (farm.problem) summary += ` (${farm.problem})`;
+  $("farm-summary").textContent = summary;
+  $("farm-card").dataset.connected = farm.connected ? "true" : "false";
+  const workers = (current && current.workers) || {};
+  const rows = Object.entries(workers).map(([address, segments]) =>
+    el("tr", {}, el("td", { text: address }), el("td", { class: "num", text: `${segments} segment${segments === 1 ? "" : "s"} of ${current.name}` })));
+  $("farm-workers").hidden = rows.length === 0;
+  replaceRows($("farm-workers"), rows);
 }
 
 function drawFolders(folders, maxBytes) {
@@ -309,7 +307,7 @@ async function poll(once) {
     drawStatus(state.status);
     drawQueue(state.queue);
     drawHistory(state.history, state.history_total);
-    drawFarm(state.farm);
+    drawFarm(state.farm, state.status.current);
     drawFolders(state.folders, state.upload_max_bytes);
     if (Date.now() - settingsAt > SETTINGS_MS) drawSettings();
     document.body.dataset.ready = "true";
