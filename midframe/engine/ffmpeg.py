@@ -1,8 +1,18 @@
-"""Finding the ffmpeg binaries and running them with stderr always drained.
+"""Finding the ffmpeg binaries and running them with stderr always drained, and never for ever.
 
 An ffmpeg child whose stderr is a pipe nobody reads blocks once the pipe's buffer fills (about
 64 KiB of log lines), and with it every pipe to and from it. ``FFmpegProcess`` drains stderr on a
 thread into a short ring buffer of lines, so errors can be reported and nothing ever hangs.
+
+A one-shot command (``run``: a probe, a packet scan, a trial encode, the final join) always has a
+time limit: a fixed one for small work, or one that grows with the bytes it must read
+(:func:`timeout_for_bytes`), never above :data:`MAX_TIMEOUT_S`. A command that outlives it is
+killed and reported as a :class:`TransientError` naming the command and the limit. Streaming
+children (decode and encode pipes) have no limit of their own: the daemon's watchdog sees the
+whole job stop moving (``midframe.daemon.liveness``).
+
+Every child gets its own process group (a new session on POSIX, ``CREATE_NEW_PROCESS_GROUP`` on
+Windows), so a Ctrl-C on the terminal reaches midframe, which then stops its children itself.
 """
 
 from __future__ import annotations
@@ -10,8 +20,10 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -19,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from midframe.errors import ConfigError
+from midframe.errors import ConfigError, TransientError
 
 try:
     import fcntl
@@ -30,6 +42,25 @@ ENV_FFMPEG = "MIDFRAME_FFMPEG"
 ENV_FFPROBE = "MIDFRAME_FFPROBE"
 # ffmpeg's own log level for every command; -nostats keeps the progress line away.
 QUIET = ("-hide_banner", "-nostdin", "-nostats")
+
+# Time limits of one-shot commands. The slowest source we wait for reads at READ_BYTES_PER_S (a busy
+# network share); a local disk is 10-50x faster, so a healthy command ends far inside its limit.
+DEFAULT_TIMEOUT_S = 120.0
+READ_BYTES_PER_S = 20e6
+MAX_TIMEOUT_S = 25 * 60.0  # below the watchdog's stuck bound (liveness.STUCK_AFTER_S, 30 min)
+
+
+def timeout_for_bytes(nbytes: int, *, base_s: float = 60.0) -> float:
+    """The limit of a command that reads ``nbytes`` once (a packet scan, a join): ``base_s`` plus the
+    bytes at the slowest rate we wait for, at most :data:`MAX_TIMEOUT_S`."""
+    return min(base_s + max(nbytes, 0) / READ_BYTES_PER_S, MAX_TIMEOUT_S)
+
+
+def process_group_options(platform: str = sys.platform) -> dict[str, object]:
+    """Popen options that put a child in a process group of its own, away from the console's Ctrl-C."""
+    if platform == "win32":
+        return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
+    return {"start_new_session": True}
 
 
 @dataclass(frozen=True)
@@ -130,8 +161,8 @@ def _widen_pipe(fd: int) -> None:
 class FFmpegProcess:
     """One ffmpeg child: stdin/stdout as asked, stderr drained on a thread into the last lines.
 
-    The child runs in its own session, so a Ctrl-C on the terminal reaches midframe (which then
-    stops cleanly) and not ffmpeg directly.
+    The child runs in its own process group, so a Ctrl-C on the terminal reaches midframe (which
+    then stops cleanly) and not ffmpeg directly.
     """
 
     def __init__(
@@ -153,7 +184,7 @@ class FFmpegProcess:
             stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             bufsize=0,
-            start_new_session=True,
+            **process_group_options(),  # type: ignore[arg-type]
         )
         for pipe in (self._proc.stdin, self._proc.stdout):
             if pipe is not None:
@@ -228,12 +259,27 @@ class Completed:
         return "\n".join(self.stderr.strip().splitlines()[-lines:])
 
 
-def run(cmd: Sequence[str], *, timeout: float | None = None) -> Completed:
-    """Run a command to completion, both outputs captured (communicate drains them: no hang)."""
-    proc = subprocess.run(
-        list(cmd), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, start_new_session=True
-    )
+def run(cmd: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S) -> Completed:
+    """Run a command to completion, both outputs captured (communicate drains them: no hang).
+
+    Past ``timeout`` seconds the command is killed and :class:`TransientError` says which one hung.
+    """
+    try:
+        proc = subprocess.run(
+            list(cmd), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+            **process_group_options(),  # type: ignore[arg-type]
+        )
+    except subprocess.TimeoutExpired:
+        raise TransientError(
+            f"{Path(cmd[0]).name} did not finish within {timeout:.0f} s and was stopped: {describe_command(cmd)}"
+        ) from None
     return Completed(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+
+
+def describe_command(cmd: Sequence[str], *, limit: int = 300) -> str:
+    """The command as a shell line, the program by its name only, cut to ``limit`` characters."""
+    text = shlex.join([Path(cmd[0]).name, *map(str, cmd[1:])])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 DISK_FULL_MARKERS = ("No space left on device", "Disk quota exceeded")

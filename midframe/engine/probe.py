@@ -19,7 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, overload
 
-from midframe.engine.ffmpeg import QUIET, FFmpeg, run
+from midframe.engine.ffmpeg import QUIET, FFmpeg, run, timeout_for_bytes
 from midframe.engine.sniff import container_refusal, frames_refusal
 from midframe.errors import MediaError
 from midframe.regular import NotRegularFile, open_regular
@@ -286,11 +286,20 @@ def _packet_time(*, pts_text: str, dts_text: str) -> int | None:
     return stamp if stamp is not None else _parse_int(dts_text)
 
 
+def _scan_timeout(path: Path) -> float:
+    """A packet scan reads the whole file: its time limit grows with the file's size."""
+    try:
+        return timeout_for_bytes(path.stat().st_size)
+    except OSError:
+        return timeout_for_bytes(0)
+
+
 def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int) -> _Packets:
     assert ffmpeg.ffprobe
     done = run(
         [ffmpeg.ffprobe, "-v", "error", "-select_streams", str(index),
-         "-show_entries", "packet=pts,dts,duration,flags", "-of", "csv=p=0", str(path)]
+         "-show_entries", "packet=pts,dts,duration,flags", "-of", "csv=p=0", str(path)],
+        timeout=_scan_timeout(path),
     )
     if done.returncode != 0:
         raise MediaError(path, f"is truncated or damaged: reading its video failed ({done.tail(1)})")
@@ -379,7 +388,8 @@ def _ffmpeg_header(path: Path, ffmpeg: FFmpeg) -> tuple[_Header, str]:
 def _ffmpeg_packets(path: Path, ffmpeg: FFmpeg, index: int) -> tuple[_Packets, Fraction]:
     done = run(
         [ffmpeg.ffmpeg, *QUIET, "-v", "error", "-copyts", "-i", str(path), "-map", f"0:{index}", "-c", "copy",
-         "-f", "framecrc", "-"]
+         "-f", "framecrc", "-"],
+        timeout=_scan_timeout(path),
     )
     if done.returncode != 0:
         raise MediaError(path, f"is truncated or damaged: reading its video failed ({done.tail(1)})")

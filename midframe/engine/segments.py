@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from midframe.engine.ffmpeg import QUIET, FFmpeg, run
+from midframe.engine.ffmpeg import QUIET, FFmpeg, run, timeout_for_bytes
 from midframe.engine.manifest import Manifest, Segment, fsync_file
 from midframe.engine.plan import OutputPlan, rotation_args
 from midframe.engine.probe import VideoInfo
@@ -197,7 +197,11 @@ def join(
     output = work_dir / f"{JOINED_STEM}{suffix}"
     output.unlink(missing_ok=True)
     concat_list = write_concat_list(work_dir, segments, fps)
-    done = run(join_command(ffmpeg=ffmpeg, concat_list=concat_list, info=info, plan=plan, output=output))
+    # The join reads every segment and the source once and writes the segments' bytes again.
+    segment_bytes = sum((work_dir / segment.file).stat().st_size for segment in segments
+                        if (work_dir / segment.file).exists())
+    done = run(join_command(ffmpeg=ffmpeg, concat_list=concat_list, info=info, plan=plan, output=output),
+               timeout=timeout_for_bytes(info.size_bytes + 2 * segment_bytes))
     if done.returncode != 0:
         output.unlink(missing_ok=True)
         raise encoder_failure(output, done.returncode, done.tail(), what="joining the segments into")
