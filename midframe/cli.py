@@ -1,9 +1,15 @@
-"""The ``midframe`` command: parses arguments and calls into the package; no logic of its own."""
+"""The ``midframe`` command: parses arguments and calls into the package; no logic of its own.
+
+Control commands find the daemon through ``midframe.daemon.locate`` (the config's state dir, else the
+one the running daemon recorded), print a sentence (``--json`` for the daemon's answer), log at INFO
+unless ``--verbose``, and a closed pipe (``midframe jobs | head``) ends them quietly.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +25,7 @@ from midframe.config import (
     with_overrides,
     write_example_config,
 )
-from midframe.errors import ConfigError, MidframeError
+from midframe.errors import ConfigError, DaemonNotRunning, MidframeError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -45,9 +51,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from midframe.daemon.app import serve
+    from midframe.daemon.host import watch_in_foreground
 
-    return serve(args.config)
+    return watch_in_foreground(args.config, log_to_stderr=not args.quiet)
 
 
 def cmd_tray(args: argparse.Namespace) -> int:
@@ -110,9 +116,20 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Any:
+    from midframe.daemon import locate
     from midframe.daemon.control import ControlClient
 
-    return ControlClient.from_state_dir(resolve_paths(_config(args)).state_dir)
+    pointer = locate.pointer_path()
+    location = locate.locate_state_dir(args.config, pointer=pointer)
+    if location.note:
+        print(location.note, file=sys.stderr)
+    try:
+        return ControlClient.from_state_dir(location.state_dir)
+    except DaemonNotRunning as exc:
+        hint = locate.hint_for_missing_daemon(location, pointer=pointer)
+        if hint is None:
+            raise
+        raise DaemonNotRunning(f"{exc}; {hint}") from None
 
 
 def _format_eta(seconds: float | None) -> str:
@@ -123,12 +140,20 @@ def _format_eta(seconds: float | None) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def _counts(status: dict[str, Any]) -> str:
+    return f"queued {status['queued']}, done {status['done']}, failed {status['failed']}"
+
+
+def _print_json(answer: Any) -> int:
+    print(json.dumps(answer))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     status = _client(args).status()
     if args.json:
-        print(json.dumps(status))
-        return 0
-    line = f"{status['state']}; queued {status['queued']}, done {status['done']}, failed {status['failed']}"
+        return _print_json(status)
+    line = f"{status['state']}; {_counts(status)}"
     if status.get("paused_reason"):
         line += f"\n  why: {status['paused_reason']}"
     current = status.get("current")
@@ -142,19 +167,42 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simple(method: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        print(json.dumps(getattr(_client(args), method)()))
-        return 0
+def cmd_pause(args: argparse.Namespace) -> int:
+    status = _client(args).pause()
+    if args.json:
+        return _print_json(status)
+    current = status.get("current")
+    held = f"{current['name']} holds at {current['progress'] * 100:.0f}% after its current batch; " if current else ""
+    print(f"paused: {held}{_counts(status)}. `midframe resume` continues (a pause survives a restart).")
+    return 0
 
-    return handler
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    status = _client(args).resume()
+    if args.json:
+        return _print_json(status)
+    current = status.get("current")
+    doing = f"working on {current['name']}" if current else status["state"]
+    print(f"resumed: {doing}; {_counts(status)}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    client = _client(args)
+    answer = client.stop()
+    if args.json:
+        return _print_json(answer)
+    pid = f" (pid {client.pid})" if client.pid else ""
+    print(f"the daemon{pid} stops after the current batch; a job under way resumes at the next start")
+    return 0
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     jobs = _client(args).jobs()
     if args.json:
-        print(json.dumps(jobs))
-        return 0
+        return _print_json(jobs)
+    if not jobs:
+        print("no jobs yet: videos dropped into the inbox show up here")
     for job in jobs:
         error = f"  ({job['error']})" if job.get("error") else ""
         profile = f"[{job['profile']}] " if job.get("profile") else ""
@@ -169,12 +217,21 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    print(json.dumps(_client(args).retry(args.id)))
+    job = _client(args).retry(args.id)
+    if args.json:
+        return _print_json(job)
+    print(f"job {job['id']} ({job['name']}) is queued again")
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    print(json.dumps(_client(args).cancel(args.id)))
+    job = _client(args).cancel(args.id)
+    if args.json:
+        return _print_json(job)
+    if job.get("state") == "running":
+        print(f"job {job['id']} ({job['name']}) is cancelled after its current batch")
+    else:
+        print(f"job {job['id']} ({job['name']}) is cancelled")
     return 0
 
 
@@ -232,9 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS, so a nested parser that also accepts --config does not reset the value given before it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="FILE", help="YAML config file")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug lines on stderr (the daemon's level comes from logging.level)")
 
-    parser = argparse.ArgumentParser(prog="midframe", description="Makes videos smoother with frame interpolation.")
-    parser.set_defaults(config=None)
+    parser = argparse.ArgumentParser(prog="midframe", description="Makes videos smoother with frame interpolation.",
+                                     parents=[common])
+    parser.set_defaults(config=None, verbose=False)
     parser.add_argument("--version", action="version", version=f"midframe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -244,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         return command
 
     add("run", cmd_run, "the main job: the daemon, plus the tray icon where a desktop exists")
-    add("watch", cmd_watch, "run the daemon in the foreground until SIGTERM, SIGINT or `midframe stop`")
+    watch = add("watch", cmd_watch, "run the daemon in the foreground until SIGTERM, SIGINT or `midframe stop`")
+    watch.add_argument("-q", "--quiet", action="store_true", help="log to the log file only, not to stderr")
     add("tray", cmd_tray, "the tray icon for a daemon that runs elsewhere (service, other process)")
 
     interpolate = add("interpolate", cmd_interpolate, "convert one file")
@@ -266,17 +327,22 @@ def build_parser() -> argparse.ArgumentParser:
     interpolate.add_argument("--report", type=Path, metavar="FILE.json", help="write a JSON report")
     interpolate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    json_help = "print the daemon's answer as JSON"
     status = add("status", cmd_status, "what the daemon is doing")
-    status.add_argument("--json", action="store_true")
-    add("pause", _simple("pause"), "pause after the current batch (survives a restart)")
-    add("resume", _simple("resume"), "resume after a pause")
-    add("stop", _simple("stop"), "stop the daemon; the current job resumes at the next start")
-    jobs = add("jobs", cmd_jobs, "list the jobs")
-    jobs.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help=json_help)
+    for name, handler, text in (
+        ("pause", cmd_pause, "pause after the current batch (survives a restart)"),
+        ("resume", cmd_resume, "resume after a pause"),
+        ("stop", cmd_stop, "stop the daemon; the current job resumes at the next start"),
+        ("jobs", cmd_jobs, "list the jobs"),
+    ):
+        add(name, handler, text).add_argument("--json", action="store_true", help=json_help)
     retry = add("retry", cmd_retry, "queue a failed or cancelled job again")
     retry.add_argument("id", type=int)
+    retry.add_argument("--json", action="store_true", help=json_help)
     cancel = add("cancel", cmd_cancel, "cancel a queued or running job")
     cancel.add_argument("id", type=int)
+    cancel.add_argument("--json", action="store_true", help=json_help)
     dashboard = add("dashboard", cmd_dashboard, "open the web dashboard in a browser, logged in by a one-time link")
     dashboard.add_argument("--print-url", action="store_true", help="print the login link instead of opening it")
 
@@ -313,9 +379,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from midframe.log import configure_logging
+
     args = build_parser().parse_args(argv)
+    configure_logging(level="DEBUG" if args.verbose else "INFO")  # `watch` and `run` set their own
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # here, so that a closed pipe is seen below and not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`midframe jobs | head`): what it wanted it has. Point stdout at the
+        # null device so the interpreter's own flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141 if os.name != "nt" else 1  # 128 + SIGPIPE, what a shell reports for a killed writer
     except MidframeError as exc:
         print(f"midframe: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,65 +1,71 @@
 """``midframe run``: the daemon, plus the tray icon where a desktop session exists.
 
-With a desktop, the daemon runs in this process (its threads, from ``build_daemon`` + ``start``)
-and the tray's toolkit loop owns the main thread, as pystray requires (macOS most of all). A thread
-of ours does the daemon's housekeeping (``serve`` does it on the main thread when headless):
-heartbeats and status for a service manager, config reloads, and closing the daemon once a stop is
+The daemon starts as for ``midframe watch`` and the service (``host.start_daemon``). With a desktop,
+the tray's toolkit loop then owns the main thread, as pystray requires (macOS most of all), and a
+thread of ours runs the daemon's housekeeping (``host.serve``) and closes the daemon once a stop is
 asked for, so that "Start daemon" in the menu can bring up a new one on the same state dir.
 
-Signals are handled on the main thread and only set flags: SIGTERM and SIGINT quit (tray, then the
-daemon after its current batch), SIGHUP re-reads the config. Quitting from the menu stops the
-daemon too. Without a desktop, or if no tray backend loads, this is ``midframe watch``; if another
-daemon already holds the state dir (a service, say), this is ``midframe tray`` for it.
+Signals only set flags, which both loops read: SIGTERM and SIGINT quit (the tray, then the daemon
+after its current batch), SIGHUP re-reads the config. Quitting from the menu stops the daemon too.
+Without a desktop, or if no tray backend loads, this is ``midframe watch``; if another daemon
+already holds the state dir (a service, say), this is ``midframe tray`` for it.
 """
 
 from __future__ import annotations
 
-import signal
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from midframe.config import load_config, resolve_paths
-from midframe.daemon.app import Daemon, build_daemon, serve
-from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
+from midframe.config import load_config
+from midframe.daemon.app import Daemon
+from midframe.daemon.host import finish, serve, start_daemon
+from midframe.daemon.signals import SignalFlags, install_signals
 from midframe.errors import AlreadyRunning
-from midframe.log import configure_logging
-from midframe.service.systemd import SystemdNotifier
 from midframe.tray.app import TrayIcon, load_tray_toolkit, make_app
 from midframe.tray.backend import TrayUnavailable
 
 
 def main_job(config_path: Path | None) -> int:
-    config = load_config(config_path)
-    configure_logging(level=config.logging.level, log_dir=resolve_paths(config).log_dir)
+    flags = SignalFlags()
+    undo = install_signals(flags)
     try:
-        pystray = load_tray_toolkit()
-    except TrayUnavailable as exc:
-        logger.info("no tray icon: {}; running the daemon alone", exc)
-        return serve(config_path)
-    lifecycle: LifecycleListener = SystemdNotifier.from_environment() or NoLifecycle()
-    daemon = build_daemon(config_path, lifecycle=lifecycle)
-    app = make_app(config_path, config, quit_text="Quit midframe", stop_daemon_on_quit=True)
-    tray = TrayIcon(app, pystray)
-    try:
-        return run_with_tray(daemon, tray)
-    except AlreadyRunning as exc:  # e.g. the systemd user service: be its tray
-        logger.info("{}; showing the tray icon for it", exc)
-        app.quit_text, app.stop_daemon_on_quit = "Quit tray", False
-        tray.run()
-        return 1 if tray.failed else 0
+        try:
+            daemon = start_daemon(config_path)
+        except AlreadyRunning as exc:  # e.g. the systemd user service: be its tray
+            logger.info("{}; showing the tray icon for it", exc)
+            return _tray_alone(config_path, flags)
+        try:
+            try:
+                pystray = load_tray_toolkit()
+            except TrayUnavailable as exc:
+                logger.info("no tray icon: {}; running the daemon alone", exc)
+                serve(daemon, flags=flags)
+                return 0
+            app = make_app(config_path, daemon.settings.current_cached(), state_dir=daemon.paths.state_dir,
+                           quit_text="Quit midframe", stop_daemon_on_quit=True)
+            return run_with_tray(daemon, TrayIcon(app, pystray, stop_when=lambda: flags.stop), flags=flags)
+        finally:
+            finish(daemon)
+    finally:
+        undo()
 
 
-def run_with_tray(daemon: Daemon, tray: Any) -> int:
-    """Start ``daemon``, run ``tray`` on this (the main) thread, and stop the daemon when the tray ends."""
-    undo = install_signals(on_stop=lambda: (tray.stop(), daemon.request_stop()), on_reload=daemon.request_reload)
+def _tray_alone(config_path: Path | None, flags: SignalFlags) -> int:
+    tray = TrayIcon(make_app(config_path, load_config(config_path)), load_tray_toolkit(),
+                    stop_when=lambda: flags.stop)
+    tray.run()
+    return 1 if tray.failed else 0
+
+
+def run_with_tray(daemon: Daemon, tray: Any, *, flags: SignalFlags) -> int:
+    """Run ``tray`` on this (the main) thread beside the started ``daemon``; stop the daemon when the
+    tray ends. A tray that fails to start leaves the daemon running until it is stopped."""
+    housekeeper = threading.Thread(target=_look_after, args=(daemon, flags), name="midframe-daemon-loop")
+    housekeeper.start()
     try:
-        daemon.start()
-        housekeeper = threading.Thread(target=look_after, args=(daemon,), name="midframe-daemon-loop")
-        housekeeper.start()
         try:
             tray.run()
         except Exception as exc:  # the toolkit failed to start: go on without an icon
@@ -69,28 +75,12 @@ def run_with_tray(daemon: Daemon, tray: Any) -> int:
         housekeeper.join()
     finally:
         daemon.request_stop()
-        daemon.close()
-        undo()
+        finish(daemon)
     return 0
 
 
-def look_after(daemon: Daemon) -> None:
-    """The daemon's housekeeping until a stop is asked for (the loop of ``serve``), then close it."""
+def _look_after(daemon: Daemon, flags: SignalFlags) -> None:
     try:
-        daemon.run()
+        serve(daemon, flags=flags)
     finally:
-        daemon.close()
-
-
-def install_signals(*, on_stop: Callable[[], Any], on_reload: Callable[[], Any]) -> Callable[[], None]:
-    """SIGTERM/SIGINT call ``on_stop``, SIGHUP ``on_reload`` (flags only: no locks). Returns an undo."""
-    wanted = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop}
-    if hasattr(signal, "SIGHUP"):
-        wanted[signal.SIGHUP] = on_reload
-    previous = {signum: signal.signal(signum, lambda _signum, _frame, act=act: act()) for signum, act in wanted.items()}
-
-    def undo() -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-    return undo
+        finish(daemon)

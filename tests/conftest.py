@@ -9,6 +9,21 @@ import pytest
 from tests import footage
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state_home(tmp_path_factory):
+    """Daemons record where they run in the platform's state dir (midframe.daemon.locate); tests,
+    and the daemons and CLIs they start, use a folder of their own, not the user's."""
+    import os
+
+    saved = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("xdg-state"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = saved
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
     """Fail a test that leaves a thread of its own running (watchdog's fixture of the same idea)."""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +55,64 @@ def test_config_init_writes_the_example(tmp_path, capsys):
 def test_module_entry_point_runs():
     done = subprocess.run([sys.executable, "-m", "midframe", "--version"], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0 and done.stdout.startswith("midframe ")
+
+
+def test_a_closed_pipe_ends_a_command_quietly(tmp_path):
+    """`midframe config show | head`: the reader is gone before the writer starts; no traceback."""
+    done = subprocess.run(["bash", "-c", f"{sys.executable} -m midframe config show --config /dev/null 2>err.txt | true;"
+                                         " echo ${PIPESTATUS[0]}"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip() == "141"
+    assert (tmp_path / "err.txt").read_text() == ""
+
+
+def test_models_import_of_a_non_model_says_so_in_one_line_and_no_debug_lines(tmp_path, capsys, monkeypatch):
+    bogus = tmp_path / "holiday.mp4.pkl"
+    bogus.write_bytes(b"hello, I am not a model\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    quiet = subprocess.run([sys.executable, "-m", "midframe", "models", "import", str(bogus)], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 2
+    assert quiet.stderr.splitlines() == [
+        f"midframe: error: {bogus}: not a model file: PyTorch cannot read it as saved weights "
+        "(expected the flownet.pkl of a RIFE v4.25 release)"
+    ]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["models", "import", str(bogus), "-v"]) == 2  # asked for: the debug line with torch's words
+    err = capsys.readouterr().err
+    assert "| DEBUG   |" in err and "torch.load" in err
+
+
+def test_control_commands_speak_sentences(tmp_path, capsys):
+    """Against a real daemon (the CLI in this process): a sentence for each command, JSON with --json."""
+    from tests.daemon_process import DaemonProcess, wait_for
+    from tests.media import make_clip
+
+    daemon = DaemonProcess(tmp_path / "d")
+    try:
+        daemon.start()
+
+        def say(*args: str) -> str:
+            code = main([*args, "--config", str(daemon.config_path)])
+            out, err = capsys.readouterr()
+            assert code == 0 and err == "", (out, err)
+            return out.strip()
+
+        assert say("jobs") == "no jobs yet: videos dropped into the inbox show up here"
+        assert say("jobs", "--json") == "[]"
+        assert say("pause") == ("paused: queued 0, done 0, failed 0. "
+                                "`midframe resume` continues (a pause survives a restart).")
+        assert json.loads(say("pause", "--json"))["state"] == "paused"
+        make_clip(daemon.inbox / "a.mp4", seconds=0.5, size="160x90", audio=False)
+        wait_for(lambda: daemon.status()["queued"] == 1, timeout=30, what="the clip queued")
+        assert say("cancel", "1") == "job 1 (a.mp4) is cancelled"
+        assert say("retry", "1") == "job 1 (a.mp4) is queued again"
+        assert json.loads(say("cancel", "1", "--json"))["state"] == "cancelled"
+        assert say("jobs").startswith("1  cancelled  a.mp4")
+        assert say("resume") == "resumed: idle; queued 0, done 0, failed 0"
+        assert main(["retry", "7", "--config", str(daemon.config_path)]) == 1
+        assert capsys.readouterr().err.startswith("midframe: error: the daemon refused")
+        assert say("stop", "--json") == '{"state": "stopping"}'
+        assert daemon.wait_exit(30) == 0
+    finally:
+        daemon.stop_if_running()

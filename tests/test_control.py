@@ -1,17 +1,15 @@
-"""The control API: token auth, routes, the client, the control files; notifications routing."""
+"""The control API: token auth, routes, the client, the control files (notifications: test_notify.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -23,9 +21,8 @@ from midframe.daemon.control import (
     write_control_file,
 )
 from midframe.daemon.control_files import hello_proof
-from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
+from midframe.daemon.notify import EventLog
 from midframe.daemon.store import JobStateError
-from midframe.engine.job import Progress
 from midframe.errors import ControlError, DaemonNotRunning
 from tests.net_helpers import Impostor, raw, request
 
@@ -217,125 +214,3 @@ def test_no_daemon(tmp_path):
     assert (tmp_path / "control.json").exists()
     remove_control_file(tmp_path)
     assert not (tmp_path / "control.json").exists()
-
-
-# --- events and notification routing ---------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeDesktop:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-
-    def send(self, key: str, title: str, body: str) -> None:
-        self.sent.append((key, title, body))
-
-    def close(self) -> None:
-        pass
-
-
-def test_events_since_and_tray_routing():
-    clock = Clock()
-    log = EventLog(clock=clock)
-    desktop = FakeDesktop()
-    notifier = Notifier(log, desktop=desktop, progress_interval=lambda: 10.0, clock=clock)
-    notifier.started(1, "a.mp4")
-    assert [s[1] for s in desktop.sent] == ["midframe: a.mp4"]     # no tray: to the desktop
-    first = log.since(0, client="tray")                             # a tray attaches
-    assert [e["kind"] for e in first["events"]] == ["started"] and first["last"] == first["events"][0]["seq"]
-    notifier.failed(1, "a.mp4", "not a video")
-    assert len(desktop.sent) == 1                                  # the tray shows it instead
-    later = log.since(first["last"], client="tray")
-    assert [(e["kind"], e["body"], e["job_id"]) for e in later["events"]] == [("failed", "not a video", 1)]
-    clock.now += 16                                                 # the tray went away
-    notifier.paused("paused on request")
-    assert desktop.sent[-1][1] == "midframe paused"
-    assert set(later["events"][0]) == {"seq", "kind", "title", "body", "job_id", "time"}
-
-
-def test_notifications_are_escaped_for_the_desktop_and_the_tray():
-    desktop = FakeDesktop()
-    events = EventLog()
-    notifier = Notifier(events, desktop=desktop)
-    name = os.fsdecode(b"caf\xe9 \xff.mp4")                     # a name that is not UTF-8, as the OS gives it
-    notifier.failed(1, "a\nb.mp4", f"{name}: is not a video file")
-    assert desktop.sent == [("job-1", "midframe: a\\nb.mp4 failed", "caf\\xe9 \\xff.mp4: is not a video file")]
-    event = events.since(0)["events"][0]
-    assert (event["title"], event["body"]) == desktop.sent[0][1:]
-
-
-def test_progress_is_paced_and_disabled_notifications_only_record():
-    clock = Clock()
-    log = EventLog(clock=clock)
-    desktop = FakeDesktop()
-    enabled = [True]
-    notifier = Notifier(log, desktop=desktop, enabled=lambda: enabled[0], progress_interval=lambda: 10.0,
-                        clock=clock)
-    notifier.started(2, "b.mkv")
-    step = Progress(frames_done=50, frames_total=200, fps=12.5, elapsed_s=4.0, eta_s=125.0)
-    assert not notifier.progress(2, "b.mkv", step)                  # too soon after "started"
-    clock.now += 10
-    assert notifier.progress(2, "b.mkv", step)
-    assert desktop.sent[-1][2] == "25%, ETA 2m05s (12.5 fps)"
-    enabled[0] = False
-    notifier.done(2, "b.mkv", "b.50fps.mkv", 3725)
-    assert desktop.sent[-1][2] != "b.50fps.mkv in 1h02m"
-    assert log.since(0)["events"][-1]["body"] == "b.50fps.mkv in 1h02m"
-    assert format_duration(None) == "?" and format_duration(59) == "59s"
-
-
-def test_event_numbers_keep_growing_across_restarts():
-    clock = Clock()
-    first = EventLog(clock=clock)
-    last = first.append("warning", "x").seq
-    clock.now += 1
-    assert EventLog(clock=clock).append("warning", "y").seq > last
-
-
-def test_desktop_detect():
-    assert DesktopNotifier.detect({}) is None
-    found = DesktopNotifier.detect({"DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent", "PATH": os.environ["PATH"]})
-    assert found is None or Path(found.command).name in {"gdbus", "notify-send"}
-
-
-DESKTOP_SCRIPT = r"""
-import json, os, sys, time
-from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier
-desktop = DesktopNotifier.detect()
-assert desktop is not None, "no notifier found on the session bus"
-notifier = Notifier(EventLog(), desktop=desktop)
-notifier.started(1, "clip.mp4")
-notifier.done(1, "clip.mp4", "clip.50fps.mp4", 12)
-notifier.close()
-print(json.dumps(desktop._ids))
-"""
-
-
-@pytest.mark.desktop
-def test_desktop_notifications_reach_a_real_notification_server(tmp_path):
-    if not all(map(shutil.which, ("dbus-run-session", "dunst", "dunstctl", "Xvfb"))) or not (
-            shutil.which("gdbus") or shutil.which("notify-send")):
-        pytest.skip("needs dbus-run-session, Xvfb, dunst, and gdbus or notify-send")
-    script = tmp_path / "notify.py"
-    script.write_text(DESKTOP_SCRIPT, encoding="utf-8")
-    shell = (
-        "Xvfb -displayfd 1 -nolisten tcp > display.txt 2>/dev/null & xvfb=$!; "
-        "for i in $(seq 100); do [ -s display.txt ] && break; sleep 0.05; done; export DISPLAY=:$(cat display.txt); "
-        "dunst -print > shown.txt 2>/dev/null & dunst=$!; "
-        "for i in $(seq 50); do dunstctl is-paused >/dev/null 2>&1 && break; sleep 0.1; done; "
-        f"{sys.executable} {script}; rc=$?; sleep 0.3; kill $dunst $xvfb; exit $rc"
-    )
-    done = subprocess.run(["dbus-run-session", "--", "bash", "-c", shell], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
-    assert done.returncode == 0, done.stderr
-    ids = json.loads(done.stdout.strip().splitlines()[-1])
-    assert ids.get("job-1", 0) > 0                                   # the server answered with an id
-    shown = (tmp_path / "shown.txt").read_text()
-    assert "clip.50fps.mp4 in 12s" in shown

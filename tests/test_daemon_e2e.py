@@ -190,13 +190,13 @@ def test_a_second_daemon_on_the_same_state_dir_refuses(tmp_path):
         second = daemon.cli("watch", timeout=30)
         assert second.returncode != 0
         assert "already using" in second.stderr and str(daemon.proc.pid) in second.stderr
-        paused = daemon.cli("pause")
+        paused = daemon.cli("pause", "--json")
         assert paused.returncode == 0 and json.loads(paused.stdout)["state"] == "paused"
         daemon.signal(signal.SIGINT)
         assert daemon.wait_exit(10) == 0
         daemon.start()                                             # pause survives a restart
         assert daemon.status()["state"] == "paused"
-        resumed = daemon.cli("resume")
+        resumed = daemon.cli("resume", "--json")
         assert json.loads(resumed.stdout)["state"] == "idle"
     finally:
         daemon.stop_if_running()

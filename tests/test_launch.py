@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from midframe import launch
 from midframe.daemon.app import build_daemon
 from midframe.daemon.control import CONTROL_FILE, ControlClient
+from midframe.daemon.host import start_daemon
 from midframe.daemon.lifecycle import NoLifecycle
+from midframe.daemon.signals import SignalFlags
 from midframe.errors import ControlError
 from midframe.launch import run_with_tray
 from midframe.tray import desktop
@@ -51,29 +53,43 @@ def answering(state_dir: Path):
 
 
 class FakeTray:
-    """Stands in for TrayIcon: ``run`` blocks the main thread until ``stop``."""
+    """Stands in for TrayIcon: ``run`` blocks the main thread until ``stop`` (or ``stop_when()``)."""
 
-    def __init__(self, *, fail: bool = False) -> None:
+    def __init__(self, *, fail: bool = False, stop_when=lambda: False) -> None:
         self.stopped = threading.Event()
         self.fail = fail
         self.failed = False
         self.ran = threading.Event()
+        self.stop_when = stop_when
 
     def run(self) -> None:
         self.ran.set()
         if self.fail:
             raise RuntimeError("Gtk could not be initialised")
         while not self.stopped.wait(0.1):
-            pass
+            if self.stop_when():
+                self.stopped.set()
 
     def stop(self) -> None:
         self.stopped.set()
 
 
-def test_sigterm_stops_tray_and_daemon(tmp_path):
+def fake_toolkit(monkeypatch, trays: list[FakeTray]) -> None:
+    def make_tray(app, pystray, *, stop_when=lambda: False):
+        tray = FakeTray(stop_when=stop_when)
+        tray.app = app
+        trays.append(tray)
+        return tray
+
+    monkeypatch.setattr(launch, "load_tray_toolkit", lambda: object())
+    monkeypatch.setattr(launch, "TrayIcon", make_tray)
+
+
+def test_sigterm_stops_tray_and_daemon(tmp_path, monkeypatch):
+    """`midframe run`: SIGTERM only sets a flag; the tray's loop and the daemon's both act on it."""
     config = write_config(tmp_path)
-    daemon = build_daemon(config, lifecycle=NoLifecycle())
-    tray = FakeTray()
+    trays: list[FakeTray] = []
+    fake_toolkit(monkeypatch, trays)
     before = signal.getsignal(signal.SIGTERM)
     state_dir = tmp_path / "state"
 
@@ -83,9 +99,9 @@ def test_sigterm_stops_tray_and_daemon(tmp_path):
 
     poker = threading.Thread(target=poke)
     poker.start()
-    assert run_with_tray(daemon, tray) == 0
+    assert launch.main_job(config) == 0
     poker.join()
-    assert tray.stopped.is_set()
+    assert trays[0].stopped.is_set()
     assert not (state_dir / CONTROL_FILE).exists()
     assert signal.getsignal(signal.SIGTERM) is before
 
@@ -93,7 +109,7 @@ def test_sigterm_stops_tray_and_daemon(tmp_path):
 def test_stop_through_the_api_closes_the_daemon_but_not_the_tray(tmp_path):
     config = write_config(tmp_path)
     state_dir = tmp_path / "state"
-    daemon = build_daemon(config, lifecycle=NoLifecycle())
+    daemon = start_daemon(config, lifecycle=NoLifecycle())
     tray = FakeTray()
     seen = {}
 
@@ -107,7 +123,7 @@ def test_stop_through_the_api_closes_the_daemon_but_not_the_tray(tmp_path):
 
     driver = threading.Thread(target=drive)
     driver.start()
-    assert run_with_tray(daemon, tray) == 0
+    assert run_with_tray(daemon, tray, flags=SignalFlags()) == 0
     driver.join()
     assert seen == {"released": True, "tray_up": True}
 
@@ -115,7 +131,7 @@ def test_stop_through_the_api_closes_the_daemon_but_not_the_tray(tmp_path):
 def test_a_tray_that_fails_leaves_the_daemon_running_until_stopped(tmp_path):
     config = write_config(tmp_path)
     state_dir = tmp_path / "state"
-    daemon = build_daemon(config, lifecycle=NoLifecycle())
+    daemon = start_daemon(config, lifecycle=NoLifecycle())
     tray = FakeTray(fail=True)
     seen = {}
 
@@ -126,7 +142,7 @@ def test_a_tray_that_fails_leaves_the_daemon_running_until_stopped(tmp_path):
 
     driver = threading.Thread(target=drive)
     driver.start()
-    assert run_with_tray(daemon, tray) == 0
+    assert run_with_tray(daemon, tray, flags=SignalFlags()) == 0
     driver.join()
     assert seen == {"status": "idle"}  # still answering after the tray failed
     assert not (state_dir / CONTROL_FILE).exists()
@@ -145,7 +161,7 @@ def test_run_without_a_usable_desktop_is_the_daemon_alone(tmp_path, display):
         assert isinstance(status, dict) and status["state"] == "idle"
         stop = subprocess.run([sys.executable, "-m", "midframe", "stop", "--config", str(config)],
                               capture_output=True, text=True, timeout=30)
-        assert json.loads(stop.stdout) == {"state": "stopping"}
+        assert "stops after the current batch" in stop.stdout, stop
         output, _ = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
@@ -165,9 +181,8 @@ def test_tray_command_without_a_display_is_a_clear_error(tmp_path):
 
 def test_start_daemon_command_is_detached(tmp_path):
     command = desktop.daemon_command(Path("rel/c.yaml"))
-    assert command[:4] == [sys.executable, "-m", "midframe", "watch"]
-    assert command[4:] == ["--config", str(Path("rel/c.yaml").absolute())]
-    assert desktop.daemon_command(None)[-1] == "watch"
+    assert command[-4:] == ["watch", "--quiet", "--config", str(Path("rel/c.yaml").absolute())]
+    assert Path(command[0]).is_absolute()
     posix = desktop.detached_options("linux")
     assert posix["start_new_session"] is True and posix["stdin"] == subprocess.DEVNULL
     windows = desktop.detached_options("win32")
@@ -177,22 +192,12 @@ def test_start_daemon_command_is_detached(tmp_path):
 
 def test_run_beside_a_running_daemon_is_its_tray(tmp_path, monkeypatch):
     """`midframe run` at login while the systemd user service already runs: the tray for that daemon."""
-    from midframe import launch
-
     config = write_config(tmp_path)
     service = build_daemon(config, lifecycle=NoLifecycle())
     service.start()
     trays: list[FakeTray] = []
-
-    def fake_tray(app, pystray):
-        tray = FakeTray()
-        tray.app = app
-        threading.Timer(0.5, tray.stop).start()
-        trays.append(tray)
-        return tray
-
-    monkeypatch.setattr(launch, "load_tray_toolkit", lambda: object())
-    monkeypatch.setattr(launch, "TrayIcon", fake_tray)
+    fake_toolkit(monkeypatch, trays)
+    threading.Timer(1.0, lambda: trays[0].stop()).start()
     try:
         assert launch.main_job(config) == 0
         assert trays[0].ran.is_set()

@@ -1,9 +1,11 @@
 """The Windows service module, as far as Linux can test it.
 
 Tried here: the module imports without pywin32, the command lines it would register (the service host
-and the HKCU Run autostart), the dry run through `midframe service`, and the check that refuses a
-config a LocalSystem service could not use. Not tried (needs Windows): registering and starting the
-service with pywin32, SvcDoRun/SvcStop under the service control manager, and the registry writes.
+and the HKCU Run autostart), the dry run through `midframe service`, the check that refuses a
+config a LocalSystem service could not use, and the drain that keeps reporting STOP_PENDING (with a
+stand-in for pywin32's ReportServiceStatus: a mock, since there is no service control manager here).
+Not tried (needs Windows): registering and starting the service with pywin32, SvcDoRun/SvcStop under
+the service control manager, and the registry writes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -34,11 +38,13 @@ def test_command_lines(tmp_path):
     (python.parent / "pythonw.exe").write_text("")
     config = Path("C:/Users/ann/AppData/Roaming/midframe/config.yaml")
     system = windows.plan("system", config, python=str(python))
-    assert system.service == (str(python), "-m midframe.service.windows")
-    tray = subprocess.list2cmdline([str(python.parent / "pythonw.exe"), "-m", "midframe", "tray", "--config", str(config)])
+    # -P: a "midframe" folder in the working directory (System32 for a service) cannot shadow the package
+    assert system.service == (str(python), "-P -m midframe.service.windows")
+    tray = subprocess.list2cmdline([str(python.parent / "pythonw.exe"), "-P", "-m", "midframe", "tray",
+                                    "--config", str(config)])
     assert system.autostart == tray
     user = windows.plan("user", config, python=str(python))
-    assert user.service is None and " -m midframe run --config " in user.autostart
+    assert user.service is None and " -P -m midframe run --config " in user.autostart
     # without pythonw.exe beside it, python.exe itself
     (python.parent / "pythonw.exe").unlink()
     assert windows.gui_python(str(python)) == str(python)
@@ -68,3 +74,21 @@ def test_system_install_refuses_home_relative_folders(tmp_path):
     with pytest.raises(commands.ServiceError, match="LocalSystem"):
         commands.dispatch("install", scope="system", dry_run=True, config_path=config, platform="win32",
                           out=lambda line: None)
+
+
+def test_the_drain_keeps_reporting_stop_pending_until_the_batch_is_done():
+    """The SCM takes a STOP_PENDING whose checkpoint stops moving for hung: while the daemon finishes
+    its batch (here a close that takes 0.5 s), a fresh report comes every interval. (Windows mocked.)"""
+    reports: list[float] = []
+    finished = threading.Event()
+
+    def slow_close() -> None:
+        time.sleep(0.5)
+        finished.set()
+
+    started = time.monotonic()
+    windows.drain(slow_close, report=lambda: reports.append(time.monotonic() - started), every_s=0.1)
+    assert finished.is_set()
+    assert len(reports) >= 4 and reports[0] < 0.05
+    assert all(b - a < 0.25 for a, b in zip(reports, reports[1:]))
+    assert windows.STOP_REPORT_S * 1000 < windows.STOP_WAIT_HINT_MS  # each report lands inside the last hint

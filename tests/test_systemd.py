@@ -112,7 +112,8 @@ def test_unit_text(tmp_path):
     config = tmp_path / "config.yaml"
     text = systemd.unit_text(scope="user", config_path=config, python="/usr/bin/python3")
     for line in (
-        "Type=notify", "NotifyAccess=main", f"ExecStart=/usr/bin/python3 -m midframe watch --config {config}",
+        "Type=notify", "NotifyAccess=main", f"ExecStart=/usr/bin/python3 -P -m midframe watch --config {config}",
+        "WorkingDirectory=~",
         "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure", f"WatchdogSec={systemd.WATCHDOG_SEC}",
         f"StartLimitIntervalSec={systemd.START_LIMIT_INTERVAL_SEC}", f"StartLimitBurst={systemd.START_LIMIT_BURST}",
         "WantedBy=default.target",

@@ -256,3 +256,61 @@ def test_a_daemon_that_goes_away_turns_the_icon_to_offline(harness):
     daemon.answering = True
     app.poll_once()
     assert app.view.online
+
+
+def test_the_progress_ring_follows_the_percent():
+    """The view keeps percent; the picture must get a 0..1 fraction (a ring full from 5% on was the bug)."""
+    from midframe.tray.view import picture
+
+    at_40 = view_from_status(WORKING)
+    assert picture(at_40).tobytes() == draw_icon("working", 0.40).tobytes()
+    at_5 = view_from_status({**WORKING, "current": {**WORKING["current"], "progress": 0.05}})
+    assert at_5.ring == 5
+    full = draw_icon("working", 1.0).tobytes()
+    assert picture(at_5).tobytes() != full and picture(at_40).tobytes() != full
+    assert picture(view_from_status({**WORKING, "current": {**WORKING["current"], "progress": 1.0}})).tobytes() == full
+    # the top-left of the ring (drawn last, from 75% on) is white only when nearly done
+    point = (int(SIZE * 0.27), int(SIZE * 0.27))
+    assert picture(at_40).getpixel(point)[:3] != (255, 255, 255)
+
+
+def test_events_the_daemon_showed_itself_are_not_shown_again(harness):
+    app, daemon, clock, _, _ = harness
+    app.poll_once()
+    daemon.emit("started", "midframe: a.mp4", "converting", clock.now)
+    daemon.events_list[-1]["shown"] = True  # the daemon's own bubble, before this tray attached
+    daemon.emit("done", "midframe: a.mp4 done", "a.50fps.mp4 in 4s", clock.now)
+    assert [n.kind for n in app.poll_once()] == ["done"]
+
+
+def test_start_daemon_shows_why_it_did_not_start(tmp_path, monkeypatch):
+    """The menu's "Start daemon" with a config that does not load: a real `midframe watch` child exits
+    with its one-line error, which the menu's first line and a notification then say. The tray runs in a
+    folder holding an impostor `midframe/` package, which the child must not pick up."""
+    import time
+
+    impostor = tmp_path / "cwd" / "midframe"
+    impostor.mkdir(parents=True)
+    (impostor / "__init__.py").write_text("raise SystemExit('impostor')\n")
+    monkeypatch.chdir(impostor.parent)
+
+    config = tmp_path / "config.yaml"
+    config.write_text("engine: {factor: 40}\n", encoding="utf-8")
+    paths = resolve_paths(Config(daemon={"state_dir": tmp_path / "state"}, logging={"dir": tmp_path / "log"}))
+
+    def nobody() -> Any:
+        raise DaemonNotRunning("no control.json")
+
+    app = TrayApp(connect=nobody, paths=paths, config_path=config)
+    app.act("start_daemon")
+    assert app.poll_once() == [] and app.view.status_line == "Starting daemon…"
+    deadline = time.monotonic() + 60
+    shown: list[Notification] = []
+    while not shown and time.monotonic() < deadline:
+        time.sleep(0.1)
+        shown = app.poll_once()
+    assert shown and shown[0].title == "midframe: the daemon did not start"
+    assert "engine.factor = 40" in shown[0].body and not shown[0].body.startswith("midframe: error")
+    assert app.view.status_line.startswith("Start failed: ") and "engine.factor = 40" in app.view.status_line
+    assert "Start daemon" in [e.text for e in app.menu() if e is not None]  # one can try again
+    assert app.poll_once() == []  # said once

@@ -1,17 +1,16 @@
-"""The composition root: builds the store, watcher, worker, notifier and control API; signals; serve().
+"""The composition root: builds the store, watcher, worker, notifier and control API.
 
 Threads: the watchdog observer and the settle loop (watcher), the worker (one job at a time), the
-control API server, and the desktop notifier's sender. The main thread only waits, heartbeats and
-turns signals into requests: a signal handler never takes a lock.
+control API server, and the desktop notifier's sender. Starting it, the housekeeping loop (heartbeats,
+reloads, signals) and stopping it are ``midframe.daemon.host``'s, for every entry point alike.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ from midframe.daemon.store import DB_NAME, JobStore
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
 
-HEARTBEAT_S = 2.0
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
 FARM_CONNECT_WAIT_S = 8.0
 RIFE_WEIGHTS_MODULE = "midframe.engine.interpolators.rife.weights"
@@ -40,6 +38,8 @@ RIFE_WEIGHTS_MODULE = "midframe.engine.interpolators.rife.weights"
 
 class Daemon:
     """Everything ``midframe watch`` runs. ``start()`` returns at once; the work happens in threads."""
+
+    pointer: Path | None = None  # where host.start_daemon recorded the state dir for clients
 
     def __init__(
         self,
@@ -215,19 +215,6 @@ class Daemon:
         self._reload_requested.clear()
         return requested
 
-    def run(self) -> None:
-        """Block until a stop is asked for: heartbeat and status every few seconds, re-read the config
-        on request (SIGHUP), then say ``stopping``. ``close()`` afterwards."""
-        while not self.wait(HEARTBEAT_S):
-            if self.take_reload_request():
-                self.lifecycle.reloading()
-                self.reload_config()
-                self.lifecycle.ready()
-            self.lifecycle.heartbeat()
-            self.lifecycle.status(self.status_line())
-        logger.info("stopping after the current batch")
-        self.lifecycle.stopping()
-
     def close(self, timeout: float = STOP_TIMEOUT_S) -> bool:
         """Stop after the current batch and release everything; False if the worker did not stop in time."""
         if self._closed:
@@ -391,48 +378,3 @@ def _config_path(config_path: Path | None) -> Path | None:
 def build_daemon(config_path: Path | None, *, lifecycle: LifecycleListener | None = None) -> Daemon:
     path = _config_path(config_path)
     return Daemon(load_config(path), config_path=path, lifecycle=lifecycle)
-
-
-def _service_lifecycle(environ: Mapping[str, str] = os.environ) -> LifecycleListener:
-    if environ.get("NOTIFY_SOCKET") and importlib.util.find_spec("midframe.service.systemd") is not None:
-        from midframe.service.systemd import SystemdNotifier
-
-        notifier = SystemdNotifier.from_environment(environ)
-        if notifier is not None:
-            return notifier
-    return NoLifecycle()
-
-
-def install_signals(daemon: Daemon) -> Callable[[], None]:
-    """SIGTERM/SIGINT: stop after the current batch; SIGHUP: re-read the config (flags only, no locks).
-    Main thread only. Returns an undo."""
-    wanted: dict[int, Callable[[], None]] = {signal.SIGTERM: daemon.request_stop, signal.SIGINT: daemon.request_stop}
-    if hasattr(signal, "SIGHUP"):
-        wanted[signal.SIGHUP] = daemon.request_reload
-    previous = {signum: signal.signal(signum, lambda _signum, _frame, act=act: act()) for signum, act in wanted.items()}
-
-    def undo() -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-    return undo
-
-
-def serve(config_path: Path | None, *, lifecycle: LifecycleListener | None = None) -> int:
-    """Run the daemon in the foreground until SIGTERM, SIGINT or ``midframe stop``; exit code 0."""
-    from midframe.log import configure_logging
-
-    path = _config_path(config_path)
-    config = load_config(path)
-    paths = resolve_paths(config)
-    configure_logging(level=config.logging.level, log_dir=paths.log_dir)
-    lifecycle = lifecycle or _service_lifecycle()
-    daemon = Daemon(config, config_path=path, lifecycle=lifecycle)
-    undo = install_signals(daemon)
-    try:
-        daemon.start()
-        daemon.run()
-    finally:
-        daemon.close()
-        undo()
-    return 0

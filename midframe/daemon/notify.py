@@ -1,8 +1,13 @@
 """Notifications: an event queue the tray polls, desktop bubbles over D-Bus, or just the log.
 
-Every notification becomes an event (``GET /events``). While a tray has polled in the last
-``TRAY_TTL_S`` seconds it shows them, so nothing else is sent; otherwise a desktop notification goes
-to ``org.freedesktop.Notifications`` on the session bus where there is one, else it is only logged.
+Every notification becomes an event (``GET /events``), and each is shown once, by one of two:
+- a tray that polls (``events(after, client="tray")``): what it fetches it shows, and the daemon
+  counts it as taken;
+- the daemon itself, on the desktop's notification server (``DesktopNotifier``), when no tray has
+  polled in the last ``TRAY_TTL_S`` seconds, or when one has but did not take the event within
+  ``TRAY_GRACE_S`` (it quit, hung or crashed since). An event the daemon showed is marked ``shown``
+  so that a tray attaching later does not show it again.
+Without a notification server it is only logged.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from loguru import logger
 from midframe.engine.job import Progress
 from midframe.log import escape
 
-TRAY_TTL_S = 15.0
+TRAY_TTL_S = 15.0  # a tray that polled this recently is left to show new events
+TRAY_GRACE_S = 4.0  # ... if it takes them this soon (it polls every second)
 KINDS = ("started", "progress", "done", "failed", "paused", "resumed", "warning")
 
 
@@ -48,6 +54,8 @@ class EventLog:
         self._clock = clock
         self._last = int(clock() * 1000)
         self._tray_seen: float | None = None
+        self._taken = 0  # the tray has fetched every event up to this number
+        self._shown: set[int] = set()  # events the daemon showed itself
 
     def append(self, kind: str, title: str, body: str = "", *, job_id: int | None = None) -> Event:
         if kind not in KINDS:
@@ -56,32 +64,59 @@ class EventLog:
             self._last += 1
             event = Event(self._last, kind, title, body, job_id, self._clock())
             self._events.append(event)
+            self._shown.intersection_update(e.seq for e in self._events)
         return event
 
     def since(self, after: int = 0, *, client: str = "cli") -> dict[str, Any]:
         with self._lock:
+            events = [{**asdict(e), "shown": e.seq in self._shown} for e in self._events if e.seq > after]
             if client == "tray":
                 self._tray_seen = self._clock()
-            events = [asdict(e) for e in self._events if e.seq > after]
+                self._taken = max(self._taken, self._last)
             return {"events": events, "last": self._last}
 
     def tray_attached(self) -> bool:
         with self._lock:
             return self._tray_seen is not None and self._clock() - self._tray_seen < TRAY_TTL_S
 
+    def silence(self, seq: int) -> None:
+        """Mark event ``seq`` as not to be shown by anyone (notifications are off)."""
+        with self._lock:
+            self._shown.add(seq)
+
+    def claim_for_desktop(self, seq: int) -> bool:
+        """True if the tray has not fetched event ``seq``; it is then marked shown (by the daemon)."""
+        with self._lock:
+            if seq <= self._taken:
+                return False
+            self._shown.add(seq)
+            return True
+
+
+@dataclass(frozen=True)
+class _Bubble:
+    title: str
+    body: str
+    due: float  # monotonic time before which it is not sent
+    still_wanted: Callable[[], bool]
+
 
 class DesktopNotifier:
     """Desktop bubbles through ``gdbus`` (or ``notify-send``), sent from a thread of its own so a slow
-    or absent notification server never holds up a job. Each job's bubble is replaced, not stacked."""
+    or absent notification server never holds up a job. One bubble is on screen at a time: each new
+    one closes the one before, which the desktop keeps in its history."""
 
-    def __init__(self, command: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, command: str, *, timeout_s: float = 5.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.command = command
         self.timeout_s = timeout_s
-        self._queue: queue.Queue[tuple[str, str, str] | None] = queue.Queue(maxsize=100)
-        self._ids: dict[str, int] = {}
+        self._monotonic = monotonic
+        self._queue: queue.Queue[_Bubble | None] = queue.Queue(maxsize=100)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         self._failed = False
+        self.shown_ids: list[int] = []  # every id the server gave, in order
 
     @classmethod
     def detect(cls, environ: dict[str, str] | None = None) -> DesktopNotifier | None:
@@ -95,54 +130,81 @@ class DesktopNotifier:
                 return cls(found)
         return None
 
-    def send(self, key: str, title: str, body: str) -> None:
-        """Queue a bubble; ``key`` (e.g. ``job-3``) groups bubbles that replace each other."""
+    @property
+    def uses_gdbus(self) -> bool:
+        return os.path.basename(self.command).startswith("gdbus")
+
+    def send(self, title: str, body: str, *, after_s: float = 0.0,
+             still_wanted: Callable[[], bool] = lambda: True) -> None:
+        """Queue a bubble; with ``after_s``, it waits that long and is sent only if ``still_wanted()``."""
         with self._lock:
             if self._thread is None:
+                self._closing.clear()
                 self._thread = threading.Thread(target=self._run, name="midframe-notify")
                 self._thread.start()
         try:
-            self._queue.put_nowait((key, title, body))
+            self._queue.put_nowait(_Bubble(title, body, self._monotonic() + after_s, still_wanted))
         except queue.Full:
             logger.debug("desktop notifications are backed up; dropping {!r}", title)
 
     def close(self) -> None:
+        """Send what is queued (waiting bubbles without their wait), then stop the thread."""
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:
+            self._closing.set()
             self._queue.put(None)
-            thread.join(timeout=self.timeout_s + 1)
+            thread.join(timeout=self.timeout_s * 3 + 1)
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            key, title, body = item
-            self._ids[key] = self._notify(title, body, self._ids.get(key, 0))
+        while (bubble := self._queue.get()) is not None:
+            wait = bubble.due - self._monotonic()
+            if wait > 0:
+                self._closing.wait(wait)
+            if bubble.still_wanted():
+                self._show(bubble.title, bubble.body)
 
-    def _notify(self, title: str, body: str, replaces: int) -> int:
-        if os.path.basename(self.command).startswith("gdbus"):
-            cmd = [self.command, "call", "--session", "--dest", "org.freedesktop.Notifications",
-                   "--object-path", "/org/freedesktop/Notifications",
-                   "--method", "org.freedesktop.Notifications.Notify",
-                   "midframe", str(replaces), "video-x-generic", title, body, "[]", "{}", "8000"]
-        else:
-            cmd = [self.command, "--app-name=midframe", "--print-id", title, body]
-            if replaces:
-                cmd.insert(-2, f"--replace-id={replaces}")
+    def _show(self, title: str, body: str) -> None:
+        previous = self.shown_ids[-1] if self.shown_ids else 0
+        if previous and self.uses_gdbus:
+            self._call(["call", "--session", "--dest", "org.freedesktop.Notifications",
+                        "--object-path", "/org/freedesktop/Notifications",
+                        "--method", "org.freedesktop.Notifications.CloseNotification", str(previous)])
+        if self.uses_gdbus:
+            args = ["call", "--session", "--dest", "org.freedesktop.Notifications",
+                    "--object-path", "/org/freedesktop/Notifications",
+                    "--method", "org.freedesktop.Notifications.Notify",
+                    "midframe", "0", "video-x-generic", title, body, "[]", "{}", "8000"]
+        else:  # notify-send cannot close a bubble: replace the last one instead
+            args = ["--app-name=midframe", "--print-id", *([f"--replace-id={previous}"] if previous else []),
+                    title, body]
+        answer = self._call(args)
+        if answer is not None:
+            found = notification_id(answer)
+            if found:
+                self.shown_ids.append(found)
+
+    def _call(self, args: list[str]) -> str | None:
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout_s, check=False)
+            done = subprocess.run([self.command, *args], capture_output=True, text=True, timeout=self.timeout_s,
+                                  check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            done = None
-            reason = str(exc)
+            done, reason = None, str(exc)
         else:
             reason = done.stderr.strip()
         if done is None or done.returncode != 0:
             if not self._failed:
                 logger.info("desktop notifications unavailable ({}); logging only", reason or "no server")
             self._failed = True
-            return 0
+            return None
         self._failed = False
-        found = re.search(r"(\d+)", done.stdout)
-        return int(found.group(1)) if found else 0
+        return done.stdout
+
+
+def notification_id(answer: str) -> int | None:
+    """The id in gdbus's ``(uint32 7,)`` or notify-send's ``7``."""
+    found = re.search(r"uint32 (\d+)", answer) or re.fullmatch(r"\s*(\d+)\s*", answer)
+    return int(found.group(1)) if found else None
 
 
 def format_duration(seconds: float | None) -> str:
@@ -179,9 +241,12 @@ class Notifier:
         # File names in notifications are escaped like those in log lines (one line, always encodable).
         event = self.events.append(kind, escape(title), escape(body), job_id=job_id)
         if not self._enabled():
+            self.events.silence(event.seq)
             return event
-        if self.desktop is not None and not self.events.tray_attached():
-            self.desktop.send(f"job-{job_id}" if job_id is not None else kind, event.title, event.body)
+        if self.desktop is None:
+            return event
+        wait = TRAY_GRACE_S if self.events.tray_attached() else 0.0
+        self.desktop.send(event.title, event.body, after_s=wait, still_wanted=lambda: self.events.claim_for_desktop(event.seq))
         return event
 
     def started(self, job_id: int, name: str, *, resumed_at: float | None = None) -> None:

@@ -19,8 +19,12 @@ from pathlib import Path
 
 from loguru import logger
 
+from midframe.service.commandline import midframe_command
+
 UNIT_NAME = "midframe.service"
-WATCHDOG_SEC = 60  # the daemon's heartbeat comes every few seconds; a minute of silence means hung
+# The keep-alive comes every few seconds while the worker moves; it stops when the main loop hangs, or
+# when a job has shown no progress for liveness.STUCK_AFTER_S (30 min), so systemd restarts midframe.
+WATCHDOG_SEC = 60
 STOP_TIMEOUT_SEC = 300  # a graceful stop ends after the current batch, which can be slow on a CPU
 START_LIMIT_INTERVAL_SEC = 600
 START_LIMIT_BURST = 5
@@ -126,8 +130,9 @@ def unit_dir(scope: str, environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def exec_start(config_path: Path, python: str = sys.executable) -> str:
-    """The ExecStart= line; ``%`` and ``$`` are doubled, since systemd expands specifiers and variables."""
-    words = [python, "-m", "midframe", "watch", "--config", str(config_path)]
+    """The ExecStart= line: midframe by its console script's absolute path, or ``python -P -m midframe``
+    (``commandline``); ``%`` and ``$`` are doubled, since systemd expands specifiers and variables."""
+    words = midframe_command("watch", "--config", str(config_path), python=python)
     return shlex.join(word.replace("%", "%%").replace("$", "$$") for word in words)
 
 
@@ -146,6 +151,8 @@ StartLimitBurst={START_LIMIT_BURST}
 Type=notify
 NotifyAccess=main
 {service_user}ExecStart={exec_start(config_path, python)}
+# The user's home: relative folders in the config mean the same as in a shell there.
+WorkingDirectory=~
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=10

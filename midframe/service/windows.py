@@ -6,10 +6,14 @@ logon from ``HKCU\\...\\Run``; it talks to the service through the control API l
 - ``service install --system`` registers the service (administrator) and the tray's autostart.
 - ``service install --user`` needs no administrator: ``midframe run`` (daemon and tray) at logon.
 
-The service is hosted by ``python.exe -m midframe.service.windows`` (pywin32's single-service host),
-so it runs with the same interpreter and packages as the command that installed it. Its config path
-is kept in the service's registry parameters. pywin32 is imported only when a service is really
-registered or run, so this module imports anywhere (the Linux tests import it).
+The service is hosted by ``python.exe -P -m midframe.service.windows`` (pywin32's single-service
+host), so it runs with the same interpreter and packages as the command that installed it (``-P``: a
+``midframe`` folder in the working directory cannot shadow the package). Its config path is kept in
+the service's registry parameters. It starts the daemon as ``midframe watch`` does
+(``host.start_daemon``), logging to the log file only (a service has no console), and keeps telling
+the service control manager STOP_PENDING, with a wait hint, while the current batch drains.
+pywin32 is imported only when a service is really registered or run, so this module imports
+anywhere (the Linux tests import it).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ DESCRIPTION = "Raises the frame rate of videos dropped into the midframe inbox f
 RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"
 RUN_VALUE = "midframe"
 STOP_WAIT_HINT_MS = 30_000  # told to the SCM with each STOP_PENDING while the batch finishes
+STOP_REPORT_S = 5.0  # a fresh STOP_PENDING (its checkpoint moves on) well inside each wait hint
 
 
 def gui_python(python: str = sys.executable) -> str:
@@ -40,13 +45,13 @@ def gui_python(python: str = sys.executable) -> str:
 
 
 def autostart_command(command: str, config_path: Path, python: str = sys.executable) -> str:
-    """The command line stored under HKCU\\...\\Run, e.g. ``pythonw.exe -m midframe tray --config C``."""
-    return subprocess.list2cmdline([gui_python(python), "-m", "midframe", command, "--config", str(config_path)])
+    """The command line stored under HKCU\\...\\Run, e.g. ``pythonw.exe -P -m midframe tray --config C``."""
+    return subprocess.list2cmdline([gui_python(python), "-P", "-m", "midframe", command, "--config", str(config_path)])
 
 
 def service_command(python: str = sys.executable) -> tuple[str, str]:
     """(executable, arguments) the service control manager starts."""
-    return python, "-m midframe.service.windows"
+    return python, "-P -m midframe.service.windows"
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,18 @@ def _status_text() -> str:
     return "\n".join(lines)
 
 
+def drain(close: Callable[[], object], *, report: Callable[[], None], every_s: float = STOP_REPORT_S) -> None:
+    """Run ``close`` (the daemon finishing its batch) on a thread, calling ``report`` every ``every_s``
+    until it returns: the SCM takes a service whose STOP_PENDING checkpoint stops moving for hung."""
+    closer = threading.Thread(target=close, name="midframe-drain")
+    closer.start()
+    while True:
+        report()
+        closer.join(every_s)
+        if not closer.is_alive():
+            return
+
+
 @functools.cache
 def service_class() -> type:
     """The pywin32 service class (built on first use, since pywin32 exists only on Windows)."""
@@ -209,21 +226,26 @@ def service_class() -> type:
             self._daemon: Any = None
 
         def SvcDoRun(self) -> None:  # noqa: N802 (pywin32's names)
-            from midframe.daemon.app import build_daemon
+            from midframe.daemon.host import finish, serve, start_daemon
+            from midframe.errors import MidframeError
 
             self.ReportServiceStatus(win32service.SERVICE_START_PENDING)
             config = win32serviceutil.GetServiceCustomOption(SERVICE_NAME, "config", None)
-            daemon = build_daemon(Path(config) if config else None)
+            try:
+                daemon = start_daemon(Path(config) if config else None, log_to_stderr=False)
+            except MidframeError as exc:
+                servicemanager.LogErrorMsg(f"{SERVICE_NAME}: cannot start: {exc}")
+                return
             self._daemon = daemon
-            daemon.start()
             self.ReportServiceStatus(win32service.SERVICE_RUNNING)
             servicemanager.LogInfoMsg(f"{SERVICE_NAME}: running with {config}")
             if self._stop_requested.is_set():
                 daemon.request_stop()
-            while not daemon.wait(5.0):
-                if self._stop_requested.is_set():  # each report moves the SCM's checkpoint on
-                    self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING, waitHint=STOP_WAIT_HINT_MS)
-            daemon.close()
+            try:
+                serve(daemon)
+            finally:
+                drain(lambda: finish(daemon), report=lambda: self.ReportServiceStatus(
+                    win32service.SERVICE_STOP_PENDING, waitHint=STOP_WAIT_HINT_MS))
 
         def SvcStop(self) -> None:  # noqa: N802
             self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING, waitHint=STOP_WAIT_HINT_MS)

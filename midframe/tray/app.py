@@ -1,9 +1,11 @@
 """The tray icon: a client of the daemon's control API, with no business logic of its own.
 
 One thread (pystray's setup thread) does all the talking to the daemon: it polls ``status`` and
-``events`` (as client "tray", so the daemon leaves notifications to us), runs the menu's actions, and
-updates the picture, tooltip and menu. The toolkit's loop owns the main thread; menu callbacks only
-queue an action and wake the poller, so a slow daemon never freezes the menu.
+``events`` (as client "tray", so the daemon leaves notifications to us; see ``daemon.notify``), runs
+the menu's actions, and updates the picture, tooltip and menu. The toolkit's loop owns the main
+thread; menu callbacks only queue an action and wake the poller, so a slow daemon never freezes the
+menu. The daemon is found like the CLI finds it (``daemon.locate``), so a broken config file does
+not cut the tray off from a daemon still running on the last good one.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from loguru import logger
 
 from midframe.config import Config, Paths, load_config, resolve_paths
 from midframe.daemon.notify import DesktopNotifier
-from midframe.errors import ControlError
+from midframe.daemon.signals import SignalFlags, install_signals
+from midframe.errors import ConfigError, ControlError
 from midframe.log import LOG_FILE_NAME, configure_logging
 from midframe.tray import desktop
 from midframe.tray.backend import (
@@ -31,9 +34,8 @@ from midframe.tray.backend import (
     icon_class,
     load_pystray,
 )
-from midframe.tray.icons import draw_icon
 from midframe.tray.menu import Action, Entry, build_menu, menu_entries
-from midframe.tray.view import TrayView, offline_view, view_from_status
+from midframe.tray.view import TrayView, offline_view, picture, view_from_status
 
 POLL_SECONDS = 1.0
 START_GRACE_SECONDS = 30.0  # how long "Starting daemon…" shows before the icon says it failed
@@ -58,7 +60,7 @@ class TrayApp:
         config_path: Path | None,
         quit_text: str = "Quit tray",
         stop_daemon_on_quit: bool = False,
-        spawn: Callable[[Path | None], Any] = desktop.spawn_daemon,
+        spawn: Callable[[Path | None], Any] | None = None,
         opener: Callable[[Path], None] = desktop.open_path,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -67,13 +69,14 @@ class TrayApp:
         self._config_path = config_path
         self.quit_text = quit_text
         self.stop_daemon_on_quit = stop_daemon_on_quit
-        self._spawn = spawn
+        self._spawn = spawn or (lambda path: desktop.spawn_daemon(path, log_dir=paths.log_dir))
         self._opener = opener
         self._clock = clock
         self._client: Any = None
         self._after = 0
         self._since = clock() - EVENT_SLACK_SECONDS
         self._starting_until = 0.0
+        self.start_error: str | None = None  # why the daemon the menu started did not stay up
         self._children: list[Any] = []
         self._actions: queue.SimpleQueue[Action] = queue.SimpleQueue()
         self.wake = threading.Event()
@@ -92,17 +95,16 @@ class TrayApp:
             self.act(action)
         client = self._client_or_none()
         if client is None:
-            self.view = self._offline()
-            return []
+            return self._offline()
         try:
             status = client.status()
             events = client.events(self._after, client="tray")
         except ControlError as exc:
             logger.debug("daemon not answering: {}", exc)
             self._client = None
-            self.view = self._offline()
-            return []
+            return self._offline()
         self._starting_until = 0.0
+        self.start_error = None
         self.view = view_from_status(status)
         return self._new_notifications(events)
 
@@ -114,13 +116,26 @@ class TrayApp:
                 return None
         return self._client
 
-    def _offline(self) -> TrayView:
+    def _offline(self) -> list[Notification]:
+        """The offline view; a notification when a daemon the menu started has exited instead."""
+        shown = []
         for child in list(self._children):  # reap daemons we started that have exited
-            if child.poll() is not None:
-                self._children.remove(child)
+            code = child.poll()
+            if code is None:
+                continue
+            self._children.remove(child)
+            if code != 0:
+                self.start_error = child.reason()
+                self._starting_until = 0.0
+                logger.warning("the daemon did not start: {}", self.start_error)
+                shown.append(Notification("failed", "midframe: the daemon did not start", self.start_error))
         if self._clock() < self._starting_until:
-            return TrayView("offline", "Starting daemon…", "midframe: starting the daemon…")
-        return offline_view()
+            self.view = TrayView("offline", "Starting daemon…", "midframe: starting the daemon…")
+        elif self.start_error:
+            self.view = offline_view(self.start_error, line="Start failed: " + self.start_error)
+        else:
+            self.view = offline_view()
+        return shown
 
     def _new_notifications(self, answer: dict[str, Any]) -> list[Notification]:
         last = int(answer.get("last", 0))
@@ -130,6 +145,8 @@ class TrayApp:
         shown = []
         for event in answer.get("events", []):
             if int(event["seq"]) <= self._after or float(event.get("time") or 0) < self._since:
+                continue
+            if event.get("shown"):  # the daemon showed it itself, before this tray attached
                 continue
             shown.append(Notification(event["kind"], event.get("title") or "midframe", event.get("body") or ""))
         self._after = max(last, self._after)
@@ -151,7 +168,12 @@ class TrayApp:
         if action in ("open_inbox", "open_outbox", "open_log"):
             self._open(action)
         elif action == "start_daemon":
-            self._children.append(self._spawn(self._config_path))
+            self.start_error = None
+            try:
+                self._children.append(self._spawn(self._config_path))
+            except OSError as exc:
+                self.start_error = f"cannot run midframe: {exc.strerror or exc}"
+                return
             self._starting_until = self._clock() + START_GRACE_SECONDS
         elif action in ("pause", "resume", "stop_daemon"):
             client = self._client_or_none()
@@ -187,18 +209,20 @@ class TrayApp:
 class TrayIcon:
     """Binds a :class:`TrayApp` to a pystray icon; ``run`` blocks the main thread until Quit."""
 
-    def __init__(self, app: TrayApp, pystray: ModuleType, *, poll_s: float = POLL_SECONDS) -> None:
+    def __init__(self, app: TrayApp, pystray: ModuleType, *, poll_s: float = POLL_SECONDS,
+                 stop_when: Callable[[], bool] = lambda: False) -> None:
         self.app = app
         self._pystray = pystray
         self._poll_s = poll_s
+        self._stop_when = stop_when  # e.g. a signal flag: read here, since a handler only sets it
         self._shown_key: Any = None
         self._shown_menu: list[Entry | None] | None = None
-        self._fallback: DesktopNotifier | None = None
-        self._fallback_chosen = False
+        self._desktop: DesktopNotifier | None = None
+        self._desktop_chosen = False
         self.failed = False
         view = app.view
         self.icon = icon_class(pystray)(
-            "midframe", draw_icon(view.state, view.ring), view.tooltip, self._menu(app.menu())
+            "midframe", picture(view), view.tooltip, self._menu(app.menu())
         )
 
     def run(self) -> None:
@@ -217,7 +241,7 @@ class TrayIcon:
     def _loop(self, icon: Any) -> None:
         icon.visible = True
         try:
-            while not self.app.quit_requested.is_set():
+            while not self.app.quit_requested.is_set() and not self._stop_when():
                 notifications = self.app.poll_once()
                 self._show(self.app.view)
                 for notification in notifications:
@@ -225,8 +249,8 @@ class TrayIcon:
                 self.app.wake.wait(self._poll_s)
                 self.app.wake.clear()
             self.app.finish()
-            if self._fallback is not None:
-                self._fallback.close()
+            if self._desktop is not None:
+                self._desktop.close()
         except Exception:
             self.failed = True
             logger.exception("the tray's poller failed")
@@ -235,7 +259,7 @@ class TrayIcon:
 
     def _show(self, view: TrayView) -> None:
         if view.icon_key != self._shown_key:
-            self.icon.icon = draw_icon(view.state, view.ring)
+            self.icon.icon = picture(view)
             self._shown_key = view.icon_key
         self.icon.title = view.tooltip
         entries = self.app.menu()
@@ -243,16 +267,17 @@ class TrayIcon:
             self.icon.menu = self._menu(entries)
 
     def _notify(self, notification: Notification) -> None:
-        if self.icon.notifications_work and self.icon.HAS_NOTIFICATION:
+        # Where a session bus and gdbus exist, the daemon's own sender: it logs a failure, where
+        # pystray's notifier drops it silently inside its main-loop callback.
+        if not self._desktop_chosen:
+            self._desktop = DesktopNotifier.detect()
+            self._desktop_chosen = True
+        if self._desktop is not None:
+            self._desktop.send(notification.title, notification.body)
+        elif self.icon.notifications_work and self.icon.HAS_NOTIFICATION:
             # A fresh bubble each time (not a replacement), so the desktop's history keeps them all.
             self.icon.remove_notification()
             self.icon.notify(notification.body, notification.title)
-            return
-        if not self._fallback_chosen:  # the backend has no notifications (xorg) or no bus answered
-            self._fallback = DesktopNotifier.detect()
-            self._fallback_chosen = True
-        if self._fallback is not None:
-            self._fallback.send(notification.kind, notification.title, notification.body)
         else:
             logger.info("{}: {}", notification.title, notification.body)
 
@@ -264,24 +289,40 @@ def load_tray_toolkit() -> ModuleType:
     return load_pystray(backend_candidates())
 
 
-def make_app(config_path: Path | None, config: Config, **options: Any) -> TrayApp:
-    """A TrayApp talking to the daemon whose control files live in ``config``'s state dir."""
+def make_app(config_path: Path | None, config: Config, *, state_dir: Path | None = None, **options: Any) -> TrayApp:
+    """A TrayApp for ``config``'s folders that talks to the daemon on ``state_dir`` (``midframe run``: its
+    own), else to the one ``locate`` finds at each (re)connection."""
+    from midframe.daemon import locate
     from midframe.daemon.control import ControlClient
 
-    paths = resolve_paths(config)
-    return TrayApp(
-        connect=lambda: ControlClient.from_state_dir(paths.state_dir),
-        paths=paths,
-        config_path=config_path,
-        **options,
-    )
+    def connect() -> ControlClient:
+        found = state_dir
+        if found is None:
+            location = locate.locate_state_dir(config_path, pointer=locate.pointer_path())
+            if location.note:
+                logger.debug("{}", location.note)
+            found = location.state_dir
+        return ControlClient.from_state_dir(found)
+
+    return TrayApp(connect=connect, paths=resolve_paths(config), config_path=config_path, **options)
 
 
 def main(config_path: Path | None) -> int:
     """``midframe tray``: the icon for a daemon running elsewhere (service, other process)."""
-    config = load_config(config_path)
-    configure_logging(level=config.logging.level)
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:  # the daemon may still run on the last good one: be its tray
+        config = Config()
+        configure_logging(level=config.logging.level)
+        logger.warning("{}; the menu's folders are the defaults until the config is fixed", exc)
+    else:
+        configure_logging(level=config.logging.level)
     pystray = load_tray_toolkit()
-    tray = TrayIcon(make_app(config_path, config), pystray)
-    tray.run()
+    flags = SignalFlags()
+    undo = install_signals(flags)  # SIGTERM and Ctrl-C quit the tray after its current poll
+    try:
+        tray = TrayIcon(make_app(config_path, config), pystray, stop_when=lambda: flags.stop)
+        tray.run()
+    finally:
+        undo()
     return 1 if tray.failed else 0

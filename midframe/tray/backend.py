@@ -22,6 +22,12 @@ from loguru import logger
 from midframe.errors import MidframeError
 
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"  # AppIndicator's host: KDE, GNOME with the extension, ...
+# pystray's python-xlib backend (no PyGObject) draws the icon but cannot show a menu.
+NO_MENU_ADVICE = (
+    "PyGObject is not installed, so only pystray's plain X11 backend loads; install it with "
+    "`sudo apt install libgirepository1.0-dev libcairo2-dev pkg-config gir1.2-gtk-3.0` and "
+    "`pip install \"midframe[tray-linux]\"` (scripts/setup.sh does both on a desktop)"
+)
 
 
 class TrayUnavailable(MidframeError):
@@ -103,6 +109,8 @@ def load_pystray(candidates: list[str]) -> ModuleType:
                 failures.append(f"{name}: {exc}")
                 continue
             logger.debug("tray backend: {}", name)
+            if not getattr(pystray.Icon, "HAS_MENU", True):
+                logger.warning("the tray icon has no menu: {}", NO_MENU_ADVICE)
             return pystray
     finally:
         if previous is None:

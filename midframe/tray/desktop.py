@@ -6,16 +6,22 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from loguru import logger
 
+from midframe.service.commandline import midframe_command
+
+START_LOG = "daemon-start.log"  # in the log dir: what a daemon started from the menu said on stderr
+
+
 def daemon_command(config_path: Path | None) -> list[str]:
-    """The command line of a daemon in the foreground: ``python -m midframe watch [--config ABS]``."""
-    command = [sys.executable, "-m", "midframe", "watch"]
+    """``midframe watch --quiet [--config ABS]`` by the console script's path (see ``commandline``)."""
+    args = ["watch", "--quiet"]
     if config_path is not None:
-        command += ["--config", str(Path(config_path).expanduser().absolute())]
-    return command
+        args += ["--config", str(Path(config_path).expanduser().absolute())]
+    return midframe_command(*args)
 
 
 def detached_options(platform: str = sys.platform) -> dict[str, object]:
@@ -37,11 +43,38 @@ def detached_options(platform: str = sys.platform) -> dict[str, object]:
     return options
 
 
-def spawn_daemon(config_path: Path | None) -> subprocess.Popen[bytes]:
-    """Start ``midframe watch`` detached (it logs to its own file); no fork, on every platform."""
+@dataclass
+class StartedDaemon:
+    """A daemon the menu started; once it has exited, ``reason()`` says why it did not stay up."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def reason(self) -> str:
+        try:
+            lines = [line.strip() for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines()]
+        except OSError:
+            lines = []
+        said = next((line for line in reversed(lines) if line), "")
+        said = said.removeprefix("midframe: error: ")
+        return said or f"it exited with code {self.process.returncode} (see {self.log})"
+
+
+def spawn_daemon(config_path: Path | None, *, log_dir: Path) -> StartedDaemon:
+    """Start ``midframe watch`` detached, in the home folder; its stderr (errors only: ``--quiet``
+    keeps the log lines in the log file) goes to ``log_dir/daemon-start.log``. No fork anywhere."""
     command = daemon_command(config_path)
     logger.info("starting the daemon: {}", " ".join(command))
-    return subprocess.Popen(command, **detached_options())  # type: ignore[call-overload]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / START_LOG
+    options = detached_options()
+    with open(log, "wb") as stderr:
+        options["stderr"] = stderr
+        process = subprocess.Popen(command, cwd=Path.home(), **options)  # type: ignore[call-overload]
+    return StartedDaemon(process, log)
 
 
 def open_path(path: Path) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from PIL import Image
+
 from midframe.daemon.notify import format_duration
-from midframe.tray.icons import TrayState
+from midframe.tray.icons import TrayState, draw_icon
 
 # Windows cuts tooltips at 127 characters; the others show long ones badly.
 TOOLTIP_MAX = 127
@@ -19,7 +21,7 @@ class TrayView:
     state: TrayState
     status_line: str  # the disabled first line of the menu
     tooltip: str
-    ring: int | None = None  # progress in RING_STEP percent steps while working
+    ring: int | None = None  # progress in percent (RING_STEP steps) while working
 
     @property
     def online(self) -> bool:
@@ -31,9 +33,14 @@ class TrayView:
         return self.state, self.ring
 
 
-def offline_view(reason: str = "") -> TrayView:
-    line = "Daemon not answering"
-    return TrayView("offline", line, f"midframe: {line.lower()}" + (f" ({reason})" if reason else ""))
+def picture(view: TrayView) -> Image.Image:
+    """The icon for ``view``: the ring drawn from its percent as the 0..1 fraction ``draw_icon`` takes."""
+    return draw_icon(view.state, None if view.ring is None else view.ring / 100)
+
+
+def offline_view(reason: str = "", *, line: str = "Daemon not answering") -> TrayView:
+    tooltip = "midframe: daemon not answering" + (f" ({reason})" if reason else "")
+    return TrayView("offline", _clip(line, TOOLTIP_MAX), _clip(tooltip, TOOLTIP_MAX))
 
 
 def view_from_status(status: dict[str, Any]) -> TrayView:

@@ -95,7 +95,12 @@ def _unpickle(data: bytes, origin: str) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad pickle; all mean "not weights"
-        raise WeightsError(f"{origin}: not a loadable PyTorch state dict ({type(exc).__name__}: {exc})") from None
+        # torch's own text (about weights_only and its unpickler) says nothing useful to a user.
+        logger.debug("{}: torch.load: {}: {}", origin, type(exc).__name__, exc)
+        raise WeightsError(
+            f"{origin}: not a model file: PyTorch cannot read it as saved weights "
+            "(expected the flownet.pkl of a RIFE v4.25 release)"
+        ) from None
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):

@@ -1,0 +1,111 @@
+"""The systemd watchdog keep-alive follows the worker: it stops while a job is stuck, and comes back.
+
+A real daemon (in this process, to give it a short stuck bound) converts a real clip with real ffmpeg
+children and talks sd_notify to a socket the test owns. The test hangs the job for real by stopping
+its ffmpeg children (SIGSTOP, with psutil), then lets them go on.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from midframe.daemon.host import finish, serve, start_daemon
+from midframe.daemon.liveness import StuckWatch
+from midframe.service.systemd import SystemdNotifier
+from tests.media import make_clip
+from tests.test_systemd import FakeSystemd
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sd_notify is Linux only")
+
+
+def test_the_stuck_watch_judges_only_a_job_under_way():
+    watch = StuckWatch(bound_s=60)
+    working = {"state": "working", "current": {"id": 1, "frames_done": 10}, "queued": 0, "done": 0, "failed": 0}
+    assert watch.alive(working, now=0)
+    assert watch.alive(working, now=59)
+    assert not watch.alive(working, now=60) and watch.stuck
+    moved = {**working, "current": {"id": 1, "frames_done": 11}}
+    assert watch.alive(moved, now=61) and not watch.stuck
+    for calm in ({**working, "state": "paused"}, {"state": "idle", "current": None, "queued": 3, "done": 0,
+                                                   "failed": 0}):
+        quiet = StuckWatch(bound_s=60)
+        assert quiet.alive(calm, now=0) and quiet.alive(calm, now=3600)  # paused or idle: never stuck
+    assert not StuckWatch().alive(working, now=0, worker_running=False)  # its thread has ended
+
+
+def collect(systemd: FakeSystemd, seconds: float) -> list[dict[str, str]]:
+    """Every message that arrives in the next ``seconds`` (the daemon talks every 0.1 s: never silent)."""
+    got: list[dict[str, str]] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        systemd.sock.settimeout(left)
+        try:
+            data = systemd.sock.recv(4096)
+        except (TimeoutError, OSError):
+            break
+        got.append(dict(line.split("=", 1) for line in data.decode().splitlines()))
+    return got
+
+
+def ffmpeg_children() -> list[psutil.Process]:
+    return [child for child in psutil.Process().children(recursive=True) if "ffmpeg" in child.name()]
+
+
+def test_keepalives_stop_while_the_job_is_stuck(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", seconds=8, size="640x360", fps="25", audio=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"inbox: {tmp_path / 'in'}\noutbox: {tmp_path / 'out'}\nengine: {{name: blend}}\n"
+        f"daemon: {{state_dir: {tmp_path / 'state'}, settle_seconds: 0.2, rescan_seconds: 1, min_free_mb: 0}}\n"
+        f"logging: {{dir: {tmp_path / 'log'}}}\nnotifications: {{enabled: false}}\n",
+        encoding="utf-8",
+    )
+    systemd = FakeSystemd(str(tmp_path / "notify.sock"))
+    lifecycle = SystemdNotifier(systemd.address, watchdog_usec=200_000)  # a keep-alive every 0.1 s at most
+    daemon = start_daemon(config, lifecycle=lifecycle)
+    loop = threading.Thread(target=serve, args=(daemon,), name="test-serve",
+                            kwargs={"watch": StuckWatch(bound_s=1.5), "heartbeat_s": 0.1})
+    loop.start()
+    stopped: list[psutil.Process] = []
+    try:
+        shutil.copyfile(clip, tmp_path / "in" / "clip.mp4")
+        deadline = time.monotonic() + 30
+        while not ((daemon.status()["current"] or {}).get("frames_done") and ffmpeg_children()):
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.05)
+        assert any(m.get("WATCHDOG") == "1" for m in collect(systemd, 0.3))  # alive while it moves
+
+        stopped = ffmpeg_children()
+        for child in stopped:
+            child.suspend()
+        hung_at = time.monotonic()
+        fresh = collect(systemd, 3.0)
+        stuck = [i for i, m in enumerate(fresh) if m.get("STATUS", "").startswith("stuck:")]
+        assert stuck, fresh
+        assert fresh[stuck[0]]["STATUS"].startswith("stuck: no progress on clip.mp4 for ")
+        # keep-alives went on until the bound (1.5 s after the last progress), and none since
+        assert not [m for m in fresh[stuck[0]:] if m.get("WATCHDOG") == "1"], fresh
+        assert len(stuck) >= 2  # "... for 2s", "... for 3s": the stuck phase lasted a second or more
+        assert daemon.status()["state"] == "working"  # (the daemon's API still answers: only the job hangs)
+        assert time.monotonic() - hung_at > 2.5
+
+        for child in stopped:
+            child.resume()
+        stopped = []
+        deadline = time.monotonic() + 15
+        while not any(m.get("WATCHDOG") == "1" for m in collect(systemd, 0.2)):
+            assert time.monotonic() < deadline, "no keep-alive after the job moved again"
+    finally:
+        for child in stopped:
+            child.resume()
+        daemon.request_stop()
+        loop.join(30)
+        finish(daemon)
+        lifecycle.close()
+        systemd.close()
