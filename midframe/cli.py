@@ -144,15 +144,13 @@ def _counts(status: dict[str, Any]) -> str:
     return f"queued {status['queued']}, done {status['done']}, failed {status['failed']}"
 
 
-def _print_json(answer: Any) -> int:
-    print(json.dumps(answer))
+def _answer(args: argparse.Namespace, answer: Any, sentence: Callable[[Any], str]) -> int:
+    """The daemon's answer as JSON with ``--json``, else as a sentence."""
+    print(json.dumps(answer) if args.json else sentence(answer))
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    status = _client(args).status()
-    if args.json:
-        return _print_json(status)
+def _status_sentence(status: dict[str, Any]) -> str:
     line = f"{status['state']}; {_counts(status)}"
     if status.get("paused_reason"):
         line += f"\n  why: {status['paused_reason']}"
@@ -163,51 +161,58 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"({current['frames_done']}/{current['frames_total']} frames, {current['fps']:.2f} fps, "
             f"ETA {_format_eta(current['eta_s'])})"
         )
-    print(line)
-    return 0
+    return line
+
+
+def _paused_sentence(status: dict[str, Any]) -> str:
+    current = status.get("current")
+    held = f"{current['name']} holds at {current['progress'] * 100:.0f}% after its current batch; " if current else ""
+    return f"paused: {held}{_counts(status)}. `midframe resume` continues (a pause survives a restart)."
+
+
+def _resumed_sentence(status: dict[str, Any]) -> str:
+    current = status.get("current")
+    doing = f"working on {current['name']}" if current else status["state"]
+    return f"resumed: {doing}; {_counts(status)}"
+
+
+def _jobs_sentence(jobs: list[dict[str, Any]]) -> str:
+    if not jobs:
+        return "no jobs yet: videos dropped into the inbox show up here"
+    lines = []
+    for job in jobs:
+        error = f"  ({job['error']})" if job.get("error") else ""
+        profile = f"[{job['profile']}] " if job.get("profile") else ""
+        lines.append(f"{job['id']:>5}  {job['state']:<9}  {profile}{job['name']}{error}")
+    return "\n".join(lines)
+
+
+def _cancelled_sentence(job: dict[str, Any]) -> str:
+    later = " after its current batch" if job.get("state") == "running" else ""
+    return f"job {job['id']} ({job['name']}) is cancelled{later}"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return _answer(args, _client(args).status(), _status_sentence)
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    status = _client(args).pause()
-    if args.json:
-        return _print_json(status)
-    current = status.get("current")
-    held = f"{current['name']} holds at {current['progress'] * 100:.0f}% after its current batch; " if current else ""
-    print(f"paused: {held}{_counts(status)}. `midframe resume` continues (a pause survives a restart).")
-    return 0
+    return _answer(args, _client(args).pause(), _paused_sentence)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    status = _client(args).resume()
-    if args.json:
-        return _print_json(status)
-    current = status.get("current")
-    doing = f"working on {current['name']}" if current else status["state"]
-    print(f"resumed: {doing}; {_counts(status)}")
-    return 0
+    return _answer(args, _client(args).resume(), _resumed_sentence)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     client = _client(args)
-    answer = client.stop()
-    if args.json:
-        return _print_json(answer)
     pid = f" (pid {client.pid})" if client.pid else ""
-    print(f"the daemon{pid} stops after the current batch; a job under way resumes at the next start")
-    return 0
+    return _answer(args, client.stop(),
+                   lambda _: f"the daemon{pid} stops after the current batch; a job under way resumes at the next start")
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    jobs = _client(args).jobs()
-    if args.json:
-        return _print_json(jobs)
-    if not jobs:
-        print("no jobs yet: videos dropped into the inbox show up here")
-    for job in jobs:
-        error = f"  ({job['error']})" if job.get("error") else ""
-        profile = f"[{job['profile']}] " if job.get("profile") else ""
-        print(f"{job['id']:>5}  {job['state']:<9}  {profile}{job['name']}{error}")
-    return 0
+    return _answer(args, _client(args).jobs(), _jobs_sentence)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -217,22 +222,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    job = _client(args).retry(args.id)
-    if args.json:
-        return _print_json(job)
-    print(f"job {job['id']} ({job['name']}) is queued again")
-    return 0
+    return _answer(args, _client(args).retry(args.id), lambda job: f"job {job['id']} ({job['name']}) is queued again")
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    job = _client(args).cancel(args.id)
-    if args.json:
-        return _print_json(job)
-    if job.get("state") == "running":
-        print(f"job {job['id']} ({job['name']}) is cancelled after its current batch")
-    else:
-        print(f"job {job['id']} ({job['name']}) is cancelled")
-    return 0
+    return _answer(args, _client(args).cancel(args.id), _cancelled_sentence)
 
 
 # --- models, services, config ------------------------------------------------------------------

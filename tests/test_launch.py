@@ -17,9 +17,9 @@ from midframe.daemon.app import build_daemon
 from midframe.daemon.control import CONTROL_FILE, ControlClient
 from midframe.daemon.host import start_daemon
 from midframe.daemon.lifecycle import NoLifecycle
-from midframe.daemon.signals import SignalFlags
 from midframe.errors import ControlError
 from midframe.launch import run_with_tray
+from midframe.signals import SignalFlags
 from midframe.tray import desktop
 
 
@@ -55,28 +55,30 @@ def answering(state_dir: Path):
 class FakeTray:
     """Stands in for TrayIcon: ``run`` blocks the main thread until ``stop`` (or ``stop_when()``)."""
 
-    def __init__(self, *, fail: bool = False, stop_when=lambda: False) -> None:
+    def __init__(self, *, fail: bool = False, stop_when=lambda: False, quit_after_s: float | None = None) -> None:
         self.stopped = threading.Event()
         self.fail = fail
         self.failed = False
         self.ran = threading.Event()
         self.stop_when = stop_when
+        self.quit_after_s = quit_after_s
 
     def run(self) -> None:
         self.ran.set()
         if self.fail:
             raise RuntimeError("Gtk could not be initialised")
+        started = time.monotonic()
         while not self.stopped.wait(0.1):
-            if self.stop_when():
+            if self.stop_when() or (self.quit_after_s is not None and time.monotonic() - started > self.quit_after_s):
                 self.stopped.set()
 
     def stop(self) -> None:
         self.stopped.set()
 
 
-def fake_toolkit(monkeypatch, trays: list[FakeTray]) -> None:
+def fake_toolkit(monkeypatch, trays: list[FakeTray], *, quit_after_s: float | None = None) -> None:
     def make_tray(app, pystray, *, stop_when=lambda: False):
-        tray = FakeTray(stop_when=stop_when)
+        tray = FakeTray(stop_when=stop_when, quit_after_s=quit_after_s)
         tray.app = app
         trays.append(tray)
         return tray
@@ -196,8 +198,7 @@ def test_run_beside_a_running_daemon_is_its_tray(tmp_path, monkeypatch):
     service = build_daemon(config, lifecycle=NoLifecycle())
     service.start()
     trays: list[FakeTray] = []
-    fake_toolkit(monkeypatch, trays)
-    threading.Timer(1.0, lambda: trays[0].stop()).start()
+    fake_toolkit(monkeypatch, trays, quit_after_s=0.5)  # the user quits the tray
     try:
         assert launch.main_job(config) == 0
         assert trays[0].ran.is_set()

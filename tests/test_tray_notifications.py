@@ -22,6 +22,7 @@ import pytest
 
 from tests.media import make_clip
 from tests.test_tray_desktop import MISSING, Desktop, docked_icon, history, wait_for
+from tests.test_tray_desktop import desktop  # noqa: F401 (the fixture)
 
 pytestmark = [
     pytest.mark.desktop,
@@ -30,16 +31,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("gdbus") is None, reason="needs gdbus"),
     pytest.mark.timeout(120),
 ]
-
-
-@pytest.fixture
-def desktop(tmp_path: Path):
-    session = Desktop(tmp_path)
-    try:
-        session.start()
-        yield session
-    finally:
-        session.stop()
 
 
 def bubbles(desktop: Desktop) -> Counter:

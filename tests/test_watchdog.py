@@ -75,7 +75,7 @@ def test_keepalives_stop_while_the_job_is_stuck(tmp_path):
     stopped: list[psutil.Process] = []
     try:
         shutil.copyfile(clip, tmp_path / "in" / "clip.mp4")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not ((daemon.status()["current"] or {}).get("frames_done") and ffmpeg_children()):
             assert time.monotonic() < deadline, "the job did not start"
             time.sleep(0.05)
@@ -84,21 +84,22 @@ def test_keepalives_stop_while_the_job_is_stuck(tmp_path):
         stopped = ffmpeg_children()
         for child in stopped:
             child.suspend()
-        hung_at = time.monotonic()
-        fresh = collect(systemd, 3.0)
-        stuck = [i for i, m in enumerate(fresh) if m.get("STATUS", "").startswith("stuck:")]
-        assert stuck, fresh
-        assert fresh[stuck[0]]["STATUS"].startswith("stuck: no progress on clip.mp4 for ")
+        seen: list[dict[str, str]] = []
+        deadline = time.monotonic() + 30  # the frames already queued drain first, then nothing moves
+        while not any(m.get("STATUS", "").startswith("stuck:") for m in seen):
+            assert time.monotonic() < deadline, f"never said stuck: {seen[-20:]}"
+            seen += collect(systemd, 0.2)
+        first = next(m for m in seen if m.get("STATUS", "").startswith("stuck:"))
+        assert first["STATUS"].startswith("stuck: no progress on clip.mp4 for ")
+        after = seen[seen.index(first):] + collect(systemd, 1.5)
         # keep-alives went on until the bound (1.5 s after the last progress), and none since
-        assert not [m for m in fresh[stuck[0]:] if m.get("WATCHDOG") == "1"], fresh
-        assert len(stuck) >= 2  # "... for 2s", "... for 3s": the stuck phase lasted a second or more
+        assert not [m for m in after if m.get("WATCHDOG") == "1"], after
         assert daemon.status()["state"] == "working"  # (the daemon's API still answers: only the job hangs)
-        assert time.monotonic() - hung_at > 2.5
 
         for child in stopped:
             child.resume()
         stopped = []
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while not any(m.get("WATCHDOG") == "1" for m in collect(systemd, 0.2)):
             assert time.monotonic() < deadline, "no keep-alive after the job moved again"
     finally:

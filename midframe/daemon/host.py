@@ -25,8 +25,8 @@ from midframe.daemon.app import Daemon, build_daemon
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.liveness import StuckWatch
 from midframe.daemon.notify import format_duration
-from midframe.daemon.signals import SignalFlags, install_signals
 from midframe.log import configure_logging
+from midframe.signals import SignalFlags, install_signals
 
 HEARTBEAT_S = 2.0  # status line and watchdog keep-alive; systemd's WatchdogSec is far longer
 TICK_S = 0.25  # how soon a signal flag is acted on
@@ -115,7 +115,13 @@ def serve(
 
 
 def _beat(daemon: Daemon, watch: StuckWatch, now: float) -> None:
-    status = daemon.status()
+    try:
+        status = daemon.status()
+    except Exception:  # the job store failing: no keep-alive, so a lasting failure restarts us
+        if not watch.stuck:
+            logger.opt(exception=True).error("cannot read the daemon's status; no more watchdog keep-alives")
+        watch.stuck = True
+        return
     was_stuck = watch.stuck
     if watch.alive(status, now=now, worker_running=_worker_running(daemon)):
         if was_stuck:

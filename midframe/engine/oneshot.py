@@ -28,6 +28,7 @@ from midframe.engine.job import JobControl, PipelineReport, Progress, ProgressCa
 from midframe.engine.manifest import MANIFEST_NAME, is_work_folder
 from midframe.engine.pipeline import convert
 from midframe.errors import Aborted, ConfigError, MediaError, OutputError
+from midframe.signals import SignalFlags
 
 LOG_INTERVAL_S = 5.0
 
@@ -101,17 +102,32 @@ def _ctrl_c_stops(control: JobControl) -> Iterator[None]:
         yield
         return
 
-    def handler(signum: int, frame: Any) -> None:
-        if control.aborted:
-            raise KeyboardInterrupt
-        print("\nmidframe: stopping after the current batch (Ctrl-C again to stop at once)", file=sys.stderr)
-        control.abort("interrupted")
+    # The handler only sets a flag (printing or Event.set take locks the interrupted code may hold);
+    # a small thread says it and asks the loop to stop.
+    flags = SignalFlags()
+    done = threading.Event()
 
+    def handler(signum: int, frame: Any) -> None:
+        if flags.stop:
+            raise KeyboardInterrupt
+        flags.stop = True
+
+    def relay() -> None:
+        while not done.wait(0.1):
+            if flags.stop:
+                print("\nmidframe: stopping after the current batch (Ctrl-C again to stop at once)", file=sys.stderr)
+                control.abort("interrupted")
+                return
+
+    relayer = threading.Thread(target=relay, name="midframe-ctrl-c", daemon=True)
+    relayer.start()
     previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        done.set()
+        relayer.join()
 
 
 def interpolate_file(

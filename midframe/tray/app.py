@@ -23,9 +23,9 @@ from loguru import logger
 
 from midframe.config import Config, Paths, load_config, resolve_paths
 from midframe.daemon.notify import DesktopNotifier
-from midframe.daemon.signals import SignalFlags, install_signals
 from midframe.errors import ConfigError, ControlError
 from midframe.log import LOG_FILE_NAME, configure_logging
+from midframe.signals import SignalFlags, install_signals
 from midframe.tray import desktop
 from midframe.tray.backend import (
     TrayUnavailable,
