@@ -192,7 +192,7 @@ class Daemon:
                              host=config.daemon.api_host, web=dashboard)
 
     def request_stop(self) -> None:
-        """Ask for a graceful stop; safe from a signal handler (sets flags only)."""
+        """Ask for a graceful stop, from any thread (a signal handler sets a SignalFlags flag instead)."""
         self._stop_requested.set()
         self._wakeup.set()
 
