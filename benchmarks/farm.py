@@ -129,7 +129,7 @@ def main() -> int:
     args = parser.parse_args()
     _one_thread()
 
-    from midframe.config import config_from_mapping
+    from midframe.config import ResumeConfig, config_from_mapping
     from midframe.engine.ffmpeg import find_ffmpeg
     from midframe.engine.interpolators import create_interpolator
     from midframe.engine.pipeline import convert
@@ -192,8 +192,8 @@ def main() -> int:
     print("|---|---:|")
     print(f"| a segment on a worker (median) | {per_segment:.3f} |")
     print(f"| scheduler round trip (empty task, median) | {round_trip:.4f} |")
-    print(f"| decode seek to the segment's first frame (first frame from a seek minus from frame 0) | "
-          f"{max(0.0, seek['seek'] - seek['from_start']):.3f} |")
+    print(f"| decoder's first frame: from frame 0 / from a segment start (seek) | "
+          f"{seek['from_start']:.3f} / {seek['seek']:.3f} |")
     print(f"| first output frame reaches the encoder (seek, first batch; median) | {first_frame:.3f} |")
     print(f"| encoder finish: last frame in to file synced and renamed (median) | {encode_finish:.3f} |")
     print(f"| join on the coordinator (whole job, {output_mb:.1f} MB) | {join_s:.3f} |")
@@ -201,13 +201,15 @@ def main() -> int:
     overhead = round_trip + max(0.0, seek["seek"] - seek["from_start"]) + encode_finish
     fps_out = float(settings.engine.factor) * 25
     film_frames = int(args.film_minutes * 60 * fps_out)
-    segments = math.ceil(film_frames / (args.segment_seconds * fps_out))
-    rows = projection(segments=segments, frames_per_segment=int(args.segment_seconds * fps_out),
+    film_segment_s = ResumeConfig().segment_seconds  # the daemon's default segment length
+    segments = math.ceil(film_frames / (film_segment_s * fps_out))
+    rows = projection(segments=segments, frames_per_segment=int(film_segment_s * fps_out),
                       overhead_s=overhead, join_s_per_mb=join_s / max(output_mb, 1e-6),
                       source_mb=args.gpu_source_mbit / 8 * args.film_minutes * 60,
                       output_mb=args.gpu_output_mbit / 8 * args.film_minutes * 60,
                       gpu_fps=args.gpu_fps, share_mbit=args.share_mbit, workers=[1, 2, 4, 8, 16])
-    print(f"\n## Projection: a {args.film_minutes:.0f} min film at {fps_out:.0f} fps out, {segments} segments, "
+    print(f"\n## Projection: a {args.film_minutes:.0f} min film at {fps_out:.0f} fps out, {segments} segments of "
+          f"{film_segment_s:.0f} s, "
           f"GPU workers at {args.gpu_fps:.0f} output fps each (assumed), {args.gpu_source_mbit:.0f} Mbit/s in, "
           f"{args.gpu_output_mbit:.0f} Mbit/s out, a {args.share_mbit:.0f} Mbit/s share, "
           f"{overhead:.3f} s overhead per segment (measured above)\n")
