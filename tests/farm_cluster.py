@@ -79,11 +79,17 @@ class Cluster:
 
     def start_scheduler(self) -> None:
         log = self.root / "scheduler.log"
+        log.unlink(missing_ok=True)
         self.scheduler = subprocess.Popen(
             [sys.executable, "-m", "midframe", "farm", "scheduler", "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=ROOT, env=self._env(), stdin=subprocess.DEVNULL, stdout=open(log, "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: "listening at" in log.read_text(errors="replace"), timeout=60, what="the scheduler")
+
+    def kill_scheduler(self) -> None:
+        assert self.scheduler is not None
+        os.killpg(self.scheduler.pid, signal.SIGKILL)
+        self.scheduler.wait(10)
 
     def start_worker(self, config: dict | None = None, *, wait: bool = True,
                      env: dict[str, str] | None = None) -> FarmWorker:

@@ -212,3 +212,30 @@ def test_a_worker_without_the_engine_refuses_to_start(tmp_path, cluster):
                                   env={"XDG_CACHE_HOME": str(tmp_path / "empty-cache")})
     assert worker.proc.wait(60) == 2
     assert "midframe: error:" in worker.log() and "midframe models fetch" in worker.log()
+
+
+def test_the_scheduler_gone_pauses_the_queue_until_it_is_back(tmp_path, cluster):
+    """Runs last: the scheduler is killed and started again on its port; the workers come back by
+    themselves, and so does the daemon."""
+    live = [worker for worker in cluster.workers if worker.proc.poll() is None]
+    daemon = farm_daemon(tmp_path / "d", cluster).start()
+    try:
+        wait_farm_ready(daemon, len(live))
+        cluster.kill_scheduler()
+        away = wait_for(lambda: (lambda s: s if not s["farm"]["connected"] and s["paused_reason"] else None)(
+            daemon.status()), timeout=60, what="the daemon to see the scheduler gone")
+        reason = away["paused_reason"]
+        assert away["state"] == "paused" and reason.startswith("farm.scheduler:") and cluster.address in reason
+        assert away["farm"]["problem"].startswith("farm.scheduler:")
+        clip = make_clip(tmp_path / "while-away.mkv", seconds=4, size="160x90")
+        shutil.copy(clip, daemon.inbox / clip.name)
+        wait_for(lambda: daemon.jobs(), timeout=30, what="the file to be queued")
+        time.sleep(3)
+        assert daemon.jobs()[0]["state"] == "queued" and daemon.jobs()[0]["attempts"] == 0
+        cluster.start_scheduler()
+        job = finished_job(daemon, timeout=180)
+        status = daemon.status()
+    finally:
+        daemon.stop_if_running()
+    assert status["paused_reason"] is None and status["farm"]["connected"] and status["farm"]["workers"] == len(live)
+    assert sum(job["workers"].values()) == 1 and all("lost the scheduler" in w.log() for w in live)

@@ -74,3 +74,32 @@ def test_with_a_farm_several_jobs_are_converted_at_once(tmp_path):
         harness.worker.request_stop()
         assert harness.worker.join(10)
     assert not both_in.broken
+
+
+def test_fallback_local_converts_here_while_the_scheduler_is_away(tmp_path):
+    import pytest
+
+    from midframe.farm.coordinator import FarmCoordinator
+
+    calls = []
+
+    def convert(source, destination, **kwargs):
+        calls.append(kwargs)
+        return "converted here"
+
+    def unreachable(address):
+        raise OSError(f"connection refused by {address}")
+
+    for fallback in (True, False):
+        coordinator = FarmCoordinator("tcp://10.0.0.5:8786", resources={}, fallback_local=fallback, convert=convert,
+                                      ffmpeg=None, make_client=unreachable)
+        coordinator._refresh()  # one round of its monitor
+        state = coordinator.state()
+        assert not state["connected"] and "tcp://10.0.0.5:8786 does not answer" in state["problem"]
+        if fallback:
+            assert coordinator.convert(tmp_path / "a.mp4", tmp_path / "b.mp4", work_dir=tmp_path / "w") == "converted here"
+            assert "renderer" not in calls[0]  # the single-machine pipeline, not the farm's renderer
+        else:
+            with pytest.raises(FarmUnavailable, match="does not answer"):
+                coordinator.convert(tmp_path / "a.mp4", tmp_path / "b.mp4", work_dir=tmp_path / "w")
+    assert len(calls) == 1

@@ -122,7 +122,7 @@ class FarmCoordinator:
             info = client.scheduler_info(n_workers=-1)
             processing = client.processing()
         except Exception as exc:  # the scheduler went away between two calls: next round reconnects
-            self._set_problem(f"farm.scheduler: lost {self.scheduler} ({exc or type(exc).__name__})", connected=False)
+            self._set_problem(f"farm.scheduler: lost the connection to {self.scheduler} ({exc or type(exc).__name__})", connected=False)
             if was:
                 self._on_change()
             return

@@ -19,10 +19,11 @@ from typing import Any
 from loguru import logger
 
 from midframe.config import Config, EngineConfig, resolve_paths, with_overrides
-from midframe.farm.slots import slot_devices, worker_resources
+from midframe.farm.slots import SLOT, slot_devices, worker_resources
 from midframe.farm.task import FarmPlugin
 
 DEFAULT_PORT = 8786
+RECONNECT_S = 2.0
 
 
 def _cuda_count() -> int:
@@ -36,12 +37,19 @@ def _cuda_count() -> int:
 async def _until_stopped(server: Any, on_stop: Callable[[], Awaitable[Any]]) -> None:
     """Wait for ``server`` to finish; SIGTERM/SIGINT close it cleanly where the loop can catch them."""
     loop = asyncio.get_running_loop()
+    installed = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(signum, lambda: asyncio.ensure_future(on_stop()))
+            installed.append(signum)
         except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
             pass
-    await server.finished()
+    try:
+        await server.finished()
+    finally:
+        # Between two workers (waiting for the scheduler) there is nothing to close: signals act at once.
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 def run_scheduler(*, host: str | None, port: int) -> int:
@@ -77,6 +85,9 @@ def build_plugin(config: Config, *, device: str | None) -> FarmPlugin:
 
 
 def run_worker(config: Config, *, scheduler: str, device: str | None, nthreads: int | None) -> int:
+    """A Dask worker for ``scheduler`` until SIGTERM/SIGINT. A Dask worker ends when its scheduler goes
+    away; this one then waits for the scheduler to come back and starts a new one, with the same
+    engines already loaded."""
     from distributed import Worker
 
     from midframe.log import configure_logging
@@ -89,15 +100,32 @@ def run_worker(config: Config, *, scheduler: str, device: str | None, nthreads: 
     name = f"{socket.gethostname()}-{os.getpid()}"
 
     async def main() -> None:
-        async with Worker(scheduler, nthreads=threads, resources=resources, plugins=(plugin,), name=name,
-                          dashboard=False, memory_limit=0) as worker:
-            logger.info("midframe farm worker {} ({}) working for {}: {} on {}", worker.address, name, scheduler,
-                        plugin.engine.name, ", ".join(plugin.devices))
-            print(f"midframe farm worker {worker.address} ready", flush=True)
-            await _until_stopped(worker, worker.close)
+        stopping = asyncio.Event()
+        current: list[Any] = []
+
+        async def stop() -> None:
+            stopping.set()
+            for worker in current:
+                await worker.close()
+
+        while not stopping.is_set():
+            # A worker that found it cannot work (no share, no engine) stays out of the scheduling.
+            offered = resources if plugin.unfit is None else {**resources, SLOT: 0.0}
+            async with Worker(scheduler, nthreads=threads, resources=offered, plugins=(plugin,), name=name,
+                              dashboard=False, memory_limit=0) as worker:
+                current[:] = [worker]
+                logger.info("midframe farm worker {} ({}) working for {}: {} on {}", worker.address, name,
+                            scheduler, plugin.engine.name, ", ".join(plugin.devices))
+                print(f"midframe farm worker {worker.address} ready", flush=True)
+                await _until_stopped(worker, stop)
+            if not stopping.is_set():
+                logger.warning("lost the scheduler {}; waiting for it to come back", scheduler)
+                await asyncio.sleep(RECONNECT_S)
 
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
+    finally:
+        plugin.close()
     return 0

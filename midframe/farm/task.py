@@ -131,6 +131,10 @@ class FarmPlugin(WorkerPlugin):
         self.address = worker.address
 
     def teardown(self, worker: Any) -> None:
+        """The engines stay loaded: a worker that lost its scheduler is followed by a new one (``close``)."""
+        self._worker = None
+
+    def close(self) -> None:
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}
         for _key, interpolator in engines:
