@@ -118,9 +118,13 @@ def run_worker(config: Config, *, scheduler: str, device: str | None, nthreads: 
                             scheduler, plugin.engine.name, ", ".join(plugin.devices))
                 print(f"midframe farm worker {worker.address} ready", flush=True)
                 await _until_stopped(worker, stop)
-            if not stopping.is_set():
+            if stopping.is_set():
+                break
+            if plugin.unfit is not None:
+                logger.warning("staying connected to {} without slots: {}", scheduler, plugin.unfit)
+            else:
                 logger.warning("lost the scheduler {}; waiting for it to come back", scheduler)
-                await asyncio.sleep(RECONNECT_S)
+            await asyncio.sleep(RECONNECT_S)
 
     try:
         asyncio.run(main())

@@ -12,6 +12,7 @@ says so in the error it returns and sets its slots to 0, so the scheduler gives 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import threading
@@ -41,6 +42,7 @@ from midframe.farm.slots import SLOT
 PLUGIN_NAME = "midframe"
 RECORD_SUFFIX = ".json"
 STOP_POLL_S = 1.0
+RETIRE_CLOSE_S = 1.0
 _PROBES_KEPT = 4
 MakeInterpolator = Callable[[EngineConfig], Interpolator]
 
@@ -203,14 +205,19 @@ class FarmPlugin(WorkerPlugin):
         return remote
 
     def _retire(self, problem: str) -> None:
-        """Take no more tasks: slots to 0 at the scheduler, and the reason for every later task."""
+        """Take no more tasks: slots to 0 at the scheduler, then, once this task's error is out, close
+        this Dask worker so that the scheduler gives the segments queued here to others (a task waiting
+        for a slot that is gone would wait for ever); ``midframe farm worker`` comes back without slots."""
         self.unfit = problem
         logger.error("this farm worker takes no more tasks: {}", problem)
-        if self._worker is not None:
+        worker = self._worker
+        if worker is not None:
             try:
-                sync(self._worker.loop, self._worker.set_resources, **{SLOT: 0.0})
+                sync(worker.loop, worker.set_resources, **{SLOT: 0.0})
             except Exception as exc:
                 logger.warning("could not tell the scheduler: {}", exc)
+            worker.loop.call_later(RETIRE_CLOSE_S, lambda: asyncio.ensure_future(
+                worker.close(executor_wait=False, reason="midframe: this worker cannot work")))
         raise FarmTaskError("TransientError", problem, worker=self.address, unfit=True)
 
     # --- kept between tasks ------------------------------------------------------------------------
