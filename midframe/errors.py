@@ -6,6 +6,7 @@
     ├── ConfigError               the YAML or a CLI option is invalid (names the key and value)
     ├── MediaError                an input file is not a usable video (names the file and reason)
     ├── OutputError               the output cannot be written: folder not writable, disk full
+    ├── SourceChanged             the source is no longer the file a job started on (replaced, grown)
     ├── EngineError               the interpolator failed
     │   ├── WeightsError          model weights missing, corrupt, or of an unknown architecture
     │   ├── DeviceError           the requested device is absent or unusable
@@ -49,6 +50,10 @@ class MediaError(_PathError):
 
 class OutputError(_PathError):
     exit_code = 2
+
+
+class SourceChanged(_PathError):
+    """Raised by the daemon's identity check, between batches, before the join and before publishing."""
 
 
 class EngineError(MidframeError):

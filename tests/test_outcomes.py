@@ -26,6 +26,7 @@ from midframe.errors import (
     MediaError,
     OutOfMemory,
     OutputError,
+    SourceChanged,
     TransientError,
     WeightsError,
 )
@@ -149,18 +150,44 @@ def test_codec_container_and_engine_names_are_settings_known_after_another_try(m
 
 @pytest.mark.parametrize(("error", "key", "words", "resolved_by"), [
     (OutputError(WORK / "job-7", "disk full: no space left on device"), "outbox", "free some space", "space"),
-    (OutputError(OUTBOX / "clip.50fps.mp4", "cannot write it: Read-only file system"), "outbox", "writable", "check"),
+    (OutputError(OUTBOX / "clip.50fps.mp4", "cannot write it: Read-only file system"), "outbox", "writable", "write"),
     (OSError(errno.ENOSPC, "No space left on device", str(DONE / "clip.mp4")), "daemon.done_dir", "free some space",
      "space"),
     (PermissionError(errno.EACCES, "Permission denied", str(FAILED / "clip.mp4")), "daemon.failed_dir", "writable",
-     "check"),
-    (OSError(errno.EROFS, "Read-only file system", str(STAGED)), "outbox", "writable", "check"),
+     "write"),
+    (OSError(errno.EROFS, "Read-only file system", str(STAGED)), "outbox", "writable", "write"),
 ])
 def test_unwritable_or_full_folders_are_settings(error, key, words, resolved_by):
     outcome = classify(error, ctx(**QUIET))
     assert (outcome.kind, outcome.key, outcome.resolved_by) == ("setting", key, resolved_by)
     assert outcome.problem.startswith(f"{key} ({FOLDERS[key]})") and words in outcome.advice
     assert_speaks_to_a_person(outcome)
+
+
+@pytest.mark.parametrize("error", [
+    TransientError(f"ffmpeg failed encoding {WORK / 'job-7' / 'seg-0003.mkv'} (exit code 1): Read-only file system"),
+    OSError(errno.EIO, "Input/output error"),
+    RuntimeError("anything at all"),
+    OutputError(STAGED, "cannot write it: Permission denied"),
+])
+def test_an_outbox_that_fails_a_write_test_afterwards_is_the_problem_whatever_the_error(error):
+    context = Context(source=SourceFacts(SOURCE, **QUIET), name="clip.mp4", folders=FOLDERS, work_root=WORK,
+                      unwritable={"outbox": "Read-only file system"})
+    outcome = classify(error, context)
+    assert (outcome.kind, outcome.key, outcome.resolved_by, outcome.internal) == ("setting", "outbox", "write", False)
+    assert outcome.problem == f"outbox ({OUTBOX}) cannot be written (Read-only file system)"
+    assert "resumes by itself" in outcome.advice
+    assert_speaks_to_a_person(outcome)
+    # The input's own faults stay the input's.
+    assert classify(MediaError(SOURCE, "is not a video"), context).kind == "input"
+
+
+def test_a_source_changed_during_the_conversion_ends_the_job_as_changed():
+    error = SourceChanged(SOURCE, "was replaced by another file")
+    outcome = classify(error, ctx(changed=True, **QUIET))
+    assert outcome.kind == "changed" and outcome.problem == "clip.mp4 was replaced by another file while it was converted"
+    assert "new job" in outcome.advice
+    assert classify(error, ctx(exists=False)).kind == "source_gone"
 
 
 # --- transient -------------------------------------------------------------------------------------

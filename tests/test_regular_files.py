@@ -13,7 +13,7 @@ import pytest
 from loguru import logger
 
 from midframe.config import VIDEO_EXTENSIONS
-from midframe.daemon.files import content_sha256, fingerprint
+from midframe.daemon.files import fingerprint, read_content
 from midframe.daemon.watcher import InboxScanner, can_open
 from midframe.engine.ffmpeg import find_ffmpeg
 from midframe.engine.probe import probe
@@ -86,7 +86,7 @@ def test_only_regular_files_arrive_and_each_other_kind_is_said_once(specials, lo
 def test_a_fifo_in_place_of_a_settled_file_never_blocks(specials):
     fifo = specials / "y.mp4"
     assert within(5, can_open, fifo) is False
-    for read in (fingerprint, content_sha256):
+    for read in (fingerprint, read_content):
         with pytest.raises(NotRegularFile, match="FIFO"):
             within(5, read, fifo)
     with pytest.raises(NotRegularFile, match="character device"):

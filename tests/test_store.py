@@ -121,6 +121,22 @@ def test_not_before_holds_a_job_back_and_resettling_releases_it(store):
         store.resettled(second.id, size=1, mtime=1.0, fingerprint="x")   # running
 
 
+def test_identity_and_queueing_a_changed_file_once(store):
+    job = store.add(Path("/inbox/a.mp4"), relpath="a.mp4", size=10, mtime=1.0, fingerprint="f", identity="1:7:10:1:1")
+    assert job.identity == "1:7:10:1:1" and job.not_before is None
+    store.set_content(job.id, sha256="h", settings_key="k", identity="1:7:10:1:2")
+    assert store.get(job.id).identity == "1:7:10:1:2"
+    replaced = store.resettled(job.id, size=10, mtime=1.0, fingerprint="f", identity="1:8:10:1:3")
+    assert (replaced.sha256, replaced.identity) == (None, "1:8:10:1:3")       # another file: hashed again
+    store.claim(now=1.0)
+    queued, new = store.add_unless_queued(Path("/inbox/a.mp4"), relpath="a.mp4", size=12, mtime=2.0,
+                                          fingerprint="g", identity="1:9:12:2:2", not_before=50.0)
+    assert new and (queued.id, queued.state, queued.not_before, queued.identity) == (2, "queued", 50.0, "1:9:12:2:2")
+    again, new = store.add_unless_queued(Path("/inbox/a.mp4"), relpath="a.mp4", size=13, mtime=3.0, fingerprint="h")
+    assert not new and again.id == 2 and again.size == 12                   # one job for the current content
+    assert [j.id for j in store.jobs()] == [1, 2]
+
+
 def test_progress_path_staged_and_flags(store):
     job = add(store, "a.mp4")
     store.set_progress(job.id, frames_done=10, frames_total=40, resumed_from=4)
@@ -201,7 +217,7 @@ def test_a_schema_1_database_keeps_its_jobs(tmp_path):
     store = SqliteJobStore(path)
     try:
         old = store.get(1)
-        assert (old.name, old.attempts, old.not_before, old.sha256, old.profile) == ("old.mp4", 1, None, None, None)
+        assert (old.name, old.attempts, old.not_before, old.sha256, old.profile, old.identity) == ("old.mp4", 1, None, None, None, None)
         assert store.get_flag("paused") == "user"
         claimed = store.claim(now=5.0)
         store.requeue(claimed.id, not_before=9.0)
@@ -209,5 +225,5 @@ def test_a_schema_1_database_keeps_its_jobs(tmp_path):
         assert add(store, "new.mp4").id == 2
     finally:
         store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
     SqliteJobStore(path).close()                          # opening it again is a no-op

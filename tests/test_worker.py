@@ -29,6 +29,7 @@ class FakeConvert:
         self.errors: list[BaseException | None] = []
         self.calls: list[dict] = []
         self.during = None        # called with the JobControl half-way through
+        self.after = None         # called once the result is in place, after the last checkpoint
 
     def __call__(self, source, destination, *, work_dir, engine, output, resume, make_interpolator, ffmpeg,
                  control=None, on_progress=None):
@@ -52,6 +53,8 @@ class FakeConvert:
             leftover.unlink()
         Path(work_dir).rmdir()
         on_progress(Progress(frames_done=10, frames_total=10, fps=10.0, elapsed_s=1.0, eta_s=0.0))
+        if self.after is not None:
+            self.after()
         return PipelineReport(source=Path(source), output=Path(destination), engine=engine.name, device="cpu",
                               frames_in=5, frames_out=10, fps_in="25", fps_out=str(25 * engine.factor), wall_s=1.0,
                               model_s=0.1)
@@ -73,6 +76,7 @@ class Harness:
         self.problems: list[str] = []         # what the settings check finds
         self.writers: set[Path] = set()       # files another process holds open for writing
         self.resettled: list[tuple[Path, float]] = []
+        self.read_only: set[Path] = set()     # folders whose write test fails (root writes through modes)
         self.tick = 0.0                        # the monotonic clock: recheck periods
         # Added to the wall clock (backoff, stalled copies): files dropped now look an hour old.
         self.skew = 3600.0
@@ -81,6 +85,8 @@ class Harness:
                              convert=self.convert, free_bytes=lambda folder: self.free,
                              check_settings=lambda config: list(self.problems),
                              writing=lambda path: Path(path) in self.writers,
+                             folder_test=lambda folder: "Read-only file system" if any(
+                                 Path(folder) == ro or ro in Path(folder).parents for ro in self.read_only) else None,
                              resettle=lambda path, quiet: self.resettled.append((Path(path), quiet)),
                              clock=lambda: self.tick, wall_clock=lambda: time.time() + self.skew)
         # FakeConvert's outputs are not videos: a duplicate's name comes from the rate its output would have.
@@ -395,31 +401,156 @@ def test_not_duplicates_other_settings_other_middle_or_a_vanished_output(h):
     assert h.outbox_names() == ["a.50fps.mp4", "b.50fps.mp4", "d.75fps.mp4", "e.75fps.mp4"]
 
 
-def test_on_success_delete_keeps_a_file_that_changed_while_it_was_converted(tmp_path):
+def settle(h: Harness, job_id: int) -> None:
+    """What the watcher does once the file has been quiet for settle_seconds."""
+    path = Path(h.job(job_id).path)
+    info = path.stat()
+    h.store.resettled(job_id, size=info.st_size, mtime=info.st_mtime, fingerprint=fingerprint(path))
+
+
+def test_a_source_that_grew_while_it_was_converted_is_not_published_and_converted_again(tmp_path):
     h = Harness(tmp_path, on_success="delete")
     job_id = h.drop("a.mp4")
-    h.convert.during = lambda control: (h.paths.inbox / "a.mp4").write_bytes(b"a different video")
+    h.convert.during = lambda control: (h.paths.inbox / "a.mp4").write_bytes(b"clip and more of the recording")
     h.worker.run_once()
-    assert h.job(job_id).state == "done" and (h.paths.inbox / "a.mp4").read_bytes() == b"a different video"
-    dup = h.drop("b.mp4", b"clip")                                      # a duplicate of what a.mp4 was
+    first = h.job(job_id)
+    assert first.state == "cancelled" and first.output is None
+    assert first.error == "a.mp4 grew from 4 to 30 bytes while it was converted; its new content is job 2"
+    assert h.outbox_names() == [] and not (h.paths.outbox / ".midframe-work" / f"job-{job_id}").exists()
+    assert (h.paths.inbox / "a.mp4").read_bytes() == b"clip and more of the recording"   # never deleted
+    new = h.job(2)
+    assert (new.state, new.size, new.relpath) == ("queued", 30, "a.mp4") and new.not_before is not None
+    assert h.resettled == [(h.paths.inbox / "a.mp4", 0.0)]
+    h.convert.during = None
+    assert not h.worker.run_once()                     # it waits for the watcher to settle it
+    settle(h, 2)
+    h.worker.run_once()
+    assert h.job(2).state == "done" and h.job(2).duplicate_of is None
+    assert Path(h.job(2).output).read_bytes() == b"video:clip and more of the recording"
+    assert not (h.paths.inbox / "a.mp4").exists()       # deleted: its output was made from it
+
+
+def test_a_source_replaced_after_the_last_batch_is_caught_before_publishing(h):
+    job_id = h.drop("a.mp4")
+    source = h.paths.inbox / "a.mp4"
+    original = source.stat()
+
+    def replaced() -> None:                             # same size and mtime: only the inode tells
+        (h.paths.inbox / ".swap").write_bytes(b"CLIP")
+        os.utime(h.paths.inbox / ".swap", ns=(original.st_atime_ns, original.st_mtime_ns))
+        os.replace(h.paths.inbox / ".swap", source)
+
+    h.convert.after = replaced
+    h.worker.run_once()
+    assert h.job(job_id).state == "cancelled" and "was replaced by another file" in h.job(job_id).error
+    assert h.outbox_names() == [] and not Path(h.job(job_id).staged).exists()
+    h.convert.after = None
+    settle(h, 2)
+    h.worker.run_once()
+    assert Path(h.job(2).output).read_bytes() == b"video:CLIP"
+
+
+def test_a_rewrite_that_puts_the_mtime_back_is_found_by_the_hash_and_a_chmod_is_not_a_change(h):
+    chmodded = h.drop("a.mp4")
+    h.convert.after = lambda: os.chmod(h.paths.inbox / "a.mp4", 0o600)
+    h.worker.run_once()
+    assert h.job(chmodded).state == "done"             # ctime moved, same content: published
+
+    rewritten = h.drop("b.mp4", b"bbbb")
+    source = h.paths.inbox / "b.mp4"
+    before = source.stat()
+
+    def rewrite() -> None:
+        with open(source, "r+b") as handle:
+            handle.write(b"CLIP")
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    h.convert.after = rewrite
+    h.worker.run_once()
+    assert h.job(rewritten).state == "cancelled" and h.job(rewritten).error.startswith("b.mp4 was rewritten")
+    assert h.outbox_names() == ["a.50fps.mp4"]
+
+
+def test_on_success_delete_and_a_duplicate(tmp_path):
+    h = Harness(tmp_path, on_success="delete")
+    job_id = h.drop("a.mp4")
+    h.worker.run_once()
+    dup = h.drop("b.mp4", b"clip")                                      # a duplicate of a.mp4
     h.worker.run_once()
     assert h.job(dup).duplicate_of == job_id and not (h.paths.inbox / "b.mp4").exists()
     assert Path(h.job(dup).output).read_bytes() == b"video:clip"
 
 
-def test_short_on_disk_pauses_and_resumes_when_space_returns(h):
-    job_id = h.drop("a.mp4", b"x" * 1000)
-    h.free = 100
-    assert h.worker.run_once()
-    assert h.job(job_id).state == "queued" and h.job(job_id).attempts == 0
-    assert h.worker.pause_reason.startswith(f"outbox ({h.paths.outbox}): 0 MiB free") and h.kinds() == ["paused"]
+def test_a_job_too_big_for_the_disk_waits_while_the_others_go_on(h):
+    big = h.drop("big.mp4", b"x" * (400 << 10))      # estimated at 4 x 400 KiB with factor 2
+    small = h.drop("small.mp4", b"y" * (100 << 10))
+    h.free = 1 << 20
+    assert h.worker.run_once()                          # big does not fit: back in the queue for a while
+    assert h.job(big).state == "queued" and h.job(big).attempts == 0
+    assert h.job(big).error.startswith(f"outbox ({h.paths.outbox}): 1 MiB free, about 2 MiB needed for big.mp4")
+    assert h.worker.pause_reason is None                # not paused: small goes on
+    assert h.worker.run_once() and h.job(small).state == "done"
+    assert not h.worker.run_once()                      # nothing else could run: the status says why
+    assert h.worker.pause_reason == h.job(big).error and h.kinds() == ["warning", "started", "done"]
     h.later(20)
-    assert not h.worker.run_once()                       # still short: stays paused
+    assert h.worker.run_once() and h.job(big).state == "queued"      # looked at again: still short
+    assert not h.worker.run_once() and h.worker.pause_reason.startswith("outbox")
     h.free = 10**9
-    assert not h.worker.run_once()                       # not looked at again yet
+    assert not h.worker.run_once()                      # not looked at again yet
     h.later(20)
-    assert h.worker.run_once() and h.worker.pause_reason is None         # this pass notices the space
-    assert h.job(job_id).state == "done"
+    assert h.worker.run_once() and h.job(big).state == "done" and h.worker.pause_reason is None
+    assert h.kinds().count("warning") == 1              # one word about it, not one per look
+
+
+def test_a_disk_that_fills_up_mid_job_pauses_and_resumes_once_there_is_room(h):
+    job_id = h.drop("a.mp4")
+    h.convert.errors = [OutputError(h.paths.outbox / ".midframe-work" / "job-1", "disk full: no space left on device")]
+    h.worker.run_once()
+    assert h.job(job_id).state == "queued" and (h.paths.inbox / "a.mp4").exists() and h.job(job_id).attempts == 0
+    assert h.worker.pause_reason.startswith(f"outbox ({h.paths.outbox}): disk full")
+    h.free = 1000
+    h.later(3)
+    assert not h.worker.run_once()                      # still full
+    h.free = 10**9
+    h.later(3)                                           # looked at every few seconds, not every 15
+    assert h.worker.run_once() and h.job(job_id).state == "done" and h.worker.pause_reason is None
+
+
+def test_an_outbox_that_cannot_be_written_pauses_whatever_ffmpeg_said_and_keeps_the_result(h):
+    first = h.drop("a.mp4")
+    h.read_only.add(h.paths.outbox)
+    h.convert.errors = [TransientError("ffmpeg failed encoding seg-0001.mkv (exit code 1): Read-only file system")]
+    h.worker.run_once()
+    assert h.job(first).state == "queued" and h.job(first).attempts == 0 and not h.paths.failed_dir.exists()
+    assert h.worker.pause_reason == (f"outbox ({h.paths.outbox}) cannot be written (Read-only file system); make it "
+                                     "writable for the user midframe runs as, or choose another folder; midframe "
+                                     "resumes by itself")
+    h.later(3)
+    assert not h.worker.run_once()                      # still read-only
+    h.read_only.clear()
+    h.later(3)
+    assert h.worker.run_once() and h.job(first).state == "done"
+
+    # Read-only only at the final link: the finished result waits in the work folder meanwhile.
+    second = h.drop("b.mp4", b"bbbb")
+    finisher = h.worker.finisher
+    real_publish = finisher.publish
+
+    def read_only_outbox(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(h.paths.outbox / "b.50fps.mp4"))
+
+    finisher.publish = read_only_outbox
+    h.read_only.add(h.paths.outbox)
+    h.worker.run_once()
+    staged = Path(h.job(second).staged)
+    assert h.job(second).state == "queued" and staged.read_bytes() == b"video:bbbb"
+    assert h.worker.pause_reason.startswith(f"outbox ({h.paths.outbox}) cannot be written (")
+    finisher.publish = real_publish
+    h.read_only.clear()
+    h.later(3)
+    calls = len(h.convert.calls)
+    assert h.worker.run_once() and h.job(second).state == "done" and len(h.convert.calls) == calls  # not redone
+    assert h.outbox_names() == ["a.50fps.mp4", "b.50fps.mp4"]
 
 
 def test_trouble_reporting_progress_never_fails_a_job_and_an_internal_error_is_retried(h):
@@ -550,13 +681,13 @@ def test_a_stop_while_the_source_is_hashed_puts_the_job_back(h, monkeypatch):
     from midframe.daemon import files
 
     job_id = h.drop("a.mp4", b"x" * (9 << 20))                        # three chunks
-    real = files.content_sha256
+    real = files.read_content
 
     def stop_midway(path, *, keep_going):
         h.worker.request_stop()
         return real(path, keep_going=keep_going)
 
-    monkeypatch.setattr(files, "content_sha256", stop_midway)
+    monkeypatch.setattr(files, "read_content", stop_midway)
     h.worker.run_once()
     job = h.job(job_id)
     assert (job.state, job.attempts, job.sha256) == ("queued", 0, None) and h.convert.calls == []

@@ -19,7 +19,7 @@ from loguru import logger
 from midframe.config import Config, EngineConfig, default_config_path, load_config, resolve_paths
 from midframe.daemon.checks import SettingsCheck
 from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
-from midframe.daemon.files import fingerprint
+from midframe.daemon.files import Identity, fingerprint
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.lock import StateLock
 from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
@@ -279,7 +279,8 @@ class Daemon:
         known = store.find(path, size=info.st_size, mtime=info.st_mtime)
         if known is not None:
             if known.state == "queued" and known.not_before is not None:
-                store.resettled(known.id, size=info.st_size, mtime=info.st_mtime, fingerprint=known.fingerprint)
+                store.resettled(known.id, size=info.st_size, mtime=info.st_mtime, fingerprint=known.fingerprint,
+                                identity=Identity.of(info).text())
                 self._wake_worker()
             return
         try:
@@ -287,18 +288,19 @@ class Daemon:
         except OSError as exc:
             logger.warning("{}: cannot read it ({}); skipping it until it changes", path, exc.strerror or exc)
             return
-        waiting = store.queued_at(path)
-        if waiting is not None:
-            # The same job goes on with the file as it is now (a copy that went on after a stall).
-            store.resettled(waiting.id, size=info.st_size, mtime=info.st_mtime, fingerprint=print_)
-            logger.info("job {}: {} settled again ({:.1f} MB)", waiting.id, waiting.relpath, info.st_size / 1e6)
-        else:
-            relpath = path.relative_to(self.paths.inbox).as_posix()
-            profile = profile_of(relpath, self.settings.current().profiles)
-            job = store.add(path, relpath=relpath, size=info.st_size, mtime=info.st_mtime, fingerprint=print_,
-                            profile=profile)
+        identity = Identity.of(info).text()
+        relpath = path.relative_to(self.paths.inbox).as_posix()
+        profile = profile_of(relpath, self.settings.current().profiles)
+        job, new = store.add_unless_queued(path, relpath=relpath, size=info.st_size, mtime=info.st_mtime,
+                                           fingerprint=print_, profile=profile, identity=identity)
+        if new:
             logger.info("job {} queued: {} ({:.1f} MB{})", job.id, relpath, info.st_size / 1e6,
                         f", profile {profile}" if profile else "")
+        else:
+            # The same job goes on with the file as it is now (a copy that went on after a stall, or a
+            # file that changed while its earlier job was converted).
+            store.resettled(job.id, size=info.st_size, mtime=info.st_mtime, fingerprint=print_, identity=identity)
+            logger.info("job {}: {} settled again ({:.1f} MB)", job.id, job.relpath, info.st_size / 1e6)
         self._wake_worker()
 
     def _wake_worker(self) -> None:

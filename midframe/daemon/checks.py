@@ -35,9 +35,9 @@ def folders_of(paths: Paths) -> dict[str, Path]:
             "daemon.failed_dir": paths.failed_dir, "daemon.state_dir": paths.state_dir}
 
 
-def write_test(folder: Path) -> None:
-    """Create and remove a file in ``folder`` (or, if it does not exist yet, the parent it would be
-    made in); ``OutputError`` naming the folder when that fails."""
+def write_problem(folder: Path) -> str | None:
+    """Why a file cannot be created (and removed) in ``folder``, or in the parent it would be made in if it
+    does not exist yet; None when it can."""
     probe = Path(folder)
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
@@ -46,7 +46,15 @@ def write_test(folder: Path) -> None:
         os.close(handle)
         os.unlink(name)
     except OSError as exc:
-        raise OutputError(folder, f"cannot be written ({exc.strerror or exc})") from None
+        return str(exc.strerror or exc)
+    return None
+
+
+def write_test(folder: Path) -> None:
+    """``OutputError`` naming ``folder`` when :func:`write_problem` finds one."""
+    problem = write_problem(folder)
+    if problem is not None:
+        raise OutputError(folder, f"cannot be written ({problem})")
 
 
 def trial_encode(output: OutputConfig, *, ffmpeg: Any, folder: Path) -> None:

@@ -23,6 +23,7 @@ from midframe.daemon.naming import error_text, output_name
 from midframe.daemon.store import Job, JobStore
 from midframe.engine.job import PipelineReport
 
+ERROR_SUFFIX = ".error.txt"
 
 class Finisher:
     def __init__(self, store: JobStore, paths: Paths, *, ffmpeg: Any,
@@ -56,9 +57,10 @@ class Finisher:
         fps_out: Fraction | str = report.fps_out if report is not None else self._probe_fps(made)
         engine = report.engine if report is not None else config.engine.name
         factor = config.engine.factor if config.engine.target_fps is None else "x"
-        return output_name(Path(job.name), output=config.output, fps_out=fps_out, factor=factor, engine=engine)
+        return output_name(Path(job.name), output=config.output, fps_out=fps_out, factor=factor, engine=engine,
+                           limit=files.name_limit(self.output_folder(job)))
 
-    def _output_folder(self, job: Job) -> Path:
+    def output_folder(self, job: Job) -> Path:
         return self.paths.outbox / Path(job.relpath).parent
 
     # --- done ----------------------------------------------------------------------------------
@@ -67,7 +69,7 @@ class Finisher:
         """Give the finished ``staged`` its name in the outbox (never overwriting), record the job
         done, then retire the source."""
         name = self.output_name(job, staged, report, config)
-        folder = self._output_folder(job)
+        folder = self.output_folder(job)
         final = files.find_link(staged, folder, name) or files.move_no_clobber(staged, folder, name, keep=True)
         self.store.finish(job.id, "done", output=str(final))
         staged.unlink(missing_ok=True)
@@ -78,18 +80,29 @@ class Finisher:
         """A duplicate: the earlier job's output, under this job's own name (a hard link or a copy)."""
         made = Path(earlier.output or "")
         name = self.output_name(job, made, None, config)
-        final = files.link_or_copy(made, self._output_folder(job), name)
+        final = files.link_or_copy(made, self.output_folder(job), name)
         self.store.finish(job.id, "done", output=str(final), duplicate_of=earlier.id)
         self.dispose_source(self.store.get(job.id) or job, config)
         return final
 
+    @staticmethod
+    def source_change(job: Job, info: os.stat_result) -> str | None:
+        """How the file ``info`` describes differs from the job's source as it settled (or as it was
+        hashed), in words; None if it is the same file, unchanged (its ctime aside: see
+        ``files.Identity``)."""
+        then = files.Identity.parse(job.identity)
+        now = files.Identity.of(info)
+        if then is None:  # a job from before identities were recorded: size and mtime
+            return None if (info.st_size, info.st_mtime) == (job.size, job.mtime) else "was modified"
+        return files.identity_change(then, now)
+
     def still_the_source(self, job: Job) -> bool:
-        """Whether the file at ``job.path`` is still the one the job settled on (size and mtime)."""
+        """Whether the file at ``job.path`` is still the one the job settled on."""
         try:
             info = os.stat(job.path)
         except OSError:
             return False
-        return (info.st_size, info.st_mtime) == (job.size, job.mtime)
+        return self.source_change(job, info) is None
 
     def dispose_source(self, job: Job, config: Config) -> None:
         source = Path(job.path)
@@ -123,17 +136,28 @@ class Finisher:
         if source.parent == folder:
             target = source  # a retried job that failed again stays where it is, under its name
         else:
-            target = files.move_no_clobber(source, folder, Path(job.name).name)
+            # Shortened if need be so that its error file's name fits beside it too.
+            target = files.move_no_clobber(source, folder, Path(job.name).name, room=len(ERROR_SUFFIX))
             self.store.set_path(job.id, str(target))
         text = error_text(name=job.name, original=str(self.paths.inbox / job.relpath), problem=job.error or "unknown",
                           advice=advice or "check the file", job_id=job.id, attempts=job.attempts,
                           max_attempts=config.daemon.max_attempts)
-        error_file = target.with_name(target.name + ".error.txt")
-        partial = error_file.with_name(f".{error_file.name}.tmp")
+        error_file = target.with_name(target.name + ERROR_SUFFIX)
+        partial = error_file.with_name(f".midframe-error-{job.id}.tmp")
         partial.write_text(text, encoding="utf-8", errors="surrogateescape")  # a name's bytes as the OS gave them
         os.replace(partial, error_file)
 
     # --- start-up --------------------------------------------------------------------------------
+
+    def remove_stale_work(self, active: set[int]) -> None:
+        """Work folders and results of jobs that are no longer queued or running."""
+        if not self.work_root.is_dir():
+            return
+        for entry in self.work_root.iterdir():
+            number = entry.name.removeprefix("job-").split("-")[0].split(".")[0]
+            if not (number.isdigit() and int(number) in active):
+                logger.info("removing stale work {}", entry)
+                files.remove_tree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
 
     def recover_moves(self, jobs: list[Job], config: Config) -> None:
         """Finish moving the sources of done and failed jobs that a crash left in the inbox."""

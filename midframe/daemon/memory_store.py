@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from midframe.daemon.store import FINAL_STATES, STATES, Job, State, _check, _now
+from midframe.daemon.store import FINAL_STATES, STATES, Job, State, _check, _now, same_file
 
 
 class MemoryJobStore:
@@ -28,15 +28,30 @@ class MemoryJobStore:
         return self._next_seq - 1
 
     def add(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
-            now: float | None = None, profile: str | None = None) -> Job:
-        stamp = _now(now)
+            now: float | None = None, profile: str | None = None, identity: str | None = None,
+            not_before: float | None = None) -> Job:
         with self._lock:
-            job = Job(id=self._next_id, path=str(path), name=Path(path).name, relpath=relpath, size=size,
-                      mtime=mtime, fingerprint=fingerprint, state="queued", queue_seq=self._seq(),
-                      created_at=stamp, updated_at=stamp, profile=profile)
-            self._jobs[job.id] = job
-            self._next_id += 1
-            return job
+            return self._insert(path, relpath=relpath, size=size, mtime=mtime, fingerprint=fingerprint,
+                                stamp=_now(now), profile=profile, identity=identity, not_before=not_before)
+
+    def _insert(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str, stamp: float,
+                profile: str | None, identity: str | None, not_before: float | None) -> Job:
+        job = Job(id=self._next_id, path=str(path), name=Path(path).name, relpath=relpath, size=size,
+                  mtime=mtime, fingerprint=fingerprint, state="queued", queue_seq=self._seq(),
+                  created_at=stamp, updated_at=stamp, profile=profile, identity=identity, not_before=not_before)
+        self._jobs[job.id] = job
+        self._next_id += 1
+        return job
+
+    def add_unless_queued(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
+                          profile: str | None = None, identity: str | None = None,
+                          not_before: float | None = None) -> tuple[Job, bool]:
+        with self._lock:
+            queued = [j for j in self._jobs.values() if j.state == "queued" and j.path == str(path)]
+            if queued:
+                return max(queued, key=lambda j: j.id), False
+            return self._insert(path, relpath=relpath, size=size, mtime=mtime, fingerprint=fingerprint,
+                                stamp=_now(None), profile=profile, identity=identity, not_before=not_before), True
 
     def find(self, path: Path, *, size: int, mtime: float) -> Job | None:
         with self._lock:
@@ -74,17 +89,24 @@ class MemoryJobStore:
             found = [j for j in self._jobs.values() if j.state == "queued" and j.path == str(path)]
             return max(found, key=lambda j: j.id) if found else None
 
-    def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str) -> Job:
+    def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str,
+                  identity: str | None = None) -> Job:
         with self._lock:
             job = _check(self._jobs.get(job_id), job_id, {"queued"}, "settled again")
-            same = (job.size, job.mtime, job.fingerprint) == (size, mtime, fingerprint)
+            same = (job.size, job.mtime, job.fingerprint) == (size, mtime, fingerprint) and same_file(identity,
+                                                                                                  job.identity)
             job = replace(job, size=size, mtime=mtime, fingerprint=fingerprint, not_before=None,
-                          sha256=job.sha256 if same else None)
+                          sha256=job.sha256 if same else None,
+                          identity=identity or (job.identity if same else None))
             self._jobs[job_id] = job
             return job
 
-    def set_content(self, job_id: int, *, sha256: str, settings_key: str) -> None:
-        self._update(job_id, sha256=sha256, settings_key=settings_key)
+    def set_content(self, job_id: int, *, sha256: str, settings_key: str, identity: str | None = None) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                self._jobs[job_id] = replace(job, sha256=sha256, settings_key=settings_key,
+                                             identity=identity or job.identity)
 
     def set_settings(self, job_id: int, settings: str) -> None:
         self._update(job_id, settings=settings)

@@ -1,11 +1,13 @@
-"""Small pure helpers of the worker: output names, the settings key, the output size estimate, the
-error file's text."""
+"""Small pure helpers of the worker: output names (shortened to fit the file system), the settings key,
+the output size estimate, the error file's text."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+import unicodedata
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,16 +28,91 @@ def output_extension(source: Path, output: OutputConfig) -> str:
     return f".{output.container}" if output.container else source.suffix
 
 
+# --- names that fit -------------------------------------------------------------------------------
+
+NAME_MAX = 255                      # bytes in a file name on most file systems (os.pathconf tells)
+NUMBER_ROOM = len(" (9999)")        # what numbering a taken name can add (files.numbered goes to 9999)
+TAG_LENGTH = 8                      # hex digits of the hash that keeps two shortened names apart
+LONGEST_EXTENSION = 16              # a "suffix" longer than this is part of the name, not its extension
+
+
+def name_bytes(name: str) -> int:
+    """The length of ``name`` as the file system stores it (bytes the OS gave back as they were)."""
+    return len(os.fsencode(name))
+
+
+def _extends(char: str) -> bool:
+    """A character that belongs to the one before it (an accent, a variation selector, a joiner)."""
+    return unicodedata.category(char) in ("Mn", "Me", "Mc") or char == "\u200d" or "\ufe00" <= char <= "\ufe0f"
+
+
+def cut_to_bytes(text: str, limit: int) -> str:
+    """The longest start of ``text`` that takes at most ``limit`` bytes, cut between characters (never
+    between a letter and its accent)."""
+    used = end = 0
+    for char in text:
+        size = name_bytes(char)
+        if used + size > limit:
+            break
+        used += size
+        end += 1
+    while 0 < end < len(text) and _extends(text[end]):
+        end -= 1
+    return text[:end]
+
+
+def name_tag(text: str) -> str:
+    """``~`` and a short hash of ``text``: what a shortened name ends with, so two long names that share
+    their start are still told apart."""
+    return "~" + hashlib.sha256(os.fsencode(text)).hexdigest()[:TAG_LENGTH]
+
+
+def fit_stem(stem: str, limit: int) -> str:
+    """``stem`` if it takes at most ``limit`` bytes, else its start and :func:`name_tag` of all of it."""
+    if name_bytes(stem) <= limit:
+        return stem
+    tag = name_tag(stem)
+    # A name ending in a space or dot is awkward (Windows drops them): the tag follows the cut at once.
+    return cut_to_bytes(stem, max(0, limit - len(tag))).rstrip(" .") + tag
+
+
+def split_extension(name: str) -> tuple[str, str]:
+    """``clip.mp4`` -> (``clip``, ``.mp4``); a name without a short extension keeps it all in the stem."""
+    suffix = Path(name).suffix
+    if not suffix or name_bytes(suffix) > LONGEST_EXTENSION or suffix == name:
+        return name, ""
+    return name[: -len(suffix)], suffix
+
+
+def fit_name(name: str, limit: int | None, *, extra: str = "") -> str:
+    """``name`` with ``extra`` (`` (2)``) before its extension, the stem shortened so that it all takes
+    at most ``limit`` bytes (None: as it is). The extension is always kept."""
+    stem, suffix = split_extension(name)
+    if limit is None:
+        return stem + extra + suffix
+    return fit_stem(stem, limit - name_bytes(extra) - name_bytes(suffix)) + extra + suffix
+
+
 def output_name(source: Path, *, output: OutputConfig, fps_out: Fraction | str, factor: int | str,
-                engine: str) -> str:
-    """The file name ``output.name`` gives ``source`` (``{stem}.{fps}fps{ext}``)."""
-    return output.name.format(
-        stem=source.stem,
-        ext=output_extension(source, output),
-        fps=format_fps(fps_out),
-        factor=factor,
-        engine=engine,
-    )
+                engine: str, limit: int | None = None) -> str:
+    """The file name ``output.name`` gives ``source`` (``{stem}.{fps}fps{ext}``). With ``limit`` (the
+    file system's, in bytes) a name that would not fit with room for numbering (`` (2)``) has its stem
+    shortened, keeping what the pattern adds (``.50fps.mp4``)."""
+
+    def named(stem: str) -> str:
+        return output.name.format(stem=stem, ext=output_extension(source, output), fps=format_fps(fps_out),
+                                  factor=factor, engine=engine)
+
+    name = named(source.stem)
+    if limit is None or name_bytes(name) <= limit - NUMBER_ROOM:
+        return name
+    room = limit - NUMBER_ROOM
+    if output.name.count("{stem}") == 1:
+        shortened = named(fit_stem(source.stem, room - name_bytes(named(""))))
+        if name_bytes(shortened) <= room:
+            return shortened
+    # A pattern that repeats {stem}, or one with a long text of its own: shorten the whole name.
+    return fit_name(name, room)
 
 
 # Settings that change how fast an output is made, not what it holds (or only its name).
@@ -57,12 +134,15 @@ def settings_json(engine: EngineConfig, output: OutputConfig) -> str:
     return json.dumps({"engine": engine.model_dump(mode="json"), "output": output.model_dump(mode="json")})
 
 
-def estimate_output_bytes(source_size: int, engine: EngineConfig, output: OutputConfig) -> int:
-    """A generous guess of the room a conversion needs: the frames multiply, a lossless codec is far
-    larger than the source, and while the segments are joined they and the joined file exist at once."""
+def estimate_output_bytes(source_size: int, engine: EngineConfig, output: OutputConfig, *,
+                          done_fraction: float = 0.0) -> int:
+    """A generous guess of the room a conversion still needs: the frames multiply, a lossless codec is
+    far larger than the source, and while the segments are joined they and the joined file exist at
+    once. The segments of a job resumed at ``done_fraction`` are on the disk already."""
     frames_ratio = float(engine.factor) if engine.target_fps is None else 2.5
     codec_ratio = 25.0 if output.codec in LOSSLESS_CODECS or output.crf == 0 else 1.0
-    return int(source_size * frames_ratio * codec_ratio * 2)
+    output_bytes = source_size * frames_ratio * codec_ratio
+    return int(output_bytes * (1.0 - min(max(done_fraction, 0.0), 1.0)) + output_bytes)
 
 
 def error_text(*, name: str, original: str, problem: str, advice: str, job_id: int, attempts: int,

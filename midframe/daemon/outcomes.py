@@ -7,16 +7,21 @@ just afterwards, and does what the outcome says. Nothing else decides what an er
 what happened                                             outcome          what the worker does
 ========================================================  ===============  ====================================
 the source is gone                                        source_gone      the job ends as cancelled
-the source's size or mtime moved since it settled, or     source_changed   back to settling: the watcher hands
-it is open for writing, or it looks cut short (truncated,                  the file on again once it is quiet;
-empty, no index yet) and changed less than                                 no attempt used
-``stalled_copy_seconds`` ago
+SourceChanged: the identity check found the source        changed          the result is discarded, the job
+replaced, grown or modified while it was converted                         ends as cancelled ("changed ..."),
+                                                                           its current content is a new job
+the source is not the file that settled (another file,    source_changed   back to settling: the watcher hands
+another size or mtime), or it is open for writing, or it                   the file on again once it is quiet;
+looks cut short (truncated, empty, no index yet) and                       no attempt used
+changed less than ``stalled_copy_seconds`` ago
 MediaError about the source: not a video, truncated once  input            failed_dir, with an error file
 the file is quiet, no video stream
-DeviceError                                               setting          pause; the job stays queued and the
-WeightsError                                              setting          source in the inbox; status says why
-ConfigError (codec, container, engine)                    setting          (``paused_reason``); it resumes by
-OutputError; OSError about a folder midframe writes to    setting          itself when the problem is gone
+a folder the job writes (the outbox) fails a write test   setting          pause; the job stays queued and the
+just afterwards, whatever the error was                                    source in the inbox, its finished
+OutputError; OSError about a folder midframe writes to    setting          result or segments kept; status says
+DeviceError                                               setting          why (``paused_reason``); it resumes
+WeightsError                                              setting          by itself when the problem is gone
+ConfigError (codec, container, engine)                    setting
 FarmUnavailable (farm.scheduler does not answer)          setting          (resolved_by farm: when it is back)
 TransientError, OutOfMemory, other EngineError,           transient        retried after a backoff
 a timeout, a MediaError about our own output,                              (``not_before``), then failed
@@ -25,8 +30,9 @@ anything unexpected (``internal``)
 
 A setting outcome says how to tell that its problem is gone (``resolved_by``): ``check`` when the
 daemon's settings check (device, weights, encoder, folders) sees it, so it is re-checked periodically
-and on every config change; ``space`` when free disk space ends it; ``farm`` when the render farm's
-scheduler answers again; ``config_change`` when only
+and on every config change; ``write`` when a write test in its folder succeeds again and ``space``
+when there is room on its disk again (both cheap, so looked at every few seconds); ``farm`` when the
+render farm's scheduler answers again; ``config_change`` when only
 another try can tell (a codec that one source's container cannot hold), so the job is tried again
 once the config changed and passes the check.
 
@@ -51,12 +57,13 @@ from midframe.errors import (
     FarmUnavailable,
     MediaError,
     OutputError,
+    SourceChanged,
     TransientError,
     WeightsError,
 )
 
-Kind = Literal["input", "setting", "source_changed", "source_gone", "transient"]
-ResolvedBy = Literal["check", "config_change", "space", "farm"]
+Kind = Literal["input", "setting", "changed", "source_changed", "source_gone", "transient"]
+ResolvedBy = Literal["check", "config_change", "space", "write", "farm"]
 
 # Probe verdicts that a copy still under way also produces (the tail or the index is not there yet).
 INCOMPLETE_MARKERS = ("truncated", "is empty", "ends early", "moov atom not found", "without any frames")
@@ -102,6 +109,8 @@ class Context:
     work_root: Path | None = None                # midframe's hidden work folder in the outbox
     renames: Mapping[str, str] = field(default_factory=dict)   # internal path or name -> what to say
     stalled_copy_s: float = 60.0
+    # Folders the job writes that failed a write test right after the error: config key -> why.
+    unwritable: Mapping[str, str] = field(default_factory=dict)
 
 
 def speakable(text: str, *, work_root: Path | None = None, renames: Mapping[str, str] = {}) -> str:  # noqa: B006
@@ -182,9 +191,14 @@ def _os_error(error: OSError, *, folders: Mapping[str, Path], say: str) -> Outco
         return Outcome("setting", f"{key} ({folders.get(key, '')}): the disk is full",
                        "free some space there; midframe resumes by itself", key=key, resolved_by="space")
     if key is not None and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return Outcome("setting", f"{key} ({folders[key]}) cannot be written ({error.strerror or say})",
-                       "make it writable for the user midframe runs as, or choose another folder", key=key)
+        return unwritable_outcome(key, folders, error.strerror or say)
     return None
+
+
+def unwritable_outcome(key: str, folders: Mapping[str, Path], why: str) -> Outcome:
+    return Outcome("setting", f"{key} ({folders.get(key, '')}) cannot be written ({why})",
+                   "make it writable for the user midframe runs as, or choose another folder; midframe "
+                   "resumes by itself", key=key, resolved_by="write")
 
 
 def setting_outcome(error: BaseException, *, folders: Mapping[str, Path], work_root: Path | None = None,
@@ -208,7 +222,7 @@ def setting_outcome(error: BaseException, *, folders: Mapping[str, Path], work_r
         advice = ("free some space there; midframe resumes by itself" if full
                   else "make it writable, or choose another folder; midframe resumes by itself")
         return Outcome("setting", f"{key} ({folders.get(key, error.path)}): {reason}", advice, key=key,
-                       resolved_by="space" if full else "check")
+                       resolved_by="space" if full else "write")
     if isinstance(error, FarmUnavailable):
         return Outcome("setting", say, "start `midframe farm scheduler` there, or set farm.fallback_local: true "
                        "to convert here meanwhile", key="farm.scheduler", resolved_by="farm")
@@ -219,6 +233,9 @@ def setting_outcome(error: BaseException, *, folders: Mapping[str, Path], work_r
 
 def classify(error: BaseException, ctx: Context) -> Outcome:
     """The outcome of ``error`` for the job on ``ctx.source`` (see the module's table)."""
+    if isinstance(error, SourceChanged) and ctx.source.exists:
+        return Outcome("changed", f"{ctx.name} {error.reason} while it was converted",
+                       "what was made from it is discarded and its current content converted as a new job")
     moved = source_outcome(ctx)
     if moved is not None:
         return moved
@@ -228,6 +245,9 @@ def classify(error: BaseException, ctx: Context) -> Outcome:
     if isinstance(error, OSError) and error.filename is not None and Path(error.filename) == ctx.source.path:
         return Outcome("input", f"{ctx.name} cannot be read ({error.strerror or say})",
                        "make it readable for the user midframe runs as")
+    for key, why in ctx.unwritable.items():
+        # Whatever ffmpeg or the file system said, the folder is the problem: never the input's fault.
+        return unwritable_outcome(key, ctx.folders, why)
     setting = setting_outcome(error, folders=ctx.folders, work_root=ctx.work_root, renames=ctx.renames)
     if setting is not None:
         return setting

@@ -67,6 +67,7 @@ class Job:
     settings_key: str | None = None   # of the engine and output settings it was converted with
     profile: str | None = None        # the profile of the inbox folder it arrived in (None: the inbox)
     settings: str | None = None       # JSON: the engine and output settings its last start ran with
+    identity: str | None = None       # files.Identity of the source as it settled, then as it was hashed
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -78,15 +79,20 @@ class JobStore(Protocol):
     """What the watcher, worker and control API need from the job table. Thread-safe."""
 
     def add(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
-            now: float | None = None, profile: str | None = None) -> Job: ...
+            now: float | None = None, profile: str | None = None, identity: str | None = None,
+            not_before: float | None = None) -> Job: ...
+    def add_unless_queued(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
+                          profile: str | None = None, identity: str | None = None,
+                          not_before: float | None = None) -> tuple[Job, bool]: ...
     def find(self, path: Path, *, size: int, mtime: float) -> Job | None: ...
     def get(self, job_id: int) -> Job | None: ...
     def jobs(self) -> list[Job]: ...
     def counts(self) -> dict[str, int]: ...
     def claim(self, *, now: float | None = None) -> Job | None: ...
     def queued_at(self, path: Path) -> Job | None: ...
-    def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str) -> Job: ...
-    def set_content(self, job_id: int, *, sha256: str, settings_key: str) -> None: ...
+    def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str,
+                  identity: str | None = None) -> Job: ...
+    def set_content(self, job_id: int, *, sha256: str, settings_key: str, identity: str | None = None) -> None: ...
     def set_settings(self, job_id: int, settings: str) -> None: ...
     def done_with_content(self, job: Job) -> Job | None: ...
     def set_progress(self, job_id: int, *, frames_done: int, frames_total: int,
@@ -106,6 +112,11 @@ class JobStore(Protocol):
     def set_workers(self, job_id: int, workers: Mapping[str, int]) -> None: ...
     def workers(self) -> dict[int, dict[str, int]]: ...
     def close(self) -> None: ...
+
+
+def same_file(identity: str | None, other: str | None) -> bool:
+    """Whether two ``files.Identity`` texts (``device:inode:...``) name the same file; True if either is unknown."""
+    return identity is None or other is None or identity.split(":")[:2] == other.split(":")[:2]
 
 
 def _now(now: float | None) -> float:
@@ -147,7 +158,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     sha256        TEXT,
     settings_key  TEXT,
     profile       TEXT,
-    settings      TEXT
+    settings      TEXT,
+    identity      TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, queue_seq, id);
 CREATE INDEX IF NOT EXISTS jobs_path ON jobs (path);
@@ -161,9 +173,10 @@ CREATE TABLE IF NOT EXISTS job_workers (
     PRIMARY KEY (job_id, worker)
 );
 """
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 # Columns added since schema 1, by the version that added them: an older database gains them on opening.
-_ADDED_COLUMNS = {2: ("not_before REAL", "sha256 TEXT", "settings_key TEXT"), 3: ("profile TEXT", "settings TEXT")}
+_ADDED_COLUMNS = {2: ("not_before REAL", "sha256 TEXT", "settings_key TEXT"), 3: ("profile TEXT", "settings TEXT"),
+                  4: ("identity TEXT",)}
 _COLUMNS = tuple(Job.__dataclass_fields__)
 
 
@@ -218,16 +231,36 @@ class SqliteJobStore:
             return [self._job(row) for row in self._db.execute(sql, args).fetchall()]  # type: ignore[misc]
 
     def add(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
-            now: float | None = None, profile: str | None = None) -> Job:
-        stamp = _now(now)
+            now: float | None = None, profile: str | None = None, identity: str | None = None,
+            not_before: float | None = None) -> Job:
         with self._transaction() as db:
-            seq = db.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs").fetchone()[0]
-            cursor = db.execute(
-                "INSERT INTO jobs (path, name, relpath, size, mtime, fingerprint, state, queue_seq, created_at,"
-                " updated_at, profile) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                (str(path), Path(path).name, relpath, size, mtime, fingerprint, seq, stamp, stamp, profile),
-            )
-            return self._one(db, "SELECT * FROM jobs WHERE id = ?", cursor.lastrowid)  # type: ignore[return-value]
+            return self._insert(db, path, relpath=relpath, size=size, mtime=mtime, fingerprint=fingerprint,
+                                stamp=_now(now), profile=profile, identity=identity, not_before=not_before)
+
+    def _insert(self, db: sqlite3.Connection, path: Path, *, relpath: str, size: int, mtime: float,
+                fingerprint: str, stamp: float, profile: str | None, identity: str | None,
+                not_before: float | None) -> Job:
+        seq = db.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs").fetchone()[0]
+        cursor = db.execute(
+            "INSERT INTO jobs (path, name, relpath, size, mtime, fingerprint, state, queue_seq, created_at,"
+            " updated_at, profile, identity, not_before) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+            (str(path), Path(path).name, relpath, size, mtime, fingerprint, seq, stamp, stamp, profile, identity,
+             not_before),
+        )
+        return self._one(db, "SELECT * FROM jobs WHERE id = ?", cursor.lastrowid)  # type: ignore[return-value]
+
+    def add_unless_queued(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
+                          profile: str | None = None, identity: str | None = None,
+                          not_before: float | None = None) -> tuple[Job, bool]:
+        """The job queued for ``path`` if there is one, else a new one (one transaction: the watcher and
+        the worker may both queue a changed file); and whether it is new."""
+        with self._transaction() as db:
+            queued = self._one(db, "SELECT * FROM jobs WHERE state = 'queued' AND path = ? ORDER BY id DESC LIMIT 1",
+                               str(path))
+            if queued is not None:
+                return queued, False
+            return self._insert(db, path, relpath=relpath, size=size, mtime=mtime, fingerprint=fingerprint,
+                                stamp=_now(None), profile=profile, identity=identity, not_before=not_before), True
 
     def find(self, path: Path, *, size: int, mtime: float) -> Job | None:
         found = self._read("SELECT * FROM jobs WHERE path = ? AND size = ? AND mtime = ? ORDER BY id DESC LIMIT 1",
@@ -262,17 +295,22 @@ class SqliteJobStore:
         found = self._read("SELECT * FROM jobs WHERE state = 'queued' AND path = ? ORDER BY id DESC LIMIT 1", str(path))
         return found[0] if found else None
 
-    def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str) -> Job:
+    def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str,
+                  identity: str | None = None) -> Job:
         with self._transaction() as db:
-            _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"queued"}, "settled again")
-            db.execute("UPDATE jobs SET sha256 = CASE WHEN size = ? AND mtime = ? AND fingerprint = ? THEN sha256 END,"
-                       " size = ?, mtime = ?, fingerprint = ?, not_before = NULL WHERE id = ?",
-                       (size, mtime, fingerprint, size, mtime, fingerprint, job_id))
+            job = _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"queued"}, "settled again")
+            same = (job.size, job.mtime, job.fingerprint) == (size, mtime, fingerprint) and same_file(identity,
+                                                                                                  job.identity)
+            db.execute("UPDATE jobs SET sha256 = ?, identity = ?, size = ?, mtime = ?, fingerprint = ?,"
+                       " not_before = NULL WHERE id = ?",
+                       (job.sha256 if same else None, identity or (job.identity if same else None), size, mtime,
+                        fingerprint, job_id))
             return self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id)  # type: ignore[return-value]
 
-    def set_content(self, job_id: int, *, sha256: str, settings_key: str) -> None:
+    def set_content(self, job_id: int, *, sha256: str, settings_key: str, identity: str | None = None) -> None:
         with self._transaction() as db:
-            db.execute("UPDATE jobs SET sha256 = ?, settings_key = ? WHERE id = ?", (sha256, settings_key, job_id))
+            db.execute("UPDATE jobs SET sha256 = ?, settings_key = ?, identity = COALESCE(?, identity) WHERE id = ?",
+                       (sha256, settings_key, identity, job_id))
 
     def set_settings(self, job_id: int, settings: str) -> None:
         with self._transaction() as db:

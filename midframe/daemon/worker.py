@@ -1,5 +1,10 @@
 """The worker: one job at a time, claim -> pipeline -> outcome.
 
+One job's flow (:meth:`Worker._process`): is the source still the file that settled; read it in full
+(its SHA-256 and identity, :mod:`midframe.daemon.identity`); a duplicate of a done job?; room for it
+on the outbox's disk (:mod:`midframe.daemon.room`, else it waits and the next job goes); convert,
+with the source's identity checked between batches and before the join; check it once more; publish.
+
 A job's work lives in ``<outbox>/.midframe-work/job-<id>`` (hidden); the finished video is first
 ``job-<id>-result<ext>`` beside it, then takes its real name in the outbox (never overwriting), and only
 then is the job on record as done (:mod:`midframe.daemon.finishing`). Whatever goes wrong is handed to
@@ -12,7 +17,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +24,18 @@ from loguru import logger
 
 from midframe.config import Config, EngineConfig, Paths
 from midframe.daemon import files
+from midframe.daemon.checks import write_problem
 from midframe.daemon.finishing import Finisher
-from midframe.daemon.naming import estimate_output_bytes, output_extension, settings_json, settings_key
+from midframe.daemon.identity import GuardedControl, SourceGuard
+from midframe.daemon.naming import output_extension, settings_json, settings_key
 from midframe.daemon.notify import Notifier, format_duration
 from midframe.daemon.outcomes import Outcome
-from midframe.daemon.pauses import DISK, FARM, SETTINGS, Pause, Pauses
+from midframe.daemon.pauses import FARM, SETTINGS, Pause, Pauses
+from midframe.daemon.room import Room
+from midframe.daemon.running import Running
 from midframe.daemon.routing import Router
 from midframe.daemon.store import Job, JobStore
-from midframe.engine.job import JobControl, PipelineReport, Progress
+from midframe.engine.job import PipelineReport
 from midframe.errors import Aborted
 
 Convert = Callable[..., PipelineReport]
@@ -38,17 +46,6 @@ def _pipeline_convert(*args: Any, **kwargs: Any) -> PipelineReport:
     from midframe.engine.pipeline import convert
 
     return convert(*args, **kwargs)
-
-
-@dataclass
-class _Running:
-    job: Job
-    control: JobControl
-    started: float
-    progress: Progress | None = None
-    cancel_requested: bool = False
-    stored_at: float = float("-inf")
-    status_at: float = float("-inf")
 
 
 class Worker:
@@ -71,6 +68,7 @@ class Worker:
         resettle: Callable[[Path, float], None] = lambda path, quiet_s: None,
         writing: Callable[[Path], bool] = files.open_for_writing,
         free_bytes: Callable[[Path], int] = files.free_bytes,
+        folder_test: Callable[[Path], str | None] = write_problem,
         on_status: Callable[[str], None] = lambda text: None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -83,9 +81,10 @@ class Worker:
         self.work_root = self.finisher.work_root
         self.pauses = Pauses(store, clock=clock, recheck_s=recheck_s)
         self.router = Router(store, self.finisher, notifier=notifier, hold=self._hold,
-                             settings_recheck=self._settings_recheck, space_recheck=self._disk_recheck,
+                             settings_recheck=self._settings_recheck, free_bytes=free_bytes,
                              resettle=resettle, writing=writing, wall_clock=wall_clock, wake=self.wake,
-                             farm_recheck=check_farm)
+                             farm_recheck=check_farm, folder_test=folder_test)
+        self.room = Room(store, paths.outbox, free_bytes=free_bytes, notifier=notifier, wall_clock=wall_clock)
         self._config = config
         self._notifier = notifier
         self._ffmpeg = ffmpeg
@@ -95,13 +94,12 @@ class Worker:
         self._check = check_settings
         self._check_farm = check_farm
         self._slots = slots
-        self._free_bytes = free_bytes
         self._on_status = on_status
         self._clock = clock
         self._wall = wall_clock
         self._idle_wait_s = idle_wait_s
         self._lock = threading.Lock()
-        self._running: dict[int, _Running] = {}
+        self._running: dict[int, Running] = {}
         self._claimed = 0  # jobs claimed and not yet finished (a claimed job is running before it is in _running)
         self._job_threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -156,7 +154,7 @@ class Worker:
     @property
     def pause_reason(self) -> str | None:
         """None, or why nothing is converted now: ``status --json``'s ``paused_reason``."""
-        return self.pauses.reason
+        return self.pauses.reason or (self.room.reason if self._claimed == 0 else None)
 
     def pause(self) -> None:
         """A person's pause: holds the running job between batches; survives a restart."""
@@ -206,7 +204,7 @@ class Worker:
             for running in held:
                 running.control.pause()
         for running in held:
-            self._store_progress(running)
+            running.store_progress()
 
     def _after_lift(self) -> None:
         if self.pauses.active():
@@ -243,22 +241,7 @@ class Worker:
         """The running job (the one started first, when several run) in ``status --json``'s ``current`` shape."""
         with self._lock:
             running = min(self._running.values(), key=lambda item: item.started, default=None)
-        if running is None:
-            return None
-        job, progress = running.job, running.progress
-        done = progress.frames_done if progress else job.frames_done
-        total = progress.frames_total if progress else job.frames_total
-        eta = progress.eta_s if progress else None
-        return {
-            "id": job.id,
-            "name": job.name,
-            "frames_done": done,
-            "frames_total": total,
-            "progress": round(done / total, 4) if total else 0.0,
-            "fps": round(progress.fps, 2) if progress else 0.0,
-            "elapsed_s": round(self._clock() - running.started, 1),
-            "eta_s": None if eta is None else round(eta, 1),
-        }
+        return None if running is None else running.status()
 
     # --- one job -------------------------------------------------------------------------------
 
@@ -281,6 +264,7 @@ class Worker:
             if self._claimed >= slots:
                 return False
             job = self.store.claim(now=self._wall() if now is None else now)
+            self.room.claimed(job)
             if job is None:
                 return False
             self._claimed += 1
@@ -320,46 +304,24 @@ class Worker:
         if self.router.source_moved(job, config):
             return
         identified = self._identify(job, config)
-        if identified is None:
-            self.store.requeue(job.id, interrupted=True)     # stopped while reading it
+        if identified is None or self._duplicate(identified, config) or self.room.waits(identified, config):
             return
         job = identified
-        if self._duplicate(job, config):
-            return
-        shortage = self._disk_shortage(job, config)
-        if shortage:
-            self.store.requeue(job.id, interrupted=True)
-            self._hold(Pause(DISK, shortage, self._disk_recheck))
-            return
-        # Chosen once: a resumed job finishes into the container it started with.
-        staged = Path(job.staged or self.finisher.staged_name(job, output_extension(Path(job.name), config.output)))
-        if not job.staged:
-            self.store.set_staged(job.id, str(staged))
-            job = self.store.get(job.id) or job
-        work_dir = self.work_dir(job.id)
-        if not config.resume.enabled:
-            files.remove_tree(work_dir)
-        self.store.set_settings(job.id, settings_json(config.engine, config.output))
-        running = _Running(job, JobControl(), started=self._clock())
-        with self._lock:
-            self._running[job.id] = running
-            if self._stop.is_set():
-                running.control.abort("stopped")
-            if self.pause_reason is not None:
-                running.control.pause()
-        resumed_at = job.frames_done / job.frames_total if job.frames_total and job.frames_done else None
-        logger.info("job {} started: {} (attempt {} of {}{})", job.id, job.relpath, job.attempts,
-                    config.daemon.max_attempts, f", resuming near {resumed_at:.0%}" if resumed_at else "")
-        self._notifier.started(job.id, job.name, resumed_at=resumed_at)
+        staged = self._staged(job, config)
+        guard = SourceGuard(job, change=self.finisher.source_change)
+        running = self._begin(job, GuardedControl(guard), config)
+        job = running.job
         try:
             report = None
             if not staged.exists():
                 staged.parent.mkdir(parents=True, exist_ok=True)
                 report = self._convert(
-                    Path(job.path), staged, work_dir=work_dir, engine=config.engine, output=config.output,
-                    resume=config.resume, make_interpolator=self._make_interpolator, ffmpeg=self._ffmpeg,
-                    control=running.control, on_progress=lambda progress: self._on_progress(running, progress),
+                    Path(job.path), staged, work_dir=self.work_dir(job.id), engine=config.engine,
+                    output=config.output, resume=config.resume, make_interpolator=self._make_interpolator,
+                    ffmpeg=self._ffmpeg, control=running.control,
+                    on_progress=running.on_progress,
                 )
+            guard.check(rehash=True)  # the last word before anything made from it is published
         except Aborted:
             self._interrupted(running, config)
         except Exception as exc:
@@ -371,16 +333,51 @@ class Worker:
                 self._running.pop(job.id, None)
 
     def _identify(self, job: Job, config: Config) -> Job | None:
-        """Record the whole source's SHA-256 and the settings key: what makes a later job a duplicate.
-        None when a stop came while reading."""
+        """Read the whole source once: its SHA-256 (what makes a later job a duplicate, with the settings
+        key) and its identity as it was read. None when it changed meanwhile (it settles again) or a stop
+        came while reading (it is queued again)."""
         key = settings_key(config.engine, config.output)
-        if job.sha256 is None or job.settings_key != key:
-            digest = job.sha256 or files.content_sha256(Path(job.path), keep_going=lambda: not self._stop.is_set())
-            if digest is None:
-                return None
-            self.store.set_content(job.id, sha256=digest, settings_key=key)
-            job = self.store.get(job.id) or job
-        return job
+        if job.sha256 is not None and job.identity is not None:
+            if job.settings_key != key:
+                self.store.set_content(job.id, sha256=job.sha256, settings_key=key)
+            return self.store.get(job.id) or job
+        content = files.read_content(Path(job.path), keep_going=lambda: not self._stop.is_set())
+        if content is None:
+            self.store.requeue(job.id, interrupted=True)
+            return None
+        if not content.steady or self.finisher.source_change(job, content.info) is not None:
+            self.router.changed_before_start(job, config)
+            return None
+        self.store.set_content(job.id, sha256=content.sha256, settings_key=key, identity=content.identity.text())
+        return self.store.get(job.id) or job
+
+    def _staged(self, job: Job, config: Config) -> Path:
+        """Where the finished video waits before it takes its name; chosen once, so a resumed job
+        finishes into the container it started with."""
+        if job.staged:
+            return Path(job.staged)
+        staged = self.finisher.staged_name(job, output_extension(Path(job.name), config.output))
+        self.store.set_staged(job.id, str(staged))
+        return staged
+
+    def _begin(self, job: Job, control: GuardedControl, config: Config) -> Running:
+        job = self.store.get(job.id) or job
+        if not config.resume.enabled:
+            files.remove_tree(self.work_dir(job.id))
+        self.store.set_settings(job.id, settings_json(config.engine, config.output))
+        running = Running(job, control, started=self._clock(), store=self.store, notifier=self._notifier,
+                          on_status=self._on_status, clock=self._clock)
+        with self._lock:
+            self._running[job.id] = running
+            if self._stop.is_set():
+                running.control.abort("stopped")
+            if self.pause_reason is not None:
+                running.control.pause()
+        resumed_at = job.frames_done / job.frames_total if job.frames_total and job.frames_done else None
+        logger.info("job {} started: {} (attempt {} of {}{})", job.id, job.relpath, job.attempts,
+                    config.daemon.max_attempts, f", resuming near {resumed_at:.0%}" if resumed_at else "")
+        self._notifier.started(job.id, job.name, resumed_at=resumed_at)
+        return running
 
     def _duplicate(self, job: Job, config: Config) -> bool:
         """Same content, same settings, and the earlier output still there: give it this job's name."""
@@ -393,32 +390,7 @@ class Worker:
                 return True
         return False
 
-    def _on_progress(self, running: _Running, progress: Progress) -> None:
-        """Called by the pipeline; reporting trouble is logged, never allowed to fail the job."""
-        try:
-            self._report(running, progress)
-        except Exception:
-            logger.exception("job {}: could not report progress", running.job.id)
-
-    def _report(self, running: _Running, progress: Progress) -> None:
-        running.progress = progress
-        now = self._clock()
-        job = running.job
-        if now - running.stored_at >= 1.0 or progress.frames_done >= progress.frames_total:
-            running.stored_at = now
-            self._store_progress(running)
-        if now - running.status_at >= 5.0:
-            running.status_at = now
-            self._on_status(f"working: {job.name} {progress.fraction:.0%} ETA {format_duration(progress.eta_s)}")
-        self._notifier.progress(job.id, job.name, progress)
-
-    def _store_progress(self, running: _Running) -> None:
-        progress = running.progress
-        if progress is not None:
-            self.store.set_progress(running.job.id, frames_done=progress.frames_done,
-                                    frames_total=progress.frames_total)
-
-    def _interrupted(self, running: _Running, config: Config) -> None:
+    def _interrupted(self, running: Running, config: Config) -> None:
         job = running.job
         if running.cancel_requested:
             self.finisher.remove_work(job)
@@ -426,7 +398,7 @@ class Worker:
             logger.info("job {} cancelled while running: {} (the source stays at {})", job.id, job.name, job.path)
             self._notifier.warning(f"{job.name}: cancelled")
             return
-        self._store_progress(running)
+        running.store_progress()
         self.store.requeue(job.id, interrupted=True)
         if not config.resume.enabled:
             files.remove_tree(self.work_dir(job.id))
@@ -434,7 +406,7 @@ class Worker:
         logger.info("job {} interrupted at {:.0%}: {}; it {} at the next start", job.id, done, job.name,
                     "resumes from its last checkpoint" if config.resume.enabled else "starts over")
 
-    def _succeed(self, running: _Running, staged: Path, report: PipelineReport | None, config: Config) -> None:
+    def _succeed(self, running: Running, staged: Path, report: PipelineReport | None, config: Config) -> None:
         job = running.job
         final = self.finisher.publish(job, staged, report, config)
         if report is not None:
@@ -450,26 +422,6 @@ class Worker:
         logger.success("job {} done: {} -> {} in {}{}", job.id, job.relpath, final, format_duration(seconds), details)
         self._notifier.done(job.id, job.name, final.name, seconds)
 
-    # --- disk space -----------------------------------------------------------------------------
-
-    def _needed_bytes(self, job: Job, config: Config) -> int:
-        return estimate_output_bytes(job.size, config.engine, config.output) + config.daemon.min_free_mb * (1 << 20)
-
-    def _disk_shortage(self, job: Job, config: Config) -> str:
-        """Empty when the outbox's disk has room for the job, else what is free and what is needed."""
-        needed = self._needed_bytes(job, config)
-        free = self._free_bytes(self.paths.outbox)
-        if free >= needed:
-            return ""
-        return (f"outbox ({self.paths.outbox}): {free >> 20} MiB free, about {needed >> 20} MiB needed for "
-                f"{job.name}; free some space there (midframe resumes by itself)")
-
-    def _disk_recheck(self, config: Config) -> str | None:
-        queued = [job for job in self.store.jobs() if job.state == "queued"]
-        if not queued:
-            return None
-        return self._disk_shortage(min(queued, key=lambda job: (job.queue_seq, job.id)), config) or None
-
     # --- start-up --------------------------------------------------------------------------------
 
     def recover(self) -> None:
@@ -481,11 +433,5 @@ class Worker:
             logger.warning("job {} was interrupted by a crash or kill: {}; queued again, {}", job.id, job.name,
                            "it resumes from its last checkpoint" if config.resume.enabled else "it starts over")
         jobs = self.store.jobs()
-        active = {job.id for job in jobs if job.state in ("queued", "running")}
-        if self.work_root.is_dir():
-            for entry in self.work_root.iterdir():
-                number = entry.name.removeprefix("job-").split("-")[0].split(".")[0]
-                if not (number.isdigit() and int(number) in active):
-                    logger.info("removing stale work {}", entry)
-                    files.remove_tree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+        self.finisher.remove_stale_work({job.id for job in jobs if job.state in ("queued", "running")})
         self.finisher.recover_moves(jobs, config)
