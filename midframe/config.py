@@ -165,6 +165,8 @@ class DaemonConfig(_Section):
     upload_max_mb: int = Field(4096, ge=0, le=16 * 1024 * 1024)
     # Extra room kept free on the outbox's disk beyond the output size estimate.
     min_free_mb: int = Field(512, ge=0)
+    # Another daemon (another state dir) may watch the same inbox on purpose: warn instead of refusing.
+    shared_inbox: bool = False
 
     @field_validator("api_host")
     @classmethod

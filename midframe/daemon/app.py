@@ -21,7 +21,8 @@ from midframe.daemon.checks import SettingsCheck
 from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
 from midframe.daemon.files import Identity, fingerprint
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
-from midframe.daemon.lock import StateLock
+from midframe.daemon.folders import check_folders
+from midframe.daemon.lock import InboxLock, StateLock
 from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
 from midframe.daemon.pauses import SETTINGS
 from midframe.daemon.profiles import make_profile_folders, profile_of
@@ -68,6 +69,7 @@ class Daemon:
         self._tick_seconds = tick_seconds
         self._settings_check: SettingsCheck | None = None
         self._lock = StateLock(self.paths.state_dir)
+        self._inbox_lock = InboxLock(self.paths.inbox, self.paths.state_dir)
         self._stop_requested = threading.Event()
         self._reload_requested = threading.Event()
         self._wakeup = threading.Event()
@@ -89,12 +91,16 @@ class Daemon:
         """Lock the state dir, recover, then start the API, the watcher and the worker."""
         config = self.settings.current()
         paths = self.paths
+        check_folders(paths, config)
         prepare_state_dir(paths.state_dir)
         for folder in (paths.inbox, paths.outbox):
             folder.mkdir(parents=True, exist_ok=True)
         self.profile_folders = make_profile_folders(paths.inbox, config.profiles, reserved=self._own_folders())
         self._lock.acquire()
         try:
+            shared = self._inbox_lock.acquire(shared=config.daemon.shared_inbox)
+            if shared is not None:
+                logger.warning("{}", shared)
             self._start(config)
         except BaseException:
             self.close()
@@ -239,6 +245,7 @@ class Daemon:
             self._store.close()
         if self.server is not None:
             logger.info("midframe daemon stopped")
+        self._inbox_lock.release()
         self._lock.release()
         return clean
 

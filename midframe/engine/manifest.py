@@ -7,6 +7,7 @@ complete segments. A segment that is there but damaged anyway is caught by ``ver
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -105,7 +106,8 @@ class Manifest:
             os.replace(temporary, target)
             fsync_dir(work_dir)
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only folder: the error below says so
+                temporary.unlink(missing_ok=True)
             if exc.errno == errno.ENOSPC:
                 raise OutputError(work_dir, "disk full: no space left on device") from None
             raise OutputError(target, f"cannot write the work manifest: {exc.strerror or exc}") from None

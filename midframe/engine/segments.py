@@ -11,6 +11,7 @@ streams in the same pass: copied, or re-encoded only where the container cannot 
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from fractions import Fraction
 from pathlib import Path
@@ -127,7 +128,9 @@ class SegmentSink:
             self._writer = None
         for writer in writers:
             writer.abort()
-            writer.path.unlink(missing_ok=True)
+            # Aborting because the folder turned read-only or vanished: the cause is reported elsewhere.
+            with contextlib.suppress(OSError):
+                writer.path.unlink(missing_ok=True)
 
 
 def _seconds(value: Fraction) -> str:
