@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from midframe.daemon.control import ControlClient
+from midframe.daemon.lock import INBOX_LOCK_FILE
 from midframe.errors import ControlError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +153,10 @@ class DaemonProcess:
             return jobs if len(jobs) >= count and len(final) == len(jobs) else None
 
         return wait_for(settled, timeout=timeout, step=0.2, what=f"{count} finished jobs")
+
+    def inbox_names(self) -> list[str]:
+        """What is in the inbox, but the daemon's own lock file (``.midframe-inbox.lock``)."""
+        return sorted(p.name for p in self.inbox.iterdir() if p.name != INBOX_LOCK_FILE)
 
     def visible_outputs(self) -> list[str]:
         if not self.outbox.exists():

@@ -159,7 +159,7 @@ def test_daemon_end_to_end(tmp_path):
             reason = (daemon.failed / f"{name}.error.txt").read_text()
             assert job["error"] in reason
         assert (daemon.inbox / "notes.txt").exists()
-        assert sorted(p.name for p in daemon.inbox.iterdir()) == ["notes.txt"]
+        assert daemon.inbox_names() == ["notes.txt"]
         leftovers = list((daemon.outbox / ".midframe-work").iterdir())
         assert leftovers == []
 

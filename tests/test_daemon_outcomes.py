@@ -63,7 +63,7 @@ def test_a_missing_device_pauses_with_the_videos_in_place_until_the_config_is_fi
         status = json.loads(daemon.cli("status", "--json").stdout)
         assert status["state"] == "paused" and status["queued"] == 2 and status["failed"] == 0, status
         assert status["paused_reason"].startswith(f"engine.device: {device}: not available"), status
-        assert sorted(p.name for p in daemon.inbox.iterdir()) == ["a.mkv", "b.mp4"]   # the videos stay put
+        assert daemon.inbox_names() == ["a.mkv", "b.mp4"]   # the videos stay put
         assert daemon.visible_outputs() == [] and [job["attempts"] for job in daemon.jobs()] == [0, 0]
 
         daemon.config["engine"]["device"] = "cpu"                               # the fix: nothing else

@@ -132,7 +132,7 @@ def test_200_files_of_random_bytes_named_like_videos_all_fail_with_a_reason(tmp_
         assert job["state"] == "failed" and job["error"], job
         assert (daemon.failed / job["name"]).read_bytes() == files[job["name"]]
         assert job["error"] in (daemon.failed / f"{job['name']}.error.txt").read_text(encoding="utf-8")
-    assert daemon.visible_outputs() == [] and not list(daemon.inbox.iterdir())
+    assert daemon.visible_outputs() == [] and daemon.inbox_names() == []
     assert not daemon.done.exists() or not list(daemon.done.iterdir())
 
 

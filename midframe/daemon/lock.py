@@ -133,13 +133,30 @@ class InboxLock:
             # A process on another machine cannot be looked at from here: taken for alive.
             return holder.get("host") == socket.gethostname() and not _pid_alive(pid)
 
+    def _open(self) -> tuple[IO[str], dict[str, Any], bool]:
+        """The lock file, what it says, and whether this process may hold it. A daemon that stops removes
+        the file while it still holds the lock: a lock taken on a file removed meanwhile is taken again."""
+        for _ in range(10):
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held open while we run)
+            holder = self._holder(handle)
+            free = self._free(handle, holder)
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            opened = os.fstat(handle.fileno())
+            if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
+                return handle, holder, free
+            handle.close()
+        raise AlreadyRunning(f"{self.path}: another process keeps replacing this lock file; is a second daemon "
+                             "starting and stopping on this inbox?")
+
     def acquire(self, *, shared: bool) -> str | None:
         """Take the lock, or take it over from a daemon that is gone. Another daemon watching the inbox:
         ``AlreadyRunning``, or with ``shared`` a warning to log (returned; the lock stays theirs)."""
         self.inbox.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held open while we run)
-        holder = self._holder(handle)
-        if self._free(handle, holder):
+        handle, holder, free = self._open()
+        if free:
             if holder.get("pid") not in (None, os.getpid()):
                 logger.info("taking over the inbox lock {} left by pid {} (state dir {}), which has ended",
                             self.path, holder.get("pid"), holder.get("state_dir", "?"))
@@ -155,9 +172,14 @@ class InboxLock:
                              "its own inbox, or set daemon.shared_inbox: true if the inbox is shared on purpose")
 
     def release(self) -> None:
-        """Let go, leaving the file empty (not removed: a daemon starting now may have it open already)."""
-        if self._handle is not None:
+        """Remove the file, then let go of the lock (the order a daemon starting meanwhile relies on)."""
+        if self._handle is None:
+            return
+        try:
+            self.path.unlink()
+        except OSError:
+            # Windows does not remove a file that is open: it stays, empty, for the next daemon to take.
             self._handle.seek(0)
             self._handle.truncate()
-            self._handle.close()
-            self._handle = None
+        self._handle.close()
+        self._handle = None
