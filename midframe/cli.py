@@ -161,6 +161,10 @@ def _status_sentence(status: dict[str, Any]) -> str:
             f"({current['frames_done']}/{current['frames_total']} frames, {current['fps']:.2f} fps, "
             f"ETA {_format_eta(current['eta_s'])})"
         )
+    farm = status.get("farm")
+    if farm:
+        line += (f"\n  farm {farm['scheduler']}: {farm['workers']} workers, {farm['busy']} busy"
+                 + (f" ({farm['problem']})" if farm.get("problem") else ""))
     return line
 
 

@@ -478,12 +478,17 @@ def _render(
     start = job.manifest.frames_done
     first_source = job.timeline.frame(start).source
     threads = thread_plan_for(interpolator)
-    reader = FrameReader(info, ffmpeg=ffmpeg, start=first_source, keep_rotation=job.plan.keep_rotation,
-                         threads=threads.decode)
+    reader = frame_reader(info, job.plan, ffmpeg=ffmpeg, start=first_source, threads=threads.decode)
     sink = SegmentSink(work_dir=work_dir, manifest=job.manifest, plan=job.plan, timeline=job.timeline,
                        start=start, ffmpeg=ffmpeg, threads=threads.encode)
     return run_frames(timeline=job.timeline, start=start, engine=job.engine, interpolator=interpolator,
                       reader=reader, sink=sink, control=control, on_progress=on_progress)
+
+
+def frame_reader(info: VideoInfo, plan: OutputPlan, *, ffmpeg: FFmpeg, start: int, threads: int | None) -> FrameReader:
+    """The decoder of a planned job's source from frame ``start``: the one place that says how a job's
+    frames are read, for the whole file and for one farm segment alike."""
+    return FrameReader(info, ffmpeg=ffmpeg, start=start, keep_rotation=plan.keep_rotation, threads=threads)
 
 
 def run_frames(

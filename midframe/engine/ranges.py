@@ -26,10 +26,9 @@ from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.interpolators.base import Interpolator
 from midframe.engine.job import JobControl
 from midframe.engine.manifest import Segment, fsync_file
-from midframe.engine.pipeline import run_frames
+from midframe.engine.pipeline import frame_reader, run_frames, thread_plan_for
 from midframe.engine.plan import OutputPlan
 from midframe.engine.probe import VideoInfo
-from midframe.engine.reader import FrameReader
 from midframe.engine.segments import segment_name, source_end
 from midframe.engine.timeline import Timeline
 from midframe.engine.writer import FrameWriter
@@ -56,9 +55,9 @@ class RangeTimes:
 class _OneFile:
     """The encode thread's sink for one segment: every frame into one file, renamed when complete."""
 
-    def __init__(self, part: Path, plan: OutputPlan, *, ffmpeg: FFmpeg) -> None:
+    def __init__(self, part: Path, plan: OutputPlan, *, ffmpeg: FFmpeg, threads: int | None) -> None:
         self.part = part
-        self.writer = FrameWriter(part, plan.encode, ffmpeg=ffmpeg)
+        self.writer = FrameWriter(part, plan.encode, ffmpeg=ffmpeg, threads=threads)
         self.first_put: float | None = None
         self.last_put = 0.0
         self.closed_at = 0.0
@@ -99,8 +98,9 @@ def render_range(
     started = time.perf_counter()
     final = work_dir / segment_name(start, plan.segment_ext)
     part = final.with_name(f"{final.name}{PART_MARK}{token}")
-    reader = FrameReader(info, ffmpeg=ffmpeg, start=timeline.frame(start).source, keep_rotation=plan.keep_rotation)
-    sink = _OneFile(part, plan, ffmpeg=ffmpeg)
+    threads = thread_plan_for(interpolator)
+    reader = frame_reader(info, plan, ffmpeg=ffmpeg, start=timeline.frame(start).source, threads=threads.decode)
+    sink = _OneFile(part, plan, ffmpeg=ffmpeg, threads=threads.encode)
     try:
         # The same timeline, ending at this segment: the loop stops there and reads no further.
         counts, _waits = run_frames(timeline=replace(timeline, frames_out=end), start=start, engine=engine,
