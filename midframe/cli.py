@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     interpolate.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     interpolate.add_argument("--batch-size", type=int)
     interpolate.add_argument("--model-scale", type=float)
-    interpolate.add_argument("--codec")
+    interpolate.add_argument("--codec", help="auto (follow the source), or an ffmpeg encoder: libx264, libx265, ...")
     interpolate.add_argument("--crf", type=int)
     interpolate.add_argument("--preset")
     interpolate.add_argument("--pix-fmt")

@@ -111,7 +111,8 @@ class EngineConfig(_Section):
 
 
 class OutputConfig(_Section):
-    codec: str = "libx264"
+    # auto: follow the source's codec (midframe.engine.formats); else any ffmpeg video encoder.
+    codec: str = "auto"
     crf: int = Field(18, ge=0, le=63)
     preset: str = "medium"
     pix_fmt: str = "yuv420p"

@@ -12,6 +12,7 @@
     │   ├── DeviceError           the requested device is absent or unusable
     │   └── OutOfMemory           the device ran out of memory even at batch size 1
     ├── TransientError            worth retrying: an ffmpeg crash, a lost pipe
+    │   └── VerificationError     a finished output did not match its plan (frames, duration, streams, sync)
     ├── FarmUnavailable           farm.scheduler does not answer (jobs wait for it)
     ├── Aborted                   a job was stopped on request (stop, SIGTERM, Ctrl-C)
     ├── DaemonError
@@ -74,6 +75,18 @@ class OutOfMemory(EngineError):
 
 class TransientError(MidframeError):
     pass
+
+
+class VerificationError(TransientError):
+    """The output was made but ffprobe finds it differs from its plan; it is never published.
+
+    ``video_ok`` False: the video itself is wrong (frame count or duration), so its segments are
+    not trusted again either.
+    """
+
+    def __init__(self, message: str, *, video_ok: bool) -> None:
+        super().__init__(message)
+        self.video_ok = video_ok
 
 
 class FarmUnavailable(MidframeError):

@@ -72,20 +72,37 @@ def probe_json(path: Path) -> dict:
     return json.loads(out)
 
 
-def read_frames(path: Path, *, pix_fmt: str = "rgb24") -> np.ndarray:
-    """Every video frame of ``path`` as an N x H x W x 3 array, decoded by ffmpeg."""
+# ffprobe's colour-space names -> swscale's matrix names, written out here so the tests do not
+# take the code under test's word for them.
+_MATRIX = {"bt709": "bt709", "bt470bg": "bt601", "smpte170m": "bt601", "bt2020nc": "bt2020", "fcc": "fcc",
+           "smpte240m": "smpte240m"}
+
+
+def exact_rgb_filter(video: dict, pix_fmt: str) -> str:
+    """The scale filter a careful player's conversion amounts to: the stream's matrix and range (untagged:
+    bt709 from 1280 wide or 577 high, else bt601), accurate rounding, full chroma interpolation."""
+    width, height = int(video["width"]), int(video["height"])
+    matrix = _MATRIX.get(video.get("color_space", ""), "bt709" if width >= 1280 or height > 576 else "bt601")
+    full = video.get("color_range") == "pc" or str(video.get("pix_fmt", "")).startswith("yuvj")
+    return (f"scale=in_color_matrix={matrix}:in_range={'pc' if full else 'tv'}:flags=accurate_rnd+full_chroma_int,"
+            f"format={pix_fmt}")
+
+
+def read_frames(path: Path, *, pix_fmt: str = "rgb24", frames: int | None = None) -> np.ndarray:
+    """The video frames of ``path`` (all, or the first ``frames``) as an N x H x W x 3 array, decoded by
+    ffmpeg the exact way (``exact_rgb_filter``)."""
     info = probe_json(path)
     video = next(s for s in info["streams"] if s["codec_type"] == "video")
     width, height = int(video["width"]), int(video["height"])
+    limit = ["-frames:v", str(frames)] if frames is not None else []
     raw = subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-vsync", "passthrough",
-         "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
+        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-vsync", "passthrough", *limit,
+         "-vf", exact_rgb_filter(video, pix_fmt), "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
         check=True,
         capture_output=True,
     ).stdout
     dtype = np.uint16 if pix_fmt.startswith("rgb48") else np.uint8
-    frames = np.frombuffer(raw, dtype=dtype)
-    return frames.reshape(-1, height, width, 3)
+    return np.frombuffer(raw, dtype=dtype).reshape(-1, height, width, 3)
 
 
 NOISE_EXTENSIONS = ("mp4", "mkv", "mov", "avi", "webm", "m4v", "mts", "m2ts", "wmv", "flv", "ts", "mpg")

@@ -14,7 +14,7 @@ from midframe.config import EngineConfig, ResumeConfig
 from midframe.engine.interpolators.blend import BlendInterpolator
 from midframe.engine.job import JobControl
 from midframe.engine.manifest import load_manifest
-from midframe.engine.pipeline import _Counts
+from midframe.engine.frameloop import Counts
 from midframe.engine.ranges import PART_MARK, render_range, segment_ranges
 from midframe.errors import Aborted
 from midframe.farm.coordinator import _JobRenderer
@@ -75,7 +75,7 @@ class ShuffledRenderer:
                 continue
             job.manifest.segments = sorted([*job.manifest.segments, segment], key=lambda item: item.start)
             job.manifest.save(work_dir)
-        return _Counts(), {}
+        return Counts(), {}
 
 
 def test_segments_made_one_by_one_in_any_order_equal_the_whole(source, reference, tmp_path):

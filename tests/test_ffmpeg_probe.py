@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from midframe.engine.ffmpeg import FFmpeg, FFmpegProcess, find_ffmpeg, run
-from midframe.engine.probe import bit_depth_of, is_vfr, probe
+from midframe.engine.probe import probe
+from midframe.engine.rates import is_vfr
+from midframe.engine.videoinfo import bit_depth_of
 from midframe.errors import ConfigError, MediaError
 from tests.engine_helpers import FF, VFR_ARGS, b_frame_clip, rotated_copy
 from tests.media import ffmpeg_exe, make_clip, probe_json

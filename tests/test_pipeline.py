@@ -202,8 +202,10 @@ def test_unknown_codec_fails_early_with_the_option_named(clips, tmp_path):
 
     with pytest.raises(ConfigError, match="no-such-codec"):
         run_convert(clips["mkv"], tmp_path / "out.mkv", output=OutputConfig(codec="no-such-codec"))
-    with pytest.raises(ConfigError, match="cannot hold ffv1"):
-        run_convert(clips["mkv"], tmp_path / "out.mp4", output=LOSSLESS)
+    # A pair that cannot work is refused before any frame, naming the settings (not a work file).
+    with pytest.raises(ConfigError, match=r"output\.codec \(--codec\) ffv1 .* \.mp4 file cannot hold") as refused:
+        run_convert(clips["mkv"], tmp_path / "out.mp4", output=LOSSLESS.model_copy(update={"container": "mp4"}))
+    assert "output.container" in str(refused.value) and not list(tmp_path.glob("out.*"))
 
 
 def test_single_frame_video(tmp_path):

@@ -142,7 +142,7 @@ def test_each_job_gets_the_config_of_its_start(h):
                                     "daemon": {"min_free_mb": 0}})
     h.drop("b.mp4", b"other clip")
     h.worker.run_once()
-    assert [(c["engine"], c["codec"]) for c in h.convert.calls] == [("blend", "libx264"), ("dis", "ffv1")]
+    assert [(c["engine"], c["codec"]) for c in h.convert.calls] == [("blend", "auto"), ("dis", "ffv1")]
 
 
 def test_never_overwrites_an_output_or_a_done_file(h):
@@ -691,3 +691,25 @@ def test_a_stop_while_the_source_is_hashed_puts_the_job_back(h, monkeypatch):
     h.worker.run_once()
     job = h.job(job_id)
     assert (job.state, job.attempts, job.sha256) == ("queued", 0, None) and h.convert.calls == []
+
+
+def test_the_real_pipeline_names_the_output_after_the_container_it_chose(tmp_path):
+    # codec libx264 with container: null, for a .webm source: the plan writes .mkv, and the outbox says so.
+    from midframe.daemon.worker import _pipeline_convert
+    from midframe.engine.ffmpeg import find_ffmpeg
+    from midframe.engine.interpolators import create_interpolator
+    from tests.media import make_clip, probe_json
+
+    h = Harness(tmp_path)
+    h.config = config_from_mapping({"engine": {"name": "blend"}, "output": {"codec": "libx264", "preset": "ultrafast"},
+                                    "daemon": {"min_free_mb": 0}})
+    h.worker = Worker(h.store, h.paths, config=lambda: h.config, notifier=Notifier(h.events), ffmpeg=find_ffmpeg(),
+                      make_interpolator=lambda s: create_interpolator(s, models_dir=tmp_path),
+                      convert=_pipeline_convert)
+    make_clip(tmp_path / "clip.webm", seconds=0.6, size="96x64", codec="libvpx-vp9")
+    job_id = h.drop("clip.webm", (tmp_path / "clip.webm").read_bytes())
+    assert h.worker.run_once()
+    job = h.job(job_id)
+    assert job.state == "done", job.error
+    assert Path(job.output).name == "clip.50fps.mkv" and h.outbox_names() == ["clip.50fps.mkv"]
+    assert [s["codec_name"] for s in probe_json(Path(job.output))["streams"]] == ["h264", "opus"]

@@ -64,7 +64,7 @@ def trial_encode(output: OutputConfig, *, ffmpeg: Any, folder: Path) -> None:
     refuses."""
     from midframe.engine.ffmpeg import QUIET, run
     from midframe.engine.formats import settings_problem
-    from midframe.engine.probe import first_error_line
+    from midframe.engine.probe_tools import first_error_line
     from midframe.engine.writer import EncodeSpec
 
     known = settings_problem(output.codec, output.container)

@@ -57,8 +57,9 @@ class Finisher:
         fps_out: Fraction | str = report.fps_out if report is not None else self._probe_fps(made)
         engine = report.engine if report is not None else config.engine.name
         factor = config.engine.factor if config.engine.target_fps is None else "x"
+        # ext: the container the file really has (the plan may have chosen mkv for container: null).
         return output_name(Path(job.name), output=config.output, fps_out=fps_out, factor=factor, engine=engine,
-                           limit=files.name_limit(self.output_folder(job)))
+                           limit=files.name_limit(self.output_folder(job)), ext=made.suffix)
 
     def output_folder(self, job: Job) -> Path:
         return self.paths.outbox / Path(job.relpath).parent

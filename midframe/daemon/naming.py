@@ -94,13 +94,14 @@ def fit_name(name: str, limit: int | None, *, extra: str = "") -> str:
 
 
 def output_name(source: Path, *, output: OutputConfig, fps_out: Fraction | str, factor: int | str,
-                engine: str, limit: int | None = None) -> str:
+                engine: str, limit: int | None = None, ext: str | None = None) -> str:
     """The file name ``output.name`` gives ``source`` (``{stem}.{fps}fps{ext}``). With ``limit`` (the
     file system's, in bytes) a name that would not fit with room for numbering (`` (2)``) has its stem
-    shortened, keeping what the pattern adds (``.50fps.mp4``)."""
+    shortened, keeping what the pattern adds (``.50fps.mp4``). ``ext``: the container the conversion
+    really wrote, where it differs from the one asked for."""
 
     def named(stem: str) -> str:
-        return output.name.format(stem=stem, ext=output_extension(source, output), fps=format_fps(fps_out),
+        return output.name.format(stem=stem, ext=ext or output_extension(source, output), fps=format_fps(fps_out),
                                   factor=factor, engine=engine)
 
     name = named(source.stem)

@@ -35,6 +35,7 @@ from midframe.daemon.room import Room
 from midframe.daemon.running import Running
 from midframe.daemon.routing import Router
 from midframe.daemon.store import Job, JobStore
+from midframe.engine.formats import FALLBACK_CONTAINER
 from midframe.engine.job import PipelineReport
 from midframe.errors import Aborted
 
@@ -313,6 +314,7 @@ class Worker:
         job = running.job
         try:
             report = None
+            staged = self._finished_elsewhere(job, staged)
             if not staged.exists():
                 staged.parent.mkdir(parents=True, exist_ok=True)
                 report = self._convert(
@@ -321,6 +323,9 @@ class Worker:
                     ffmpeg=self._ffmpeg, control=running.control,
                     on_progress=running.on_progress,
                 )
+                if report.output != staged:  # the plan chose another container (output.container: null)
+                    staged = Path(report.output)
+                    self.store.set_staged(job.id, str(staged))
             guard.check(rehash=True)  # the last word before anything made from it is published
         except Aborted:
             self._interrupted(running, config)
@@ -331,6 +336,14 @@ class Worker:
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
+
+    def _finished_elsewhere(self, job: Job, staged: Path) -> Path:
+        """After a crash between the conversion and recording its container: the result it left."""
+        fallback = staged.with_suffix(f".{FALLBACK_CONTAINER}")
+        if not staged.exists() and fallback != staged and fallback.exists():
+            self.store.set_staged(job.id, str(fallback))
+            return fallback
+        return staged
 
     def _identify(self, job: Job, config: Config) -> Job | None:
         """Read the whole source once: its SHA-256 (what makes a later job a duplicate, with the settings

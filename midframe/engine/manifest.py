@@ -2,7 +2,9 @@
 
 ``manifest.json`` is replaced atomically (temporary file, fsync, ``os.replace``, fsync of the folder)
 and only after the segment it adds is closed and synced, so after a kill at any moment it names only
-complete segments. A segment that is there but damaged anyway is caught by ``verified_segments``.
+complete segments. ``verified_segments`` trusts that record for all but the last few segments (a
+cheap size check), and reads the last ones back with ffprobe, so a resume costs a second, not a
+read of every finished segment.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import errno
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,10 @@ from midframe.engine.probe import count_video_packets
 from midframe.errors import OutputError
 
 MANIFEST_NAME = "manifest.json"
-VERSION = 1
+VERSION = 2
+# Segments read back with ffprobe on resume, counted from the end; the others are trusted when
+# their size is the recorded one (they were fsynced before the manifest named them).
+VERIFY_LAST_SEGMENTS = 2
 _HASH_BYTES = 1 << 20
 # Names midframe itself creates in a work folder; anything else there means it is not ours.
 OWN_PREFIXES = ("manifest.json", "seg-", "preflight-", "joined", "segments.ffconcat")
@@ -54,6 +60,7 @@ class Segment:
     start: int  # first output frame
     end: int  # one past the last output frame
     source_end: int  # last source frame the segment's frames were made from
+    size: int | None = None  # bytes, as synced to disk
 
     @property
     def frames(self) -> int:
@@ -145,25 +152,43 @@ def fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def verified_segments(manifest: Manifest, work_dir: Path, *, ffmpeg: FFmpeg) -> list[Segment]:
-    """The recorded segments, contiguous from frame 0, whose files hold the recorded frame count.
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
-    The first one that is missing, damaged or short ends the list: it and everything after it is
-    made again.
+
+def verified_segments(manifest: Manifest, work_dir: Path, *, ffmpeg: FFmpeg,
+                      read_back: int = VERIFY_LAST_SEGMENTS,
+                      count_frames: Callable[..., int | None] = count_video_packets) -> list[Segment]:
+    """The recorded segments, contiguous from frame 0, that are still there as recorded.
+
+    Every one must exist with its recorded size; the last ``read_back`` are also read back and must
+    hold their recorded frame count. The first that fails ends the list: it and everything after it
+    is made again.
     """
     good: list[Segment] = []
     expected_start = 0
-    for segment in manifest.segments:
+    first_read = len(manifest.segments) - read_back
+    for number, segment in enumerate(manifest.segments):
+        path = work_dir / segment.file
         if segment.start != expected_start:
             logger.warning("{}: segments not contiguous at frame {}; redoing from there", work_dir, expected_start)
             break
-        frames = count_video_packets(work_dir / segment.file, ffmpeg=ffmpeg)
-        if frames != segment.frames:
-            logger.warning(
-                "{}: segment {} has {} of {} frames; redoing it", work_dir, segment.file,
-                "unreadable" if frames is None else frames, segment.frames,
-            )
+        size = _size(path)
+        if size is None or size == 0 or (segment.size is not None and size != segment.size):
+            logger.warning("{}: segment {} is {} (recorded {} bytes); redoing it", work_dir, segment.file,
+                           "missing" if size is None else f"{size} bytes", segment.size)
             break
+        if number >= first_read:
+            frames = count_frames(path, ffmpeg=ffmpeg)
+            if frames != segment.frames:
+                logger.warning(
+                    "{}: segment {} has {} of {} frames; redoing it", work_dir, segment.file,
+                    "unreadable" if frames is None else frames, segment.frames,
+                )
+                break
         good.append(segment)
         expected_start = segment.end
     return good

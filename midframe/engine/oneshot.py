@@ -153,6 +153,8 @@ def interpolate_file(
     """
     source = Path(source).expanduser().absolute()
     destination = Path(destination).expanduser().absolute()
+    # The user named the container with -o: the plan keeps to it (or refuses), never picks another.
+    output = output.model_copy(update={"container": destination.suffix.lower().lstrip(".") or None})
     ffmpeg = find_ffmpeg(ffmpeg_path)
     _check_paths(source, destination)
     fallback = not engine_chosen

@@ -3,6 +3,8 @@
 ffmpeg writes raw rgb24 (rgb48le for sources above 8 bits) to a pipe; every frame is read with
 exact-size ``readinto`` calls into a fresh array, so nothing is copied twice and a wrong size can
 never shift the stream. ``-fps_mode passthrough`` keeps ffmpeg from inventing or dropping frames.
+The conversion to RGB is an explicit scale filter with the source's matrix and range and accurate
+rounding (``midframe.engine.colour``), the inverse of the writer's.
 
 Starting at source frame K (resume) is frame-exact: ffmpeg seeks to a keyframe before K and keeps
 frames from K's timestamp on (``select``), and the first frame's timestamp (from ``showinfo``) is
@@ -20,8 +22,10 @@ from fractions import Fraction
 import numpy as np
 from loguru import logger
 
+from midframe.engine.colour import Conversion
 from midframe.engine.ffmpeg import QUIET, FFmpeg, FFmpegProcess
-from midframe.engine.probe import VideoInfo, last_error_line
+from midframe.engine.probe_tools import last_error_line
+from midframe.engine.videoinfo import VideoInfo
 from midframe.errors import MediaError
 
 SEEK_MARGIN_S = Fraction(1)
@@ -59,7 +63,8 @@ class FrameReader:
     """Iterate ``(source_index, frame)`` from ``start`` to the end of the video.
 
     ``keep_rotation``: frames as stored (the writer copies the rotation into the output's metadata);
-    otherwise ffmpeg turns them upright. A short read, a decode failure or fewer frames than the
+    otherwise ffmpeg turns them upright. ``conversion``: the YUV -> RGB mapping (the plan's; by
+    default the one the source's tags call for). A short read, a decode failure or fewer frames than the
     probe counted raise ``MediaError``. ``close()`` (any thread) stops it.
     """
 
@@ -72,6 +77,7 @@ class FrameReader:
         keep_rotation: bool = True,
         pix_fmt: str | None = None,
         threads: int | None = None,
+        conversion: Conversion | None = None,
     ) -> None:
         if not 0 <= start < info.frame_count:
             raise ValueError(f"start frame {start} outside 0..{info.frame_count - 1}")
@@ -81,6 +87,7 @@ class FrameReader:
         self.keep_rotation = keep_rotation
         self.threads = threads  # decoder and filter threads; None: ffmpeg's choice
         self.pix_fmt = pix_fmt or decode_pix_fmt(info)
+        self.conversion = conversion or info.conversion
         self.dtype = np.dtype(np.uint16) if self.pix_fmt.startswith("rgb48") else np.dtype(np.uint8)
         if keep_rotation:
             self.width, self.height = info.width, info.height
@@ -105,11 +112,9 @@ class FrameReader:
         return cmd
 
     def _output(self, filters: list[str]) -> list[str]:
-        out = ["-map", f"0:{self.info.video_index}"]
-        if filters:
-            out += ["-vf", ",".join(filters)]
-        return out + [*self.ffmpeg.fps_mode("passthrough"), "-an", "-sn", "-dn",
-                      "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "pipe:1"]
+        chain = [*filters, self.conversion.decode_filter(self.pix_fmt)]
+        return ["-map", f"0:{self.info.video_index}", "-vf", ",".join(chain), *self.ffmpeg.fps_mode("passthrough"),
+                "-an", "-sn", "-dn", "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "pipe:1"]
 
     def _seek_command(self) -> list[str]:
         info, k = self.info, self.start

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,8 +22,8 @@ import numpy as np
 from midframe.engine.ffmpeg import QUIET, FFmpeg, run, timeout_for_bytes
 from midframe.engine.manifest import Manifest, Segment, fsync_file
 from midframe.engine.plan import OutputPlan, rotation_args
-from midframe.engine.probe import VideoInfo
 from midframe.engine.timeline import Timeline
+from midframe.engine.videoinfo import VideoInfo
 from midframe.engine.writer import FrameWriter, encoder_failure
 
 CONCAT_LIST = "segments.ffconcat"
@@ -110,7 +111,7 @@ class SegmentSink:
                 return
             writer.finish()
             fsync_file(writer.path)
-            self.manifest.segments.append(segment)
+            self.manifest.segments.append(replace(segment, size=writer.path.stat().st_size))
             self.manifest.save(self.work_dir)
             self._closing.popleft()
 
@@ -166,13 +167,17 @@ def join_command(
     offset = info.start_time - info.first_pts
     cmd += ["-itsoffset", _signed_seconds(offset), "-i", str(info.path), "-map", "0:v:0"]
     codecs = ["-c", "copy"]
+    if plan.bitstream_filter:
+        codecs += ["-bsf:v", plan.bitstream_filter]
+    if plan.encode.tag:
+        codecs += ["-tag:v", plan.encode.tag]
     kept = [stream for stream in plan.streams if stream.action != "drop"]
     for number, stream in enumerate(kept, start=1):
         cmd += ["-map", f"1:{stream.index}"]
         if stream.action != "copy":
             codecs += [f"-c:{number}", stream.action]
-            if stream.kind == "audio":
-                codecs += [f"-b:{number}", "160k" if stream.action == "libopus" else "192k"]
+            if stream.bitrate:
+                codecs += [f"-b:{number}", stream.bitrate]
         if stream.filter:
             codecs += [f"-filter:{number}", stream.filter]
     cmd += [*codecs, "-map_metadata", "1", "-map_chapters", "1" if plan.chapters else "-1"]
@@ -193,11 +198,10 @@ def join(
     info: VideoInfo,
     plan: OutputPlan,
     fps: Fraction,
-    suffix: str,
     ffmpeg: FFmpeg,
 ) -> Path:
-    """Segments + source audio/subtitles -> ``work_dir/joined<suffix>``, without re-encoding video."""
-    output = work_dir / f"{JOINED_STEM}{suffix}"
+    """Segments + source audio/subtitles -> ``work_dir/joined.<container>``, without re-encoding video."""
+    output = work_dir / f"{JOINED_STEM}.{plan.container}"
     output.unlink(missing_ok=True)
     concat_list = write_concat_list(work_dir, segments, fps)
     # The join reads every segment and the source once and writes the segments' bytes again.

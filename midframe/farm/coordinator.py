@@ -245,12 +245,12 @@ class _JobRenderer:
 
     def render(self, job: Any, info: VideoInfo, *, work_dir: Path, control: JobControl,
                on_progress: ProgressCallback | None) -> tuple[Any, dict[str, Any]]:
-        from midframe.engine.pipeline import _Counts
+        from midframe.engine.frameloop import Counts
 
         manifest: Manifest = job.manifest
         done = {segment.start for segment in manifest.segments}
         todo = deque(r for r in segment_ranges(job.timeline.frames_out, job.plan.segment_frames) if r[0] not in done)
-        counts = _Counts()
+        counts = Counts()
         started = time.monotonic()
         made_before = sum(segment.frames for segment in manifest.segments)
         self._progress(on_progress, manifest, job.timeline.frames_out, made_before, started)

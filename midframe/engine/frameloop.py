@@ -1,0 +1,180 @@
+"""The model loop: walks the output timeline, batches frame pairs for the interpolator, sends frames on.
+
+Frames are passed by reference: the reader gives each frame its own array and no stage modifies
+one, so frames at t=0 reach the encoder as the very array the decoder made. Between batches it
+reports progress and checks the pause/abort flags.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from midframe.config import EngineConfig
+from midframe.engine import scenes
+from midframe.engine.interpolators.base import FramePair, Interpolator
+from midframe.engine.job import JobControl, Progress, ProgressCallback
+from midframe.engine.stages import END, Decoder, Encoder
+from midframe.engine.timeline import Timeline
+from midframe.errors import EngineError, MidframeError
+
+PROGRESS_INTERVAL_S = 0.25
+
+@dataclass
+class Counts:
+    model_s: float = 0.0
+    interpolated: int = 0
+    static: int = 0
+    cut: int = 0
+
+
+class _Slot:
+    """A place in the output order for the result of pair ``k`` of the current batch."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+
+class FrameLoop:
+    def __init__(
+        self,
+        *,
+        timeline: Timeline,
+        start: int,
+        engine: EngineConfig,
+        batch_size: int,
+        interpolator: Interpolator,
+        decoder: Decoder,
+        encoder: Encoder,
+        control: JobControl,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.timeline = timeline
+        self.start = start
+        self.engine = engine
+        self.batch_size = batch_size
+        self.interpolator = interpolator
+        self.decoder = decoder
+        self.encoder = encoder
+        self.control = control
+        self.on_progress = on_progress
+        self.counts = Counts()
+        self.sent = start
+        self._window: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._highest = -1
+        self._decision: tuple[int, scenes.SceneDecision] | None = None
+        self._batch: list[FramePair] = []
+        self._pending: list[np.ndarray | _Slot] = []
+        self._since_checkpoint = 0
+        self._started = time.monotonic()
+        self._last_progress = 0.0
+        self._paused_s = 0.0
+
+    def _fetch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Source frame ``index`` and its thumbnail, reading ahead to it."""
+        while self._highest < index:
+            item = self.decoder.get()
+            if item is END:
+                raise MidframeError(f"the decoder ended before source frame {index}")
+            got, frame, thumb = item
+            self._highest = got
+            self._window[got] = (frame, thumb)
+        return self._window[index]
+
+    def _source(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``_fetch``, letting go of the frames before ``index`` (never needed again)."""
+        for old in [key for key in self._window if key < index]:
+            del self._window[old]
+        return self._fetch(index)
+
+    def _decide(self, index: int, a_thumb: np.ndarray, b_thumb: np.ndarray) -> scenes.SceneDecision:
+        if self._decision is None or self._decision[0] != index:
+            decision = scenes.classify(
+                a_thumb,
+                b_thumb,
+                scene_threshold=self.engine.scene_threshold,
+                static_threshold=self.engine.static_threshold,
+                scene_detect=self.engine.scene_detect,
+            )
+            self._decision = (index, decision)
+        return self._decision[1]
+
+    def run(self) -> None:
+        self.control.checkpoint()
+        self._progress(force=True)
+        batch_size = self.batch_size
+        for out in self.timeline.frames(self.start):
+            a, a_thumb = self._source(out.source)
+            if out.t == 0.0:
+                item: np.ndarray | _Slot = a
+            else:
+                b, b_thumb = self._fetch(out.source + 1)
+                decision = self._decide(out.source, a_thumb, b_thumb)
+                if decision.kind == "motion":
+                    self._batch.append(FramePair(index=out.source, a=a, b=b, t=out.t))
+                    item = _Slot(len(self._batch) - 1)
+                else:
+                    if decision.kind == "cut":
+                        self.counts.cut += 1
+                    else:
+                        self.counts.static += 1
+                    item = a if scenes.hold_frame(out.t) == "a" else b
+            if self._batch:
+                self._pending.append(item)
+            else:
+                self._send(item)
+            if len(self._batch) >= batch_size:
+                self._flush()
+            elif not self._batch and self._since_checkpoint >= batch_size:
+                self._between_batches()
+        self._flush()
+        self._progress(force=True)
+
+    def _send(self, frame: np.ndarray) -> None:
+        self.encoder.put(frame)
+        self.sent += 1
+        self._since_checkpoint += 1
+
+    def _flush(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
+            started = time.perf_counter()
+            try:
+                results = self.interpolator.interpolate(batch)
+            except MidframeError:
+                raise
+            except Exception as exc:
+                raise EngineError(f"the {self.interpolator.name} engine failed: {type(exc).__name__}: {exc}") from exc
+            self.counts.model_s += time.perf_counter() - started
+            if len(results) != len(batch):
+                raise EngineError(f"the {self.interpolator.name} engine returned {len(results)} frames for {len(batch)} pairs")
+            self.counts.interpolated += len(batch)
+            pending, self._pending = self._pending, []
+            for item in pending:
+                self._send(results[item.k] if isinstance(item, _Slot) else item)
+        self._between_batches()
+
+    def _between_batches(self) -> None:
+        self._since_checkpoint = 0
+        self._progress()
+        before = time.monotonic()
+        self.control.checkpoint()
+        self._paused_s += time.monotonic() - before
+
+    def _progress(self, *, force: bool = False) -> None:
+        if self.on_progress is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_progress < PROGRESS_INTERVAL_S:
+            return
+        self._last_progress = now
+        elapsed = now - self._started - self._paused_s
+        made = self.sent - self.start
+        fps = made / elapsed if elapsed > 0 else 0.0
+        remaining = self.timeline.frames_out - self.sent
+        eta = remaining / fps if fps > 0 else (0.0 if remaining == 0 else None)
+        self.on_progress(Progress(self.sent, self.timeline.frames_out, fps, elapsed, eta))
