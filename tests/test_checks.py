@@ -86,10 +86,10 @@ def test_a_reload_the_check_refuses_keeps_the_last_good_config(check, tmp_path):
                           in_force_works=lambda: works[0], on_refused=refused.append, clock=lambda: now[0])
     path.write_text("engine: {name: blend}\noutput: {codec: libx246}\n")
     os.utime(path, ns=(1, 1))
-    assert source.current().output.codec == "libx264"         # refused: the good one stays
+    assert source.current().output.codec == "auto"            # refused: the good one stays
     assert len(refused) == 1 and "output.codec = 'libx246'" in refused[0]
     now[0] = 20.0
-    assert source.current().output.codec == "libx264" and len(refused) == 1   # vetted again, said once
+    assert source.current().output.codec == "auto" and len(refused) == 1      # vetted again, said once
     works[0] = False                                           # the config in force cannot work either
     path.write_text("engine: {name: blend}\noutput: {codec: libx247}\n")
     os.utime(path, ns=(2, 2))

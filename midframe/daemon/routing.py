@@ -172,6 +172,10 @@ class Router:
             recheck, name = self._farm_recheck, FARM
         elif outcome.resolved_by == "config_change":
             failed_with = (config.engine, config.output)
+            # Nothing made with the refused settings is kept: the next try plans (and names) its output
+            # afresh, in the container the changed settings ask for.
+            self.finisher.remove_work(job)
+            self.store.set_staged(job.id, None)
 
             def recheck(current: Config) -> str | None:
                 mine = current.effective(job.profile) if job.profile in current.profiles else current
