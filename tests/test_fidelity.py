@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks import fidelity
 from midframe.config import EngineConfig, OutputConfig, ResumeConfig
-from midframe.engine.ffmpeg import run
+from midframe.engine.ffmpeg import FFmpeg, run
 from midframe.engine.manifest import Manifest, Segment, load_manifest, verified_segments
 from midframe.engine.plan import build_timeline
 from midframe.engine.probe import probe
@@ -182,9 +182,11 @@ def test_a_drifted_stream_fails_verification_with_the_figures(tmp_path):
     done = run([FF.ffmpeg, "-v", "error", "-i", str(good.output), "-itsoffset", "0.2", "-i", str(good.output),
                 "-map", "0:v", "-map", "1:a", "-c", "copy", str(late)])
     assert done.returncode == 0, done.stderr
-    with pytest.raises(VerificationError, match=r"stream #1 \(audio\) starts 0\.2\d\d s away") as failed:
-        verify_output(late, info=info, plan=plan, timeline=timeline, ffmpeg=FF)
-    assert failed.value.video_ok
+    for ffmpeg in (FF, FFmpeg(FF.ffmpeg, None)):  # with ffprobe, and with a bundled ffmpeg alone
+        verify_output(good.output, info=info, plan=plan, timeline=timeline, ffmpeg=ffmpeg)
+        with pytest.raises(VerificationError, match=r"stream #1 \(audio\) starts 0\.2\d\d s away") as failed:
+            verify_output(late, info=info, plan=plan, timeline=timeline, ffmpeg=ffmpeg)
+        assert failed.value.video_ok
 
 
 def test_a_wrong_segment_is_caught_before_publishing_and_the_file_never_appears(tmp_path):

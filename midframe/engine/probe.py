@@ -23,11 +23,13 @@ from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.probe_tools import (
     TRUNCATION_MARKERS,
     RawHeader,
+    RawPackets,
     first_frame_side_data,
     last_error_line,
     normalise_rotation,
     parse_int,
     positive_fraction,
+    read_all_packets,
     read_header,
     read_packets,
 )
@@ -210,30 +212,43 @@ class StreamSpan:
 
 
 def stream_spans(path: Path, *, ffmpeg: FFmpeg, only: Collection[int] | None = None) -> list[StreamSpan]:
-    """The streams of ``path`` (those in ``only``, else all) with the times of their packets (``StreamSpan``)."""
+    """The streams of ``path`` (those in ``only``, one pass each; else all, in one pass) with the times of
+    their packets (``StreamSpan``)."""
     header: RawHeader = read_header(path, ffmpeg)
+    bases = {int(s["index"]): positive_fraction(s.get("time_base")) for s in header.streams}
+    if only is None:
+        read = read_all_packets(path, ffmpeg, {index: base for index, base in bases.items() if base})
+    else:
+        read = {index: read_packets(path, ffmpeg, index, bases.get(index)) for index in only if index in bases}
     spans: list[StreamSpan] = []
     for stream in header.streams:
         index = int(stream["index"])
-        if only is not None and index not in only:
+        if index not in read:
+            if only is None:
+                zero = Fraction(0)
+                spans.append(StreamSpan(index, str(stream.get("codec_type")), str(stream.get("codec_name")),
+                                        zero, zero, zero, zero, 0, zero))
             continue
-        kind, codec = str(stream.get("codec_type")), str(stream.get("codec_name"))
-        packets, time_base = read_packets(path, ffmpeg, index, positive_fraction(stream.get("time_base")))
-        if not packets.pts:
-            zero = Fraction(0)
-            spans.append(StreamSpan(index, kind, codec, zero, zero, zero, zero, 0, zero))
-            continue
-        every = packets.pts + packets.discarded_pts
-        ends = [pts + duration for pts, duration in zip(packets.decode_order_pts, packets.durations)]
-        spans.append(StreamSpan(
-            index=index,
-            kind=kind,
-            codec=codec,
-            first=min(every) * time_base,
-            last=max(every) * time_base,
-            start=packets.pts[0] * time_base,
-            end=max(ends + packets.pts) * time_base,
-            packets=len(packets.pts),
-            longest=max(packets.durations, default=0) * time_base,
-        ))
+        packets, time_base = read[index]
+        spans.append(_span(index, stream, packets, time_base))
     return spans
+
+
+def _span(index: int, stream: dict[str, Any], packets: RawPackets, time_base: Fraction) -> StreamSpan:
+    kind, codec = str(stream.get("codec_type")), str(stream.get("codec_name"))
+    if not packets.pts:
+        zero = Fraction(0)
+        return StreamSpan(index, kind, codec, zero, zero, zero, zero, 0, zero)
+    every = packets.pts + packets.discarded_pts
+    ends = [pts + duration for pts, duration in zip(packets.decode_order_pts, packets.durations)]
+    return StreamSpan(
+        index=index,
+        kind=kind,
+        codec=codec,
+        first=min(every) * time_base,
+        last=max(every) * time_base,
+        start=packets.pts[0] * time_base,
+        end=max(ends + packets.pts) * time_base,
+        packets=len(packets.pts),
+        longest=max(packets.durations, default=0) * time_base,
+    )

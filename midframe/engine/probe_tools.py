@@ -147,23 +147,34 @@ def _packet_time(*, pts_text: str, dts_text: str) -> int | None:
     return stamp if stamp is not None else parse_int(dts_text)
 
 
-def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int) -> RawPackets:
+def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int | None) -> dict[int, RawPackets]:
+    """Packets of stream ``index`` (None: of every stream, in one pass), by stream index."""
     assert ffmpeg.ffprobe
+    select = ["-select_streams", str(index)] if index is not None else []
     done = run(
-        [ffmpeg.ffprobe, "-v", "error", "-select_streams", str(index),
-         "-show_entries", "packet=pts,dts,duration,flags", "-of", "csv=p=0", str(path)]
+        [ffmpeg.ffprobe, "-v", "error", *select,
+         "-show_entries", "packet=stream_index,pts,dts,duration,flags", "-of", "csv=p=0", str(path)]
     )
     if done.returncode != 0:
         raise MediaError(path, f"is truncated or damaged: reading its video failed ({done.tail(1)})")
+    rows: dict[int, list[list[str]]] = {}
+    for line in done.stdout.decode("ascii", "replace").splitlines():
+        parts = line.split(",")
+        stream = parse_int(parts[0]) if len(parts) >= 5 else None
+        if stream is not None:
+            rows.setdefault(stream, []).append(parts[1:])
+    found = {stream: _collect(lines, done.stderr) for stream, lines in rows.items()}
+    if index is not None and index not in found:
+        found[index] = _collect([], done.stderr)
+    return found
+
+
+def _collect(rows: list[list[str]], stderr: str) -> RawPackets:
+    """One stream's packets from ``pts,dts,duration,flags`` rows, in file (decode) order."""
     pts: list[int] = []
     durations: list[int] = []
     discarded: list[int] = []
-    count = 0
-    for line in done.stdout.decode("ascii", "replace").splitlines():
-        parts = line.split(",")
-        if len(parts) < 4:
-            continue
-        count += 1
+    for parts in rows:
         stamp = _packet_time(pts_text=parts[0], dts_text=parts[1])
         if stamp is None:
             continue
@@ -172,7 +183,7 @@ def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int) -> RawPackets:
             continue
         pts.append(stamp)
         durations.append(parse_int(parts[2]) or 0)
-    return RawPackets(sorted(pts), durations, count, pts, done.stderr, discarded)
+    return RawPackets(sorted(pts), durations, len(rows), pts, stderr, discarded)
 
 
 # --- ffmpeg alone ------------------------------------------------------------------------------
@@ -256,33 +267,31 @@ def _ffmpeg_header(path: Path, ffmpeg: FFmpeg) -> tuple[RawHeader, str]:
     return header, text
 
 
-def _ffmpeg_packets(path: Path, ffmpeg: FFmpeg, index: int) -> tuple[RawPackets, Fraction]:
+def _ffmpeg_packets(path: Path, ffmpeg: FFmpeg, index: int | None) -> dict[int, tuple[RawPackets, Fraction]]:
+    """Packets and time base of stream ``index`` (None: every stream, in one pass), by stream index."""
     done = run(
-        [ffmpeg.ffmpeg, *QUIET, "-v", "error", "-copyts", "-i", str(path), "-map", f"0:{index}", "-c", "copy",
-         "-f", "framecrc", "-"]
+        [ffmpeg.ffmpeg, *QUIET, "-v", "error", "-copyts", "-i", str(path), "-map", "0" if index is None else f"0:{index}",
+         "-c", "copy", "-f", "framecrc", "-"]
     )
     if done.returncode != 0:
         raise MediaError(path, f"is truncated or damaged: reading its video failed ({done.tail(1)})")
-    time_base = Fraction(1, 1000)
-    pts: list[int] = []
-    durations: list[int] = []
+    bases: dict[int, Fraction] = {}
+    rows: dict[int, list[list[str]]] = {}
     for line in done.stdout.decode("ascii", "replace").splitlines():
-        if line.startswith("#tb"):
-            time_base = Fraction(line.split(":", 1)[1].strip())
+        if line.startswith("#tb"):  # "#tb 0: 1/25", numbered by output stream
+            number, base = line[3:].split(":", 1)
+            bases[int(number)] = Fraction(base.strip())
             continue
         if line.startswith("#") or not line.strip():
             continue
         parts = [part.strip() for part in line.split(",")]
-        if len(parts) < 5:
-            continue
-        stamp = _packet_time(pts_text=parts[2], dts_text=parts[1])
-        if stamp is None:
-            continue
-        pts.append(stamp)
-        durations.append(parse_int(parts[3]) or 0)
-    return RawPackets(sorted(pts), durations, len(pts), pts, done.stderr), time_base
-
-
+        if len(parts) >= 5 and parse_int(parts[0]) is not None:
+            # framecrc: stream, dts, pts, duration, size, crc; no flags (discarded packets are not written)
+            rows.setdefault(int(parts[0]), []).append([parts[2], parts[1], parts[3], ""])
+    outputs = sorted(set(rows) | set(bases))
+    inputs = [index] if index is not None else outputs  # with -map 0, output stream n is input stream n
+    return {source: (_collect(rows.get(n, []), done.stderr), bases.get(n, Fraction(1, 1000)))
+            for n, source in zip(outputs or [0], inputs)}
 
 
 # --- the readers -----------------------------------------------------------------------------
@@ -298,8 +307,16 @@ def read_header(path: Path, ffmpeg: FFmpeg) -> RawHeader:
 def read_packets(path: Path, ffmpeg: FFmpeg, index: int, time_base: Fraction | None) -> tuple[RawPackets, Fraction]:
     """Packet times of stream ``index`` and their time base (the stream's, from the header, with ffprobe)."""
     if ffmpeg.ffprobe:
-        return _ffprobe_packets(path, ffmpeg, index), time_base or Fraction(1, 1000)
-    return _ffmpeg_packets(path, ffmpeg, index)
+        return _ffprobe_packets(path, ffmpeg, index)[index], time_base or Fraction(1, 1000)
+    return _ffmpeg_packets(path, ffmpeg, index)[index]
+
+
+def read_all_packets(path: Path, ffmpeg: FFmpeg, time_bases: dict[int, Fraction]) -> dict[int, tuple[RawPackets, Fraction]]:
+    """Packet times of every stream, read in one pass (``time_bases``: each stream's, from the header)."""
+    if ffmpeg.ffprobe:
+        return {index: (packets, time_bases.get(index) or Fraction(1, 1000))
+                for index, packets in _ffprobe_packets(path, ffmpeg, None).items()}
+    return _ffmpeg_packets(path, ffmpeg, None)
 
 
 def first_frame_side_data(path: Path, ffmpeg: FFmpeg, index: int) -> list[dict[str, Any]]:
