@@ -156,6 +156,7 @@ def test_the_plan_builds_slow_motion_for_constant_and_variable_rate_sources():
     stamps = [Fraction(i, 30) for i in range(10)] + [Fraction(10, 30) + Fraction(i, 15) for i in range(10)]
     vfr = SimpleNamespace(vfr=True, timestamps=stamps, duration=Fraction(30 + 20, 30) - Fraction(1, 15) +
                           Fraction(1, 15), avg_frame_rate=Fraction(20) / Fraction(50, 30), frame_count=20)
+    vfr.fps = vfr.avg_frame_rate  # VideoInfo.fps of a variable-rate source without a nominal grid
     slow = build_timeline(vfr, config.effective("slowmo-4x").engine)
     assert slow.fps_out == vfr.avg_frame_rate and abs(slow.duration_out - 4 * vfr.duration) <= 1 / slow.fps_out
 
@@ -252,7 +253,7 @@ def test_the_worker_converts_a_profile_job_with_its_profile_and_fails_one_whose_
 
     fast, plain, gone = drop("fast/a.mp4", "fast"), drop("b.mp4", None), drop("gone/c.mp4", "gone")
     assert h.worker.run_once() and h.worker.run_once()
-    assert [(c["engine"], c["codec"]) for c in h.convert.calls] == [("dis", "ffv1"), ("blend", "libx264")]
+    assert [(c["engine"], c["codec"]) for c in h.convert.calls] == [("dis", "ffv1"), ("blend", "auto")]
     assert h.job(fast).output == str(h.paths.outbox / "fast" / "a.50fps.mp4")
     assert json.loads(h.job(fast).settings)["engine"]["name"] == "dis"
     assert json.loads(h.job(plain).settings)["engine"]["name"] == "blend"

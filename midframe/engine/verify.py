@@ -21,7 +21,7 @@ from pathlib import Path
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.plan import OutputPlan
 from midframe.engine.probe import StreamSpan, stream_spans
-from midframe.engine.timeline import Timeline
+from midframe.engine.timeline import SlowMotion, Timeline
 from midframe.engine.videoinfo import VideoInfo
 from midframe.errors import MediaError, VerificationError
 
@@ -90,8 +90,10 @@ def problems(expected: Expected, found: Sequence[StreamSpan]) -> tuple[list[str]
 
 
 def expected_output(info: VideoInfo, plan: OutputPlan, timeline: Timeline, source: Sequence[StreamSpan]) -> Expected:
-    """The plan's figures, with each kept audio stream's offsets measured in the source."""
+    """The plan's figures, with each kept audio stream's offsets measured in the source (times the slow
+    motion factor for audio slowed down with it)."""
     by_index = {span.index: span for span in source}
+    slow = Fraction(timeline.factor) if isinstance(timeline, SlowMotion) else Fraction(1)
     video_start = info.first_pts
     video_end = info.first_pts + info.duration
     streams: list[KeptStream] = []
@@ -100,10 +102,11 @@ def expected_output(info: VideoInfo, plan: OutputPlan, timeline: Timeline, sourc
             continue
         span = by_index.get(stream.index)
         copied = stream.action == "copy"
+        stretch = slow if stream.filter else Fraction(1)
         start_offset = end_offset = None
         if stream.kind == "audio" and span is not None and span.packets > 0:
             begins, ends = (span.first, span.last) if copied else (span.start, span.end)
-            start_offset, end_offset = begins - video_start, ends - video_end
+            start_offset, end_offset = (begins - video_start) * stretch, (ends - video_end) * stretch
         streams.append(KeptStream(
             kind=stream.kind,
             codec=stream.codec if copied else None,
