@@ -147,13 +147,22 @@ def _packet_time(*, pts_text: str, dts_text: str) -> int | None:
     return stamp if stamp is not None else parse_int(dts_text)
 
 
+def _scan_timeout(path: Path) -> float:
+    """A packet scan reads the whole file: its time limit grows with the file's size."""
+    try:
+        return timeout_for_bytes(path.stat().st_size)
+    except OSError:
+        return timeout_for_bytes(0)
+
+
 def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int | None) -> dict[int, RawPackets]:
     """Packets of stream ``index`` (None: of every stream, in one pass), by stream index."""
     assert ffmpeg.ffprobe
     select = ["-select_streams", str(index)] if index is not None else []
     done = run(
         [ffmpeg.ffprobe, "-v", "error", *select,
-         "-show_entries", "packet=stream_index,pts,dts,duration,flags", "-of", "csv=p=0", str(path)]
+         "-show_entries", "packet=stream_index,pts,dts,duration,flags", "-of", "csv=p=0", str(path)],
+        timeout=_scan_timeout(path),
     )
     if done.returncode != 0:
         raise MediaError(path, f"is truncated or damaged: reading its video failed ({done.tail(1)})")
@@ -271,7 +280,8 @@ def _ffmpeg_packets(path: Path, ffmpeg: FFmpeg, index: int | None) -> dict[int, 
     """Packets and time base of stream ``index`` (None: every stream, in one pass), by stream index."""
     done = run(
         [ffmpeg.ffmpeg, *QUIET, "-v", "error", "-copyts", "-i", str(path), "-map", "0" if index is None else f"0:{index}",
-         "-c", "copy", "-f", "framecrc", "-"]
+         "-c", "copy", "-f", "framecrc", "-"],
+        timeout=_scan_timeout(path),
     )
     if done.returncode != 0:
         raise MediaError(path, f"is truncated or damaged: reading its video failed ({done.tail(1)})")
