@@ -215,6 +215,15 @@ class _JobRenderer:
         self.ffmpeg = ffmpeg
         self.workers: Counter[str] = Counter()
         self.times: list[dict[str, Any]] = []
+        self._probed: Any = None
+
+    def _probe_on_farm(self, client: Client, info: VideoInfo) -> Any:
+        """The source's probe as Dask data: it travels once to each worker that needs it (from here or
+        from another worker), so no worker reads the whole source over the share to probe it again.
+        Scattered again when the scheduler forgot it (it restarted)."""
+        if self._probed is None or self._probed.status in ("cancelled", "lost", "error"):
+            self._probed = client.scatter(info, hash=False)
+        return self._probed
 
     def _intact(self, work_dir: Path, segment: Segment) -> bool:
         return count_video_packets(work_dir / segment.file, ffmpeg=self.ffmpeg) == segment.frames
@@ -258,6 +267,7 @@ class _JobRenderer:
             return counts, self._extra()
         client = self.coordinator.client()
         stop = Event(f"midframe-stop-{uuid.uuid4().hex}", client=client)
+
         pending: dict[Any, tuple[tuple[int, int], float]] = {}
         woken = threading.Event()
         try:
@@ -268,7 +278,8 @@ class _JobRenderer:
                     start, end = todo.popleft()
                     task = SegmentTask(job=work_dir.name, work_dir=str(work_dir), source=str(self.source), start=start,
                                        end=end, token=uuid.uuid4().hex[:12], stop_event=stop.name)
-                    future = client.submit(render_segment, task, key=f"{KEY_PREFIX}-{work_dir.name}-{start}-{task.token}",
+                    future = client.submit(render_segment, task, self._probe_on_farm(client, info),
+                                           key=f"{KEY_PREFIX}-{work_dir.name}-{start}-{task.token}",
                                            resources=self.coordinator.resources, pure=False)
                     pending[future] = ((start, end), time.monotonic())
                     future.add_done_callback(lambda _future: woken.set())

@@ -1,13 +1,14 @@
 """The segment task a farm worker runs, and the worker plugin that keeps its engine warm.
 
-A task carries only names: the job's work folder and source as the coordinator sees them, and the
-segment's output frames. The worker maps them (``farm.path_map``), reads the plan from the work
-folder's manifest, makes the segment there (``midframe.engine.ranges.render_range``) and returns its
-record. The plugin lives as long as the worker process: engines are loaded once per device and
-reused by every task with the same settings; probes are reused across a job's segments.
+A task carries names, not video: the job's work folder and source as the coordinator sees them, the
+segment's output frames, and the coordinator's probe of the source (Dask moves it once to each worker
+that needs it, so no worker reads a whole film over the share to probe it again). The worker maps the
+names (``farm.path_map``), reads the plan from the work folder's manifest, makes the segment there
+(``midframe.engine.ranges.render_range``) and returns its record. The plugin lives as long as the
+worker process: engines are loaded once per device and reused by every task with the same settings.
 
 A worker that cannot see the shared folder, or lacks what the engine needs (weights, the device),
-says so in the error it returns and sets its slots to 0, so the scheduler gives it no more tasks.
+says so in the error it returns and offers no slots from then on, so it gets no more tasks.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from midframe.engine.interpolators.base import Interpolator
 from midframe.engine.job import JobControl
 from midframe.engine.manifest import load_manifest
 from midframe.engine.plan import OutputPlan, build_timeline
-from midframe.engine.probe import VideoInfo, probe
+from midframe.engine.probe import VideoInfo
 from midframe.engine.ranges import render_range
 from midframe.errors import Aborted, DeviceError, MidframeError, TransientError, WeightsError
 from midframe.farm.paths import map_path
@@ -43,7 +44,6 @@ PLUGIN_NAME = "midframe"
 RECORD_SUFFIX = ".json"
 STOP_POLL_S = 1.0
 RETIRE_CLOSE_S = 1.0
-_PROBES_KEPT = 4
 MakeInterpolator = Callable[[EngineConfig], Interpolator]
 
 
@@ -60,12 +60,13 @@ class SegmentTask:
     stop_event: str
 
 
-def render_segment(task: SegmentTask) -> dict[str, Any]:
-    """The Dask task: make ``task``'s segment on this worker; its record (see ``FarmPlugin.render``)."""
+def render_segment(task: SegmentTask, info: VideoInfo) -> dict[str, Any]:
+    """The Dask task: make ``task``'s segment on this worker from the coordinator's probe ``info`` of
+    the source; its record (see ``FarmPlugin.render``)."""
     worker = get_worker()
     plugin = worker.plugins[PLUGIN_NAME]
     assert isinstance(plugin, FarmPlugin), "this worker was not started by `midframe farm worker`"
-    return plugin.render(task)
+    return plugin.render(task, info)
 
 
 class _StopControl(JobControl):
@@ -113,7 +114,6 @@ class FarmPlugin(WorkerPlugin):
         for device in self.devices:
             self._free.put(device)
         self._engines: dict[str, tuple[str, Interpolator]] = {}
-        self._probes: dict[tuple[str, int, int], VideoInfo] = {}
         self._lock = threading.Lock()
         self._worker: Any = None
         self.address = "(not started)"
@@ -144,7 +144,7 @@ class FarmPlugin(WorkerPlugin):
 
     # --- one task --------------------------------------------------------------------------------
 
-    def render(self, task: SegmentTask) -> dict[str, Any]:
+    def render(self, task: SegmentTask, probed: VideoInfo) -> dict[str, Any]:
         """Make the segment; the record the coordinator adds to the manifest."""
         if self.unfit is not None:
             raise FarmTaskError("TransientError", self.unfit, worker=self.address, unfit=True)
@@ -163,7 +163,11 @@ class FarmPlugin(WorkerPlugin):
         device = self._free.get()
         logger.info("job {}: making segment {}..{} on {}", task.job, task.start, task.end, device)
         try:
-            info = self._probe(source)
+            size = source.stat().st_size
+            if size != manifest.fingerprint.size:
+                raise TransientError(f"{task.source}: this worker sees {size} bytes at {source}, the coordinator "
+                                     f"{manifest.fingerprint.size}; is farm.path_map pointing at another copy?")
+            info = replace(probed, path=source)
             timeline = build_timeline(info, engine)
             if timeline.frames_out != manifest.frames_out:
                 raise TransientError(f"{task.source}: this worker reads {timeline.frames_out} output frames, "
@@ -221,19 +225,6 @@ class FarmPlugin(WorkerPlugin):
         raise FarmTaskError("TransientError", problem, worker=self.address, unfit=True)
 
     # --- kept between tasks ------------------------------------------------------------------------
-
-    def _probe(self, source: Path) -> VideoInfo:
-        stat = source.stat()
-        key = (str(source), stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            found = self._probes.get(key)
-        if found is None:
-            found = probe(source, ffmpeg=self.ffmpeg)
-            with self._lock:
-                while len(self._probes) >= _PROBES_KEPT:
-                    self._probes.pop(next(iter(self._probes)))
-                self._probes[key] = found
-        return found
 
     def _interpolator(self, engine: EngineConfig, device: str) -> Interpolator:
         """The loaded engine for ``engine`` on ``device``; one per device, replaced when settings change."""
