@@ -234,8 +234,9 @@ def test_the_scheduler_gone_pauses_the_queue_until_it_is_back(tmp_path, cluster)
         assert daemon.jobs()[0]["state"] == "queued" and daemon.jobs()[0]["attempts"] == 0
         cluster.start_scheduler()
         job = finished_job(daemon, timeout=180)
-        status = daemon.status()
+        status = wait_for(lambda: (lambda s: s if s["farm"]["workers"] == len(live) else None)(daemon.status()),
+                          timeout=30, what="the daemon to count the workers again")
     finally:
         daemon.stop_if_running()
-    assert status["paused_reason"] is None and status["farm"]["connected"] and status["farm"]["workers"] == len(live)
+    assert status["paused_reason"] is None and status["farm"]["connected"]
     assert sum(job["workers"].values()) == 1 and all("lost the scheduler" in w.log() for w in live)

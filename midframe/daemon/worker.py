@@ -421,12 +421,12 @@ class Worker:
 
     def _succeed(self, running: Running, staged: Path, report: PipelineReport | None, config: Config) -> None:
         job = running.job
+        if report is not None and report.extra.get("workers"):
+            self.store.set_workers(job.id, report.extra["workers"])  # before the job shows as done
         final = self.finisher.publish(job, staged, report, config)
         if report is not None:
             self.store.set_progress(job.id, frames_done=report.frames_out, frames_total=report.frames_out,
                                     resumed_from=report.resumed_from_frame)
-            if report.extra.get("workers"):
-                self.store.set_workers(job.id, report.extra["workers"])
         seconds = self._clock() - running.started
         details = ""
         if report is not None:

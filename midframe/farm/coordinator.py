@@ -30,7 +30,7 @@ from midframe.engine.job import JobControl, PipelineReport, Progress, ProgressCa
 from midframe.engine.manifest import Manifest, Segment
 from midframe.engine.plan import OutputPlan
 from midframe.engine.probe import VideoInfo, count_video_packets
-from midframe.engine.ranges import segment_ranges
+from midframe.engine.ranges import PART_MARK, segment_ranges
 from midframe.engine.segments import segment_name
 from midframe.errors import FarmUnavailable, TransientError
 from midframe.farm.remote import FarmTaskError, from_remote
@@ -40,6 +40,7 @@ from midframe.farm.task import RECORD_SUFFIX, SegmentTask, render_segment
 MONITOR_S = 2.0
 CONNECT_TIMEOUT_S = 5.0
 WAIT_STEP_S = 0.5
+STOP_GRACE_S = 15.0
 KEY_PREFIX = "midframe-segment"
 Convert = Callable[..., PipelineReport]
 
@@ -292,10 +293,12 @@ class _JobRenderer:
                 self._progress(on_progress, manifest, job.timeline.frames_out, made_before, started)
         except _Stop:
             self._cancel(client, stop, pending)
+            _wait_for_writers(work_dir)
             control.checkpoint()
             raise
         except BaseException:
             self._cancel(client, stop, pending)
+            _wait_for_writers(work_dir)
             raise
         return counts, self._extra()
 
@@ -367,6 +370,26 @@ class _JobRenderer:
 
     def _extra(self) -> dict[str, Any]:
         return {"workers": dict(self.workers), "farm_segments": self.times}
+
+
+def _wait_for_writers(work_dir: Path, *, timeout_s: float = STOP_GRACE_S, quiet_s: float = 2.0) -> None:
+    """After cancelling: until no segment is being written into ``work_dir`` any more (running ones stop
+    between two batches and delete their part file, or finish and rename it), so that the work folder
+    can be removed without a segment landing in it afterwards. A part file left by a dead worker is
+    quiet at once; the wait is bounded anyway."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = time.time()
+        try:
+            busy = [entry for entry in work_dir.iterdir()
+                    if PART_MARK in entry.name and now - entry.stat().st_mtime < quiet_s]
+        except OSError:  # gone, or a part file renamed meanwhile: look again
+            busy = [work_dir]
+            if not work_dir.exists():
+                return
+        if not busy:
+            return
+        time.sleep(0.1)
 
 
 class _Stop(Exception):

@@ -42,7 +42,7 @@ from midframe.farm.slots import SLOT
 
 PLUGIN_NAME = "midframe"
 RECORD_SUFFIX = ".json"
-STOP_POLL_S = 1.0
+STOP_POLL_S = 0.25
 RETIRE_CLOSE_S = 1.0
 MakeInterpolator = Callable[[EngineConfig], Interpolator]
 
@@ -75,7 +75,7 @@ class _StopControl(JobControl):
     def __init__(self, event: Event) -> None:
         super().__init__()
         self._event = event
-        self._polled = time.monotonic()
+        self._polled = float("-inf")  # the first checkpoint asks at once
 
     def checkpoint(self, *, poll_s: float = 0.5) -> None:
         now = time.monotonic()
