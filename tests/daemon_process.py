@@ -147,10 +147,20 @@ class DaemonProcess:
     # --- the folders --------------------------------------------------------------------------------
 
     def wait_jobs_final(self, count: int, *, timeout: float) -> list[dict]:
+        """Until ``count`` jobs are done, failed or cancelled and their files have been put away. A job is
+        recorded failed before its source moves to failed_dir (so a crash between the two is finished at
+        start-up): a failed source still to be seen without its error file, or a record that changed since
+        the last look, is not settled yet."""
+        last: list[dict] = []
+
         def settled() -> list[dict] | None:
-            jobs = self.jobs()
+            nonlocal last
+            jobs, previous = self.jobs(), last
+            last = jobs
             final = [job for job in jobs if job["state"] in ("done", "failed", "cancelled")]
-            return jobs if len(jobs) >= count and len(final) == len(jobs) else None
+            put_away = all(not os.path.lexists(job["path"]) or os.path.lexists(job["path"] + ".error.txt")
+                           for job in jobs if job["state"] == "failed")
+            return jobs if len(jobs) >= count and len(final) == len(jobs) and put_away and jobs == previous else None
 
         return wait_for(settled, timeout=timeout, step=0.2, what=f"{count} finished jobs")
 
