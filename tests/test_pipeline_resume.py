@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -156,29 +155,27 @@ def test_a_resumed_job_never_mixes_engines(source, tmp_path):
     target, work = tmp_path / "out.mkv", tmp_path / "work"
     asked: list[str] = []
 
-    control, on_progress = _stop_at(40)
+    control = JobControl()
 
-    class HeldBlend(RecordingBlend):
-        """Holds pairs past source frame 35 until the stop has come, so the job cannot end first on a
-        loaded machine (the frames before them are enough to reach the stop)."""
+    class StoppingBlend(RecordingBlend):
+        """Stops the job itself at the pairs past source frame 35 (about 70 output frames sent): progress
+        reports come at most every 0.25 s, so a stop asked for by one could come after the end."""
 
         def interpolate(self, batch):
-            if self.hold and batch[-1].index > 35:
-                deadline = time.monotonic() + 30
-                while not control.aborted and time.monotonic() < deadline:
-                    time.sleep(0.01)
+            if self.stops and batch[-1].index > 35:
+                control.abort("test stop")
             return super().interpolate(batch)
 
     def fell_back(settings):                       # asked for dis, got blend: what a fallback does
         asked.append(settings.name)
-        engine = HeldBlend()
-        engine.hold = len(asked) == 1
+        engine = StoppingBlend()
+        engine.stops = len(asked) == 1
         return engine
 
     common = dict(work_dir=work, output=LOSSLESS, resume=SEGMENT, ffmpeg=FF)
     with pytest.raises(Aborted):
         convert(source, target, engine=EngineConfig(name="dis"), make_interpolator=fell_back, control=control,
-                on_progress=on_progress, **common)
+                **common)
     assert load_manifest(work).engine["name"] == "blend" and load_manifest(work).frames_done >= 40
 
     class OtherEngine(RecordingBlend):
