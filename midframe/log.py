@@ -3,6 +3,9 @@
 Every message goes through :func:`escape` (a loguru patcher), so a file name cannot forge log lines
 (a newline in a name) or break a sink (bytes of a name that is not UTF-8, which Python hands over as
 lone surrogates). Notification text uses the same function.
+
+A traceback never shows the values of local variables (loguru's ``diagnose``): they hold file names,
+the control API's token and the config, which have no place in a log a user may paste somewhere.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ def configure_logging(*, level: str = "INFO", log_dir: Path | None = None, stder
     logger.remove()
     logger.configure(patcher=_escape_record)
     if stderr:
-        logger.add(sys.stderr, level=level, format="{time:HH:mm:ss} | {level: <7} | {message}")
+        # backtrace=False: a person gets Python's usual traceback, from where the error was caught.
+        logger.add(sys.stderr, level=level, format="{time:HH:mm:ss} | {level: <7} | {message}",
+                   backtrace=False, diagnose=False)
     if log_dir is not None:
         try:
             log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -69,6 +74,8 @@ def configure_logging(*, level: str = "INFO", log_dir: Path | None = None, stder
                 encoding="utf-8",
                 errors="backslashreplace",  # a traceback quoting an undecodable name must not break the sink
                 opener=_private_opener,
+                backtrace=True,  # the callers above the catching frame too: code lines only, no values
+                diagnose=False,
                 format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {name}:{line} | {message}",
             )
         except OSError as exc:

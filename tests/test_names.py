@@ -4,6 +4,7 @@ stored and read back exactly by the SQLite job store, and a log file (owner-only
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import stat
 import sys
@@ -63,6 +64,33 @@ def test_log_lines_are_escaped_and_the_file_sink_survives(configured, capsys):
     assert "Logging error" not in capsys.readouterr().err
     assert stat.S_IMODE((configured / LOG_FILE_NAME).stat().st_mode) == 0o600
     assert stat.S_IMODE(configured.stat().st_mode) == 0o700
+
+
+def _open_with(token: str, name: str) -> None:
+    raise PermissionError(13, "Permission denied")  # the message holds neither value
+
+
+def _job_with(token: str, name: str) -> None:
+    config = {"token": token}
+    _open_with(config["token"], name)
+
+
+def test_a_traceback_in_the_log_never_shows_local_values(configured, capsys):
+    """loguru's ``diagnose`` would print each variable of a traceback's lines, with its value."""
+    configure_logging(level="INFO", log_dir=configured)
+    token = secrets.token_hex(16)  # like the control API's token, and a user's file name
+    name = f"private-{secrets.token_hex(8)}.mp4"
+    try:
+        _job_with(token, name)
+    except PermissionError as exc:
+        logger.opt(exception=exc).error("job 4: internal error")
+    logger.remove()
+    text = (configured / LOG_FILE_NAME).read_text(encoding="utf-8")
+    err = capsys.readouterr().err
+    for shown in (text, err):
+        assert "job 4: internal error" in shown and "PermissionError: [Errno 13] Permission denied" in shown
+        assert '_open_with(config["token"], name)' in shown  # the traceback and its code lines are there
+        assert token not in shown and name not in shown, shown
 
 
 def test_an_old_world_readable_log_is_made_private(configured):
