@@ -3,11 +3,14 @@
 Control commands find the daemon through ``midframe.daemon.locate`` (the config's state dir, else the
 one the running daemon recorded), print a sentence (``--json`` for the daemon's answer), log at INFO
 unless ``--verbose``, and a closed pipe (``midframe jobs | head``) ends them quietly.
+Names and the daemon's texts are printed escaped as in log lines: a newline in a name forges no line,
+and no name (not UTF-8, or beyond what the terminal's encoding can show) stops ``print``.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -26,6 +29,7 @@ from midframe.config import (
     write_example_config,
 )
 from midframe.errors import ConfigError, DaemonNotRunning, MidframeError
+from midframe.log import configure_logging, escape
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -140,6 +144,11 @@ def _format_eta(seconds: float | None) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def _said(text: Any) -> str:
+    """A name or a text from the daemon, as one printable line."""
+    return escape(str(text))
+
+
 def _counts(status: dict[str, Any]) -> str:
     return f"queued {status['queued']}, done {status['done']}, failed {status['failed']}"
 
@@ -153,30 +162,30 @@ def _answer(args: argparse.Namespace, answer: Any, sentence: Callable[[Any], str
 def _status_sentence(status: dict[str, Any]) -> str:
     line = f"{status['state']}; {_counts(status)}"
     if status.get("paused_reason"):
-        line += f"\n  why: {status['paused_reason']}"
+        line += f"\n  why: {_said(status['paused_reason'])}"
     current = status.get("current")
     if current:
         line += (
-            f"\n  {current['name']}: {current['progress'] * 100:.1f}% "
+            f"\n  {_said(current['name'])}: {current['progress'] * 100:.1f}% "
             f"({current['frames_done']}/{current['frames_total']} frames, {current['fps']:.2f} fps, "
             f"ETA {_format_eta(current['eta_s'])})"
         )
     farm = status.get("farm")
     if farm:
-        line += (f"\n  farm {farm['scheduler']}: {farm['workers']} workers, {farm['busy']} busy"
-                 + (f" ({farm['problem']})" if farm.get("problem") else ""))
+        line += (f"\n  farm {_said(farm['scheduler'])}: {farm['workers']} workers, {farm['busy']} busy"
+                 + (f" ({_said(farm['problem'])})" if farm.get("problem") else ""))
     return line
 
 
 def _paused_sentence(status: dict[str, Any]) -> str:
     current = status.get("current")
-    held = f"{current['name']} holds at {current['progress'] * 100:.0f}% after its current batch; " if current else ""
+    held = f"{_said(current['name'])} holds at {current['progress'] * 100:.0f}% after its current batch; " if current else ""
     return f"paused: {held}{_counts(status)}. `midframe resume` continues (a pause survives a restart)."
 
 
 def _resumed_sentence(status: dict[str, Any]) -> str:
     current = status.get("current")
-    doing = f"working on {current['name']}" if current else status["state"]
+    doing = f"working on {_said(current['name'])}" if current else status["state"]
     return f"resumed: {doing}; {_counts(status)}"
 
 
@@ -185,15 +194,15 @@ def _jobs_sentence(jobs: list[dict[str, Any]]) -> str:
         return "no jobs yet: videos dropped into the inbox show up here"
     lines = []
     for job in jobs:
-        error = f"  ({job['error']})" if job.get("error") else ""
-        profile = f"[{job['profile']}] " if job.get("profile") else ""
-        lines.append(f"{job['id']:>5}  {job['state']:<9}  {profile}{job['name']}{error}")
+        error = f"  ({_said(job['error'])})" if job.get("error") else ""
+        profile = f"[{_said(job['profile'])}] " if job.get("profile") else ""
+        lines.append(f"{job['id']:>5}  {job['state']:<9}  {profile}{_said(job['name'])}{error}")
     return "\n".join(lines)
 
 
 def _cancelled_sentence(job: dict[str, Any]) -> str:
     later = " after its current batch" if job.get("state") == "running" else ""
-    return f"job {job['id']} ({job['name']}) is cancelled{later}"
+    return f"job {job['id']} ({_said(job['name'])}) is cancelled{later}"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -226,7 +235,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    return _answer(args, _client(args).retry(args.id), lambda job: f"job {job['id']} ({job['name']}) is queued again")
+    return _answer(args, _client(args).retry(args.id),
+                   lambda job: f"job {job['id']} ({_said(job['name'])}) is queued again")
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -377,10 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from midframe.log import configure_logging
-
     args = build_parser().parse_args(argv)
     configure_logging(level="DEBUG" if args.verbose else "INFO")  # `watch` and `run` set their own
+    if isinstance(sys.stdout, io.TextIOWrapper):  # sys.stdout is None under pythonw
+        # What the terminal's encoding cannot show (Japanese on a cp1252 console) comes out escaped.
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         code = args.handler(args)
         sys.stdout.flush()  # here, so that a closed pipe is seen below and not at exit

@@ -8,9 +8,33 @@ from pathlib import Path
 
 import pytest
 
-from midframe.cli import build_parser, main
+from midframe.cli import _cancelled_sentence, _jobs_sentence, _paused_sentence, _status_sentence, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# As os.listdir hands over a name with a byte that is not UTF-8, some that are, and a newline (with a
+# forged job line after it).
+HOSTILE = os.fsdecode(b"caf\xe9 \xc3\xa9t\xc3\xa9\n    9  done       forged.mp4")
+HOSTILE_SHOWN = "caf\\xe9 été\\n    9  done       forged.mp4"
+
+
+def test_sentences_escape_names_and_the_daemons_texts():
+    current = {"name": HOSTILE, "progress": 0.5, "frames_done": 5, "frames_total": 10, "fps": 2.0, "eta_s": 3.0}
+    status = {"state": "paused", "queued": 1, "done": 0, "failed": 0, "current": current,
+              "paused_reason": "outbox (/srv/out\nput): the disk is full", "farm": None}
+    said = _status_sentence(status)
+    assert said.splitlines() == [
+        "paused; queued 1, done 0, failed 0",
+        "  why: outbox (/srv/out\\nput): the disk is full",
+        f"  {HOSTILE_SHOWN}: 50.0% (5/10 frames, 2.00 fps, ETA 0m03s)",
+    ]
+    assert _paused_sentence(status).startswith(f"paused: {HOSTILE_SHOWN} holds at 50%")
+    job = {"id": 2, "state": "failed", "name": HOSTILE, "error": f"{HOSTILE} is not a video file", "profile": None}
+    assert _jobs_sentence([job]) == f"    2  failed     {HOSTILE_SHOWN}  ({HOSTILE_SHOWN} is not a video file)"
+    assert _cancelled_sentence({**job, "state": "queued"}) == f"job 2 ({HOSTILE_SHOWN}) is cancelled"
+    for text in (said, _jobs_sentence([job])):
+        text.encode("utf-8")
 
 
 @pytest.mark.parametrize(
@@ -105,6 +129,19 @@ def test_control_commands_speak_sentences(tmp_path, capsys):
         assert json.loads(say("pause", "--json"))["state"] == "paused"
         make_clip(daemon.inbox / "a.mp4", seconds=0.5, size="160x90", audio=False)
         wait_for(lambda: daemon.status()["queued"] == 1, timeout=30, what="the clip queued")
+        if sys.platform == "linux":  # a file system that takes any bytes in a name
+            (daemon.inbox / f"{HOSTILE}.mkv").write_bytes(b"not a video\n" * 50)
+            wait_for(lambda: daemon.status()["queued"] == 2, timeout=30, what="the hostile name queued")
+            assert say("jobs").splitlines() == ["1  queued     a.mp4", f"    2  queued     {HOSTILE_SHOWN}.mkv"]
+            assert [job["name"] for job in json.loads(say("jobs", "--json"))] == ["a.mp4", f"{HOSTILE}.mkv"]
+            for encoding in ("utf-8", "ascii"):  # strict, as a terminal might be: "été" does not fit in ASCII
+                listed = subprocess.run([sys.executable, "-m", "midframe", "jobs", "--config", str(daemon.config_path)],
+                                        cwd=ROOT, env={**daemon.env, "PYTHONIOENCODING": f"{encoding}:strict"},
+                                        capture_output=True, timeout=60)
+                assert listed.returncode == 0 and listed.stderr == b"", listed.stderr.decode(errors="replace")
+                shown = f"    2  queued     {HOSTILE_SHOWN}.mkv".encode(encoding, "backslashreplace")
+                assert listed.stdout.splitlines()[1] == shown
+            assert say("cancel", "2") == f"job 2 ({HOSTILE_SHOWN}.mkv) is cancelled"
         assert say("cancel", "1") == "job 1 (a.mp4) is cancelled"
         assert say("retry", "1") == "job 1 (a.mp4) is queued again"
         assert json.loads(say("cancel", "1", "--json"))["state"] == "cancelled"
