@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from midframe.tray import backend
 from midframe.tray.app import Notification, TrayApp
 from midframe.tray.icons import SIZE, draw_icon
 from midframe.tray.menu import Entry, build_menu, menu_entries
-from midframe.tray.view import TOOLTIP_MAX, offline_view, view_from_status
+from midframe.tray.view import TOOLTIP_MAX, WHY_MAX, offline_view, view_from_status
 
 WORKING = {
     "state": "working",
@@ -44,6 +45,38 @@ def test_working_view_names_file_percent_eta_and_queue():
     assert paused.state == "paused" and paused.ring is None
     long = view_from_status({**WORKING, "current": {**WORKING["current"], "name": "x" * 300}})
     assert len(long.tooltip) == TOOLTIP_MAX
+
+
+def test_names_in_the_view_are_escaped():
+    hostile = os.fsdecode(b"caf\xe9\nWorking: forged.mp4")          # as os.listdir hands it over
+    view = view_from_status({**WORKING, "current": {**WORKING["current"], "name": hostile}})
+    assert view.status_line == "Working: caf\\xe9\\nWorking: forged.mp4 42% ETA 3m10s · 2 queued"
+    assert view.tooltip.startswith("midframe working: caf\\xe9\\nWorking: forged.mp4 42%")
+    offline = offline_view(f"cannot read {hostile}", line=f"Start failed: {hostile}")
+    for text in (view.status_line, view.tooltip, offline.status_line, offline.tooltip):
+        assert "\n" not in text
+        text.encode("utf-8")                                       # a toolkit can take it
+    assert offline.status_line == "Start failed: caf\\xe9\\nWorking: forged.mp4"
+
+
+def test_a_paused_view_says_why():
+    full = "outbox (/srv/vid\x1beos/out): the disk is full; free some space there; midframe resumes by itself"
+    view = view_from_status({**IDLE, "state": "paused", "queued": 2, "paused_reason": full})
+    assert view.status_line == "Paused · 2 queued"
+    shown = full.replace("\x1b", "\\x1b")
+    assert view.why_line == f"Why: {shown}"
+    assert view.tooltip == f"midframe paused: {shown} · 2 queued"
+    menu = menu_entries(view)
+    assert [e.text for e in menu[:2]] == ["Paused · 2 queued", f"Why: {shown}"]
+    assert not menu[1].enabled and menu[2] is None and "Resume" in [e.text for e in menu if e]
+    # Holding a job: the reason still comes first in the tooltip.
+    holding = view_from_status({**PAUSED, "paused_reason": "paused on request; `midframe resume` continues"})
+    assert holding.tooltip == ("midframe paused: paused on request; `midframe resume` continues · "
+                               "holiday.mp4 42% ETA 3m10s, 2 queued")
+    assert holding.why_line == "Why: paused on request; `midframe resume` continues"
+    long = view_from_status({**PAUSED, "paused_reason": "x" * 500})
+    assert len(long.why_line) == WHY_MAX and long.tooltip.startswith("midframe paused: xxx")
+    assert view_from_status(WORKING).why_line == "" and len(menu_entries(view_from_status(WORKING))) == len(menu) - 1
 
 
 def test_menu_follows_the_state():

@@ -29,7 +29,8 @@ SEPARATOR = None
 
 def menu_entries(view: TrayView, *, quit_text: str = "Quit tray") -> list[Entry | None]:
     """The menu for ``view``, top to bottom; ``None`` is a separator."""
-    entries: list[Entry | None] = [Entry(view.status_line), SEPARATOR]
+    entries: list[Entry | None] = [Entry(view.status_line), *([Entry(view.why_line)] if view.why_line else []),
+                                   SEPARATOR]
     if view.state == "paused":
         entries.append(Entry("Resume", "resume"))
     elif view.online:

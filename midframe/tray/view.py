@@ -1,4 +1,8 @@
-"""What the tray shows for one answer of the control API (or for none): pure, no toolkit."""
+"""What the tray shows for one answer of the control API (or for none): pure, no toolkit.
+
+Names and the daemon's texts are escaped as in log lines (``midframe.log.escape``): a toolkit gets one
+line of valid text, whatever bytes a file name holds.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,15 @@ from typing import Any
 from PIL import Image
 
 from midframe.daemon.notify import format_duration
+from midframe.log import escape
 from midframe.tray.icons import TrayState, draw_icon
 
 # Windows cuts tooltips at 127 characters; the others show long ones badly.
 TOOLTIP_MAX = 127
 # The progress ring is redrawn in steps of this many percent, not on every frame.
 RING_STEP = 5
+# Why it is paused: a menu line this long at most (`midframe status` has the whole sentence).
+WHY_MAX = 160
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,7 @@ class TrayView:
     status_line: str  # the disabled first line of the menu
     tooltip: str
     ring: int | None = None  # progress in percent (RING_STEP steps) while working
+    why_line: str = ""  # paused: the disabled line under the status line that says why
 
     @property
     def online(self) -> bool:
@@ -39,8 +47,8 @@ def picture(view: TrayView) -> Image.Image:
 
 
 def offline_view(reason: str = "", *, line: str = "Daemon not answering") -> TrayView:
-    tooltip = "midframe: daemon not answering" + (f" ({reason})" if reason else "")
-    return TrayView("offline", _clip(line, TOOLTIP_MAX), _clip(tooltip, TOOLTIP_MAX))
+    tooltip = "midframe: daemon not answering" + (f" ({escape(reason)})" if reason else "")
+    return TrayView("offline", _clip(escape(line), TOOLTIP_MAX), _clip(tooltip, TOOLTIP_MAX))
 
 
 def view_from_status(status: dict[str, Any]) -> TrayView:
@@ -49,19 +57,25 @@ def view_from_status(status: dict[str, Any]) -> TrayView:
     queued = int(status.get("queued") or 0)
     queue_text = f"{queued} queued" + _farm_text(status.get("farm"))
     current = status.get("current")
+    why = escape(str(status.get("paused_reason") or "")) if state == "paused" else ""
     ring = None
     if current:
         progress = float(current.get("progress") or 0.0)
         percent = progress * 100
-        job = f"{current.get('name', '?')} {percent:.0f}% ETA {format_duration(current.get('eta_s'))}"
+        job = f"{escape(str(current.get('name', '?')))} {percent:.0f}% ETA {format_duration(current.get('eta_s'))}"
         status_line = f"{state.capitalize()}: {job} · {queue_text}"
-        tooltip = f"midframe {state}: {job}, {queue_text}"
+        said = f"{job}, {queue_text}"
+        tooltip = f"midframe {state}: {said}"
         if state == "working":
             ring = min(int(percent // RING_STEP) * RING_STEP, 100)
     else:
         status_line = f"{state.capitalize()} · {queue_text}"
-        tooltip = f"midframe {state}, {queue_text}"
-    return TrayView(state, status_line, _clip(tooltip, TOOLTIP_MAX), ring)
+        said = queue_text
+        tooltip = f"midframe {state}, {said}"
+    if why:  # first, so that a clipped tooltip loses the file name rather than the reason
+        tooltip = f"midframe paused: {why} · {said}"
+    why_line = _clip(f"Why: {why}", WHY_MAX) if why else ""
+    return TrayView(state, status_line, _clip(tooltip, TOOLTIP_MAX), ring, why_line)
 
 
 def _farm_text(farm: dict[str, Any] | None) -> str:
