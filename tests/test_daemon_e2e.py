@@ -113,6 +113,7 @@ def test_daemon_end_to_end(tmp_path):
             copy_slowly(good["g3.mp4"], partial, chunks=4, pause=0.3)
             os.replace(partial, daemon.inbox / "g3.mp4")
             jobs = daemon.wait_jobs_final(8, timeout=120)
+            failed_events = [e for e in daemon.client().events(0)["events"] if e["kind"] == "failed"]
 
             # 4. SIGTERM while a job runs: exit 0 within 10 s, the job back in the queue.
             shutil.copy(good["g4.mov"], daemon.inbox / "g4.mov")
@@ -155,20 +156,27 @@ def test_daemon_end_to_end(tmp_path):
             assert abs(duration_out - duration_in) < 0.1, name
             assert sha256(daemon.done / name) == originals[name]
 
-        # Each bad one: in failed_dir with its reason.
+        # Each bad one: in failed_dir with its reason. Every text about it names it once: its error, the
+        # error file (besides its From: line), the notification's body, the log line.
+        log = (daemon.logs / "midframe.log").read_text()
         for name, content in bad.items():
             job = by_name[name]
             assert job["state"] == "failed" and job["error"], job
             assert (daemon.failed / name).read_bytes() == content
             reason = (daemon.failed / f"{name}.error.txt").read_text()
             assert job["error"] in reason
+            assert job["error"].startswith(name) and job["error"].count(name) == 1, job["error"]
+            assert reason.count(name) == 2 and f"\nFrom:     {daemon.inbox / name}\n" in reason, reason
+            bodies = [e["body"] for e in failed_events if e["job_id"] == job["id"]]
+            assert len(bodies) == 1 and bodies[0].startswith(job["error"]) and bodies[0].count(name) == 1, bodies
+            logged = [line for line in log.splitlines() if f"| job {job['id']} failed: " in line]
+            assert len(logged) == 1 and logged[0].count(name) == 1, logged
         assert (daemon.inbox / "notes.txt").exists()
         assert daemon.inbox_names() == ["notes.txt"]
         leftovers = list((daemon.outbox / ".midframe-work").iterdir())
         assert leftovers == []
 
         # The log has one line per job event.
-        log = (daemon.logs / "midframe.log").read_text()
         assert "was interrupted by a crash or kill" in log and "job 1 done" in log
 
         # The API refuses a request without the token (checked while a daemon runs).

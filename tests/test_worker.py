@@ -209,9 +209,10 @@ def test_transient_errors_wait_a_backoff_then_fail(h):
     assert h.worker.run_once()
     job = h.job(job_id)
     assert (job.state, job.attempts) == ("failed", 2)
-    assert job.error == "tried 2 times; the last time: cpu ran out of memory; set engine.model_scale: 0.5"
+    assert job.error == "a.mp4 failed 2 times; the last time: cpu ran out of memory; set engine.model_scale: 0.5"
     text = (h.paths.failed_dir / "a.mp4.error.txt").read_text()
     assert "model_scale" in text and "OutOfMemory" not in text and ".midframe-work" not in text
+    assert text.count("a.mp4") == 2 and text.startswith("midframe could not convert this file.\n")  # + From:
 
 
 def test_a_transient_error_then_success(h):

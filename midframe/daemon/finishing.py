@@ -140,7 +140,7 @@ class Finisher:
             # Shortened if need be so that its error file's name fits beside it too.
             target = files.move_no_clobber(source, folder, Path(job.name).name, room=len(ERROR_SUFFIX))
             self.store.set_path(job.id, str(target))
-        text = error_text(name=job.name, original=str(self.paths.inbox / job.relpath), problem=job.error or "unknown",
+        text = error_text(original=str(self.paths.inbox / job.relpath), problem=job.error or "unknown",
                           advice=advice or "check the file", job_id=job.id, attempts=job.attempts,
                           max_attempts=config.daemon.max_attempts)
         error_file = target.with_name(target.name + ERROR_SUFFIX)

@@ -146,12 +146,13 @@ def estimate_output_bytes(source_size: int, engine: EngineConfig, output: Output
     return int(output_bytes * (1.0 - min(max(done_fraction, 0.0), 1.0)) + output_bytes)
 
 
-def error_text(*, name: str, original: str, problem: str, advice: str, job_id: int, attempts: int,
+def error_text(*, original: str, problem: str, advice: str, job_id: int, attempts: int,
                max_attempts: int, now: float | None = None) -> str:
-    """The ``.error.txt`` beside a failed input: for the person who finds it there."""
+    """The ``.error.txt`` beside a failed input: for the person who finds it there. ``problem`` names
+    the file, so the first line does not."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() if now is None else now))
     return (
-        f"midframe could not convert {name}.\n\n"
+        "midframe could not convert this file.\n\n"
         f"What went wrong: {problem}\n"
         f"What to do:      {advice}\n"
         f"                 then `midframe retry {job_id}` tries again (or drop the file in the inbox again).\n\n"

@@ -144,13 +144,16 @@ class Router:
     # --- the routes -----------------------------------------------------------------------------
 
     def fail(self, job: Job, outcome: Outcome, config: Config) -> None:
+        """``outcome.problem`` names the file, once: the job's error, its error file, the notification's
+        body and the log line show it as it is, and none adds the name again."""
         job = self.finisher.fail(job, problem=outcome.problem, advice=outcome.advice, config=config)
-        logger.error("job {} failed: {}: {}", job.id, job.relpath, outcome.text)
+        logger.error("job {} failed: {}", job.id, outcome.text)
         self._notifier.failed(job.id, job.name, outcome.text)
 
     def retry_later(self, job: Job, outcome: Outcome, config: Config) -> None:
         if retry_or_fail(job.attempts, config.daemon.max_attempts) == "fail":
-            tried = f"tried {job.attempts} time{'s' if job.attempts > 1 else ''}; the last time: "
+            tried = (f"{job.name} failed {job.attempts} times; the last time: " if job.attempts > 1
+                     else f"{job.name} failed: ")
             self.fail(job, Outcome("transient", tried + outcome.problem,
                                    "if it keeps happening, the log says more; the file itself may be fine"), config)
             return
