@@ -20,6 +20,7 @@ from midframe.config import Config, EngineConfig, default_config_path, load_conf
 from midframe.daemon.checks import SettingsCheck
 from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
 from midframe.daemon.files import Identity, fingerprint
+from midframe.daemon.jobs import JobStore
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.folders import check_folders
 from midframe.daemon.lock import InboxLock, StateLock
@@ -28,7 +29,7 @@ from midframe.daemon.pauses import SETTINGS
 from midframe.daemon.profiles import make_profile_folders, profile_of
 from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
-from midframe.daemon.store import DB_NAME, JobStore
+from midframe.daemon.store import DB_NAME
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
 

@@ -47,7 +47,7 @@ from midframe.daemon.control_files import (
     write_control_file,
 )
 from midframe.daemon.httpd import Head, HttpServer, Limits, Request, Response, Stream, error
-from midframe.daemon.store import JobStateError
+from midframe.daemon.jobs import JobStateError
 from midframe.errors import DaemonError
 
 __all__ = [

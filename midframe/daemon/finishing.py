@@ -19,8 +19,8 @@ from loguru import logger
 
 from midframe.config import Config, Paths
 from midframe.daemon import files
+from midframe.daemon.jobs import Job, JobStore
 from midframe.daemon.naming import error_text, output_name
-from midframe.daemon.store import Job, JobStore
 from midframe.engine.job import PipelineReport
 
 ERROR_SUFFIX = ".error.txt"

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from midframe.daemon import files
-from midframe.daemon.store import Job
+from midframe.daemon.jobs import Job
 from midframe.engine.job import JobControl
 from midframe.errors import SourceChanged
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from midframe.daemon.store import FINAL_STATES, STATES, Job, State, _check, _now, same_file
+from midframe.daemon.jobs import FINAL_STATES, STATES, Job, State, check_state, same_file, wall_time
 
 
 class MemoryJobStore:
@@ -32,7 +32,7 @@ class MemoryJobStore:
             not_before: float | None = None) -> Job:
         with self._lock:
             return self._insert(path, relpath=relpath, size=size, mtime=mtime, fingerprint=fingerprint,
-                                stamp=_now(now), profile=profile, identity=identity, not_before=not_before)
+                                stamp=wall_time(now), profile=profile, identity=identity, not_before=not_before)
 
     def _insert(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str, stamp: float,
                 profile: str | None, identity: str | None, not_before: float | None) -> Job:
@@ -51,7 +51,7 @@ class MemoryJobStore:
             if queued:
                 return max(queued, key=lambda j: j.id), False
             return self._insert(path, relpath=relpath, size=size, mtime=mtime, fingerprint=fingerprint,
-                                stamp=_now(None), profile=profile, identity=identity, not_before=not_before), True
+                                stamp=wall_time(None), profile=profile, identity=identity, not_before=not_before), True
 
     def find(self, path: Path, *, size: int, mtime: float) -> Job | None:
         with self._lock:
@@ -73,7 +73,7 @@ class MemoryJobStore:
         return {state: found.get(state, 0) for state in STATES}
 
     def claim(self, *, now: float | None = None) -> Job | None:
-        stamp = _now(now)
+        stamp = wall_time(now)
         with self._lock:
             queued = [j for j in self._jobs.values()
                       if j.state == "queued" and (j.not_before is None or j.not_before <= stamp)]
@@ -92,7 +92,7 @@ class MemoryJobStore:
     def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str,
                   identity: str | None = None) -> Job:
         with self._lock:
-            job = _check(self._jobs.get(job_id), job_id, {"queued"}, "settled again")
+            job = check_state(self._jobs.get(job_id), job_id, {"queued"}, "settled again")
             same = (job.size, job.mtime, job.fingerprint) == (size, mtime, fingerprint) and same_file(identity,
                                                                                                   job.identity)
             job = replace(job, size=size, mtime=mtime, fingerprint=fingerprint, not_before=None,
@@ -131,9 +131,9 @@ class MemoryJobStore:
                error: str | None = None, path: str | None = None, duplicate_of: int | None = None) -> Job:
         if state not in FINAL_STATES:
             raise ValueError(f"{state} is not a final state")
-        stamp = _now(now)
+        stamp = wall_time(now)
         with self._lock:
-            job = _check(self._jobs.get(job_id), job_id, {"running"}, "finished")
+            job = check_state(self._jobs.get(job_id), job_id, {"running"}, "finished")
             job = replace(job, state=state, output=output, error=error, path=path or job.path,
                           duplicate_of=duplicate_of, finished_at=stamp, updated_at=stamp)
             self._jobs[job_id] = job
@@ -142,9 +142,9 @@ class MemoryJobStore:
     def requeue(self, job_id: int, *, error: str | None = None, interrupted: bool = False,
                 now: float | None = None, not_before: float | None = None) -> Job:
         with self._lock:
-            job = _check(self._jobs.get(job_id), job_id, {"running"}, "requeued")
+            job = check_state(self._jobs.get(job_id), job_id, {"running"}, "requeued")
             job = replace(job, state="queued", error=error if error is not None else job.error,
-                          attempts=job.attempts - 1 if interrupted else job.attempts, updated_at=_now(now),
+                          attempts=job.attempts - 1 if interrupted else job.attempts, updated_at=wall_time(now),
                           not_before=not_before)
             self._jobs[job_id] = job
             return job
@@ -168,23 +168,23 @@ class MemoryJobStore:
 
     def retry(self, job_id: int, *, now: float | None = None) -> Job:
         with self._lock:
-            job = _check(self._jobs.get(job_id), job_id, {"failed", "cancelled"}, "retried")
+            job = check_state(self._jobs.get(job_id), job_id, {"failed", "cancelled"}, "retried")
             job = replace(job, state="queued", attempts=0, error=None, output=None, staged=None, frames_done=0,
-                          queue_seq=self._seq(), updated_at=_now(now), finished_at=None, not_before=None)
+                          queue_seq=self._seq(), updated_at=wall_time(now), finished_at=None, not_before=None)
             self._jobs[job_id] = job
             return job
 
     def cancel(self, job_id: int, *, now: float | None = None) -> Job:
-        stamp = _now(now)
+        stamp = wall_time(now)
         with self._lock:
-            job = _check(self._jobs.get(job_id), job_id, {"queued"}, "cancelled here")
+            job = check_state(self._jobs.get(job_id), job_id, {"queued"}, "cancelled here")
             job = replace(job, state="cancelled", error="cancelled", finished_at=stamp, updated_at=stamp)
             self._jobs[job_id] = job
             return job
 
     def move_to_front(self, job_id: int) -> Job:
         with self._lock:
-            job = _check(self._jobs.get(job_id), job_id, {"queued"}, "moved to the front")
+            job = check_state(self._jobs.get(job_id), job_id, {"queued"}, "moved to the front")
             first = min(j.queue_seq for j in self._jobs.values() if j.state == "queued")
             job = replace(job, queue_seq=min(first - 1, job.queue_seq))
             self._jobs[job_id] = job

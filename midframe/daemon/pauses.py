@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from midframe.config import Config
-from midframe.daemon.store import JobStore
+from midframe.daemon.jobs import JobStore
 
 FLAG = "paused"
 USER = "user"

@@ -18,8 +18,8 @@ from loguru import logger
 
 from midframe.config import Config
 from midframe.daemon.naming import estimate_output_bytes
+from midframe.daemon.jobs import Job, JobStore
 from midframe.daemon.notify import Notifier
-from midframe.daemon.store import Job, JobStore
 
 ROOM_RECHECK_S = 15.0
 

@@ -10,8 +10,8 @@ from typing import Any
 from loguru import logger
 
 from midframe.daemon.identity import GuardedControl
+from midframe.daemon.jobs import Job, JobStore
 from midframe.daemon.notify import Notifier, format_duration
-from midframe.daemon.store import Job, JobStore
 from midframe.engine.job import Progress
 
 

@@ -1,134 +1,32 @@
-"""The job table: one row per arrived file, moving through states; SQLite (WAL). Its in-memory twin
-is midframe.daemon.memory_store.
-
-A job is never deleted when taken (unlike huey's queue): ``claim`` moves it from ``queued`` to
-``running``, and only the worker's outcome moves it on, so a crash loses nothing.
-
-::
-
-    queued ──claim──▶ running ──finish──▶ done | failed | cancelled
-      ▲                  │                       │
-      └──requeue─────────┘ (retry, stop, crash)  └──retry──▶ queued
-
-A requeued job may carry ``not_before`` (a transient failure's backoff, a source waiting to settle
-again): ``claim`` passes it over until then.
+"""The job table in SQLite (WAL): ``<state_dir>/jobs.sqlite3``, its schema and its migrations. The job
+record, its states and the store interface are midframe.daemon.jobs (re-exported here); the table's
+in-memory twin is midframe.daemon.memory_store.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from midframe.daemon.dbtext import TextSafeConnection
+from midframe.daemon.jobs import (  # the record, its states and errors: importable from here as before
+    FINAL_STATES,
+    STATES,
+    Job,
+    JobStateError,
+    JobStore,
+    State,
+    check_state,
+    same_file,
+    wall_time,
+)
 from midframe.errors import DaemonError
 
-State = Literal["queued", "running", "done", "failed", "cancelled"]
-STATES: tuple[State, ...] = ("queued", "running", "done", "failed", "cancelled")
-FINAL_STATES = frozenset({"done", "failed", "cancelled"})
 DB_NAME = "jobs.sqlite3"
-
-
-class JobStateError(ValueError):
-    """The job is not in a state that allows the requested change (e.g. retry of a done job)."""
-
-
-@dataclass(frozen=True)
-class Job:
-    id: int
-    path: str            # where the source file is now (inbox, then done_dir or failed_dir)
-    name: str            # its file name when it arrived
-    relpath: str         # its path relative to the inbox when it arrived (sub-folders kept in outputs)
-    size: int
-    mtime: float
-    fingerprint: str
-    state: State
-    queue_seq: int
-    attempts: int = 0
-    error: str | None = None
-    output: str | None = None
-    staged: str | None = None    # the finished conversion waiting in the outbox's work folder
-    duplicate_of: int | None = None
-    frames_done: int = 0
-    frames_total: int = 0
-    resumed_from: int = 0
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    not_before: float | None = None   # a queued job is not claimed before this time (backoff, settling)
-    sha256: str | None = None         # of the whole source, once read
-    settings_key: str | None = None   # of the engine and output settings it was converted with
-    profile: str | None = None        # the profile of the inbox folder it arrived in (None: the inbox)
-    settings: str | None = None       # JSON: the engine and output settings its last start ran with
-    identity: str | None = None       # files.Identity of the source as it settled, then as it was hashed
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["settings"] = json.loads(self.settings) if self.settings else None
-        return data
-
-
-class JobStore(Protocol):
-    """What the watcher, worker and control API need from the job table. Thread-safe."""
-
-    def add(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
-            now: float | None = None, profile: str | None = None, identity: str | None = None,
-            not_before: float | None = None) -> Job: ...
-    def add_unless_queued(self, path: Path, *, relpath: str, size: int, mtime: float, fingerprint: str,
-                          profile: str | None = None, identity: str | None = None,
-                          not_before: float | None = None) -> tuple[Job, bool]: ...
-    def find(self, path: Path, *, size: int, mtime: float) -> Job | None: ...
-    def get(self, job_id: int) -> Job | None: ...
-    def jobs(self) -> list[Job]: ...
-    def counts(self) -> dict[str, int]: ...
-    def claim(self, *, now: float | None = None) -> Job | None: ...
-    def queued_at(self, path: Path) -> Job | None: ...
-    def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str,
-                  identity: str | None = None) -> Job: ...
-    def set_content(self, job_id: int, *, sha256: str, settings_key: str, identity: str | None = None) -> None: ...
-    def set_settings(self, job_id: int, settings: str) -> None: ...
-    def done_with_content(self, job: Job) -> Job | None: ...
-    def set_progress(self, job_id: int, *, frames_done: int, frames_total: int,
-                     resumed_from: int | None = None) -> None: ...
-    def finish(self, job_id: int, state: State, *, now: float | None = None, output: str | None = None,
-               error: str | None = None, path: str | None = None, duplicate_of: int | None = None) -> Job: ...
-    def requeue(self, job_id: int, *, error: str | None = None, interrupted: bool = False,
-                now: float | None = None, not_before: float | None = None) -> Job: ...
-    def set_path(self, job_id: int, path: str) -> None: ...
-    def set_staged(self, job_id: int, staged: str | None) -> None: ...
-    def recover_running(self, *, now: float | None = None) -> list[Job]: ...
-    def retry(self, job_id: int, *, now: float | None = None) -> Job: ...
-    def cancel(self, job_id: int, *, now: float | None = None) -> Job: ...
-    def move_to_front(self, job_id: int) -> Job: ...
-    def get_flag(self, key: str) -> str | None: ...
-    def set_flag(self, key: str, value: str | None) -> None: ...
-    def set_workers(self, job_id: int, workers: Mapping[str, int]) -> None: ...
-    def workers(self) -> dict[int, dict[str, int]]: ...
-    def close(self) -> None: ...
-
-
-def same_file(identity: str | None, other: str | None) -> bool:
-    """Whether two ``files.Identity`` texts (``device:inode:...``) name the same file; True if either is unknown."""
-    return identity is None or other is None or identity.split(":")[:2] == other.split(":")[:2]
-
-
-def _now(now: float | None) -> float:
-    return time.time() if now is None else now
-
-
-def _check(job: Job | None, job_id: int, allowed: frozenset[str] | set[str], action: str) -> Job:
-    if job is None:
-        raise JobStateError(f"no job {job_id}")
-    if job.state not in allowed:
-        raise JobStateError(f"job {job_id} is {job.state}; only a {' or '.join(sorted(allowed))} job can be {action}")
-    return job
 
 
 _SCHEMA = """
@@ -235,7 +133,7 @@ class SqliteJobStore:
             not_before: float | None = None) -> Job:
         with self._transaction() as db:
             return self._insert(db, path, relpath=relpath, size=size, mtime=mtime, fingerprint=fingerprint,
-                                stamp=_now(now), profile=profile, identity=identity, not_before=not_before)
+                                stamp=wall_time(now), profile=profile, identity=identity, not_before=not_before)
 
     def _insert(self, db: sqlite3.Connection, path: Path, *, relpath: str, size: int, mtime: float,
                 fingerprint: str, stamp: float, profile: str | None, identity: str | None,
@@ -260,7 +158,7 @@ class SqliteJobStore:
             if queued is not None:
                 return queued, False
             return self._insert(db, path, relpath=relpath, size=size, mtime=mtime, fingerprint=fingerprint,
-                                stamp=_now(None), profile=profile, identity=identity, not_before=not_before), True
+                                stamp=wall_time(None), profile=profile, identity=identity, not_before=not_before), True
 
     def find(self, path: Path, *, size: int, mtime: float) -> Job | None:
         found = self._read("SELECT * FROM jobs WHERE path = ? AND size = ? AND mtime = ? ORDER BY id DESC LIMIT 1",
@@ -281,7 +179,7 @@ class SqliteJobStore:
         return {state: found.get(state, 0) for state in STATES}
 
     def claim(self, *, now: float | None = None) -> Job | None:
-        stamp = _now(now)
+        stamp = wall_time(now)
         with self._transaction() as db:
             job = self._one(db, "SELECT * FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?)"
                                 " ORDER BY queue_seq, id LIMIT 1", stamp)
@@ -298,7 +196,8 @@ class SqliteJobStore:
     def resettled(self, job_id: int, *, size: int, mtime: float, fingerprint: str,
                   identity: str | None = None) -> Job:
         with self._transaction() as db:
-            job = _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"queued"}, "settled again")
+            job = check_state(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"queued"},
+                              "settled again")
             same = (job.size, job.mtime, job.fingerprint) == (size, mtime, fingerprint) and same_file(identity,
                                                                                                   job.identity)
             db.execute("UPDATE jobs SET sha256 = ?, identity = ?, size = ?, mtime = ?, fingerprint = ?,"
@@ -331,9 +230,9 @@ class SqliteJobStore:
                error: str | None = None, path: str | None = None, duplicate_of: int | None = None) -> Job:
         if state not in FINAL_STATES:
             raise ValueError(f"{state} is not a final state")
-        stamp = _now(now)
+        stamp = wall_time(now)
         with self._transaction() as db:
-            _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"running"}, "finished")
+            check_state(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"running"}, "finished")
             db.execute("UPDATE jobs SET state = ?, output = ?, error = ?, path = COALESCE(?, path), duplicate_of = ?,"
                        " finished_at = ?, updated_at = ? WHERE id = ?",
                        (state, output, error, path, duplicate_of, stamp, stamp, job_id))
@@ -342,10 +241,10 @@ class SqliteJobStore:
     def requeue(self, job_id: int, *, error: str | None = None, interrupted: bool = False,
                 now: float | None = None, not_before: float | None = None) -> Job:
         with self._transaction() as db:
-            _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"running"}, "requeued")
+            check_state(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"running"}, "requeued")
             db.execute("UPDATE jobs SET state = 'queued', error = COALESCE(?, error), attempts = attempts - ?,"
                        " updated_at = ?, not_before = ? WHERE id = ?",
-                       (error, 1 if interrupted else 0, _now(now), not_before, job_id))
+                       (error, 1 if interrupted else 0, wall_time(now), not_before, job_id))
             return self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id)  # type: ignore[return-value]
 
     def set_path(self, job_id: int, path: str) -> None:
@@ -362,17 +261,18 @@ class SqliteJobStore:
 
     def retry(self, job_id: int, *, now: float | None = None) -> Job:
         with self._transaction() as db:
-            _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"failed", "cancelled"}, "retried")
+            check_state(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"failed", "cancelled"},
+                        "retried")
             seq = db.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs").fetchone()[0]
             db.execute("UPDATE jobs SET state = 'queued', attempts = 0, error = NULL, output = NULL, staged = NULL,"
                        " frames_done = 0, not_before = NULL,"
-                       " queue_seq = ?, updated_at = ?, finished_at = NULL WHERE id = ?", (seq, _now(now), job_id))
+                       " queue_seq = ?, updated_at = ?, finished_at = NULL WHERE id = ?", (seq, wall_time(now), job_id))
             return self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id)  # type: ignore[return-value]
 
     def cancel(self, job_id: int, *, now: float | None = None) -> Job:
-        stamp = _now(now)
+        stamp = wall_time(now)
         with self._transaction() as db:
-            _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"queued"}, "cancelled here")
+            check_state(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"queued"}, "cancelled here")
             db.execute("UPDATE jobs SET state = 'cancelled', error = 'cancelled', finished_at = ?, updated_at = ?"
                        " WHERE id = ?", (stamp, stamp, job_id))
             return self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id)  # type: ignore[return-value]
@@ -380,7 +280,7 @@ class SqliteJobStore:
     def move_to_front(self, job_id: int) -> Job:
         """Give a queued job the lowest place in the queue (the next one claimed)."""
         with self._transaction() as db:
-            job = _check(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"queued"},
+            job = check_state(self._one(db, "SELECT * FROM jobs WHERE id = ?", job_id), job_id, {"queued"},
                          "moved to the front")
             first = db.execute("SELECT MIN(queue_seq) FROM jobs WHERE state = 'queued'").fetchone()[0]
             db.execute("UPDATE jobs SET queue_seq = ? WHERE id = ?", (min(first - 1, job.queue_seq), job_id))
@@ -415,3 +315,7 @@ class SqliteJobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+__all__ = ["DB_NAME", "FINAL_STATES", "STATES", "Job", "JobStateError", "JobStore", "SqliteJobStore", "State",
+           "same_file"]

@@ -27,6 +27,7 @@ from midframe.daemon import files
 from midframe.daemon.checks import write_problem
 from midframe.daemon.finishing import Finisher
 from midframe.daemon.identity import GuardedControl, SourceGuard
+from midframe.daemon.jobs import Job, JobStore
 from midframe.daemon.naming import output_extension, settings_json, settings_key
 from midframe.daemon.notify import Notifier, format_duration
 from midframe.daemon.outcomes import Outcome
@@ -34,7 +35,6 @@ from midframe.daemon.pauses import FARM, SETTINGS, Pause, Pauses
 from midframe.daemon.room import Room
 from midframe.daemon.running import Running
 from midframe.daemon.routing import Router
-from midframe.daemon.store import Job, JobStore
 from midframe.engine.formats import FALLBACK_CONTAINER
 from midframe.engine.job import PipelineReport
 from midframe.errors import Aborted
