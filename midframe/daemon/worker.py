@@ -1,15 +1,8 @@
-"""The worker: one job at a time, claim -> pipeline -> outcome.
-
-One job's flow (:meth:`Worker._process`): is the source still the file that settled; read it in full
-(its SHA-256 and identity, :mod:`midframe.daemon.identity`); a duplicate of a done job?; room for it
-on the outbox's disk (:mod:`midframe.daemon.room`, else it waits and the next job goes); convert,
-with the source's identity checked between batches and before the join; check it once more; publish.
-
-A job's work lives in ``<outbox>/.midframe-work/job-<id>`` (hidden); the finished video is first
-``job-<id>-result<ext>`` beside it, then takes its real name in the outbox (never overwriting), and only
-then is the job on record as done (:mod:`midframe.daemon.finishing`). Whatever goes wrong is handed to
-the outcome table (:mod:`midframe.daemon.outcomes`), and the router (:mod:`midframe.daemon.routing`)
-does what it says: fail the input, pause for a setting, settle the source again, or retry later.
+"""The worker: when jobs run. Its thread, claiming the next job (one at a time, or several in threads of
+their own with a render farm's slots), the jobs under way, the pauses (a person's and the automatic
+ones) and what the control API asks of it (pause, resume, cancel, retry, the current job), and start-up
+recovery after a crash. What happens to one claimed job, from its checks to its outcome, is
+:mod:`midframe.daemon.jobflow`.
 """
 
 from __future__ import annotations
@@ -22,25 +15,20 @@ from typing import Any
 
 from loguru import logger
 
-from midframe.config import Config, EngineConfig, Paths
+from midframe.config import Config, Paths
 from midframe.daemon import files
 from midframe.daemon.checks import write_problem
 from midframe.daemon.finishing import Finisher
-from midframe.daemon.identity import GuardedControl, SourceGuard
+from midframe.daemon.jobflow import Convert, JobFlow, MakeInterpolator
 from midframe.daemon.jobs import Job, JobStore
-from midframe.daemon.naming import output_extension, settings_json, settings_key
-from midframe.daemon.notify import Notifier, format_duration
-from midframe.daemon.outcomes import Outcome
+from midframe.daemon.notify import Notifier
 from midframe.daemon.pauses import FARM, SETTINGS, Pause, Pauses
 from midframe.daemon.room import Room
-from midframe.daemon.running import Running
 from midframe.daemon.routing import Router
-from midframe.engine.formats import FALLBACK_CONTAINER
+from midframe.daemon.running import Running
 from midframe.engine.job import PipelineReport
-from midframe.errors import Aborted
 
-Convert = Callable[..., PipelineReport]
-MakeInterpolator = Callable[[EngineConfig], Any]
+__all__ = ["Convert", "MakeInterpolator", "Worker"]
 
 
 def _pipeline_convert(*args: Any, **kwargs: Any) -> PipelineReport:
@@ -78,6 +66,8 @@ class Worker:
     ) -> None:
         self.store = store
         self.paths = paths
+        self._stop = threading.Event()
+        self._wake = threading.Event()
         self.finisher = Finisher(store, paths, ffmpeg=ffmpeg)
         self.work_root = self.finisher.work_root
         self.pauses = Pauses(store, clock=clock, recheck_s=recheck_s)
@@ -86,25 +76,21 @@ class Worker:
                              resettle=resettle, writing=writing, wall_clock=wall_clock, wake=self.wake,
                              farm_recheck=check_farm, folder_test=folder_test)
         self.room = Room(store, paths.outbox, free_bytes=free_bytes, notifier=notifier, wall_clock=wall_clock)
+        self.flow = JobFlow(store, self.finisher, self.router, self.room, notifier=notifier, ffmpeg=ffmpeg,
+                            make_interpolator=make_interpolator, convert=convert, on_status=on_status, clock=clock,
+                            stopping=self._stop.is_set, on_begin=self._register, on_end=self._unregister)
         self._config = config
         self._notifier = notifier
-        self._ffmpeg = ffmpeg
-        self._make_interpolator = make_interpolator
-        self._convert = convert
         self._prepare = prepare
         self._check = check_settings
         self._check_farm = check_farm
         self._slots = slots
-        self._on_status = on_status
-        self._clock = clock
         self._wall = wall_clock
         self._idle_wait_s = idle_wait_s
         self._lock = threading.Lock()
         self._running: dict[int, Running] = {}
         self._claimed = 0  # jobs claimed and not yet finished (a claimed job is running before it is in _running)
         self._job_threads: list[threading.Thread] = []
-        self._stop = threading.Event()
-        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     # --- the thread ------------------------------------------------------------------------------
@@ -244,7 +230,7 @@ class Worker:
             running = min(self._running.values(), key=lambda item: item.started, default=None)
         return None if running is None else running.status()
 
-    # --- one job -------------------------------------------------------------------------------
+    # --- claiming the next job ----------------------------------------------------------------
 
     def run_once(self, *, now: float | None = None) -> bool:
         """Claim and run the next job unless paused or stopping; returns whether there was one.
@@ -279,161 +265,28 @@ class Worker:
 
     def _work(self, job: Job, config: Config) -> None:
         try:
-            if job.profile is not None and job.profile not in config.profiles:
-                self.router.apply(job, Outcome(
-                    "input", f"{job.relpath}: its folder's profile {job.profile!r} is no longer in the config",
-                    f"add profiles.{job.profile} back, or drop the file into the inbox itself for the top-level "
-                    "settings"), config)
-                return
-            config = config.effective(job.profile)
-            self._process(job, config)
-        except Exception as exc:
-            latest = self.store.get(job.id)
-            if latest is not None and latest.state == "running":
-                self.router.route(latest, exc, config)
-            else:
-                logger.exception("job {}: internal error after its outcome was recorded", job.id)
+            self.flow.run(job, config)
         finally:
             with self._lock:
                 self._claimed -= 1
             self._wake.set()
 
-    def work_dir(self, job_id: int) -> Path:
-        return self.finisher.work_dir(job_id)
-
-    def _process(self, job: Job, config: Config) -> None:
-        if self.router.source_moved(job, config):
-            return
-        identified = self._identify(job, config)
-        if identified is None or self._duplicate(identified, config) or self.room.waits(identified, config):
-            return
-        job = identified
-        staged = self._staged(job, config)
-        guard = SourceGuard(job, change=self.finisher.source_change)
-        running = self._begin(job, GuardedControl(guard), config)
-        job = running.job
-        try:
-            report = None
-            staged = self._finished_elsewhere(job, staged)
-            if not staged.exists():
-                staged.parent.mkdir(parents=True, exist_ok=True)
-                report = self._convert(
-                    Path(job.path), staged, work_dir=self.work_dir(job.id), engine=config.engine,
-                    output=config.output, resume=config.resume, make_interpolator=self._make_interpolator,
-                    ffmpeg=self._ffmpeg, control=running.control,
-                    on_progress=running.on_progress,
-                )
-                if report.output != staged:  # the plan chose another container (output.container: null)
-                    staged = Path(report.output)
-                    self.store.set_staged(job.id, str(staged))
-            guard.check(rehash=True)  # the last word before anything made from it is published
-        except Aborted:
-            self._interrupted(running, config)
-        except Exception as exc:
-            self.router.route(job, exc, config)
-        else:
-            self._succeed(running, staged, report, config)
-        finally:
-            with self._lock:
-                self._running.pop(job.id, None)
-
-    def _finished_elsewhere(self, job: Job, staged: Path) -> Path:
-        """After a crash between the conversion and recording its container: the result it left."""
-        fallback = staged.with_suffix(f".{FALLBACK_CONTAINER}")
-        if not staged.exists() and fallback != staged and fallback.exists():
-            self.store.set_staged(job.id, str(fallback))
-            return fallback
-        return staged
-
-    def _identify(self, job: Job, config: Config) -> Job | None:
-        """Read the whole source once: its SHA-256 (what makes a later job a duplicate, with the settings
-        key) and its identity as it was read. None when it changed meanwhile (it settles again) or a stop
-        came while reading (it is queued again)."""
-        key = settings_key(config.engine, config.output)
-        if job.sha256 is not None and job.identity is not None:
-            if job.settings_key != key:
-                self.store.set_content(job.id, sha256=job.sha256, settings_key=key)
-            return self.store.get(job.id) or job
-        content = files.read_content(Path(job.path), keep_going=lambda: not self._stop.is_set())
-        if content is None:
-            self.store.requeue(job.id, interrupted=True)
-            return None
-        if not content.steady or self.finisher.source_change(job, content.info) is not None:
-            self.router.changed_before_start(job, config)
-            return None
-        self.store.set_content(job.id, sha256=content.sha256, settings_key=key, identity=content.identity.text())
-        return self.store.get(job.id) or job
-
-    def _staged(self, job: Job, config: Config) -> Path:
-        """Where the finished video waits before it takes its name; chosen once, so a resumed job
-        finishes into the container it started with."""
-        if job.staged:
-            return Path(job.staged)
-        staged = self.finisher.staged_name(job, output_extension(Path(job.name), config.output))
-        self.store.set_staged(job.id, str(staged))
-        return staged
-
-    def _begin(self, job: Job, control: GuardedControl, config: Config) -> Running:
-        job = self.store.get(job.id) or job
-        if not config.resume.enabled:
-            files.remove_tree(self.work_dir(job.id))
-        self.store.set_settings(job.id, settings_json(config.engine, config.output))
-        running = Running(job, control, started=self._clock(), store=self.store, notifier=self._notifier,
-                          on_status=self._on_status, clock=self._clock)
+    def _register(self, running: Running) -> None:
+        """A claimed job's conversion begins: it is under way, and holds at once for a stop or pause
+        requested meanwhile."""
         with self._lock:
-            self._running[job.id] = running
+            self._running[running.job.id] = running
             if self._stop.is_set():
                 running.control.abort("stopped")
             if self.pause_reason is not None:
                 running.control.pause()
-        resumed_at = job.frames_done / job.frames_total if job.frames_total and job.frames_done else None
-        logger.info("job {} started: {} (attempt {} of {}{})", job.id, job.relpath, job.attempts,
-                    config.daemon.max_attempts, f", resuming near {resumed_at:.0%}" if resumed_at else "")
-        self._notifier.started(job.id, job.name, resumed_at=resumed_at)
-        return running
 
-    def _duplicate(self, job: Job, config: Config) -> bool:
-        """Same content, same settings, and the earlier output still there: give it this job's name."""
-        for earlier in self.store.done_with_content(job):
-            if earlier.output and Path(earlier.output).is_file():
-                final = self.finisher.publish_copy(job, earlier, config)
-                logger.info("job {}: {} has the same content as job {} and the same settings; its output {} is "
-                            "also {}", job.id, job.relpath, earlier.id, earlier.output, final)
-                self._notifier.done(job.id, job.name, final.name, 0.0)
-                return True
-        return False
+    def _unregister(self, job_id: int) -> None:
+        with self._lock:
+            self._running.pop(job_id, None)
 
-    def _interrupted(self, running: Running, config: Config) -> None:
-        job = running.job
-        if running.cancel_requested:
-            self.finisher.remove_work(job)
-            self.store.finish(job.id, "cancelled", error="cancelled")
-            logger.info("job {} cancelled while running: {} (the source stays at {})", job.id, job.name, job.path)
-            self._notifier.warning(f"{job.name}: cancelled")
-            return
-        running.store_progress()
-        self.store.requeue(job.id, interrupted=True)
-        if not config.resume.enabled:
-            files.remove_tree(self.work_dir(job.id))
-        done = running.progress.fraction if running.progress else 0.0
-        logger.info("job {} interrupted at {:.0%}: {}; it {} at the next start", job.id, done, job.name,
-                    "resumes from its last checkpoint" if config.resume.enabled else "starts over")
-
-    def _succeed(self, running: Running, staged: Path, report: PipelineReport | None, config: Config) -> None:
-        job = running.job
-        if report is not None and report.extra.get("workers"):
-            self.store.set_workers(job.id, report.extra["workers"])  # before the job shows as done
-        final = self.finisher.publish(job, staged, report, config)
-        if report is not None:
-            self.store.set_progress(job.id, frames_done=report.frames_out, frames_total=report.frames_out,
-                                    resumed_from=report.resumed_from_frame)
-        seconds = self._clock() - running.started
-        details = ""
-        if report is not None:
-            details = f" ({report.frames_in} -> {report.frames_out} frames, {report.engine} on {report.device}"
-            details += f", resumed at frame {report.resumed_from_frame})" if report.resumed_from_frame else ")"
-        logger.success("job {} done: {} -> {} in {}{}", job.id, job.relpath, final, format_duration(seconds), details)
-        self._notifier.done(job.id, job.name, final.name, seconds)
+    def work_dir(self, job_id: int) -> Path:
+        return self.finisher.work_dir(job_id)
 
     # --- start-up --------------------------------------------------------------------------------
 
