@@ -1,22 +1,17 @@
-"""The YAML configuration: pydantic models, loading with errors that name the key, default paths."""
+"""The configuration's schema: every section as a frozen pydantic model, its keys, defaults and checks,
+profiles merged over the top-level sections, and the frame rates the config and the CLI accept
+(``parse_fps``). Pure: no files, no platform folders."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 from fractions import Fraction
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
-import platformdirs
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from midframe.errors import ConfigError
-
-APP_NAME = "midframe"
 VIDEO_EXTENSIONS = (
     "mp4", "mkv", "mov", "avi", "webm", "m4v", "mts", "m2ts", "wmv", "flv", "ts", "mpg",
 )
@@ -312,130 +307,3 @@ class Config(_Section):
             return self
         chosen = self.profiles[profile]
         return self.model_copy(update={"engine": chosen.engine, "output": chosen.output})
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Every folder the daemon uses, resolved to absolute paths."""
-
-    inbox: Path
-    outbox: Path
-    state_dir: Path
-    done_dir: Path
-    failed_dir: Path
-    log_dir: Path
-    cache_dir: Path
-
-    @property
-    def models_dir(self) -> Path:
-        return self.cache_dir / "models"
-
-
-def _expand(path: Path) -> Path:
-    return Path(path).expanduser().absolute()
-
-
-def resolve_paths(config: Config) -> Paths:
-    inbox = _expand(config.inbox)
-    daemon = config.daemon
-    return Paths(
-        inbox=inbox,
-        outbox=_expand(config.outbox),
-        state_dir=_expand(daemon.state_dir) if daemon.state_dir else Path(platformdirs.user_state_dir(APP_NAME)),
-        done_dir=_expand(daemon.done_dir) if daemon.done_dir else inbox.parent / "done",
-        failed_dir=_expand(daemon.failed_dir) if daemon.failed_dir else inbox.parent / "failed",
-        log_dir=_expand(config.logging.dir) if config.logging.dir else Path(platformdirs.user_log_dir(APP_NAME)),
-        cache_dir=Path(platformdirs.user_cache_dir(APP_NAME)),
-    )
-
-
-def default_config_path() -> Path:
-    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.yaml"
-
-
-def _allowed_keys(section_path: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = Config
-    parts = list(section_path)
-    while parts:
-        annotation = model.model_fields[str(parts.pop(0))].annotation
-        if get_origin(annotation) is dict:  # profiles: the next part is a name
-            annotation = get_args(annotation)[1]
-            if not parts:
-                break
-            parts.pop(0)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            break
-        model = annotation
-    return list(model.model_fields)
-
-
-def _inherited(error: dict[str, Any], data: dict[str, Any]) -> bool:
-    """An error in a profile's section about a key the profile took from the top level: the top
-    level's own error says it already."""
-    loc = error["loc"]
-    if len(loc) < 4 or loc[0] != "profiles" or loc[2] not in PROFILE_SECTIONS:
-        return False
-    own = (data.get("profiles") or {}).get(loc[1])
-    section = own.get(loc[2], {}) if isinstance(own, dict) else None
-    return isinstance(section, dict) and loc[3] not in section
-
-
-def _describe(error: dict[str, Any], source: str) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"{source}: unknown key {key!r}; allowed here: {', '.join(_allowed_keys(error['loc'][:-1]))}"
-    value = error.get("input")
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{source}: {key} = {value!r}: {message}"
-
-
-def config_from_mapping(data: Any, *, source: str = "config") -> Config:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}")
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        errors = [err for err in exc.errors() if not _inherited(err, data)] or exc.errors()
-        raise ConfigError("\n".join(_describe(err, source) for err in errors)) from None
-
-
-def load_config(path: Path | None) -> Config:
-    """Load the YAML at ``path``; with ``None``, the default file if it exists, else the defaults."""
-    if path is None:
-        path = default_config_path()
-        if not path.exists():
-            return Config()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return config_from_mapping(data, source=str(path))
-
-
-def with_overrides(section: _Section, **changes: Any) -> Any:
-    """A copy of ``section`` with the non-None ``changes`` applied and validated (CLI options)."""
-    updates = {key: value for key, value in changes.items() if value is not None}
-    if not updates:
-        return section
-    try:
-        return type(section).model_validate({**section.model_dump(), **updates})
-    except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(err, "option") for err in exc.errors())) from None
-
-
-def example_config_text() -> str:
-    return resources.files("midframe").joinpath("config.example.yaml").read_text(encoding="utf-8")
-
-
-def write_example_config(path: Path, *, overwrite: bool = False) -> Path:
-    if path.exists() and not overwrite:
-        raise ConfigError(f"{path}: already exists; not overwriting it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(example_config_text(), encoding="utf-8")
-    return path
