@@ -17,7 +17,7 @@ from midframe.engine.manifest import load_manifest
 from midframe.engine.frameloop import Counts
 from midframe.engine.ranges import PART_MARK, render_range, segment_ranges
 from midframe.errors import Aborted
-from midframe.farm.coordinator import _JobRenderer
+from midframe.farm.renderer import JobRenderer
 from tests.engine_helpers import FF, LOSSLESS, run_convert
 from tests.media import make_clip, read_frames
 
@@ -49,7 +49,7 @@ class ShuffledRenderer:
         self.stop_after = stop_after
         self.unrecorded = unrecorded  # made (file renamed into place) but never recorded
         self.made: list[int] = []
-        self.checker = _JobRenderer(None, source=Path(), ffmpeg=FF)  # type: ignore[arg-type]
+        self.checker = JobRenderer(None, source=Path(), ffmpeg=FF)  # type: ignore[arg-type]
 
     def kept_segments(self, manifest, work_dir, *, ffmpeg):
         return self.checker.kept_segments(manifest, work_dir, ffmpeg=ffmpeg)

@@ -9,6 +9,7 @@ the modules that need it, so a daemon without ``farm.scheduler`` never loads it.
 - ``slots``: pure: which devices a worker offers and the resources it advertises
 - ``remote``: errors as they cross from a worker to the coordinator
 - ``task``: the segment task a worker runs, and its plugin (engine loaded once, kept warm)
-- ``coordinator``: submits a job's segments, records them, resubmits, reports the farm's state
+- ``coordinator``: the daemon's Dask client kept connected, the farm's state, ``convert`` with the farm
+- ``renderer``: one job's segments: kept, submitted, collected into the manifest, resubmitted, cancelled
 - ``processes``: ``midframe farm scheduler`` and ``midframe farm worker``
 """
