@@ -91,6 +91,13 @@ def b_frame_clip(path: Path) -> Path:
                                         "-color_trc", "bt709"])
 
 
+def b_frame_gop_clip(path: Path) -> Path:
+    """2 s of 128x96 at 25 fps, audio, three B-frames and a keyframe every 10 frames: segments of 12
+    frames mostly start between keyframes, behind B-frames."""
+    return make_clip(path, seconds=2.0, fps="25", size="128x96",
+                     extra_output_args=["-bf", "3", "-g", "10", "-keyint_min", "10"])
+
+
 def rotated_copy(source: Path, target: Path, degrees: int) -> Path:
     """``source`` stream-copied with a display rotation (the way each ffmpeg version spells it)."""
     before, after = rotation_args(FF, degrees)

@@ -18,8 +18,8 @@ from midframe.engine.frameloop import Counts
 from midframe.engine.ranges import PART_MARK, render_range, segment_ranges
 from midframe.errors import Aborted
 from midframe.farm.renderer import JobRenderer
-from tests.engine_helpers import FF, LOSSLESS, run_convert
-from tests.media import make_clip, read_frames
+from tests.engine_helpers import FF, LOSSLESS, b_frame_gop_clip, run_convert
+from tests.media import read_frames
 
 SEGMENT = ResumeConfig(segment_frames=12)
 ENGINE = EngineConfig(name="blend", device="cpu")
@@ -28,9 +28,7 @@ ENGINE = EngineConfig(name="blend", device="cpu")
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
     """B-frames and keyframes every 10 frames, so most segments start between keyframes."""
-    folder = tmp_path_factory.mktemp("ranges")
-    return make_clip(folder / "source.mp4", seconds=2.0, fps="25", size="128x96",
-                     extra_output_args=["-bf", "3", "-g", "10", "-keyint_min", "10"])
+    return b_frame_gop_clip(tmp_path_factory.mktemp("ranges") / "source.mp4")
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from midframe.engine.job import JobControl
 from midframe.engine.manifest import load_manifest
 from midframe.errors import Aborted
 from midframe.engine.ffmpeg import run
-from tests.engine_helpers import FF, LOSSLESS, run_convert
-from tests.media import make_clip, read_frames
+from tests.engine_helpers import FF, LOSSLESS, b_frame_gop_clip, run_convert
+from tests.media import read_frames
 
 SEGMENT = ResumeConfig(segment_frames=12)
 
@@ -23,9 +23,7 @@ SEGMENT = ResumeConfig(segment_frames=12)
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
     """B-frames and keyframes every 10 frames, so resuming seeks between keyframes."""
-    folder = tmp_path_factory.mktemp("resume")
-    return make_clip(folder / "source.mp4", seconds=2.0, fps="25", size="128x96",
-                     extra_output_args=["-bf", "3", "-g", "10", "-keyint_min", "10"])
+    return b_frame_gop_clip(tmp_path_factory.mktemp("resume") / "source.mp4")
 
 
 @pytest.fixture(scope="module")
