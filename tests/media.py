@@ -105,6 +105,29 @@ def read_frames(path: Path, *, pix_fmt: str = "rgb24", frames: int | None = None
     return np.frombuffer(raw, dtype=dtype).reshape(-1, height, width, 3)
 
 
+def decode_rgb(path: Path, *, size: tuple[int, int], vf: str | None = None, frames: int | None = None) -> np.ndarray:
+    """The video frames of ``path`` through the filter ``vf`` (all, or the first ``frames``) as an
+    N x H x W x 3 rgb24 array, ``size`` being (W, H) after the filter; ffmpeg's default conversion
+    (``read_frames`` is the exact one), each frame once whatever its timestamp (a ``select`` leaves gaps)."""
+    filters = ["-vf", vf] if vf else []
+    limit = ["-frames:v", str(frames)] if frames is not None else []
+    raw = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(path), *filters, *limit, "-fps_mode", "passthrough",
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True,
+    ).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, size[1], size[0], 3)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, *, peak: float | None = None) -> float:
+    """PSNR in dB of ``a`` against ``b`` over every pixel and channel; the peak is 65535 for 16-bit
+    frames, else 255 (or ``peak``); identical frames score 99, so means and differences stay numbers."""
+    if peak is None:
+        peak = 65535.0 if a.dtype == np.uint16 else 255.0
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else float(10 * np.log10(peak**2 / mse))
+
+
 NOISE_EXTENSIONS = ("mp4", "mkv", "mov", "avi", "webm", "m4v", "mts", "m2ts", "wmv", "flv", "ts", "mpg")
 # Seeds whose noise ffprobe takes for a one-frame raw H.263 stream (found by probing 1500 seeds).
 NOISE_TAKEN_FOR_VIDEO = (200, 1297, 1427)

@@ -17,12 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from midframe.daemon.files import FINGERPRINT_CHUNK, fingerprint
 from tests.daemon_process import ROOT, DaemonProcess, sha256, wait_for
-from tests.media import ffmpeg_exe, make_clip, probe_json, read_frames
+from tests.media import ffmpeg_exe, make_clip, probe_json, psnr, read_frames
 
 pytestmark = pytest.mark.slow
 
@@ -43,11 +42,6 @@ def durations(path: Path) -> dict[str, float]:
         elif stream["codec_type"] == "audio":
             found["audio"] = float(stream.get("duration") or info["format"]["duration"])
     return found
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def job_named(daemon: DaemonProcess, name: str, *, state: str | None = None) -> list[dict]:

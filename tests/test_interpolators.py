@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -10,7 +9,7 @@ import pytest
 from midframe.config import EngineConfig
 from midframe.engine.interpolators import FramePair, Interpolator, create_interpolator
 from midframe.engine.interpolators.dis import DisInterpolator, DisOptions
-from tests.media import ffmpeg_exe
+from tests.media import decode_rgb, psnr
 
 
 def engine(name: str) -> Interpolator:
@@ -71,25 +70,11 @@ def moving_square(shift: int) -> np.ndarray:
     return frame
 
 
-def decode_scaled(path: Path, *, vf: str, frames: int, size: tuple[int, int]) -> np.ndarray:
-    raw = subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-vf", vf, "-frames:v", str(frames),
-         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        check=True, capture_output=True,
-    ).stdout
-    return np.frombuffer(raw, np.uint8).reshape(-1, size[1], size[0], 3)
-
-
-def psnr(x: np.ndarray, y: np.ndarray, peak: float = 255.0) -> float:
-    mse = np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2)
-    return 99.0 if mse == 0 else float(10 * np.log10(peak**2 / mse))
-
-
 @pytest.fixture(scope="module")
 def bbb_small(bigbuckbunny) -> np.ndarray:
     """bigbuckbunny.mp4 frames 0..31 at 320x180. (Frames 6-7 and 31-32 are duplicates in this file,
     so the drop-frame test below uses frames 8..30, where every frame is a real new picture.)"""
-    return decode_scaled(bigbuckbunny, vf="scale=320:180:flags=area", frames=31, size=(320, 180))
+    return decode_rgb(bigbuckbunny, vf="scale=320:180:flags=area", frames=31, size=(320, 180))
 
 
 def test_dis_beats_blend_on_real_footage(bbb_small):

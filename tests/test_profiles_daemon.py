@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.daemon_process import DaemonProcess
-from tests.media import ffmpeg_exe, make_clip, probe_json, read_frames
+from tests.media import ffmpeg_exe, make_clip, probe_json, psnr, read_frames
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +42,6 @@ def audio_peak_hz(path, *, rate: int = 48000) -> tuple[float, float]:
     samples = np.frombuffer(raw, dtype=np.int16).astype(np.float64)
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[np.argmax(spectrum)]), len(samples) / rate
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
 def test_each_folder_is_converted_with_its_profile(tmp_path):

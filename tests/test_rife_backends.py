@@ -7,7 +7,6 @@ temporary cache and use 320x192 crops of real footage.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +23,9 @@ from midframe.engine.interpolators.rife.openvino_net import cache_key, entry_nam
 from midframe.engine.interpolators.rife.runner import RifeInterpolator
 from midframe.engine.interpolators.rife.weights import installed_weights, load_state_dict
 from midframe.errors import ConfigError, EngineError
-from tests.media import ffmpeg_exe
+from tests.media import decode_rgb, psnr
 
 needs_openvino = pytest.mark.skipif(not importable("openvino"), reason="the openvino package is not installed")
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    peak = 65535.0 if a.dtype == np.uint16 else 255.0
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
 
 
 class Said:
@@ -55,12 +48,7 @@ class Said:
 @pytest.fixture(scope="module")
 def crops(bigbuckbunny: Path) -> list[np.ndarray]:
     """Frames 60..64 of bigbuckbunny.mp4, a 320x192 crop with motion."""
-    raw = subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-i", str(bigbuckbunny), "-vf", r"select=between(n\,60\,64),crop=320:192:480:300",
-         "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True, check=True,
-    ).stdout
-    return list(np.frombuffer(raw, np.uint8).reshape(-1, 192, 320, 3).copy())
+    return list(decode_rgb(bigbuckbunny, vf=r"select=between(n\,60\,64),crop=320:192:480:300", size=(320, 192)).copy())
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ was lent to the sessions that wrote them; ``benchmarks/gpu.py`` runs them first)
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +18,14 @@ from midframe.engine.interpolators.rife.model import IFNet, pad_multiple
 from midframe.engine.interpolators.rife.runner import RifeInterpolator
 from midframe.engine.interpolators.rife.torch_net import ELEMENTS_PER_PIXEL, TorchNetwork, cuda_batch_size
 from midframe.engine.interpolators.rife.weights import load_state_dict
-from tests.media import ffmpeg_exe
+from tests.media import decode_rgb, psnr
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a real CUDA device; torch sees none")
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
 @pytest.fixture(scope="module")
 def frames_1080(bigbuckbunny: Path) -> list[np.ndarray]:
-    raw = subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-i", str(bigbuckbunny), "-vf", r"select=between(n\,60\,62),scale=1920:1080",
-         "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True, check=True,
-    ).stdout
-    return list(np.frombuffer(raw, np.uint8).reshape(-1, 1080, 1920, 3).copy())
+    return list(decode_rgb(bigbuckbunny, vf=r"select=between(n\,60\,62),scale=1920:1080", size=(1920, 1080)).copy())
 
 
 def test_cuda_batch_size_follows_free_memory() -> None:

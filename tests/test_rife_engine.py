@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,24 +15,13 @@ from midframe.engine.interpolators.rife import create
 from midframe.engine.interpolators.rife.model import pad_multiple
 from midframe.engine.interpolators.rife.runner import CudaView, RifeInterpolator, resolve_device
 from midframe.errors import DeviceError, OutOfMemory
-from tests.media import ffmpeg_exe
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    peak = 65535.0 if a.dtype == np.uint16 else 255.0
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(peak**2 / mse))
+from tests.media import decode_rgb, psnr
 
 
 @pytest.fixture(scope="module")
 def bbb_frames(bigbuckbunny: Path) -> np.ndarray:
     """The first 64 frames of bigbuckbunny.mp4 (1280x720), RGB."""
-    raw = subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-i", str(bigbuckbunny), "-frames:v", "64", "-f", "rawvideo",
-         "-pix_fmt", "rgb24", "-"],
-        capture_output=True, check=True,
-    ).stdout
-    return np.frombuffer(raw, np.uint8).reshape(-1, 720, 1280, 3)
+    return decode_rgb(bigbuckbunny, frames=64, size=(1280, 720))
 
 
 @pytest.fixture(scope="module")

@@ -10,25 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.media import ffmpeg_exe, read_frames
+from tests.media import decode_rgb, ffmpeg_exe, psnr, read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / mse))
 
 
 @pytest.mark.slow
 def test_interpolate_with_rife_rebuilds_dropped_frames(tmp_path: Path, bigbuckbunny: Path, rife_weights: Path) -> None:  # noqa: F811
     # Nine real frames with motion, small so the CPU is quick; keep the even ones in a lossless clip.
-    raw = subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-i", str(bigbuckbunny), "-vf", r"select=between(n\,60\,68),scale=320:180",
-         "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True, check=True,
-    ).stdout
-    frames = np.frombuffer(raw, np.uint8).reshape(-1, 180, 320, 3)
+    frames = decode_rgb(bigbuckbunny, vf=r"select=between(n\,60\,68),scale=320:180", size=(320, 180))
     assert len(frames) == 9
     evens = np.ascontiguousarray(frames[0::2])
     clip = tmp_path / "even.mkv"
