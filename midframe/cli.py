@@ -2,9 +2,8 @@
 
 Control commands find the daemon through ``midframe.daemon.locate`` (the config's state dir, else the
 one the running daemon recorded), print a sentence (``--json`` for the daemon's answer), log at INFO
-unless ``--verbose``, and a closed pipe (``midframe jobs | head``) ends them quietly.
-Names and the daemon's texts are printed escaped as in log lines: a newline in a name forges no line,
-and no name (not UTF-8, or beyond what the terminal's encoding can show) stops ``print``.
+unless ``--verbose``, and a closed pipe (``midframe jobs | head``) ends them quietly. The sentences
+(names escaped as in log lines) are ``midframe.sentences``.
 """
 
 from __future__ import annotations
@@ -29,7 +28,15 @@ from midframe.config import (
     write_example_config,
 )
 from midframe.errors import ConfigError, DaemonNotRunning, MidframeError
-from midframe.log import configure_logging, escape
+from midframe.log import configure_logging
+from midframe.sentences import (
+    cancelled_sentence,
+    jobs_sentence,
+    paused_sentence,
+    resumed_sentence,
+    said,
+    status_sentence,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -136,85 +143,22 @@ def _client(args: argparse.Namespace) -> Any:
         raise DaemonNotRunning(f"{exc}; {hint}") from None
 
 
-def _format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
-def _said(text: Any) -> str:
-    """A name or a text from the daemon, as one printable line."""
-    return escape(str(text))
-
-
-def _counts(status: dict[str, Any]) -> str:
-    return f"queued {status['queued']}, done {status['done']}, failed {status['failed']}"
-
-
 def _answer(args: argparse.Namespace, answer: Any, sentence: Callable[[Any], str]) -> int:
     """The daemon's answer as JSON with ``--json``, else as a sentence."""
     print(json.dumps(answer) if args.json else sentence(answer))
     return 0
 
 
-def _status_sentence(status: dict[str, Any]) -> str:
-    line = f"{status['state']}; {_counts(status)}"
-    if status.get("paused_reason"):
-        line += f"\n  why: {_said(status['paused_reason'])}"
-    current = status.get("current")
-    if current:
-        line += (
-            f"\n  {_said(current['name'])}: {current['progress'] * 100:.1f}% "
-            f"({current['frames_done']}/{current['frames_total']} frames, {current['fps']:.2f} fps, "
-            f"ETA {_format_eta(current['eta_s'])})"
-        )
-    farm = status.get("farm")
-    if farm:
-        line += (f"\n  farm {_said(farm['scheduler'])}: {farm['workers']} workers, {farm['busy']} busy"
-                 + (f" ({_said(farm['problem'])})" if farm.get("problem") else ""))
-    return line
-
-
-def _paused_sentence(status: dict[str, Any]) -> str:
-    current = status.get("current")
-    held = f"{_said(current['name'])} holds at {current['progress'] * 100:.0f}% after its current batch; " if current else ""
-    return f"paused: {held}{_counts(status)}. `midframe resume` continues (a pause survives a restart)."
-
-
-def _resumed_sentence(status: dict[str, Any]) -> str:
-    current = status.get("current")
-    doing = f"working on {_said(current['name'])}" if current else status["state"]
-    return f"resumed: {doing}; {_counts(status)}"
-
-
-def _jobs_sentence(jobs: list[dict[str, Any]]) -> str:
-    if not jobs:
-        return "no jobs yet: videos dropped into the inbox show up here"
-    lines = []
-    for job in jobs:
-        error = f"  ({_said(job['error'])})" if job.get("error") else ""
-        profile = f"[{_said(job['profile'])}] " if job.get("profile") else ""
-        lines.append(f"{job['id']:>5}  {job['state']:<9}  {profile}{_said(job['name'])}{error}")
-    return "\n".join(lines)
-
-
-def _cancelled_sentence(job: dict[str, Any]) -> str:
-    later = " after its current batch" if job.get("state") == "running" else ""
-    return f"job {job['id']} ({_said(job['name'])}) is cancelled{later}"
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    return _answer(args, _client(args).status(), _status_sentence)
+    return _answer(args, _client(args).status(), status_sentence)
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    return _answer(args, _client(args).pause(), _paused_sentence)
+    return _answer(args, _client(args).pause(), paused_sentence)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    return _answer(args, _client(args).resume(), _resumed_sentence)
+    return _answer(args, _client(args).resume(), resumed_sentence)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -225,7 +169,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    return _answer(args, _client(args).jobs(), _jobs_sentence)
+    return _answer(args, _client(args).jobs(), jobs_sentence)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -236,11 +180,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     return _answer(args, _client(args).retry(args.id),
-                   lambda job: f"job {job['id']} ({_said(job['name'])}) is queued again")
+                   lambda job: f"job {job['id']} ({said(job['name'])}) is queued again")
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    return _answer(args, _client(args).cancel(args.id), _cancelled_sentence)
+    return _answer(args, _client(args).cancel(args.id), cancelled_sentence)
 
 
 # --- models, services, config ------------------------------------------------------------------

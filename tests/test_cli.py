@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from midframe.cli import _cancelled_sentence, _jobs_sentence, _paused_sentence, _status_sentence, build_parser, main
+from midframe.cli import build_parser, main
+from midframe.sentences import cancelled_sentence, jobs_sentence, paused_sentence, status_sentence
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,17 +24,17 @@ def test_sentences_escape_names_and_the_daemons_texts():
     current = {"name": HOSTILE, "progress": 0.5, "frames_done": 5, "frames_total": 10, "fps": 2.0, "eta_s": 3.0}
     status = {"state": "paused", "queued": 1, "done": 0, "failed": 0, "current": current,
               "paused_reason": "outbox (/srv/out\nput): the disk is full", "farm": None}
-    said = _status_sentence(status)
+    said = status_sentence(status)
     assert said.splitlines() == [
         "paused; queued 1, done 0, failed 0",
         "  why: outbox (/srv/out\\nput): the disk is full",
-        f"  {HOSTILE_SHOWN}: 50.0% (5/10 frames, 2.00 fps, ETA 0m03s)",
+        f"  {HOSTILE_SHOWN}: 50.0% (5/10 frames, 2.00 fps, ETA 3s)",
     ]
-    assert _paused_sentence(status).startswith(f"paused: {HOSTILE_SHOWN} holds at 50%")
+    assert paused_sentence(status).startswith(f"paused: {HOSTILE_SHOWN} holds at 50%")
     job = {"id": 2, "state": "failed", "name": HOSTILE, "error": f"{HOSTILE} is not a video file", "profile": None}
-    assert _jobs_sentence([job]) == f"    2  failed     {HOSTILE_SHOWN}  ({HOSTILE_SHOWN} is not a video file)"
-    assert _cancelled_sentence({**job, "state": "queued"}) == f"job 2 ({HOSTILE_SHOWN}) is cancelled"
-    for text in (said, _jobs_sentence([job])):
+    assert jobs_sentence([job]) == f"    2  failed     {HOSTILE_SHOWN}  ({HOSTILE_SHOWN} is not a video file)"
+    assert cancelled_sentence({**job, "state": "queued"}) == f"job 2 ({HOSTILE_SHOWN}) is cancelled"
+    for text in (said, jobs_sentence([job])):
         text.encode("utf-8")
 
 

@@ -119,11 +119,11 @@ def test_tray_status_line_counts_the_farm_workers():
 
 
 def test_status_sentence_names_the_farm():
-    from midframe.cli import _status_sentence
+    from midframe.sentences import status_sentence
 
     base = {"state": "working", "current": None, "queued": 1, "done": 2, "failed": 0, "paused_reason": None}
-    assert "farm" not in _status_sentence({**base, "farm": None})
+    assert "farm" not in status_sentence({**base, "farm": None})
     farm = {"scheduler": "tcp://nas:8786", "workers": 2, "busy": 1, "connected": True, "problem": None}
-    assert _status_sentence({**base, "farm": farm}).endswith("\n  farm tcp://nas:8786: 2 workers, 1 busy")
+    assert status_sentence({**base, "farm": farm}).endswith("\n  farm tcp://nas:8786: 2 workers, 1 busy")
     away = {**farm, "workers": 0, "busy": 0, "connected": False, "problem": "farm.scheduler: gone"}
-    assert _status_sentence({**base, "farm": away}).endswith("0 workers, 0 busy (farm.scheduler: gone)")
+    assert status_sentence({**base, "farm": away}).endswith("0 workers, 0 busy (farm.scheduler: gone)")
