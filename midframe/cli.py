@@ -117,7 +117,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         args.report.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     if not args.quiet:
         print(
-            f"{report.output}: {report.frames_out} frames at {report.fps_out} fps from {report.frames_in} "
+            f"{said(report.output)}: {report.frames_out} frames at {report.fps_out} fps from {report.frames_in} "
             f"({report.engine} on {report.device}, {report.wall_s:.1f} s)"
         )
     return 0
@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.close(devnull)
         return 141 if os.name != "nt" else 1  # 128 + SIGPIPE, what a shell reports for a killed writer
     except MidframeError as exc:
-        print(f"midframe: error: {exc}", file=sys.stderr)
+        print(f"midframe: error: {said(exc)}", file=sys.stderr)  # one line, whatever a path in it holds
         return exc.exit_code
     except KeyboardInterrupt:
         print("midframe: interrupted", file=sys.stderr)

@@ -70,6 +70,13 @@ def test_config_error_is_one_line_and_exit_2(tmp_path, capsys):
     assert err.startswith("midframe: error: ") and "engine.factor = 40" in err
 
 
+def test_an_error_naming_a_file_with_a_newline_is_still_one_line(tmp_path, capsys):
+    missing = tmp_path / "two\nlines.mp4"
+    assert main(["interpolate", str(missing), "-o", str(tmp_path / "out.mp4"), "--engine", "blend"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("midframe: error: ") and "two\\nlines.mp4: does not exist" in err, err
+
+
 def test_config_init_writes_the_example(tmp_path, capsys):
     target = tmp_path / "conf" / "config.yaml"
     assert main(["config", "init", "--config", str(target)]) == 0
