@@ -2,8 +2,9 @@
 
 Each cell is measured in a fresh child process (so that its peak memory is its own): it decodes the
 first ``--frames`` frames of bigbuckbunny.mp4 scaled to the resolution, loads the engine, interpolates
-every consecutive pair at t=0.5 (one warm-up pair first, not timed) and reports seconds per new frame
-and peak RSS. The ``reference`` cell is ``benchmarks/rife_reference.ReferenceRife``: IFNet v4.25 written
+every consecutive pair at t=0.5 in batches of the engine's own batch size, as the pipeline calls it
+(OpenVINO: one pair per stream; one warm-up batch first, not timed; whole batches only), and reports
+seconds per new frame and peak RSS. The ``reference`` cell is ``benchmarks/rife_reference.ReferenceRife``: IFNet v4.25 written
 as plain functions of the same weights, eager PyTorch float32, default allocator, encoder run for both
 frames of each pair, as someone else's script would run it. Cells run interleaved (every cell once per
 round, ``--rounds`` rounds) and medians are reported, so a busy machine hurts all columns alike.
@@ -147,16 +148,17 @@ def measure(engine: str, resolution: str, args: argparse.Namespace) -> dict:
     interpolator.load()
     pairs = [FramePair(i, frames[i], frames[i + 1], 0.5) for i in range(len(frames) - 1)]
     cuda = str(interpolator.device).startswith("cuda")
+    batch = max(1, min(int(getattr(interpolator, "batch_size", 1) or 1), len(pairs) // 2))
     try:
-        interpolator.interpolate(pairs[:1])  # warm-up; for OpenVINO also the conversion, if not cached
+        interpolator.interpolate(pairs[:batch])  # warm-up; for OpenVINO also the conversion, if not cached
         load_s = time.perf_counter() - started
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        timed = pairs[1:]
+        timed = pairs[batch : batch + (len(pairs) - batch) // batch * batch]
         started = time.perf_counter()
-        for pair in timed:
-            interpolator.interpolate([pair])
+        for start in range(0, len(timed), batch):
+            interpolator.interpolate(timed[start : start + batch])
         if cuda:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
@@ -167,7 +169,7 @@ def measure(engine: str, resolution: str, args: argparse.Namespace) -> dict:
         "engine": engine, "resolution": resolution, "device": str(interpolator.device),
         "backend": getattr(interpolator, "backend", "-"), "frames": len(timed), "s_per_frame": seconds / len(timed),
         "load_s": load_s, "peak_rss_mib": peak_rss_mib(), "cuda_peak_mib": cuda_peak,
-        "threads": int(getattr(interpolator, "threads", 0) or 0),
+        "threads": int(getattr(interpolator, "threads", 0) or 0), "batch": batch,
     }
 
 
@@ -233,6 +235,7 @@ def whole_process(clip: Path, folder: Path, args: argparse.Namespace, tag: str) 
     return {"process_s": process_s, "wall_s": data["wall_s"], "model_s": data["model_s"], "new_frames": made,
             "frames_out": data["frames_out"], "s_per_new_frame": process_s / made,
             "backend": data.get("extra", {}).get("backend"), "threads": data.get("extra", {}).get("threads"),
+            "batch": data.get("extra", {}).get("batch_size"),
             "decode_wait_s": data.get("extra", {}).get("decode_wait_s"),
             "encode_wait_s": data.get("extra", {}).get("encode_wait_s")}
 
@@ -263,7 +266,8 @@ def cell_table(cells: dict[tuple[str, str], list[dict]], peak: float) -> str:
             blocks, encoder = conv_gflop(*reversed(RESOLUTIONS[resolution]))
             work = blocks + encoder * (2 if engine == "reference" else 1)
             fraction = f"{work / seconds / peak:.0%}"
-        lines.append(f"| {engine} | {good[0]['backend']} | {resolution} | {seconds:.3f} | {ratio} | {fraction} "
+        backend = good[0]["backend"] + (f", batch {good[0]['batch']}" if good[0].get("batch", 1) > 1 else "")
+        lines.append(f"| {engine} | {backend} | {resolution} | {seconds:.3f} | {ratio} | {fraction} "
                      f"| {median(good, 'peak_rss_mib'):.0f} |")
     return "\n".join(lines)
 
@@ -272,7 +276,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"of {', '.join(ENGINES)}")
     parser.add_argument("--resolutions", default="360p,720p,1080p")
-    parser.add_argument("--frames", type=int, default=5, help="source frames per cell (timed pairs = frames - 2)")
+    parser.add_argument("--frames", type=int, default=7,
+                        help="source frames per cell (timed pairs: frames - 1 - one batch, whole batches)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; medians are reported")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--whole-frames", type=int, default=100, help="720p frames for the whole-process run; 0: skip")
@@ -282,7 +287,7 @@ def main() -> int:
     parser.add_argument("--child", nargs=2, metavar=("ENGINE", "RESOLUTION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.frames < 3:
-        parser.error("--frames must be at least 3 (one warm-up pair, then timed pairs)")
+        parser.error("--frames must be at least 3 (a warm-up batch, then timed pairs)")
     if args.child:
         print(json.dumps(measure(*args.child, args)))
         return 0
@@ -317,7 +322,8 @@ def main() -> int:
                 print(f"  round {round_no + 1}: whole process done", file=sys.stderr, flush=True)
     load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(cell_table(cells, peak))
-    print(f"\nmedians of {args.rounds} interleaved rounds, {args.frames - 2} timed pairs per cell after a warm-up pair; "
+    print(f"\nmedians of {args.rounds} interleaved rounds, {args.frames - 2} to {args.frames - 3} timed pairs per cell "
+          "after a warm-up batch (batches: the engine's own size); "
           f"{cores} cores; fp32 peak {peak:.0f} GFLOP/s "
           f"({'given' if args.peak_gflops else f'measured: one thread sgemm x {cores}'}); "
           f"load average before {load_before and f'{load_before[0]:.2f}'}, after {load_after and f'{load_after[0]:.2f}'}")
@@ -330,7 +336,7 @@ def main() -> int:
         ratio = median([{"r": row["wall_s"] / row["model_s"]} for row in good], "r")
         print(
             f"\nwhole process, `midframe interpolate --engine rife --device cpu` at 720p ({good[0]['new_frames']} new "
-            f"frames, backend {good[0]['backend']}, threads {good[0]['threads']}): {per_frame:.3f} s per new frame = "
+            f"frames, backend {good[0]['backend']}, batch {good[0].get('batch')}, threads {good[0]['threads']}): {per_frame:.3f} s per new frame = "
             f"{per_frame / reference:.2f} x the reference's {reference:.3f} s (target <= 0.45); "
             f"wall_s / model_s = {ratio:.3f} (target <= 1.10)"
         )

@@ -114,7 +114,7 @@ def test_an_unreadable_source_is_input():
 
 
 def test_a_missing_device_is_a_setting(monkeypatch):
-    from midframe.engine.interpolators.rife.runner import CudaView, resolve_device
+    from midframe.engine.interpolators.rife.devices import CudaView, resolve_device
 
     # The real check, told what a machine without CUDA sees (this one may or may not have a GPU).
     with pytest.raises(DeviceError) as caught:

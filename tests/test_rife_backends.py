@@ -7,6 +7,9 @@ temporary cache and use 320x192 crops of real footage.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,8 @@ from midframe.config import EngineConfig
 from midframe.engine.interpolators.base import FramePair
 from midframe.engine.interpolators.rife.backends import choose_backend, importable
 from midframe.engine.interpolators.rife.model import IFNet
-from midframe.engine.interpolators.rife.openvino_net import cache_key, entry_name, import_openvino
+from midframe.engine.interpolators.rife import openvino_net
+from midframe.engine.interpolators.rife.openvino_net import cache_key, entry_name, import_openvino, run_requests
 from midframe.engine.interpolators.rife.runner import RifeInterpolator
 from midframe.engine.interpolators.rife.weights import installed_weights, load_state_dict
 from midframe.errors import ConfigError, EngineError
@@ -63,8 +67,10 @@ def torch_rife(rife_weights: Path):
 def openvino_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if importable("openvino"):
         # OpenVINO's converter starts tqdm's monitor thread once per process: here, not inside a test.
-        tiny = torch.export.export(torch.nn.Conv2d(3, 3, 3), (torch.zeros(1, 3, 8, 8),))
-        import_openvino().convert_model(tiny)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations
+            tiny = torch.export.export(torch.nn.Conv2d(3, 3, 3), (torch.zeros(1, 3, 8, 8),))
+            import_openvino().convert_model(tiny)
     return tmp_path_factory.mktemp("rife-openvino")
 
 
@@ -94,10 +100,13 @@ def test_an_explicit_backend_that_cannot_run_is_an_error_naming_the_key() -> Non
         choose_backend("openvino", device_type="cuda", openvino_installed=True)
 
 
-def test_batch_size_auto_is_one_on_the_cpu(rife_weights: Path) -> None:
+def test_batch_size_auto_is_one_for_torch_on_the_cpu_and_one_per_openvino_stream(rife_weights: Path) -> None:
     engine = RifeInterpolator(EngineConfig(device="cpu"), rife_weights, openvino_installed=False)
     assert engine.batch_size == 1 and engine.backend == "torch" and engine.threads >= 1
     assert RifeInterpolator(EngineConfig(device="cpu", batch_size=3), rife_weights).batch_size == 3
+    for threads, batch in ((1, 1), (2, 2), (8, 2)):
+        openvino = RifeInterpolator(EngineConfig(device="cpu"), rife_weights, openvino_installed=True, threads=threads)
+        assert (openvino.backend, openvino.batch_size) == ("openvino", batch)
 
 
 # --- the rearranged forward pass -----------------------------------------------------------------
@@ -208,3 +217,90 @@ def test_openvino_that_cannot_store_its_graphs_falls_back_to_torch_unless_named(
             named.interpolate([FramePair(0, crops[0], crops[2], 0.5)])
     finally:
         named.close()
+
+
+@needs_openvino
+def test_two_streams_give_a_batch_exactly_what_pair_by_pair_gives(openvino_rife, crops) -> None:
+    assert openvino_rife.batch_size == min(2, openvino_rife.threads)
+    pairs = [FramePair(0, crops[0], crops[1], 0.5), FramePair(1, crops[1], crops[2], 0.5),
+             FramePair(2, crops[2], crops[3], 0.5)]
+    together = openvino_rife.interpolate(pairs)
+    alone = [openvino_rife.interpolate([pair])[0] for pair in pairs]
+    for one, other in zip(together, alone, strict=True):
+        assert one.flags.c_contiguous and np.array_equal(one, other)
+    assert psnr(together[0], together[1]) < 40  # each pair got its own answer, not a shared buffer
+
+
+@needs_openvino
+def test_frames_above_the_streams_limit_run_on_one_stream(rife_weights: Path, openvino_rife, openvino_cache: Path,
+                                                          crops, monkeypatch: pytest.MonkeyPatch) -> None:
+    pair = FramePair(0, crops[0], crops[2], 0.5)
+    wanted = openvino_rife.interpolate([pair])[0]
+    monkeypatch.setattr(openvino_net, "STREAMS_UP_TO_PIXELS", 320 * 192 - 1)
+    engine = RifeInterpolator(EngineConfig(device="cpu"), rife_weights, cache_dir=openvino_cache, threads=2)
+    engine.load()
+    try:
+        out = engine.interpolate([pair, pair])
+        graphs = next(iter(engine._network._graphs.values()))
+    finally:
+        engine.close()
+    assert len(graphs.forward) == len(graphs.prepare) == 1
+    assert np.array_equal(out[0], wanted) and np.array_equal(out[1], wanted)
+
+
+class _Request:
+    """A stand-in for an OpenVINO InferRequest, to see the order of calls (the real ones run above)."""
+
+    def __init__(self, log: list[str], name: str, fail: bool = False) -> None:
+        self.log, self.name, self.fail, self.value = log, name, fail, None
+
+    def start_async(self, inputs: list[np.ndarray], share_inputs: bool) -> None:
+        self.log.append(f"start {self.name}")
+        self.value = inputs[0] * 2
+
+    def wait(self) -> None:
+        self.log.append(f"wait {self.name}")
+        if self.fail:
+            raise RuntimeError(f"{self.name} failed")
+
+    def get_output_tensor(self, index: int):
+        return type("Tensor", (), {"data": self.value})()
+
+
+def test_requests_run_side_by_side_in_order_and_a_failure_still_waits_for_the_others() -> None:
+    log: list[str] = []
+    out = run_requests([_Request(log, "a"), _Request(log, "b")], [[np.full(2, i)] for i in range(3)])
+    assert [o.tolist() for o in out] == [[0, 0], [2, 2], [4, 4]]
+    assert log == ["start a", "start b", "wait a", "wait b", "start a", "wait a"]
+    log.clear()
+    with pytest.raises(RuntimeError, match="a failed"):
+        run_requests([_Request(log, "a", fail=True), _Request(log, "b")], [[np.zeros(1)], [np.zeros(1)]])
+    assert log == ["start a", "start b", "wait a", "wait b"]
+
+
+@needs_openvino
+def test_a_run_on_cached_graphs_never_imports_torch(tmp_path: Path, rife_weights: Path, openvino_rife,
+                                                    openvino_cache: Path, crops) -> None:
+    pair = FramePair(0, crops[0], crops[2], 0.5)
+    wanted = openvino_rife.interpolate([pair])[0]  # converted and cached by now
+    np.save(tmp_path / "a.npy", crops[0])
+    np.save(tmp_path / "b.npy", crops[2])
+    script = f"""
+import sys
+import numpy as np
+from pathlib import Path
+from midframe.config import EngineConfig
+from midframe.engine.interpolators import FramePair, create_interpolator
+engine = create_interpolator(EngineConfig(device="cpu"), models_dir=Path({str(rife_weights)!r}))
+engine._cache_dir = Path({str(openvino_cache)!r})
+engine.load()
+a, b = np.load({str(tmp_path / "a.npy")!r}), np.load({str(tmp_path / "b.npy")!r})
+np.save({str(tmp_path / "out.npy")!r}, engine.interpolate([FramePair(0, a, b, 0.5)])[0])
+engine.close()
+print("torch imported" if "torch" in sys.modules else "no torch", engine.backend)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["no", "torch", "openvino"], done.stderr
+    assert "compiling RIFE" not in done.stderr
+    assert np.array_equal(np.load(tmp_path / "out.npy"), wanted)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,9 @@ from loguru import logger
 from midframe.config import EngineConfig
 from midframe.engine.interpolators.base import FramePair, Interpolator
 from midframe.engine.interpolators.rife import create
+from midframe.engine.interpolators.rife.devices import CudaView, Device, resolve_device, torch_version
 from midframe.engine.interpolators.rife.model import pad_multiple
-from midframe.engine.interpolators.rife.runner import CudaView, RifeInterpolator, resolve_device
+from midframe.engine.interpolators.rife.runner import RifeInterpolator
 from midframe.errors import DeviceError, OutOfMemory
 from tests.media import decode_rgb, psnr
 
@@ -116,12 +119,23 @@ def test_auto_device_without_cuda_warns_and_uses_the_cpu() -> None:
         device = resolve_device("auto", CudaView(available=False, count=0, build=None))
     finally:
         logger.remove(sink)
-    assert device == torch.device("cpu")
+    assert device == Device("cpu")
     assert len(warnings) == 1 and "CPU" in warnings[0]
 
 
+@pytest.mark.skipif(not torch_version().endswith("+cpu"), reason="this torch is not a CPU-only build")
+def test_a_cpu_only_torch_is_known_without_importing_it() -> None:
+    script = ("import sys\nfrom midframe.engine.interpolators.rife.devices import CudaView, resolve_device\n"
+              "view = CudaView.current()\nprint(view.available, view.build, resolve_device('auto', view), "
+              "resolve_device('cpu'), 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "None", "cpu", "cpu", "False"]
+    assert "CPU-only build" in done.stderr  # the warning auto gives, naming what torch is
+
+
 def test_auto_device_picks_cuda_when_torch_sees_it() -> None:
-    assert resolve_device("auto", CudaView(available=True, count=2, build="12.4")) == torch.device("cuda", 0)
+    assert resolve_device("auto", CudaView(available=True, count=2, build="12.4")) == Device("cuda", 0)
 
 
 def test_missing_cuda_device_is_an_error_naming_what_torch_sees() -> None:
@@ -129,7 +143,7 @@ def test_missing_cuda_device_is_an_error_naming_what_torch_sees() -> None:
         resolve_device("cuda", CudaView(available=False, count=0, build=None))
     with pytest.raises(DeviceError, match="device cuda:2: not available; torch sees 2 CUDA devices: cuda:0, cuda:1"):
         resolve_device("cuda:2", CudaView(available=True, count=2, build="12.4"))
-    assert resolve_device("cuda:1", CudaView(available=True, count=2, build="12.4")) == torch.device("cuda", 1)
+    assert resolve_device("cuda:1", CudaView(available=True, count=2, build="12.4")) == Device("cuda", 1)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

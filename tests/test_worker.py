@@ -225,7 +225,7 @@ def test_a_transient_error_then_success(h):
 
 
 def test_a_setting_pauses_keeps_the_job_and_resumes_once_fixed(h):
-    from midframe.engine.interpolators.rife.runner import CudaView, resolve_device
+    from midframe.engine.interpolators.rife.devices import CudaView, resolve_device
 
     with pytest.raises(DeviceError) as caught:    # the real device check, told there is no CUDA here
         resolve_device("cuda", CudaView(available=False, count=0, build=None))

@@ -65,7 +65,8 @@ class EngineConfig(_Section):
     device: str = "auto"
     # How RIFE runs: auto (OpenVINO on the CPU when installed, else torch; torch on CUDA), torch, openvino.
     backend: Literal["auto", "torch", "openvino"] = "auto"
-    # Frame pairs per model call; auto: 1 on the CPU, sized by free memory on CUDA.
+    # Frame pairs per model call; auto: one per OpenVINO stream, 1 with torch on the CPU, sized by
+    # free memory on CUDA.
     batch_size: Literal["auto"] | int = "auto"
     fp16: Literal["auto"] | bool = "auto"
     model_scale: float = Field(1.0, ge=0.25, le=2.0)

@@ -28,12 +28,13 @@ no counterpart here and are dropped when the weights are converted.
 
 from __future__ import annotations
 
-import math
-from fractions import Fraction
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from midframe.engine.interpolators.rife.geometry import pad_multiple
+
+__all__ = ["BLOCK_SCALES", "BLOCK_WIDTHS", "BackWarp", "IFNet", "pad_multiple"]
 
 # Channel widths of the five refinement blocks, coarsest first.
 BLOCK_WIDTHS = (192, 128, 96, 64, 32)
@@ -316,13 +317,3 @@ class IFNet(nn.Module):
         if flow is not None and extra is not None:
             parts += [_resize(extra, small), _resize(flow, small) * (1.0 / scale)]
         return _resize(block(torch.cat(parts, 1)), full)
-
-
-def pad_multiple(model_scale: float) -> int:
-    """What H and W must be multiples of: every block's shrunk input must divide by 4 exactly.
-
-    64 at ``model_scale`` 1 (the coarsest block works at 1/64), 128 at 0.5, 256 at 0.25.
-    """
-    ratio = Fraction(model_scale).limit_denominator(64)
-    need = 64 * ratio.denominator // math.gcd(ratio.numerator, 64 * ratio.denominator)
-    return need * 64 // math.gcd(need, 64)

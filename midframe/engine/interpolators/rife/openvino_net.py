@@ -5,7 +5,9 @@ seven channels (image and encoder features, padded); ``forward`` takes two prepa
 time ``t`` (an input, so 3x and 4x are direct) and returns the finished HxWx3 frame in the source's
 dtype. Everything between (scaling to 0..1, padding, clamping, rounding, layout) is inside the graphs,
 so no torch operation runs per frame. The graphs are exported from the same ``IFNet`` the torch backend
-runs (``torch.export`` then ``openvino.convert_model``), in float32: the two agree to about 1e-5.
+runs (``torch.export`` then ``openvino.convert_model``, in ``openvino_export``), in float32: the two
+agree to about 1e-5. Only that conversion needs torch: a run whose graphs are cached never imports it
+(about a second less start-up) and never loads the weights.
 
 Converting takes 10-50 s, so the converted graphs are kept in ``cache_dir``, one folder per key (weights
 hash, OpenVINO, torch and midframe model code versions, frame size, dtype, model_scale), written into a
@@ -14,7 +16,6 @@ temporary folder and renamed into place, so a killed conversion never leaves a h
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -22,24 +23,26 @@ import shutil
 import sys
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from loguru import logger
-from torch import nn
 
-from midframe.engine.interpolators.rife import model as model_module
-from midframe.engine.interpolators.rife.model import BackWarp, IFNet
+from midframe.engine.interpolators.rife.devices import torch_version
 from midframe.errors import EngineError
 
-_TOP = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+if TYPE_CHECKING:
+    from midframe.engine.interpolators.rife.model import IFNet
+
 _TIMES_FILE = "compile-times.json"
+# Frames up to this many (padded) pixels run on several streams at once (``streams``): at 720p on two
+# cores two one-thread inferences side by side make 4-12% more frames than one two-thread inference,
+# whose threads wait for each other at every step, for about 0.4 GiB more memory. Larger frames keep
+# one stream, so 4K needs no more memory than one inference does.
+STREAMS_UP_TO_PIXELS = 1920 * 1088
 _GUESS_S = 30.0  # said before the first conversion on a machine; later ones use the last one measured
 
 
@@ -62,30 +65,11 @@ class OpenVinoFailure(EngineError):
     """OpenVINO could not convert or compile the network (the caller may fall back to torch)."""
 
 
-class _PrepareGraph(nn.Module):
-    def __init__(self, model: IFNet, *, pad: tuple[int, int], top: float) -> None:
-        super().__init__()
-        self.model, self.pad, self.unit = model, pad, 1.0 / top
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:  # 1 x 3 x h x w, 0..top
-        return self.model.prepare(F.pad(image * self.unit, (0, self.pad[1], 0, self.pad[0])))
-
-
-class _ForwardGraph(nn.Module):
-    def __init__(self, model: IFNet, *, size: tuple[int, int], top: float, model_scale: float) -> None:
-        super().__init__()
-        self.model, self.size, self.top, self.model_scale = model, size, top, model_scale
-
-    def forward(self, frame0: torch.Tensor, frame1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = self.model(frame0, frame1, t, model_scale=self.model_scale)[:, :, : self.size[0], : self.size[1]]
-        return torch.round(out.clamp(0.0, 1.0) * self.top)
-
-
 def code_version() -> str:
     """Changes whenever the network's code or this conversion changes, so stale graphs are not reused."""
     digest = hashlib.sha256()
-    for module in (model_module.__file__, __file__):
-        digest.update(Path(module).read_bytes())
+    for module in ("model.py", "geometry.py", "openvino_export.py", Path(__file__).name):
+        digest.update(Path(__file__).with_name(module).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -94,7 +78,7 @@ def cache_key(*, weights_sha256: str, openvino_version: str, size: tuple[int, in
     return {
         "weights_sha256": weights_sha256,
         "openvino": openvino_version,
-        "torch": torch.__version__,
+        "torch": torch_version(),
         "code": code_version(),
         "height": size[0],
         "width": size[1],
@@ -129,9 +113,34 @@ def store_atomically(entry: Path, write: Callable[[Path], None]) -> None:
 
 @dataclass
 class _Graphs:
-    prepare: Any  # openvino InferRequest
-    forward: Any
+    prepare: list[Any]  # openvino InferRequests, one per stream
+    forward: list[Any]
     pad: tuple[int, int]
+
+
+def run_requests(requests: Sequence[Any], inputs: Sequence[list[np.ndarray]]) -> list[np.ndarray]:
+    """Each input set through a request, as many at once as there are requests; each first output, copied.
+
+    Every started request is waited for, even when one fails, so none is left running.
+    """
+    out: list[np.ndarray] = []
+    for start in range(0, len(inputs), len(requests)):
+        started = []
+        try:
+            for request, item in zip(requests, inputs[start : start + len(requests)]):
+                request.start_async(item, share_inputs=True)
+                started.append(request)
+        finally:
+            failures = []
+            for request in started:
+                try:
+                    request.wait()
+                except RuntimeError as exc:
+                    failures.append(exc)
+        if failures:
+            raise failures[0]
+        out.extend(request.get_output_tensor(0).data.copy() for request in started)
+    return out
 
 
 class OpenVinoNetwork:
@@ -139,18 +148,16 @@ class OpenVinoNetwork:
 
     name = "openvino"
 
-    def __init__(self, model: IFNet, *, weights_sha256: str, cache_dir: Path, threads: int, model_scale: float,
-                 pad_multiple: int, say: Callable[[str], None] = logger.info) -> None:
+    def __init__(self, model: Callable[[], IFNet], *, weights_sha256: str, cache_dir: Path, threads: int,
+                 model_scale: float, pad_multiple: int, streams: int = 1,
+                 say: Callable[[str], None] = logger.info) -> None:
         self._ov = import_openvino()
         self._core = self._ov.Core()
-        self._model = model
+        self._model = model  # loads the weights; called only to convert a size not cached yet
         self._weights = weights_sha256
         self._cache_dir = Path(cache_dir)
-        # Unpinned: the decoder, the scene thumbnails and the encoder share these cores, and a pinned
-        # inference thread whose core they hold stalls the whole parallel step (measured at 720p: whole
-        # process about 4% faster by the median of four runs, and steadier).
-        self._config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
-                        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
+        self._threads = threads
+        self._streams = max(1, min(streams, threads))
         self._model_scale = model_scale
         self._multiple = pad_multiple
         self._say = say
@@ -158,18 +165,22 @@ class OpenVinoNetwork:
 
     # --- the Network interface (see runner) ---
 
+    @property
+    def streams(self) -> int:
+        """Inferences run at once for frames up to ``STREAMS_UP_TO_PIXELS``; a batch of this many pairs
+        keeps them all busy."""
+        return self._streams
+
     def prepare(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         graphs = self._for(frames[0])
-        return [graphs.prepare.infer([frame[None]], share_inputs=True)[0] for frame in frames]
+        return run_requests(graphs.prepare, [[frame[None]] for frame in frames])
 
     def interpolate(self, first: Sequence[np.ndarray], second: Sequence[np.ndarray], times: Sequence[float],
                     like: np.ndarray) -> list[np.ndarray]:
         graphs = self._for(like)
-        out = []
-        for a, b, t in zip(first, second, times, strict=True):
-            step = np.full((1, 1, 1, 1), t, dtype=np.float32)
-            out.append(graphs.forward.infer([a, b, step], share_inputs=True)[0][0])
-        return out
+        steps = [np.full((1, 1, 1, 1), t, dtype=np.float32) for t in times]
+        inputs = [[a, b, step] for a, b, step in zip(first, second, steps, strict=True)]
+        return [frame[0] for frame in run_requests(graphs.forward, inputs)]
 
     def close(self) -> None:
         self._graphs.clear()
@@ -190,33 +201,43 @@ class OpenVinoNetwork:
                         dtype=dtype, model_scale=self._model_scale)
         entry = self._cache_dir / entry_name(key)
         pad = (-size[0] % self._multiple, -size[1] % self._multiple)
+        pixels = (size[0] + pad[0]) * (size[1] + pad[1])
+        streams = self._streams if pixels <= STREAMS_UP_TO_PIXELS else 1
         if not (entry / "key.json").is_file():
             self._convert(entry, key, size, dtype, pad)
         try:
-            prepare, forward = self._compile(entry)
+            prepare, forward = self._compile(entry, streams)
         except RuntimeError as exc:  # a damaged entry: drop it and convert once more
             logger.warning("cached OpenVINO graphs in {} are unreadable ({}); converting again", entry, exc)
             shutil.rmtree(entry, ignore_errors=True)
             self._convert(entry, key, size, dtype, pad)
             try:
-                prepare, forward = self._compile(entry)
+                prepare, forward = self._compile(entry, streams)
             except RuntimeError as again:
                 raise OpenVinoFailure(f"OpenVINO could not compile RIFE for {size[1]}x{size[0]}: {again}") from again
-        return _Graphs(prepare.create_infer_request(), forward.create_infer_request(), pad)
+        return _Graphs([prepare.create_infer_request() for _ in range(streams)],
+                       [forward.create_infer_request() for _ in range(streams)], pad)
 
-    def _compile(self, entry: Path) -> tuple[Any, Any]:
+    def _compile(self, entry: Path, streams: int) -> tuple[Any, Any]:
+        # Unpinned: the decoder, the scene thumbnails and the encoder share these cores, and a pinned
+        # inference thread whose core they hold stalls its whole parallel step (measured at 720p with one
+        # stream: whole process about 4% faster by the median of four runs, and steadier).
+        config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": self._threads,
+                  "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT", "NUM_STREAMS": streams,
+                  "ENABLE_CPU_PINNING": False}
         return tuple(  # type: ignore[return-value]
-            self._core.compile_model(self._core.read_model(str(entry / f"{name}.xml")), "CPU", self._config)
+            self._core.compile_model(self._core.read_model(str(entry / f"{name}.xml")), "CPU", config)
             for name in ("prepare", "forward")
         )
 
     def _convert(self, entry: Path, key: dict[str, Any], size: tuple[int, int], dtype: np.dtype,
                  pad: tuple[int, int]) -> None:
         height, width = size
+        model = self._model()  # a WeightsError (missing, corrupt) comes before the promise below
         self._say(f"compiling RIFE for {width}x{height} with OpenVINO (once per size, ~{self._guess_s():.0f} s)")
         started = time.monotonic()
         try:
-            store_atomically(entry, lambda folder: self._write(folder, key, size, dtype, pad))
+            store_atomically(entry, lambda folder: self._write(folder, model, key, size, dtype, pad))
         except OSError as exc:
             raise OpenVinoFailure(f"cannot write the OpenVINO cache in {self._cache_dir}: {exc.strerror or exc}") from exc
         except (RuntimeError, TypeError, ValueError, AssertionError) as exc:  # torch.export / convert failures
@@ -226,39 +247,12 @@ class OpenVinoNetwork:
         self._record_s(seconds)
         self._say(f"RIFE for {width}x{height} compiled with OpenVINO in {seconds:.0f} s (cached in {entry.parent})")
 
-    def _write(self, folder: Path, key: dict[str, Any], size: tuple[int, int], dtype: np.dtype,
+    def _write(self, folder: Path, model: IFNet, key: dict[str, Any], size: tuple[int, int], dtype: np.dtype,
                pad: tuple[int, int]) -> None:
-        ov = self._ov
-        from openvino.preprocess import PrePostProcessor
+        from midframe.engine.interpolators.rife.openvino_export import write_graphs
 
-        top = _TOP[np.dtype(dtype)]
-        element = ov.Type.u8 if np.dtype(dtype) == np.uint8 else ov.Type.u16
-        padded = (size[0] + pad[0], size[1] + pad[1])
-        image = torch.zeros(1, 3, *size)
-        frames = (torch.zeros(1, 7, *padded), torch.ones(1, 7, *padded), torch.full((1, 1, 1, 1), 0.5))
-        # Tracing fills the warp's grid cache with placeholder tensors: trace a copy with its own cache.
-        traced = copy.deepcopy(self._model)
-        traced.warp = BackWarp()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations, not ours
-            prepare = ov.convert_model(torch.export.export(_PrepareGraph(traced, pad=pad, top=top), (image,)))
-            forward = ov.convert_model(torch.export.export(
-                _ForwardGraph(traced, size=size, top=top, model_scale=self._model_scale), frames))
-        prepare.reshape({prepare.inputs[0]: ov.PartialShape(list(image.shape))})
-        forward.reshape({port: ov.PartialShape(list(x.shape)) for port, x in zip(forward.inputs, frames, strict=True)})
-        steps = PrePostProcessor(prepare)  # the decoded frame as it comes: 1 x h x w x 3 integers
-        steps.input().tensor().set_element_type(element).set_layout(ov.Layout("NHWC"))
-        steps.input().model().set_layout(ov.Layout("NCHW"))
-        steps.input().preprocess().convert_element_type(ov.Type.f32)
-        prepare = steps.build()
-        steps = PrePostProcessor(forward)  # and back: rounded values to the frame's dtype, channels last
-        steps.output().model().set_layout(ov.Layout("NCHW"))
-        steps.output().tensor().set_element_type(element).set_layout(ov.Layout("NHWC"))
-        forward = steps.build()
-        # Weights stay float32: save_model's default fp16 compression costs ~50 dB of agreement with torch.
-        ov.save_model(prepare, str(folder / "prepare.xml"), compress_to_fp16=False)
-        ov.save_model(forward, str(folder / "forward.xml"), compress_to_fp16=False)
-        (folder / "key.json").write_text(json.dumps(key, indent=2) + "\n", encoding="utf-8")
+        write_graphs(self._ov, model, folder, key=key, size=size, dtype=dtype, pad=pad,
+                     model_scale=self._model_scale)
 
     def _guess_s(self) -> float:
         try:

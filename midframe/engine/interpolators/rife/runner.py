@@ -3,96 +3,44 @@
 The interpolator owns what every runtime shares: device and backend choice, batching, the cache of
 prepared frames (each source frame's encoder features are computed once and reused by the pairs on
 both sides of it), out-of-memory handling. A ``Network`` (``torch_net``, ``openvino_net``) runs IFNet.
+torch and the weights load when a network needs them: OpenVINO with cached graphs needs neither.
 """
 
 from __future__ import annotations
 
-import os
+import sys
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 from loguru import logger
 
 from midframe.config import EngineConfig
 from midframe.engine.interpolators.base import FramePair
 from midframe.engine.interpolators.rife import allocator
 from midframe.engine.interpolators.rife.backends import choose_backend, importable
-from midframe.engine.interpolators.rife.model import IFNet, pad_multiple
+from midframe.engine.interpolators.rife.devices import CudaView, cpu_threads, resolve_device
+from midframe.engine.interpolators.rife.geometry import pad_multiple
 from midframe.engine.interpolators.rife.openvino_net import OpenVinoFailure, OpenVinoNetwork
-from midframe.engine.interpolators.rife.torch_net import TorchNetwork, cuda_batch_size
-from midframe.engine.interpolators.rife.weights import installed_weights, load_state_dict
-from midframe.errors import DeviceError, EngineError, OutOfMemory
+from midframe.engine.interpolators.rife.weights import installed_weights
+from midframe.errors import EngineError, OutOfMemory
+
+if TYPE_CHECKING:
+    from midframe.engine.interpolators.rife.model import IFNet
+    from midframe.engine.interpolators.rife.torch_net import TorchNetwork
 
 _MAX_VALUE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 Fingerprint = tuple[tuple[int, ...], str, bytes]
 
 
-@dataclass(frozen=True)
-class CudaView:
-    """What torch sees of CUDA; a parameter so tests can pretend."""
-
-    available: bool
-    count: int
-    build: str | None  # torch.version.cuda; None for a CPU-only torch
-
-    @classmethod
-    def current(cls) -> CudaView:
-        available = torch.cuda.is_available()
-        return cls(available, torch.cuda.device_count() if available else 0, torch.version.cuda)
-
-    def describe(self) -> str:
-        if self.build is None:
-            return f"torch {torch.__version__} is a CPU-only build and sees no CUDA device"
-        if not self.available or self.count == 0:
-            return f"torch {torch.__version__} (CUDA {self.build}) sees no CUDA device"
-        names = ", ".join(f"cuda:{i}" for i in range(self.count))
-        return f"torch sees {self.count} CUDA device{'s' if self.count > 1 else ''}: {names}"
-
-
-def resolve_device(requested: str, cuda: CudaView | None = None) -> torch.device:
-    """``auto`` -> CUDA when torch sees it, else the CPU with a warning; a missing device is an error."""
-    cuda = cuda or CudaView.current()
-    if requested == "auto":
-        if cuda.available and cuda.count > 0:
-            return torch.device("cuda", 0)
-        logger.warning("RIFE runs on the CPU ({}); expect about half a second per 720p frame with OpenVINO, "
-                       "a second with torch", cuda.describe())
-        return torch.device("cpu")
-    if requested == "cpu":
-        return torch.device("cpu")
-    if requested == "mps":
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        raise DeviceError("device mps: not available to this torch (Apple GPUs only); use auto or cpu")
-    index = int(requested.partition(":")[2] or 0)
-    if not cuda.available or index >= cuda.count:
-        raise DeviceError(f"device {requested}: not available; {cuda.describe()}. Use device: auto or cpu")
-    return torch.device("cuda", index)
-
-
-def cpu_threads() -> int:
-    """One torch thread per usable physical core (hyper-threads slow convolutions down)."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count() or 1
-    try:
-        import psutil
-
-        physical = psutil.cpu_count(logical=False) or usable
-    except ImportError:
-        physical = usable
-    return max(1, min(usable, physical))
-
-
 def _is_out_of_memory(exc: RuntimeError) -> bool:
+    torch = sys.modules.get("torch")  # not imported: not torch's error
+    if torch is not None and isinstance(exc, torch.OutOfMemoryError):
+        return True
     text = str(exc)  # the CPU allocator raises a plain RuntimeError
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+    return "out of memory" in text or "can't allocate memory" in text
 
 
 class Network(Protocol):
@@ -126,21 +74,21 @@ class RifeInterpolator:
         self._models_dir = Path(models_dir)
         # Paths.models_dir is <cache_dir>/models, so compiled graphs go beside the weights.
         self._cache_dir = Path(cache_dir) if cache_dir else self._models_dir.parent / "rife-openvino"
-        self._torch_device = resolve_device(settings.device, cuda)
-        self.device = str(self._torch_device)
-        on_cuda = self._torch_device.type == "cuda"
+        self._device = resolve_device(settings.device, cuda)
+        self.device = str(self._device)
+        on_cuda = self._device.type == "cuda"
         if settings.fp16 is True and not on_cuda:
             logger.warning("fp16 is for CUDA devices; RIFE uses float32 on {}", self.device)
         self.fp16 = on_cuda and settings.fp16 in ("auto", True)
-        self._dtype = torch.float16 if self.fp16 else torch.float32
         self.model_scale = settings.model_scale
         self._pad = pad_multiple(settings.model_scale)
         installed = importable("openvino") if openvino_installed is None else openvino_installed
-        self.choice = choose_backend(settings.backend, device_type=self._torch_device.type,
+        self.choice = choose_backend(settings.backend, device_type=self._device.type,
                                      openvino_installed=installed)
         self.backend = self.choice.backend
-        self.batch_size = self._batch_size(settings.batch_size)  # lowered for good after an out-of-memory
         self._threads = threads if threads is not None else cpu_threads()
+        self._auto_batch = settings.batch_size == "auto"
+        self.batch_size = self._batch_size(settings.batch_size)  # lowered for good after an out-of-memory
         self._previous_threads: int | None = None
         self._model: IFNet | None = None
         self._network: Network | None = None
@@ -150,53 +98,82 @@ class RifeInterpolator:
     def _batch_size(self, requested: int | str) -> int:
         if requested != "auto":
             return int(requested)
-        if self._torch_device.type != "cuda":
-            return 1  # on the CPU a batch of 4 costs 2.4x the memory for no speed
-        free, _ = torch.cuda.mem_get_info(self._torch_device)
+        if self.backend == "openvino":
+            return self._openvino_streams()  # one pair per stream
+        if self._device.type != "cuda":
+            return 1  # torch on the CPU: a batch of 4 costs 2.4x the memory for no speed
+        import torch
+
+        from midframe.engine.interpolators.rife.torch_net import cuda_batch_size
+
+        free, _ = torch.cuda.mem_get_info(str(self._device))
         return cuda_batch_size(free, itemsize=2 if self.fp16 else 4)
 
     @property
     def threads(self) -> int:
         """CPU threads the model keeps busy (the pipeline gives ffmpeg and OpenCV what is left)."""
-        return self._threads if self._torch_device.type == "cpu" else 0
+        return self._threads if self._device.type == "cpu" else 0
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     def load(self) -> None:
-        if self._model is not None:
+        if self._network is not None:
             return
-        if self._torch_device.type == "cpu":
-            self._previous_threads = torch.get_num_threads()
-            torch.set_num_threads(self._threads)
-        model = IFNet()
-        model.load_state_dict(load_state_dict(self._models_dir), strict=True)
-        self._model = model.eval().requires_grad_(False)
         self._network = self._make_network()
         self._prepared.clear()
         logger.info("RIFE v4.25 on {} with {}, batch {}", self.device, self.choice.reason, self.batch_size)
 
     def _make_network(self) -> Network:
-        assert self._model is not None
         if self.backend == "openvino":
             try:
-                return OpenVinoNetwork(self._model, weights_sha256=self._weights_id(), cache_dir=self._cache_dir,
-                                       threads=self._threads, model_scale=self.model_scale, pad_multiple=self._pad)
+                # The weights load only if a frame size has no cached graphs yet (see openvino_net).
+                return OpenVinoNetwork(self._ifnet, weights_sha256=self._weights_id(), cache_dir=self._cache_dir,
+                                       threads=self._threads, model_scale=self.model_scale, pad_multiple=self._pad,
+                                       streams=min(self._openvino_streams(), self.batch_size))
             except (ImportError, RuntimeError) as exc:  # a broken openvino install
                 self._openvino_failed(exc)
         return self._torch_network()
 
+    def _openvino_streams(self) -> int:
+        """Two inferences side by side where there are two threads for them (see openvino_net)."""
+        return min(2, self._threads)
+
+    def _ifnet(self) -> IFNet:
+        """The network in torch with the installed weights, loaded on first use."""
+        if self._model is not None:
+            return self._model
+        import torch
+
+        from midframe.engine.interpolators.rife.model import IFNet
+        from midframe.engine.interpolators.rife.weights import load_state_dict
+
+        if self._device.type == "cpu":
+            self._previous_threads = torch.get_num_threads()
+            torch.set_num_threads(self._threads)
+        model = IFNet()
+        model.load_state_dict(load_state_dict(self._models_dir), strict=True)
+        self._model = model.eval().requires_grad_(False)
+        return self._model
+
     def _torch_network(self) -> TorchNetwork:
-        assert self._model is not None
-        if self._torch_device.type == "cpu":
+        import torch
+
+        from midframe.engine.interpolators.rife.torch_net import TorchNetwork
+
+        model = self._ifnet()
+        if self._device.type == "cpu":
             allocator.keep_freed_memory()
-        return TorchNetwork(self._model, device=self._torch_device, dtype=self._dtype, model_scale=self.model_scale,
-                            pad_multiple=self._pad, fast=self._torch_device.type == "cuda")
+        return TorchNetwork(model, device=torch.device(str(self._device)),
+                            dtype=torch.float16 if self.fp16 else torch.float32, model_scale=self.model_scale,
+                            pad_multiple=self._pad, fast=self._device.type == "cuda")
 
     def _openvino_failed(self, exc: Exception) -> None:
         if self.choice.explicit:
             raise EngineError(f"engine.backend = 'openvino' cannot run: {exc}; use engine.backend: auto or torch") from exc
         logger.warning("OpenVINO cannot run RIFE ({}); using torch on the CPU, about half as fast", exc)
         self.backend = "torch"
+        if self._auto_batch:
+            self.batch_size = self._batch_size("auto")
 
     def _weights_id(self) -> str:
         found = installed_weights(self._models_dir)
@@ -204,24 +181,27 @@ class RifeInterpolator:
 
     def close(self) -> None:
         self._prepared.clear()
-        if self._model is None:
+        if self._network is None and self._model is None:
             return
         if self._network is not None:
             self._network.close()
         self._model = self._network = None
-        if self._torch_device.type == "cuda":
+        if self._device.type == "cuda":
+            import torch
+
             torch.cuda.empty_cache()
         else:
             allocator.release()
         if self._previous_threads is not None:
+            import torch
+
             torch.set_num_threads(self._previous_threads)
             self._previous_threads = None
 
     # --- work ------------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def interpolate(self, batch: Sequence[FramePair]) -> list[np.ndarray]:
-        if self._model is None:
+        if self._network is None:
             raise EngineError("the rife interpolator was used before load()")
         results: list[np.ndarray | None] = [None] * len(batch)
         todo: list[int] = []
@@ -255,7 +235,9 @@ class RifeInterpolator:
 
     def _after_out_of_memory(self, pair: FramePair, exc: RuntimeError) -> None:
         self._prepared.clear()
-        if self._torch_device.type == "cuda":
+        if self._device.type == "cuda":
+            import torch
+
             torch.cuda.empty_cache()
         if self.batch_size > 1:
             self.batch_size //= 2

@@ -73,10 +73,12 @@ class TorchNetwork:
 
     # --- the Network interface (see runner) ---
 
+    @torch.inference_mode()
     def prepare(self, frames: Sequence[np.ndarray]) -> list[torch.Tensor]:
         images = self._to_device(frames)
         return list(self._model.prepare(images).unbind(0))
 
+    @torch.inference_mode()
     def interpolate(self, first: Sequence[torch.Tensor], second: Sequence[torch.Tensor], times: Sequence[float],
                     like: np.ndarray) -> list[np.ndarray]:
         height, width = like.shape[:2]
