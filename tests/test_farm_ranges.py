@@ -4,6 +4,7 @@ segments made out of order and those a worker finished after the coordinator die
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 from midframe.config import EngineConfig, ResumeConfig
 from midframe.engine.interpolators.blend import BlendInterpolator
 from midframe.engine.job import JobControl
-from midframe.engine.manifest import load_manifest
+from midframe.engine.manifest import VERIFY_LAST_SEGMENTS, load_manifest
+from midframe.engine.probe import count_video_packets
 from midframe.engine.frameloop import Counts
 from midframe.engine.ranges import PART_MARK, render_range, segment_ranges
 from midframe.errors import Aborted
@@ -47,7 +49,12 @@ class ShuffledRenderer:
         self.stop_after = stop_after
         self.unrecorded = unrecorded  # made (file renamed into place) but never recorded
         self.made: list[int] = []
-        self.checker = JobRenderer(None, source=Path(), ffmpeg=FF)  # type: ignore[arg-type]
+        self.read_back: list[str] = []  # segment files the checker read back, in order
+        self.checker = JobRenderer(None, source=Path(), ffmpeg=FF, count_frames=self._count)  # type: ignore[arg-type]
+
+    def _count(self, path: Path, *, ffmpeg) -> int | None:
+        self.read_back.append(path.name)
+        return count_video_packets(path, ffmpeg=ffmpeg)
 
     def kept_segments(self, manifest, work_dir, *, ffmpeg):
         return self.checker.kept_segments(manifest, work_dir, ffmpeg=ffmpeg)
@@ -100,3 +107,23 @@ def test_a_resumed_farm_job_keeps_what_was_made_and_makes_only_the_rest(source, 
     assert second.checker.workers["tcp://w:1"] == 1  # the unrecorded one's worker, from its record
     assert np.array_equal(read_frames(out), reference)
     assert not work.exists()
+
+
+def test_a_resumed_farm_job_checks_every_size_but_reads_back_only_the_newest(source, reference, tmp_path):
+    out, work = tmp_path / "farm.mkv", tmp_path / "work"
+    with pytest.raises(Aborted):
+        run_convert(source, out, output=LOSSLESS, resume=SEGMENT, engine=ENGINE,
+                    renderer=ShuffledRenderer(seed=8, stop_after=6), work_dir=work)
+    recorded = load_manifest(work).segments
+    assert len(recorded) == 6 and all(segment.size for segment in recorded)
+    grown = recorded[0]  # made the oldest below: not read back, so only its size can tell
+    with open(work / grown.file, "ab") as handle:
+        handle.write(b"\0")
+    for age, segment in enumerate(recorded):  # file times, oldest first: as listed
+        os.utime(work / segment.file, (1_000_000 + age, 1_000_000 + age))
+    second = ShuffledRenderer(seed=9)
+    run_convert(source, out, output=LOSSLESS, resume=SEGMENT, engine=ENGINE, renderer=second, work_dir=work)
+    assert second.read_back == [segment.file for segment in recorded[-VERIFY_LAST_SEGMENTS:]]
+    assert grown.start in second.made  # made again: its size was not the recorded one
+    assert not {segment.start for segment in recorded[1:]} & set(second.made)
+    assert np.array_equal(read_frames(out), reference)

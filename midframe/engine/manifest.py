@@ -159,36 +159,43 @@ def _size(path: Path) -> int | None:
         return None
 
 
+def segment_problem(path: Path, segment: Segment, *, read_back: bool, ffmpeg: FFmpeg,
+                    count_frames: Callable[..., int | None] = count_video_packets) -> str | None:
+    """Why the recorded ``segment`` at ``path`` cannot be kept, or None when it stands.
+
+    It must exist with its recorded size (when one was recorded); with ``read_back`` it is also read
+    and must hold its recorded frame count. Only the newest segments are read back: a size check
+    costs a ``stat``, a read-back a pass over the file, and the newest are those an unclean shutdown
+    can have left short.
+    """
+    size = _size(path)
+    if size is None or size == 0 or (segment.size is not None and size != segment.size):
+        return f"is {'missing' if size is None else f'{size} bytes'} (recorded {segment.size} bytes)"
+    if read_back:
+        frames = count_frames(path, ffmpeg=ffmpeg)
+        if frames != segment.frames:
+            return f"has {'unreadable' if frames is None else frames} of {segment.frames} frames"
+    return None
+
+
 def verified_segments(manifest: Manifest, work_dir: Path, *, ffmpeg: FFmpeg,
                       read_back: int = VERIFY_LAST_SEGMENTS,
                       count_frames: Callable[..., int | None] = count_video_packets) -> list[Segment]:
-    """The recorded segments, contiguous from frame 0, that are still there as recorded.
-
-    Every one must exist with its recorded size; the last ``read_back`` are also read back and must
-    hold their recorded frame count. The first that fails ends the list: it and everything after it
-    is made again.
-    """
+    """The recorded segments, contiguous from frame 0, that are still there as recorded
+    (``segment_problem``; the last ``read_back`` are read back). The first that fails ends the list:
+    it and everything after it is made again."""
     good: list[Segment] = []
     expected_start = 0
     first_read = len(manifest.segments) - read_back
     for number, segment in enumerate(manifest.segments):
-        path = work_dir / segment.file
         if segment.start != expected_start:
             logger.warning("{}: segments not contiguous at frame {}; redoing from there", work_dir, expected_start)
             break
-        size = _size(path)
-        if size is None or size == 0 or (segment.size is not None and size != segment.size):
-            logger.warning("{}: segment {} is {} (recorded {} bytes); redoing it", work_dir, segment.file,
-                           "missing" if size is None else f"{size} bytes", segment.size)
+        problem = segment_problem(work_dir / segment.file, segment, read_back=number >= first_read, ffmpeg=ffmpeg,
+                                  count_frames=count_frames)
+        if problem is not None:
+            logger.warning("{}: segment {} {}; redoing it", work_dir, segment.file, problem)
             break
-        if number >= first_read:
-            frames = count_frames(path, ffmpeg=ffmpeg)
-            if frames != segment.frames:
-                logger.warning(
-                    "{}: segment {} has {} of {} frames; redoing it", work_dir, segment.file,
-                    "unreadable" if frames is None else frames, segment.frames,
-                )
-                break
         good.append(segment)
         expected_start = segment.end
     return good

@@ -113,7 +113,8 @@ def render_range(
         sink.abort()
         raise
     done = time.perf_counter()
-    segment = Segment(file=final.name, start=start, end=end, source_end=source_end(timeline, end - 1))
+    segment = Segment(file=final.name, start=start, end=end, source_end=source_end(timeline, end - 1),
+                      size=final.stat().st_size)
     first = (sink.first_put or done) - started
     times = RangeTimes(first_frame_s=round(first, 4), model_s=round(counts.model_s, 4),
                        encode_finish_s=round((sink.closed_at or done) - (sink.last_put or done), 4),

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,7 @@ from loguru import logger
 
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.job import JobControl, Progress, ProgressCallback
-from midframe.engine.manifest import Manifest, Segment
+from midframe.engine.manifest import VERIFY_LAST_SEGMENTS, Manifest, Segment, segment_problem
 from midframe.engine.plan import OutputPlan
 from midframe.engine.probe import VideoInfo, count_video_packets
 from midframe.engine.ranges import PART_MARK, segment_ranges
@@ -49,13 +49,26 @@ def _record(work_dir: Path, segment: Segment) -> dict[str, Any]:
         return {}
 
 
+def _newest_files(work_dir: Path, segments: list[Segment], count: int) -> set[str]:
+    """The ``count`` segment files written last (a missing one counts as newest: it fails anyway)."""
+    def written(segment: Segment) -> float:
+        try:
+            return (work_dir / segment.file).stat().st_mtime
+        except OSError:
+            return float("inf")
+
+    return {segment.file for segment in sorted(segments, key=written)[-count:]} if count > 0 else set()
+
+
 class JobRenderer:
     """``pipeline.Renderer`` for one job: which segments stand, and the farm makes the others."""
 
-    def __init__(self, coordinator: FarmCoordinator, *, source: Path, ffmpeg: FFmpeg) -> None:
+    def __init__(self, coordinator: FarmCoordinator, *, source: Path, ffmpeg: FFmpeg,
+                 count_frames: Callable[..., int | None] = count_video_packets) -> None:
         self.coordinator = coordinator
         self.source = source
         self.ffmpeg = ffmpeg
+        self._count_frames = count_frames  # reads a segment back (a test counts the calls)
         self.workers: Counter[str] = Counter()
         self.times: list[dict[str, Any]] = []
         self._probed: Any = None
@@ -69,13 +82,18 @@ class JobRenderer:
         return self._probed
 
     def _intact(self, work_dir: Path, segment: Segment) -> bool:
-        return count_video_packets(work_dir / segment.file, ffmpeg=self.ffmpeg) == segment.frames
+        return self._count_frames(work_dir / segment.file, ffmpeg=self.ffmpeg) == segment.frames
 
     def kept_segments(self, manifest: Manifest, work_dir: Path, *, ffmpeg: FFmpeg) -> list[Segment]:
-        """Recorded segments that read back whole, and segments a worker finished but the coordinator
-        had not recorded yet (it was killed): nothing already made is made again."""
+        """Recorded segments that are still there as recorded, and segments a worker finished but the
+        coordinator had not recorded yet (it was killed): nothing already made is made again.
+
+        Each recorded segment was read back whole when it was recorded, so on resume, as on one
+        machine, every one's size is checked and only the newest few (by file time) are read back; an
+        unrecorded one is always read back."""
         plan = OutputPlan.from_json(manifest.plan)
         recorded = {segment.start: segment for segment in manifest.segments}
+        newest = _newest_files(work_dir, manifest.segments, VERIFY_LAST_SEGMENTS)
         kept: list[Segment] = []
         for start, end in segment_ranges(manifest.frames_out, plan.segment_frames):
             segment = recorded.get(start)
@@ -84,13 +102,18 @@ class JobRenderer:
                                                    end=end, source_end=0))
                 if record.get("start") != start or record.get("end") != end:
                     continue
-                segment = Segment(file=record["file"], start=start, end=end, source_end=int(record["source_end"]))
-                if not self._intact(work_dir, segment):
+                segment = Segment(file=record["file"], start=start, end=end, source_end=int(record["source_end"]),
+                                  size=record.get("size"))
+                if segment_problem(work_dir / segment.file, segment, read_back=True, ffmpeg=ffmpeg,
+                                   count_frames=self._count_frames) is not None:
                     continue
                 logger.info("{}: segment {}..{} was made before the restart; keeping it", work_dir.name, start, end)
-            elif not self._intact(work_dir, segment):
-                logger.warning("{}: segment {} does not read back whole; making it again", work_dir.name, segment.file)
-                continue
+            else:
+                problem = segment_problem(work_dir / segment.file, segment, read_back=segment.file in newest,
+                                          ffmpeg=ffmpeg, count_frames=self._count_frames)
+                if problem is not None:
+                    logger.warning("{}: segment {} {}; making it again", work_dir.name, segment.file, problem)
+                    continue
             kept.append(segment)
             self.workers[_record(work_dir, segment).get("worker", "unknown")] += 1
         return kept
@@ -149,7 +172,8 @@ class JobRenderer:
         start, end = span
         if future.status == "finished":
             record = future.result()
-            segment = Segment(file=record["file"], start=start, end=end, source_end=int(record["source_end"]))
+            segment = Segment(file=record["file"], start=start, end=end, source_end=int(record["source_end"]),
+                              size=record.get("size"))
             if not self._intact(work_dir, segment):
                 logger.warning("{}: segment {} from {} does not read back whole; making it again",
                                work_dir.name, segment.file, record.get("worker"))
