@@ -134,6 +134,24 @@ def test_a_cpu_only_torch_is_known_without_importing_it() -> None:
     assert "CPU-only build" in done.stderr  # the warning auto gives, naming what torch is
 
 
+def test_the_engine_warns_once_when_it_loads_not_when_it_is_built_to_be_checked(rife_weights: Path) -> None:
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
+    try:
+        checked = RifeInterpolator(EngineConfig(device="auto", fp16=True), rife_weights,
+                                   cuda=CudaView(available=False, count=0, build=None))
+        checked.close()
+        assert warnings == []
+        engine = RifeInterpolator(EngineConfig(device="auto", fp16=True), rife_weights,
+                                  cuda=CudaView(available=False, count=0, build=None), openvino_installed=False)
+        engine.load()
+        engine.close()
+    finally:
+        logger.remove(sink)
+    assert len(warnings) == 2, warnings
+    assert "RIFE runs on the CPU (torch" in warnings[0] and "fp16 is for CUDA devices" in warnings[1]
+
+
 def test_auto_device_picks_cuda_when_torch_sees_it() -> None:
     assert resolve_device("auto", CudaView(available=True, count=2, build="12.4")) == Device("cuda", 0)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -66,8 +67,10 @@ class CudaView:
         return f"torch sees {self.count} CUDA device{'s' if self.count > 1 else ''}: {names}"
 
 
-def resolve_device(requested: str, cuda: CudaView | None = None) -> Device:
-    """``auto`` -> CUDA when torch sees it, else the CPU with a warning; a missing device is an error."""
+def resolve_device(requested: str, cuda: CudaView | None = None, *,
+                   warn: Callable[[str], None] = logger.warning) -> Device:
+    """``auto`` -> CUDA when torch sees it, else the CPU with a warning (to ``warn``: the engine says it
+    when it loads, not each time it is built to be checked); a missing device is an error."""
     if requested == "cpu":
         return Device("cpu")
     if requested == "mps":
@@ -80,8 +83,8 @@ def resolve_device(requested: str, cuda: CudaView | None = None) -> Device:
     if requested == "auto":
         if cuda.available and cuda.count > 0:
             return Device("cuda", 0)
-        logger.warning("RIFE runs on the CPU ({}); expect about half a second per 720p frame with OpenVINO, "
-                       "a second with torch", cuda.describe())
+        warn(f"RIFE runs on the CPU ({cuda.describe()}); expect about half a second per 720p frame with "
+             "OpenVINO, a second with torch")
         return Device("cpu")
     index = int(requested.partition(":")[2] or 0)
     if not cuda.available or index >= cuda.count:

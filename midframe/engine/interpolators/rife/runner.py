@@ -74,11 +74,12 @@ class RifeInterpolator:
         self._models_dir = Path(models_dir)
         # Paths.models_dir is <cache_dir>/models, so compiled graphs go beside the weights.
         self._cache_dir = Path(cache_dir) if cache_dir else self._models_dir.parent / "rife-openvino"
-        self._device = resolve_device(settings.device, cuda)
+        self._warnings: list[str] = []  # said by load(): a job loads its engine once, a check builds it too
+        self._device = resolve_device(settings.device, cuda, warn=self._warnings.append)
         self.device = str(self._device)
         on_cuda = self._device.type == "cuda"
         if settings.fp16 is True and not on_cuda:
-            logger.warning("fp16 is for CUDA devices; RIFE uses float32 on {}", self.device)
+            self._warnings.append(f"fp16 is for CUDA devices; RIFE uses float32 on {self.device}")
         self.fp16 = on_cuda and settings.fp16 in ("auto", True)
         self.model_scale = settings.model_scale
         self._pad = pad_multiple(settings.model_scale)
@@ -119,6 +120,8 @@ class RifeInterpolator:
     def load(self) -> None:
         if self._network is not None:
             return
+        for warning in self._warnings:
+            logger.warning(warning)
         self._network = self._make_network()
         self._prepared.clear()
         logger.info("RIFE v4.25 on {} with {}, batch {}", self.device, self.choice.reason, self.batch_size)
