@@ -165,12 +165,6 @@ class OpenVinoNetwork:
 
     # --- the Network interface (see runner) ---
 
-    @property
-    def streams(self) -> int:
-        """Inferences run at once for frames up to ``STREAMS_UP_TO_PIXELS``; a batch of this many pairs
-        keeps them all busy."""
-        return self._streams
-
     def prepare(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         graphs = self._for(frames[0])
         return run_requests(graphs.prepare, [[frame[None]] for frame in frames])

@@ -189,15 +189,14 @@ class RifeInterpolator:
         if self._network is not None:
             self._network.close()
         self._model = self._network = None
-        if self._device.type == "cuda":
-            import torch
-
-            torch.cuda.empty_cache()
-        else:
+        if self._device.type != "cuda":
             allocator.release()
+        torch = sys.modules.get("torch")  # not imported: nothing of torch's to give back
+        if torch is None:
+            return
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
         if self._previous_threads is not None:
-            import torch
-
             torch.set_num_threads(self._previous_threads)
             self._previous_threads = None
 
