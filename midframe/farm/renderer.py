@@ -81,9 +81,6 @@ class JobRenderer:
             self._probed = client.scatter(info, hash=False)
         return self._probed
 
-    def _intact(self, work_dir: Path, segment: Segment) -> bool:
-        return self._count_frames(work_dir / segment.file, ffmpeg=self.ffmpeg) == segment.frames
-
     def kept_segments(self, manifest: Manifest, work_dir: Path, *, ffmpeg: FFmpeg) -> list[Segment]:
         """Recorded segments that are still there as recorded, and segments a worker finished but the
         coordinator had not recorded yet (it was killed): nothing already made is made again.
@@ -174,9 +171,11 @@ class JobRenderer:
             record = future.result()
             segment = Segment(file=record["file"], start=start, end=end, source_end=int(record["source_end"]),
                               size=record.get("size"))
-            if not self._intact(work_dir, segment):
-                logger.warning("{}: segment {} from {} does not read back whole; making it again",
-                               work_dir.name, segment.file, record.get("worker"))
+            problem = segment_problem(work_dir / segment.file, segment, read_back=True, ffmpeg=self.ffmpeg,
+                                      count_frames=self._count_frames)
+            if problem is not None:
+                logger.warning("{}: segment {} from {} {}; making it again",
+                               work_dir.name, segment.file, record.get("worker"), problem)
                 todo.appendleft(span)
                 return
             manifest.segments = sorted([*manifest.segments, segment], key=lambda item: item.start)
