@@ -26,7 +26,9 @@ def status_sentence(status: dict[str, Any]) -> str:
     if status.get("paused_reason"):
         line += f"\n  why: {said(status['paused_reason'])}"
     current = status.get("current")
-    if current:
+    if current and not current["frames_total"]:  # no frame count before the file is probed and planned
+        line += f"\n  {said(current['name'])}: preparing (reading the file, trying the output settings)"
+    elif current:
         line += (
             f"\n  {said(current['name'])}: {current['progress'] * 100:.1f}% "
             f"({current['frames_done']}/{current['frames_total']} frames, {current['fps']:.2f} fps, "

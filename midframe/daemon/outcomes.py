@@ -59,6 +59,7 @@ from midframe.errors import (
     OutputError,
     SourceChanged,
     TransientError,
+    VerificationError,
     WeightsError,
 )
 
@@ -92,6 +93,7 @@ class Outcome:
     resolved_by: ResolvedBy = "check"
     internal: bool = False       # not an error midframe expects: log the traceback
     wait_s: float = 0.0          # source_changed: how long the file should stay quiet first
+    last_advice: str = ""        # transient: what to do once the last attempt failed too (else a general word)
 
     @property
     def text(self) -> str:
@@ -231,6 +233,14 @@ def setting_outcome(error: BaseException, *, folders: Mapping[str, Path], work_r
     return None
 
 
+def _remux_advice(name: str) -> str:
+    """What to do with a source whose output kept failing the check before publishing."""
+    stem = Path(name).stem or "video"
+    return (f"the source was kept unchanged; a remux often mends the timestamps that upset the check: "
+            f"`ffmpeg -i \"{name}\" -map 0 -c copy \"{stem}.remux.mkv\"`, then drop {stem}.remux.mkv into the "
+            f"inbox; if that fails too, please report it with the figures above")
+
+
 def classify(error: BaseException, ctx: Context) -> Outcome:
     """The outcome of ``error`` for the job on ``ctx.source`` (see the module's table)."""
     if isinstance(error, SourceChanged) and ctx.source.exists:
@@ -253,6 +263,8 @@ def classify(error: BaseException, ctx: Context) -> Outcome:
         return setting
     if isinstance(error, subprocess.TimeoutExpired):
         return Outcome("transient", "ffmpeg stopped answering and was ended", "midframe tries again")
+    if isinstance(error, VerificationError):
+        return Outcome("transient", say, "midframe converts it again", last_advice=_remux_advice(ctx.name))
     if isinstance(error, (TransientError, EngineError)):
         return Outcome("transient", say, "this is usually temporary; midframe tries again")
     if isinstance(error, OSError):
