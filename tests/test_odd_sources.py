@@ -186,32 +186,49 @@ def test_a_stream_copy_trim_of_real_footage_passes_verification(bigbuckbunny, tm
     assert int(stream(out, "video")["nb_read_frames"]) == 198
 
 
+def audio_length(path: Path) -> float:
+    """Seconds from the first audio packet that plays (not marked to discard) to the end of the last."""
+    done = run([FF.ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries",
+                "packet=pts_time,duration_time,flags", "-of", "csv=p=0", str(path)])
+    rows = [line.split(",")[:3] for line in done.stdout.decode().split()]  # side data may follow
+    kept = [(float(pts), float(length)) for pts, length, flags in rows if "D" not in flags]
+    return max(pts + length for pts, length in kept) - min(pts for pts, _ in kept)
+
+
 @pytest.fixture(scope="module")
-def preroll_cut(folder) -> Path:
-    """A 2 s clip cut at 0.507 s with its AAC audio stream-copied: the audio starts 1024-sample packets
-    early (negative times, skip samples), its sound 16 ms inside the first kept packet."""
+def slow_sources(folder) -> dict[str, Path]:
+    """Two cuts whose audio does not start with the video. ``preroll.mp4``: a 2 s clip cut at 0.507 s with
+    its AAC stream-copied, so the audio starts 1024-sample packets early (negative times, skip samples),
+    its sound 16 ms into the first kept packet. ``trim.mkv``: a clip with 10-frame GOPs cut at 0.7 s
+    all stream-copied into Matroska, its video starting 80 ms after its audio."""
     clip = make_clip(folder / "tone.mp4", seconds=2.0, size="160x120")
-    cut = folder / "cut.mp4"
-    ffmpeg("-ss", "0.507", "-i", str(clip), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "copy", str(cut))
-    return cut
+    preroll = folder / "preroll.mp4"
+    ffmpeg("-ss", "0.507", "-i", str(clip), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "copy", str(preroll))
+    gop = make_clip(folder / "gop.mp4", seconds=2.0, size="160x120", extra_output_args=["-g", "10", "-bf", "2"])
+    trim = folder / "trim.mkv"
+    ffmpeg("-ss", "0.7", "-i", str(gop), "-c", "copy", str(trim))
+    return {"preroll": preroll, "trim": trim}
 
 
-def test_slow_motion_of_audio_with_pre_roll_passes_and_a_real_desync_still_fails(preroll_cut, tmp_path):
-    report = run_convert(preroll_cut, tmp_path / "slow.mp4", engine=SLOWMO, output=STRETCH, resume=ResumeConfig())
+@pytest.mark.parametrize("case", ["preroll", "trim"])
+def test_slow_motion_of_audio_that_does_not_start_with_the_video_passes_and_a_real_desync_fails(
+        slow_sources, tmp_path, case):
+    source = slow_sources[case]
+    report = run_convert(source, tmp_path / f"slow{source.suffix}", engine=SLOWMO, output=STRETCH,
+                         resume=ResumeConfig())
     out = probe_json(report.output)
-    info = probe(preroll_cut, ffmpeg=FF)
-    video, audio = stream(out, "video"), stream(out, "audio")
-    assert int(video["nb_read_frames"]) == report.frames_out == 4 * info.frame_count
-    assert abs(float(audio["duration"]) - 4 * float(info.duration)) < 0.15  # slowed down with the video
+    info = probe(source, ffmpeg=FF)
+    assert int(stream(out, "video")["nb_read_frames"]) == report.frames_out == 4 * info.frame_count
+    assert abs(audio_length(report.output) - 4 * audio_length(source)) < 0.15  # slowed down with the video
 
     # The same plan against that output with its audio moved 0.25 s later: a desync, named with its figures.
     timeline = build_timeline(info, SLOWMO)
     work = tmp_path / ".plan"
     work.mkdir()
-    plan = make_plan(info, engine=SLOWMO, output=STRETCH, resume=ResumeConfig(), destination=tmp_path / "x.mp4",
+    plan = make_plan(info, engine=SLOWMO, output=STRETCH, resume=ResumeConfig(), destination=report.output,
                      work_dir=work, ffmpeg=FF, timeline=timeline)
     verify_output(report.output, info=info, plan=plan, timeline=timeline, ffmpeg=FF)
-    late = tmp_path / "late.mp4"
+    late = tmp_path / f"late{source.suffix}"
     ffmpeg("-i", str(report.output), "-itsoffset", "0.25", "-i", str(report.output), "-map", "0:v", "-map", "1:a",
            "-c", "copy", str(late))
     with pytest.raises(VerificationError, match=r"stream #1 \(audio\) starts 0\.2\d\d s away") as failed:

@@ -259,9 +259,13 @@ def _slow_motion_streams(info: VideoInfo, streams: tuple[StreamPlan, ...], conta
     def encoder_for(stream: StreamPlan) -> str | None:
         return fits[stream.index].action if stream.index in passed else None
 
+    # atempo stretches from the stream's first sample; anchored at the video's start (time 0 in the join)
+    # instead, audio that starts before or after the video keeps its place relative to it, slowed down too.
+    anchor = f",asetpts=PTS+{factor - 1}*STARTPTS" if factor > 1 else ""
     slowed = tuple(
-        replace(stream, bitrate=formats.audio_bitrate(stream.action, channels.get(stream.index) or 2))
-        if stream.filter and stream.bitrate is None else stream
+        replace(stream, filter=stream.filter + anchor,
+                bitrate=stream.bitrate or formats.audio_bitrate(stream.action, channels.get(stream.index) or 2))
+        if stream.filter else stream
         for stream in slow_streams(streams, factor=factor, audio=audio, encoder_for=encoder_for)
     )
     stretched = sum(1 for stream in slowed if stream.filter)
