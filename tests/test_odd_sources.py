@@ -197,7 +197,8 @@ def audio_length(path: Path) -> float:
 
 @pytest.fixture(scope="module")
 def slow_sources(folder) -> dict[str, Path]:
-    """Two cuts whose audio does not start with the video. ``preroll.mp4``: a 2 s clip cut at 0.507 s with
+    """Files whose audio does not start with the video. ``late-video.mp4``: the video starts 0.5 s after
+    the audio (MP4 output plays nothing before the first frame, so that much audio is cut). ``preroll.mp4``: a 2 s clip cut at 0.507 s with
     its AAC stream-copied, so the audio starts 1024-sample packets early (negative times, skip samples),
     its sound 16 ms into the first kept packet. ``trim.mkv``: a clip with 10-frame GOPs cut at 0.7 s
     all stream-copied into Matroska, its video starting 80 ms after its audio."""
@@ -207,10 +208,12 @@ def slow_sources(folder) -> dict[str, Path]:
     gop = make_clip(folder / "gop.mp4", seconds=2.0, size="160x120", extra_output_args=["-g", "10", "-bf", "2"])
     trim = folder / "trim.mkv"
     ffmpeg("-ss", "0.7", "-i", str(gop), "-c", "copy", str(trim))
-    return {"preroll": preroll, "trim": trim}
+    late = folder / "late-video.mp4"
+    ffmpeg("-itsoffset", "0.5", "-i", str(clip), "-i", str(clip), "-map", "0:v", "-map", "1:a", "-c", "copy", str(late))
+    return {"preroll": preroll, "trim": trim, "late-video": late}
 
 
-@pytest.mark.parametrize("case", ["preroll", "trim"])
+@pytest.mark.parametrize("case", ["preroll", "trim", "late-video"])
 def test_slow_motion_of_audio_that_does_not_start_with_the_video_passes_and_a_real_desync_fails(
         slow_sources, tmp_path, case):
     source = slow_sources[case]
@@ -219,7 +222,8 @@ def test_slow_motion_of_audio_that_does_not_start_with_the_video_passes_and_a_re
     out = probe_json(report.output)
     info = probe(source, ffmpeg=FF)
     assert int(stream(out, "video")["nb_read_frames"]) == report.frames_out == 4 * info.frame_count
-    assert abs(audio_length(report.output) - 4 * audio_length(source)) < 0.15  # slowed down with the video
+    lost = 4 * 0.5 if case == "late-video" else 0.0
+    assert abs(audio_length(report.output) + lost - 4 * audio_length(source)) < 0.15  # slowed down with the video
 
     # The same plan against that output with its audio moved 0.25 s later: a desync, named with its figures.
     timeline = build_timeline(info, SLOWMO)
@@ -231,9 +235,29 @@ def test_slow_motion_of_audio_that_does_not_start_with_the_video_passes_and_a_re
     late = tmp_path / f"late{source.suffix}"
     ffmpeg("-i", str(report.output), "-itsoffset", "0.25", "-i", str(report.output), "-map", "0:v", "-map", "1:a",
            "-c", "copy", str(late))
-    with pytest.raises(VerificationError, match=r"stream #1 \(audio\) starts 0\.2\d\d s away") as failed:
+    with pytest.raises(VerificationError, match=r"stream #1 \(audio\) (starts|ends) 0\.[12]\d\d s away") as failed:
         verify_output(late, info=info, plan=plan, timeline=timeline, ffmpeg=FF)
     assert failed.value.video_ok
+
+
+def test_audio_from_before_the_first_video_frame_may_be_cut_but_a_shift_still_fails():
+    from fractions import Fraction as F
+
+    from midframe.engine.probe import StreamSpan
+    from midframe.engine.verify import Expected, KeptStream, problems
+
+    def spans(start, end):
+        return [StreamSpan(0, "video", "h264", F(0), F(2), F(0), F(2), 50, F(1, 25)),
+                StreamSpan(1, "audio", "aac", F(start), F(end), F(start), F(end), 90, F(1024, 48000))]
+
+    expected = Expected(frames=50, fps=F(25), streams=(KeptStream("audio", None, F(-1, 2), F(0), copied=False,
+                                                                  slack=F(1024, 48000)),))
+    assert problems(expected, spans(F(-1, 2), 2)) == ([], True)      # all of it
+    assert problems(expected, spans(0, 2)) == ([], True)             # cut at the first video frame
+    late = problems(expected, spans(F(-1, 4), F(9, 4)))[0]           # everything 0.25 s late
+    assert len(late) == 1 and "ends 0.250 s away" in late[0]
+    early = problems(expected, spans(F(-3, 4), F(7, 4)))[0]          # everything 0.25 s early
+    assert len(early) == 2 and "starts -0.250 s away" in early[0]
 
 
 # --- finding 10: hundreds of streams ----------------------------------------------------------------------------
