@@ -5,6 +5,8 @@
     MidframeError                 anything midframe raises on purpose; ``exit_code`` for the CLI
     ├── ConfigError               the YAML or a CLI option is invalid (names the key and value)
     ├── MediaError                an input file is not a usable video (names the file and reason)
+    │   └── Unencodable           the encoder refuses this file's figures (size, rate) although the
+    │                             output settings work for other videos; ``key``: the setting to change
     ├── OutputError               the output cannot be written: folder not writable, disk full
     ├── SourceChanged             the source is no longer the file a job started on (replaced, grown)
     ├── EngineError               the interpolator failed
@@ -47,6 +49,14 @@ class _PathError(MidframeError):
 
 class MediaError(_PathError):
     exit_code = 2
+
+
+class Unencodable(MediaError):
+    """A property of this one file, never a pause: ``key`` names the setting another value of which may suit it."""
+
+    def __init__(self, path: Path | str, reason: str, *, key: str) -> None:
+        super().__init__(path, reason)
+        self.key = key
 
 
 class OutputError(_PathError):

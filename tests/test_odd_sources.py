@@ -19,6 +19,7 @@ import pytest
 
 from benchmarks import fidelity
 from midframe.config import EngineConfig, OutputConfig, ResumeConfig
+from midframe.daemon.outcomes import Context, SourceFacts, classify
 from midframe.engine import colour, preflight, probe_tools
 from midframe.engine.ffmpeg import run
 from midframe.engine.plan import build_timeline, make_plan
@@ -135,6 +136,8 @@ def test_a_file_the_encoder_refuses_fails_alone_and_names_itself(tmp_path):
     assert refused.value.path == tiny
     assert "8x8" in refused.value.reason and "too small" in refused.value.reason
     assert "work for other videos" in refused.value.reason and "output.codec libx265" in refused.value.reason
+    outcome = classify(refused.value, Context(source=SourceFacts(tiny), name="tiny.mp4"))
+    assert outcome.kind == "input" and "another output.codec" in outcome.advice  # failed alone, never a pause
 
 
 def test_status_says_preparing_before_a_job_has_its_frame_count():
@@ -167,6 +170,7 @@ def test_the_daemon_converts_an_rgb_source_and_fails_an_unencodable_one_alone(fo
     assert status["state"] != "paused" and status["paused_reason"] is None and "paused" not in daemon.log()
     error = (daemon.failed / "tiny.mp4.error.txt").read_text()
     assert "tiny.mp4" in error and "8x8" in error and "work for other videos" in error
+    assert "another output.codec: a profile" in error and "copy it again" not in error
     assert stream(probe_json(daemon.outbox / "rgb.50fps.mp4"), "video")["pix_fmt"] == "yuv420p"
 
 

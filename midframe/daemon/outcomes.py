@@ -59,6 +59,7 @@ from midframe.errors import (
     OutputError,
     SourceChanged,
     TransientError,
+    Unencodable,
     VerificationError,
     WeightsError,
 )
@@ -178,6 +179,9 @@ def _media(error: MediaError, ctx: Context, say: str) -> Outcome:
         return Outcome("transient", f"the converted video did not read back: {say}",
                        "this is usually a crash of ffmpeg; midframe tries again")
     problem = f"{ctx.name} {speakable(error.reason, work_root=ctx.work_root, renames=ctx.renames)}"
+    if isinstance(error, Unencodable):
+        return Outcome("input", problem, f"convert it with another {error.key}: a profile (a folder in the inbox "
+                                         "with output settings of its own), or `midframe interpolate` with --codec")
     if looks_incomplete(error.reason) and ctx.source.changed_ago_s < ctx.stalled_copy_s:
         return Outcome("source_changed", problem + " (it may still be arriving)",
                        f"it is looked at again once it has been quiet for {ctx.stalled_copy_s:.0f} s",

@@ -8,7 +8,7 @@ extension, which is the source's, or ``mkv`` where that cannot hold everything);
 is kept; what happens to each audio and subtitle stream. It is recorded in the work folder's
 manifest, so a resumed job finishes exactly as it started. A pair of settings that cannot work is
 a ``ConfigError`` naming the setting, raised before any frame is made; settings that work, but not
-for this file (an encoder refusing its size), a ``MediaError`` about the file alone. The trials run
+for this file (an encoder refusing its size), an ``Unencodable`` error about the file alone. The trials run
 in the work folder (``midframe.engine.preflight``), every non-video stream in one pass.
 
 VFR sources with ``--factor N``: the output is constant-rate at N times the source's nominal rate
@@ -37,7 +37,7 @@ from midframe.engine.slowmo import slow_streams
 from midframe.engine.timeline import Timeline, factor_timeline, fps_timeline, slow_motion
 from midframe.engine.videoinfo import StreamInfo, VideoInfo
 from midframe.engine.writer import EncodeSpec, segment_format
-from midframe.errors import ConfigError, MediaError, MidframeError
+from midframe.errors import ConfigError, MidframeError, Unencodable
 
 MAX_RATE_NUMERATOR = 1_000_000
 
@@ -277,15 +277,15 @@ def _slow_motion_streams(info: VideoInfo, streams: tuple[StreamPlan, ...], conta
 def _encode_refusal(info: VideoInfo, spec: EncodeSpec, output: OutputConfig, error: str,
                     check: Preflight) -> MidframeError:
     """Why ``spec`` cannot be encoded: the settings (``ConfigError``) when they fail on a neutral sample
-    too, else this file (``MediaError``: its size, rate or colour is what the encoder refuses)."""
+    too, else this file (``Unencodable``, a ``MediaError``: its size, rate or colour is what the encoder refuses)."""
     if check.encode_neutral(spec, pix_fmt=output.pix_fmt) is not None:
         return ConfigError(
             f"output.codec (--codec) {spec.codec!r} with output.pix_fmt (--pix-fmt) {spec.pix_fmt!r} cannot encode "
             f"{spec.width}x{spec.height} video: {error}"
         )
-    return MediaError(info.path, f"cannot be encoded by output.codec {spec.codec} at output.pix_fmt {spec.pix_fmt} "
-                                 f"as {spec.width}x{spec.height} video at {float(spec.fps):.6g} fps ({error}), although "
-                                 "these settings work for other videos; a profile with another codec may suit it")
+    return Unencodable(info.path, f"cannot be encoded by output.codec {spec.codec} at output.pix_fmt {spec.pix_fmt} "
+                                  f"as {spec.width}x{spec.height} video at {float(spec.fps):.6g} fps ({error}), "
+                                  "although these settings work for other videos", key="output.codec")
 
 
 def make_plan(
