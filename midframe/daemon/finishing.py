@@ -5,12 +5,17 @@ done (:meth:`Finisher.recover_moves`). Names always come from the name a file ha
 so a retried job never turns ``a.mp4`` into ``a (2).mp4``, in failed/ or in its output's name; a
 source is deleted (``on_success: delete``) only when its output is in the outbox and the file is
 still the one that output was made from.
+
+A duplicate (same content, same settings) gets the earlier job's output only when that output still
+reads back as the video it was (:meth:`Finisher.reusable`): there, not modified since, probed whole,
+with the frames the job made. Anything else (gone, damaged, replaced) means a conversion of its own.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -22,17 +27,30 @@ from midframe.daemon import files
 from midframe.daemon.jobs import Job, JobStore
 from midframe.daemon.naming import error_text, output_name
 from midframe.engine.job import PipelineReport
+from midframe.errors import MediaError
 
 ERROR_SUFFIX = ".error.txt"
+# An output's mtime may trail the job's finishing time this much (a share's clock) and still count
+# as untouched since.
+MODIFIED_SLACK_S = 2.0
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """What probing a finished output found."""
+
+    fps: Fraction
+    frames: int
+
 
 class Finisher:
     def __init__(self, store: JobStore, paths: Paths, *, ffmpeg: Any,
-                 probe_fps: Callable[[Path], Fraction] | None = None) -> None:
+                 read_back: Callable[[Path], ReadBack] | None = None) -> None:
         self.store = store
         self.paths = paths
         self.work_root = paths.outbox / files.WORK_DIR_NAME
         self._ffmpeg = ffmpeg
-        self._probe_fps = probe_fps or self._probe
+        self._read_back = read_back or self._probe
 
     def work_dir(self, job_id: int) -> Path:
         return self.work_root / f"job-{job_id}"
@@ -47,15 +65,19 @@ class Finisher:
 
     # --- names ---------------------------------------------------------------------------------
 
-    def _probe(self, path: Path) -> Fraction:
+    def _probe(self, path: Path) -> ReadBack:
         from midframe.engine.probe import probe
 
-        return probe(path, ffmpeg=self._ffmpeg).fps
+        info = probe(path, ffmpeg=self._ffmpeg)
+        return ReadBack(info.fps, info.frame_count)
 
-    def output_name(self, job: Job, made: Path, report: PipelineReport | None, config: Config) -> str:
-        """The name ``output.name`` gives the job's source as it arrived (``{stem}.{fps}fps{ext}``)."""
-        fps_out: Fraction | str = report.fps_out if report is not None else self._probe_fps(made)
-        engine = report.engine if report is not None else config.engine.name
+    def output_name(self, job: Job, made: Path, report: PipelineReport | ReadBack | None, config: Config) -> str:
+        """The name ``output.name`` gives the job's source as it arrived (``{stem}.{fps}fps{ext}``);
+        without a report (a result left by a crash) ``made`` is read back for its rate."""
+        if report is None:
+            report = self._read_back(made)
+        fps_out: Fraction | str = report.fps_out if isinstance(report, PipelineReport) else report.fps
+        engine = report.engine if isinstance(report, PipelineReport) else config.engine.name
         factor = config.engine.factor if config.engine.target_fps is None else "x"
         # ext: the container the file really has (the plan may have chosen mkv for container: null).
         return output_name(Path(job.name), output=config.output, fps_out=fps_out, factor=factor, engine=engine,
@@ -77,11 +99,29 @@ class Finisher:
         self.dispose_source(self.store.get(job.id) or job, config)
         return final
 
-    def publish_copy(self, job: Job, earlier: Job, config: Config) -> Path:
-        """A duplicate: the earlier job's output, under this job's own name (a hard link or a copy)."""
+    def reusable(self, earlier: Job) -> ReadBack:
+        """The earlier job's output as it reads back now; ``MediaError`` naming it when it cannot stand
+        for a new job's: gone, modified after the job made it, not readable whole, or not the frames
+        the job made."""
         made = Path(earlier.output or "")
-        name = self.output_name(job, made, None, config)
+        try:
+            info = made.stat()
+        except OSError as exc:
+            raise MediaError(made, f"is gone ({exc.strerror or exc})") from None
+        if earlier.finished_at is not None and info.st_mtime > earlier.finished_at + MODIFIED_SLACK_S:
+            raise MediaError(made, f"was modified after job {earlier.id} made it")
+        read = self._read_back(made)
+        if earlier.frames_total and read.frames != earlier.frames_total:
+            raise MediaError(made, f"has {read.frames} frames, not the {earlier.frames_total} job {earlier.id} made")
+        return read
+
+    def publish_copy(self, job: Job, earlier: Job, read: ReadBack, config: Config) -> Path:
+        """A duplicate: the earlier job's output (``read``: as :meth:`reusable` found it), under this
+        job's own name (a hard link or a copy)."""
+        made = Path(earlier.output or "")
+        name = self.output_name(job, made, read, config)
         final = files.link_or_copy(made, self.output_folder(job), name)
+        self.store.set_progress(job.id, frames_done=read.frames, frames_total=read.frames)
         self.store.finish(job.id, "done", output=str(final), duplicate_of=earlier.id)
         self.dispose_source(self.store.get(job.id) or job, config)
         return final

@@ -35,7 +35,7 @@ from midframe.daemon.routing import Router
 from midframe.daemon.running import Running
 from midframe.engine.formats import FALLBACK_CONTAINER
 from midframe.engine.job import PipelineReport
-from midframe.errors import Aborted
+from midframe.errors import Aborted, MediaError
 
 Convert = Callable[..., PipelineReport]
 MakeInterpolator = Callable[[EngineConfig], Any]
@@ -183,14 +183,20 @@ class JobFlow:
         return running
 
     def _duplicate(self, job: Job, config: Config) -> bool:
-        """Same content, same settings, and the earlier output still there: give it this job's name."""
+        """Same content, same settings, and the earlier output still reads back as it was made: give it
+        this job's name. An earlier output that does not (gone, damaged) is never passed on."""
         for earlier in self.store.done_with_content(job):
-            if earlier.output and Path(earlier.output).is_file():
-                final = self.finisher.publish_copy(job, earlier, config)
-                logger.info("job {}: {} has the same content as job {} and the same settings; its output {} is "
-                            "also {}", job.id, job.relpath, earlier.id, earlier.output, final)
-                self._notifier.done(job.id, job.name, final.name, 0.0)
-                return True
+            try:
+                read = self.finisher.reusable(earlier)
+            except MediaError as exc:
+                logger.info("job {}: {} has the same content as job {}, but its output {} {}; converting it "
+                            "afresh", job.id, job.relpath, earlier.id, exc.path, exc.reason)
+                continue
+            final = self.finisher.publish_copy(job, earlier, read, config)
+            logger.info("job {}: {} has the same content as job {} and the same settings; its output {} is "
+                        "also {}", job.id, job.relpath, earlier.id, earlier.output, final)
+            self._notifier.done(job.id, job.name, final.name, 0.0)
+            return True
         return False
 
     def _interrupted(self, running: Running, config: Config) -> None:
