@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,7 +30,7 @@ from midframe.daemon.pauses import SETTINGS
 from midframe.daemon.profiles import make_profile_folders, profile_of
 from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
-from midframe.daemon.store import DB_NAME
+from midframe.daemon.store import DB_NAME, SqliteJobStore
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
 
@@ -80,6 +81,7 @@ class Daemon:
         self.farm: Any = None  # midframe.farm.coordinator.FarmCoordinator with farm.scheduler set
         self.profile_folders: list[Path] = []
         self._closed = False
+        self._store_trouble = False
 
     @property
     def store(self) -> JobStore:
@@ -159,6 +161,27 @@ class Daemon:
                            opened.moved_to)
             self.notifier.warning(f"the job database was damaged; moved it to {opened.moved_to.name} and started anew")
         return opened.store
+
+    def check_store(self) -> None:
+        """The housekeeping loop's look at the job database's file: deleted or replaced while the daemon
+        runs, it is written back from the open database (``SqliteJobStore.keep_file``), so the jobs on
+        record, and the next start, keep everything the daemon knows."""
+        store = self._store
+        if not isinstance(store, SqliteJobStore):
+            return
+        try:
+            happened = store.keep_file()
+        except (OSError, sqlite3.Error) as exc:
+            if not self._store_trouble:
+                logger.error("the job database {} is gone and cannot be written back yet ({}); trying again",
+                             store.path, exc)
+            self._store_trouble = True
+            return
+        self._store_trouble = False
+        if happened:
+            logger.warning("the job database {} was {} while the daemon ran; the daemon's own copy is back in "
+                           "its place, so nothing on record is lost", store.path, happened)
+            self.notifier.warning(f"the job database was {happened}; midframe wrote its own copy back")
 
     def _start_farm(self, config: Config, ffmpeg: Any) -> Convert:
         """The coordinator (imported only here: a daemon without a farm never loads Dask)."""

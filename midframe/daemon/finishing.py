@@ -6,6 +6,10 @@ so a retried job never turns ``a.mp4`` into ``a (2).mp4``, in failed/ or in its 
 source is deleted (``on_success: delete``) only when its output is in the outbox and the file is
 still the one that output was made from.
 
+A source that cannot be moved into done_dir or failed_dir (that disk full, say) stays where it is, with
+one log line; the job's outcome is on record all the same, and the move is tried again later
+(``moves_pending``, :meth:`Finisher.recover_moves`), at start-up too: a full disk never stops a start.
+
 A duplicate (same content, same settings) gets the earlier job's output only when that output still
 reads back as the video it was (:meth:`Finisher.reusable`): there, not modified since, probed whole,
 with the frames the job made. Anything else (gone, damaged, replaced) means a conversion of its own.
@@ -51,6 +55,8 @@ class Finisher:
         self.work_root = paths.outbox / files.WORK_DIR_NAME
         self._ffmpeg = ffmpeg
         self._read_back = read_back or self._probe
+        self.moves_pending = False  # a source's move failed: recover_moves is worth calling again
+        self._unmoved: set[int] = set()  # jobs whose failed move was said in the log
 
     def work_dir(self, job_id: int) -> Path:
         return self.work_root / f"job-{job_id}"
@@ -120,7 +126,8 @@ class Finisher:
         job's own name (a hard link or a copy)."""
         made = Path(earlier.output or "")
         name = self.output_name(job, made, read, config)
-        final = files.link_or_copy(made, self.output_folder(job), name)
+        folder = self.output_folder(job)
+        final = files.find_link(made, folder, name) or files.link_or_copy(made, folder, name)
         self.store.set_progress(job.id, frames_done=read.frames, frames_total=read.frames)
         self.store.finish(job.id, "done", output=str(final), duplicate_of=earlier.id)
         self.dispose_source(self.store.get(job.id) or job, config)
@@ -157,8 +164,26 @@ class Finisher:
                 logger.warning("job {}: not deleting {}: it is no longer the file its output was made from",
                                job.id, source)
             return
-        target = files.move_no_clobber(source, self.paths.done_dir / Path(job.relpath).parent, Path(job.name).name)
+        try:
+            target = files.move_no_clobber(source, self.paths.done_dir / Path(job.relpath).parent, Path(job.name).name)
+        except OSError as exc:
+            self._move_failed(job, "daemon.done_dir", self.paths.done_dir, exc)
+            return
+        self._moved(job, target)
+
+    def _move_failed(self, job: Job, key: str, folder: Path, error: OSError) -> None:
+        """One line per job, however often the move is tried again."""
+        self.moves_pending = True
+        said = logger.debug if job.id in self._unmoved else logger.warning
+        self._unmoved.add(job.id)
+        said("job {}: cannot move {} into {} ({}): {}; it stays where it is, and the move is tried again later",
+             job.id, job.path, key, folder, error.strerror or error)
+
+    def _moved(self, job: Job, target: Path) -> None:
         self.store.set_path(job.id, str(target))
+        if job.id in self._unmoved:
+            self._unmoved.discard(job.id)
+            logger.info("job {}: moved {} to {} at last", job.id, job.path, target)
 
     # --- failed --------------------------------------------------------------------------------
 
@@ -177,16 +202,25 @@ class Finisher:
         if source.parent == folder:
             target = source  # a retried job that failed again stays where it is, under its name
         else:
-            # Shortened if need be so that its error file's name fits beside it too.
-            target = files.move_no_clobber(source, folder, Path(job.name).name, room=len(ERROR_SUFFIX))
-            self.store.set_path(job.id, str(target))
+            try:
+                # Shortened if need be so that its error file's name fits beside it too.
+                target = files.move_no_clobber(source, folder, Path(job.name).name, room=len(ERROR_SUFFIX))
+            except OSError as exc:
+                self._move_failed(job, "daemon.failed_dir", self.paths.failed_dir, exc)
+                return
+            self._moved(job, target)
         text = error_text(original=str(self.paths.inbox / job.relpath), problem=job.error or "unknown",
                           advice=advice or "check the file", job_id=job.id, attempts=job.attempts,
                           max_attempts=config.daemon.max_attempts)
         error_file = target.with_name(target.name + ERROR_SUFFIX)
         partial = error_file.with_name(f".midframe-error-{job.id}.tmp")
-        partial.write_text(text, encoding="utf-8", errors="surrogateescape")  # a name's bytes as the OS gave them
-        os.replace(partial, error_file)
+        try:
+            partial.write_text(text, encoding="utf-8", errors="surrogateescape")  # a name's bytes as the OS gave them
+            os.replace(partial, error_file)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            logger.warning("job {}: cannot write {} ({}); `midframe jobs` has the reason", job.id, error_file,
+                           exc.strerror or exc)
 
     # --- start-up --------------------------------------------------------------------------------
 
@@ -200,8 +234,10 @@ class Finisher:
                 logger.info("removing stale work {}", entry)
                 files.remove_tree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
 
-    def recover_moves(self, jobs: list[Job], config: Config) -> None:
-        """Finish moving the sources of done and failed jobs that a crash left in the inbox."""
+    def recover_moves(self, jobs: list[Job], config: Config, *, retrying: bool = False) -> None:
+        """Finish moving the sources of done and failed jobs that a crash (or, ``retrying``, a failed
+        move) left in the inbox."""
+        self.moves_pending = False
         elsewhere = (self.paths.done_dir, self.paths.failed_dir, self.paths.outbox)
         for job in jobs:
             source = Path(job.path)
@@ -210,8 +246,11 @@ class Finisher:
                 continue
             if not source.exists() or (job.state == "done" and config.daemon.on_success == "keep"):
                 continue
-            logger.info("job {}: finishing the move of {} cut short by a crash", job.id, source)
+            if retrying:
+                logger.debug("job {}: trying again to move {}", job.id, source)
+            else:
+                logger.info("job {}: finishing the move of {} cut short by a crash", job.id, source)
             if job.state == "done":
                 self.dispose_source(job, config)
             else:
-                self.move_to_failed(job, config, advice="see the log of the run that stopped")
+                self.move_to_failed(job, config, advice="" if retrying else "see the log of the run that stopped")

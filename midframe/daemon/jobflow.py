@@ -35,7 +35,7 @@ from midframe.daemon.routing import Router
 from midframe.daemon.running import Running
 from midframe.engine.formats import FALLBACK_CONTAINER
 from midframe.engine.job import PipelineReport
-from midframe.errors import Aborted, MediaError
+from midframe.errors import Aborted, MediaError, StoreUnwritable
 
 Convert = Callable[..., PipelineReport]
 MakeInterpolator = Callable[[EngineConfig], Any]
@@ -80,7 +80,8 @@ class JobFlow:
 
     def run(self, job: Job, config: Config) -> None:
         """Run ``job`` (just claimed) with the top-level ``config``; an error it does not expect still
-        ends as an outcome (the router's), never out of here while the job is running."""
+        ends as an outcome (the router's), never out of here while the job is running; but for
+        ``StoreUnwritable``: with nothing recorded the worker pauses and queues the job again later."""
         try:
             if job.profile is not None and job.profile not in config.profiles:
                 self.router.apply(job, Outcome(
@@ -90,6 +91,8 @@ class JobFlow:
                 return
             config = config.effective(job.profile)
             self._process(job, config)
+        except StoreUnwritable:
+            raise  # nothing can be recorded, so nothing is decided: the worker pauses, the job stays as it is
         except Exception as exc:
             latest = self.store.get(job.id)
             if latest is not None and latest.state == "running":
@@ -125,6 +128,8 @@ class JobFlow:
             guard.check(rehash=True)  # the last word before anything made from it is published
         except Aborted:
             self._interrupted(running, config)
+        except StoreUnwritable:
+            raise
         except Exception as exc:
             self.router.route(job, exc, config)
         else:
