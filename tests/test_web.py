@@ -199,8 +199,7 @@ class FakeDaemon:
         return {"id": job_id}
 
 
-@pytest.fixture
-def web(tmp_path):
+def serve_web(tmp_path: Path, limits: Limits):
     inbox = tmp_path / "inbox"
     (inbox / "60fps").mkdir(parents=True)
     config = config_from_mapping({"inbox": str(inbox), "daemon": {"upload_max_mb": 1, "extensions": list(EXTENSIONS)},
@@ -209,9 +208,15 @@ def web(tmp_path):
     dashboard = Dashboard(target, sessions=Sessions(), config=lambda: config, inbox=inbox, assets=load_assets(),
                           free_bytes=lambda folder: 1 << 40)
     token = new_token(tmp_path / "state")
-    server = ControlServer(target, token=token, web=dashboard, limits=Limits(max_streams=1, stream_idle_s=1.0))
+    server = ControlServer(target, token=token, web=dashboard, limits=limits)
     url = server.start()
-    yield Web(url, token, target, inbox)
+    return server, Web(url, token, target, inbox)
+
+
+@pytest.fixture
+def web(tmp_path):
+    server, found = serve_web(tmp_path, Limits(max_streams=1, stream_idle_s=1.0))
+    yield found
     server.stop()
 
 
@@ -361,3 +366,47 @@ def test_an_upload_needs_the_login_before_any_byte_and_a_cut_one_leaves_nothing(
     while len(list(web.inbox.iterdir())) > 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [p.name for p in web.inbox.iterdir()] == ["60fps"]
+
+
+def test_trickling_uploads_are_cut_off_by_their_total_deadline_and_free_their_slots(tmp_path):
+    """Issue 19, finding 11: two logged-in uploads sending a byte every so often (never idle long enough
+    to be cut off) held both upload slots for ever. Here at 1000 bytes a second after a 1 s grace."""
+    server, web = serve_web(tmp_path, Limits(max_streams=2, stream_idle_s=1.0, stream_grace_s=1.0,
+                                             stream_min_rate=1000))
+    try:
+        cookie = web.login()
+        host, port = web.url.removeprefix("http://").split(":")
+        socks = []
+        for number in (1, 2):
+            head = request(web.url, f"POST /dashboard/upload?name=slow{number}.mp4 HTTP/1.1", cookie,
+                           f"Origin: {web.origin}", "Content-Length: 500000")
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(head + b"x")
+            socks.append(sock)
+        time.sleep(0.2)
+        assert upload(web, cookie, "third.mp4", b"x")[0] == 503           # both slots taken
+        started = time.monotonic()
+        answers: dict[int, bytes] = {}
+        while len(answers) < 2 and time.monotonic() - started < 10:
+            for number, sock in enumerate(socks):
+                if number in answers:
+                    continue
+                try:
+                    sock.sendall(b"x")                                     # well inside the idle limit
+                    sock.settimeout(0.05)
+                    answers[number] = sock.recv(4096)
+                except (TimeoutError, BlockingIOError):
+                    pass
+                except OSError:
+                    answers[number] = b"closed"
+            time.sleep(0.3)
+        for sock in socks:
+            sock.close()
+        assert len(answers) == 2 and time.monotonic() - started < 5, answers
+        for answer in answers.values():
+            assert answer.startswith(b"HTTP/1.1 400 ") and b"slower than 1000 bytes a second" in answer, answer
+        status, answer = upload(web, cookie, "third.mp4", b"x")           # the slots are free again
+        assert status == 200 and answer["name"] == "third.mp4"
+        assert sorted(p.name for p in web.inbox.iterdir()) == ["60fps", "third.mp4"]
+    finally:
+        server.stop()

@@ -24,7 +24,7 @@ from loguru import logger
 
 from midframe.config import Config
 from midframe.daemon import files
-from midframe.daemon.httpd import Head, Request, Response, Stream, error
+from midframe.daemon.httpd import BodyIncomplete, Head, Request, Response, Stream, error
 from midframe.web import assets as pages
 from midframe.web.sessions import Sessions, clear_cookie, cookie_name, session_of, set_cookie
 from midframe.web.upload import UploadRefused, receive, safe_name, upload_folder
@@ -140,6 +140,8 @@ class Dashboard:
                                free_bytes=self._free_bytes)
         except UploadRefused as exc:
             return error(exc.status, str(exc))
+        except BodyIncomplete:
+            raise  # the client's doing, not the disk's: the server answers 400 "the body ended early"
         except OSError as exc:
             logger.warning("dashboard: could not save the upload {} in {}: {}", name, folder, exc.strerror or exc)
             return error(HTTPStatus.INSUFFICIENT_STORAGE, f"{name}: could not be saved: {exc.strerror or exc}")
