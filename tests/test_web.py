@@ -152,6 +152,35 @@ def test_the_view_orders_the_queue_and_the_history():
     assert "/out" not in json.dumps(view)                      # names, not the server's paths
 
 
+def test_the_view_escapes_names_and_texts_as_the_cli_does():
+    """Issue 19, finding 11: a bidi override (U+202E) or a control character in a name showed raw on
+    the page; it reads as in `midframe jobs` (midframe.sentences.said)."""
+    from midframe.sentences import said
+
+    evil = "holiday\u202egpj.mkv"                          # shows as "holidayvkm.jpg" when not escaped
+    jobs = [
+        {"id": 1, "name": evil, "relpath": f"in\x1bside/{evil}", "state": "failed", "started_at": 1.0,
+         "finished_at": 2.0, "output": None, "error": f"{evil} is not a video\nforged line"},
+        {"id": 2, "name": "a\u2028b.mp4", "relpath": "a\u2028b.mp4", "state": "queued", "error": "x\ry"},
+        {"id": 3, "name": "c\tz.mp4", "relpath": "c\tz.mp4", "state": "running", "output": None},
+        {"id": 4, "name": "été.mp4", "relpath": "été.mp4", "state": "done", "output": "/out/été\u202e.50fps.mp4",
+         "started_at": 1.0, "finished_at": 2.0},
+    ]
+    status = {"state": "paused", "current": {"id": 3, "name": "c\tz.mp4", "progress": 0.1}, "queued": 1, "done": 1,
+              "failed": 1, "paused_reason": "outbox (/srv/out\u202e): the disk is full",
+              "farm": {"scheduler": "tcp://h:1", "workers": 0, "busy": 0, "problem": "no\nworkers"}}
+    view = dashboard_state(status, jobs, folders=[""], upload_max_bytes=1)
+    failed, done = view["history"][1], view["history"][0]
+    assert (failed["name"], failed["folder"], failed["error"]) == (
+        "holiday\\u202egpj.mkv", "in\\x1bside", "holiday\\u202egpj.mkv is not a video\\nforged line")
+    assert failed["name"] == said(evil) and done["name"] == "été.mp4" and done["output"] == "été\\u202e.50fps.mp4"
+    assert (view["queue"][0]["name"], view["queue"][0]["error"]) == ("a\\u2028b.mp4", "x\\ry")
+    assert view["status"]["current"]["name"] == "c\\tz.mp4"
+    assert view["status"]["paused_reason"] == "outbox (/srv/out\\u202e): the disk is full"
+    assert view["farm"]["problem"] == view["status"]["farm"]["problem"] == "no\\nworkers"
+    assert status["current"]["name"] == "c\tz.mp4"              # what it was given is left as it was
+
+
 @pytest.mark.parametrize("make", [lambda tmp: MemoryJobStore(), lambda tmp: SqliteJobStore(tmp / "jobs.sqlite3")])
 def test_move_to_front_makes_a_queued_job_the_next_claimed(tmp_path, make):
     store = make(tmp_path)
