@@ -41,7 +41,8 @@ class RecordingDesktop:
         self.queued: list[tuple[str, str, float, object]] = []
         self.shown: list[tuple[str, str]] = []
 
-    def send(self, title: str, body: str, *, after_s: float = 0.0, still_wanted=lambda: True) -> None:
+    def send(self, title: str, body: str, *, kind: str = "progress", after_s: float = 0.0,
+             still_wanted=lambda: True) -> None:
         self.queued.append((title, body, after_s, still_wanted))
 
     def deliver(self) -> list[tuple[str, str]]:

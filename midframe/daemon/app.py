@@ -16,7 +16,16 @@ from typing import Any
 
 from loguru import logger
 
-from midframe.config import Config, EngineConfig, default_config_path, load_config, resolve_paths
+from midframe.config import (
+    Config,
+    EngineConfig,
+    NotificationsConfig,
+    default_config_path,
+    load_config,
+    resolve_paths,
+)
+from midframe.daemon.after_job import after_job_sink
+from midframe.daemon.apprise_sink import apprise_sink
 from midframe.daemon.checks import SettingsCheck
 from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
 from midframe.daemon.files import Identity, fingerprint
@@ -35,6 +44,7 @@ from midframe.daemon.worker import Convert, Worker, _pipeline_convert
 
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
 FARM_CONNECT_WAIT_S = 8.0
+SINK_CLOSE_S = 10.0  # at a stop, how long queued Apprise messages and after-job commands may still take
 RIFE_WEIGHTS_MODULE = "midframe.engine.interpolators.rife.weights"
 
 
@@ -65,6 +75,10 @@ class Daemon:
             enabled=lambda: self.settings.current_cached().notifications.enabled,
             progress_interval=lambda: self.settings.current_cached().notifications.progress_interval_s,
         )
+        self.sinks = [apprise_sink(self._notification_settings),
+                      after_job_sink(self._notification_settings, job=lambda job_id: self.store.get(job_id))]
+        for sink in self.sinks:
+            self.notifier.subscribe(sink)
         self._store = store
         self._convert = convert
         self._tick_seconds = tick_seconds
@@ -242,6 +256,9 @@ class Daemon:
             self.server.stop()
             remove_control_file(self.paths.state_dir)
         self.notifier.close()
+        for sink in self.sinks:  # the last news (a job failed just before the stop), briefly
+            if not sink.close(SINK_CLOSE_S):
+                logger.warning("{}: still busy at the stop; what it had left is dropped", sink.name)
         if self._store is not None and clean:
             self._store.close()
         if self.server is not None:
@@ -251,6 +268,9 @@ class Daemon:
         return clean
 
     # --- config and engine ----------------------------------------------------------------------
+
+    def _notification_settings(self) -> NotificationsConfig:
+        return self.settings.current_cached().notifications
 
     def reload_config(self) -> Config:
         return self.settings.reload()

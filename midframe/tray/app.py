@@ -273,7 +273,7 @@ class TrayIcon:
             self._desktop = DesktopNotifier.detect()
             self._desktop_chosen = True
         if self._desktop is not None:
-            self._desktop.send(notification.title, notification.body)
+            self._desktop.send(notification.title, notification.body, kind=notification.kind)
         elif self.icon.notifications_work and self.icon.HAS_NOTIFICATION:
             # A fresh bubble each time (not a replacement), so the desktop's history keeps them all.
             self.icon.remove_notification()
