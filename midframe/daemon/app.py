@@ -40,6 +40,7 @@ from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
 from midframe.daemon.store import DB_NAME
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
+from midframe.errors import MediaError, TransientError
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
 
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
@@ -83,6 +84,7 @@ class Daemon:
         self._convert = convert
         self._tick_seconds = tick_seconds
         self._settings_check: SettingsCheck | None = None
+        self._ffmpeg: Any = None
         self._lock = StateLock(self.paths.state_dir)
         self._inbox_lock = InboxLock(self.paths.inbox, self.paths.state_dir)
         self._stop_requested = threading.Event()
@@ -125,7 +127,7 @@ class Daemon:
         from midframe.engine.ffmpeg import find_ffmpeg
 
         paths = self.paths
-        ffmpeg = find_ffmpeg()
+        ffmpeg = self._ffmpeg = find_ffmpeg()
         if self._store is None:
             self._store = self._open_store(paths.state_dir / DB_NAME)
         self._settings_check = SettingsCheck.real(paths, ffmpeg=ffmpeg)
@@ -309,6 +311,7 @@ class Daemon:
             if known.state == "queued" and known.not_before is not None:
                 store.resettled(known.id, size=info.st_size, mtime=info.st_mtime, fingerprint=known.fingerprint,
                                 identity=Identity.of(info).text())
+                self._early_verdict(known.id, path)
                 self._wake_worker()
             return
         try:
@@ -329,7 +332,23 @@ class Daemon:
             # file that changed while its earlier job was converted).
             store.resettled(job.id, size=info.st_size, mtime=info.st_mtime, fingerprint=print_, identity=identity)
             logger.info("job {}: {} settled again ({:.1f} MB)", job.id, job.relpath, info.st_size / 1e6)
+        self._early_verdict(job.id, path)
         self._wake_worker()
+
+    def _early_verdict(self, job_id: int, path: Path) -> None:
+        """One look at the header of a file that just settled (so it is not being copied): a file that
+        is plainly not a video fails now, not when its turn comes behind a long job. What this look
+        cannot tell (a damaged middle, a wrong frame count) the job's full probe still finds."""
+        if self.worker is None or self._ffmpeg is None:
+            return
+        from midframe.engine.probe import sniff
+
+        try:
+            sniff(path, ffmpeg=self._ffmpeg)
+        except MediaError as exc:
+            self.worker.fail_early(job_id, exc)
+        except TransientError as exc:  # ffprobe hung: the job's own probe, at its turn, tries again
+            logger.warning("{}: could not look at it as it settled ({}); it is probed at its turn", path, exc)
 
     def _wake_worker(self) -> None:
         if self.worker is not None:
