@@ -39,6 +39,7 @@ from midframe.daemon.profiles import make_profile_folders, profile_of
 from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
 from midframe.daemon.store import DB_NAME
+from midframe.daemon.unseen import UnseenFailures
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.errors import MediaError, TransientError
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
@@ -364,7 +365,14 @@ class Daemon:
         state = "paused" if reason is not None else "working" if current else "idle"
         return {"state": state, "current": current, "queued": counts["queued"], "done": counts["done"],
                 "failed": counts["failed"], "paused_reason": reason,
-                "farm": None if self.farm is None else self.farm.state()}
+                "farm": None if self.farm is None else self.farm.state(),
+                **UnseenFailures(self.store).status()}
+
+    def failures_seen(self) -> dict[str, Any]:
+        """A person has seen the failures so far (tray, dashboard): they are no longer marked."""
+        UnseenFailures(self.store).mark_seen()
+        logger.info("the failures so far are marked as seen")
+        return self.status()
 
     def pause(self) -> dict[str, Any]:
         assert self.worker is not None

@@ -167,6 +167,8 @@ class TrayApp:
         logger.debug("tray action: {}", action)
         if action in ("open_inbox", "open_outbox", "open_log"):
             self._open(action)
+        elif action == "open_failed":
+            self._open_failed()
         elif action == "start_daemon":
             self.start_error = None
             try:
@@ -190,6 +192,19 @@ class TrayApp:
         folder.mkdir(parents=True, exist_ok=True)
         log_file = folder / LOG_FILE_NAME
         self._opener(log_file if action == "open_log" and log_file.exists() else folder)
+
+    def _open_failed(self) -> None:
+        """The failures line: show failed/ (the files and their .error.txt), and they count as seen."""
+        self._paths.failed_dir.mkdir(parents=True, exist_ok=True)
+        self._opener(self._paths.failed_dir)
+        client = self._client_or_none()
+        if client is None:
+            return
+        try:
+            self.view = view_from_status(client.failures_seen())
+        except ControlError as exc:
+            logger.warning("marking the failures seen failed: {}", exc)
+            self._client = None
 
     def finish(self) -> None:
         """On quit: stop the daemon too when this tray is the face of ``midframe run``."""

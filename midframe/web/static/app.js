@@ -151,6 +151,7 @@ function drawStatus(status) {
   $("count-queued").textContent = status.queued;
   $("count-done").textContent = status.done;
   $("count-failed").textContent = status.failed;
+  drawUnseen(status);
 
   const current = status.current;
   $("current-none").hidden = Boolean(current);
@@ -169,6 +170,18 @@ function drawStatus(status) {
   $("current-elapsed").textContent = duration(current.elapsed_s);
   $("current-eta").textContent = status.state === "paused" ? "paused" : duration(current.eta_s);
   $("current-cancel").dataset.id = current.id;
+}
+
+// Failures stay news until someone presses "Mark seen" here (or picks the tray's "N failed" line).
+function drawUnseen(status) {
+  const count = status.failed_unseen || 0;
+  const names = status.failed_unseen_names || [];
+  $("unseen").hidden = count === 0;
+  $("unseen-count-box").hidden = count === 0;
+  $("count-unseen").textContent = count;
+  const more = count > names.length ? ", …" : "";
+  $("unseen-text").textContent = count ?
+    `${count} failed, not seen yet: ${names.join(", ")}${more} (see History for why)` : "";
 }
 
 // Rows are rebuilt only when what they show changed, so a button is never replaced under the pointer.
@@ -408,6 +421,7 @@ function setUpUploads() {
 function start() {
   $("pause").addEventListener("click", () => act("POST", "/pause", "Paused: the current job holds after its batch"));
   $("resume").addEventListener("click", () => act("POST", "/resume", "Resumed"));
+  $("unseen-seen").addEventListener("click", () => act("POST", "/failures/seen", null));
   $("stop").addEventListener("click", async () => {
     if (!window.confirm("Stop the daemon? The current job resumes where it stopped at the next start.")) return;
     const result = await act("POST", "/stop", "The daemon is stopping");
