@@ -26,22 +26,21 @@ from midframe.config import (
 )
 from midframe.daemon.after_job import after_job_sink
 from midframe.daemon.apprise_sink import apprise_sink
+from midframe.daemon.arrivals import Arrivals
 from midframe.daemon.checks import SettingsCheck
 from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
-from midframe.daemon.files import Identity, fingerprint
 from midframe.daemon.jobs import JobStore
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.folders import check_folders
 from midframe.daemon.lock import InboxLock, StateLock
 from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
 from midframe.daemon.pauses import SETTINGS
-from midframe.daemon.profiles import make_profile_folders, profile_of
+from midframe.daemon.profiles import make_profile_folders
 from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
 from midframe.daemon.store import DB_NAME
 from midframe.daemon.unseen import UnseenFailures
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
-from midframe.errors import MediaError, TransientError
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
 
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
@@ -85,7 +84,6 @@ class Daemon:
         self._convert = convert
         self._tick_seconds = tick_seconds
         self._settings_check: SettingsCheck | None = None
-        self._ffmpeg: Any = None
         self._lock = StateLock(self.paths.state_dir)
         self._inbox_lock = InboxLock(self.paths.inbox, self.paths.state_dir)
         self._stop_requested = threading.Event()
@@ -128,14 +126,14 @@ class Daemon:
         from midframe.engine.ffmpeg import find_ffmpeg
 
         paths = self.paths
-        ffmpeg = self._ffmpeg = find_ffmpeg()
+        ffmpeg = find_ffmpeg()
         if self._store is None:
             self._store = self._open_store(paths.state_dir / DB_NAME)
         self._settings_check = SettingsCheck.real(paths, ffmpeg=ffmpeg)
         convert = self._convert
         if config.farm.scheduler:
             convert = self._start_farm(config, ffmpeg)
-        self.worker = Worker(
+        worker = self.worker = Worker(
             self._store, paths, config=self.settings.current, notifier=self.notifier, ffmpeg=ffmpeg,
             make_interpolator=self._make_interpolator, convert=convert, prepare=self._prepare_engine,
             check_settings=self._settings_check, check_farm=self._farm_problem, slots=self._job_slots,
@@ -151,7 +149,9 @@ class Daemon:
         write_control_file(paths.state_dir, url)
         daemon = config.daemon
         scanner = InboxScanner(
-            paths.inbox, on_arrival=self._on_arrival, extensions=daemon.extensions,
+            paths.inbox, on_arrival=Arrivals(self._store, worker, inbox=paths.inbox, ffmpeg=ffmpeg,
+                                             profiles=lambda: self.settings.current().profiles),
+            extensions=daemon.extensions,
             settle_seconds=daemon.settle_seconds, recursive=daemon.recursive, subfolders=config.profiles,
             excluded=self._own_folders(),
         )
@@ -301,59 +301,6 @@ class Daemon:
     def _resettle(self, path: Path, quiet_s: float) -> None:
         if self.watcher is not None:
             self.watcher.resettle(path, quiet_s)
-
-    # --- arrivals -------------------------------------------------------------------------------
-
-    def _on_arrival(self, path: Path, info: os.stat_result) -> None:
-        """A file settled: queue it, or hand a job that was waiting for it to settle back to the worker."""
-        store = self.store
-        known = store.find(path, size=info.st_size, mtime=info.st_mtime)
-        if known is not None:
-            if known.state == "queued" and known.not_before is not None:
-                store.resettled(known.id, size=info.st_size, mtime=info.st_mtime, fingerprint=known.fingerprint,
-                                identity=Identity.of(info).text())
-                self._early_verdict(known.id, path)
-                self._wake_worker()
-            return
-        try:
-            print_ = fingerprint(path, size=info.st_size)
-        except OSError as exc:
-            logger.warning("{}: cannot read it ({}); skipping it until it changes", path, exc.strerror or exc)
-            return
-        identity = Identity.of(info).text()
-        relpath = path.relative_to(self.paths.inbox).as_posix()
-        profile = profile_of(relpath, self.settings.current().profiles)
-        job, new = store.add_unless_queued(path, relpath=relpath, size=info.st_size, mtime=info.st_mtime,
-                                           fingerprint=print_, profile=profile, identity=identity)
-        if new:
-            logger.info("job {} queued: {} ({:.1f} MB{})", job.id, relpath, info.st_size / 1e6,
-                        f", profile {profile}" if profile else "")
-        else:
-            # The same job goes on with the file as it is now (a copy that went on after a stall, or a
-            # file that changed while its earlier job was converted).
-            store.resettled(job.id, size=info.st_size, mtime=info.st_mtime, fingerprint=print_, identity=identity)
-            logger.info("job {}: {} settled again ({:.1f} MB)", job.id, job.relpath, info.st_size / 1e6)
-        self._early_verdict(job.id, path)
-        self._wake_worker()
-
-    def _early_verdict(self, job_id: int, path: Path) -> None:
-        """One look at the header of a file that just settled (so it is not being copied): a file that
-        is plainly not a video fails now, not when its turn comes behind a long job. What this look
-        cannot tell (a damaged middle, a wrong frame count) the job's full probe still finds."""
-        if self.worker is None or self._ffmpeg is None:
-            return
-        from midframe.engine.probe import sniff
-
-        try:
-            sniff(path, ffmpeg=self._ffmpeg)
-        except MediaError as exc:
-            self.worker.fail_early(job_id, exc)
-        except TransientError as exc:  # ffprobe hung: the job's own probe, at its turn, tries again
-            logger.warning("{}: could not look at it as it settled ({}); it is probed at its turn", path, exc)
-
-    def _wake_worker(self) -> None:
-        if self.worker is not None:
-            self.worker.wake()
 
     # --- the control API (ControlTarget) ----------------------------------------------------------
 
