@@ -351,13 +351,16 @@ def test_start_daemon_shows_why_it_did_not_start(tmp_path, monkeypatch):
 
 def test_unseen_failures_mark_the_icon_and_lead_the_menu_until_seen(harness):
     app, daemon, _, opened, _ = harness
-    daemon.status_answer = {**WORKING, "failed_unseen": 2, "failed_unseen_names": ["b\n.mp4", "a.mp4"]}
+    daemon.status_answer = WORKING
+    unseen = {"failed_unseen": 2, "failed_unseen_names": ["b\n.mp4", "a.mp4"]}
+    events = daemon.events
+    daemon.events = lambda after=0, client="cli": {**events(after, client=client), **unseen}
     daemon.failures_seen_calls = 0
 
     def failures_seen() -> dict[str, Any]:
         daemon.failures_seen_calls += 1
-        daemon.status_answer = {**daemon.status_answer, "failed_unseen": 0, "failed_unseen_names": []}
-        return daemon.status_answer
+        unseen.update(failed_unseen=0, failed_unseen_names=[])
+        return dict(unseen)
 
     daemon.failures_seen = failures_seen
     app.poll_once()
@@ -374,5 +377,7 @@ def test_unseen_failures_mark_the_icon_and_lead_the_menu_until_seen(harness):
     app.act("open_failed")
     assert opened == [app._paths.failed_dir] and daemon.failures_seen_calls == 1
     assert app.view.failed_line == "" and all(e is None or e.action != "open_failed" for e in app.menu())
-    more = view_from_status({**WORKING, "failed_unseen": 5, "failed_unseen_names": ["e.mp4", "d.mp4", "c.mp4"]})
+    app.poll_once()  # the next poll agrees
+    assert app.view.failed_line == "" and app.view.state == "working"
+    more = view_from_status(WORKING, {"failed_unseen": 5, "failed_unseen_names": ["e.mp4", "d.mp4", "c.mp4"]})
     assert more.failed_line.startswith("5 failed: e.mp4, d.mp4, c.mp4, …")

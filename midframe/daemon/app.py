@@ -211,7 +211,7 @@ class Daemon:
         for stale in remove_stale_uploads([self.paths.inbox, *self.profile_folders]):
             logger.info("removed {}, left by an upload that was cut short", stale)
         dashboard = Dashboard(self, sessions=Sessions(), config=self.settings.current, inbox=self.paths.inbox,
-                              assets=load_assets())
+                              assets=load_assets(), unseen=self.unseen_failures)
         return ControlServer(self, token=new_token(self.paths.state_dir), port=config.daemon.api_port,
                              host=config.daemon.api_host, web=dashboard)
 
@@ -312,14 +312,17 @@ class Daemon:
         state = "paused" if reason is not None else "working" if current else "idle"
         return {"state": state, "current": current, "queued": counts["queued"], "done": counts["done"],
                 "failed": counts["failed"], "paused_reason": reason,
-                "farm": None if self.farm is None else self.farm.state(),
-                **UnseenFailures(self.store).status()}
+                "farm": None if self.farm is None else self.farm.state()}
+
+    def unseen_failures(self) -> dict[str, Any]:
+        """``{"failed_unseen": N, "failed_unseen_names": [...]}``: failures nobody has marked seen yet."""
+        return UnseenFailures(self.store).status()
 
     def failures_seen(self) -> dict[str, Any]:
         """A person has seen the failures so far (tray, dashboard): they are no longer marked."""
         UnseenFailures(self.store).mark_seen()
         logger.info("the failures so far are marked as seen")
-        return self.status()
+        return self.unseen_failures()
 
     def pause(self) -> dict[str, Any]:
         assert self.worker is not None
@@ -356,7 +359,8 @@ class Daemon:
         return self.worker.cancel(job_id).to_dict()
 
     def events(self, after: int = 0, *, client: str = "cli") -> dict[str, Any]:
-        return self.event_log.since(after, client=client)
+        # The news feed also says which failures are still news (the tray marks its icon with it).
+        return {**self.event_log.since(after, client=client), **self.unseen_failures()}
 
     def move_to_front(self, job_id: int) -> dict[str, Any]:
         job = self.store.move_to_front(job_id)

@@ -11,8 +11,8 @@ token (``GET /hello``, see :mod:`midframe.daemon.control_files`).
     POST /pause | /resume | /stop
     GET  /jobs                   [{id, name, path, state, attempts, error, output, frames_done, frames_total}]
     POST /jobs/<id>/retry | /jobs/<id>/cancel | /jobs/<id>/front (first in the queue)
-    GET  /events?after=N&client=NAME
-    POST /failures/seen          the failures so far are seen (status's ``failed_unseen`` back to 0)
+    GET  /events?after=N&client=NAME    {"events", "last", "failed_unseen", "failed_unseen_names"}
+    POST /failures/seen          the failures so far are seen: {"failed_unseen": 0, "failed_unseen_names": []}
 
 Who may ask is decided in one place, :class:`Gate`, from the request head before any body is read:
 the Host must name an address this server listens on, with its port (against DNS rebinding); a

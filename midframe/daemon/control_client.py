@@ -136,7 +136,7 @@ class ControlClient:
         return self._call("POST", f"/jobs/{int(job_id)}/front")
 
     def failures_seen(self) -> dict[str, Any]:
-        """The failures so far have been seen; returns the status."""
+        """The failures so far have been seen; returns ``{"failed_unseen", "failed_unseen_names"}``."""
         return self._call("POST", "/failures/seen")
 
     def login_links(self) -> dict[str, Any]:

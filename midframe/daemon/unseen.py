@@ -31,7 +31,8 @@ class UnseenFailures:
             return 0.0
 
     def status(self) -> dict[str, Any]:
-        """``status --json``'s ``failed_unseen`` (how many) and ``failed_unseen_names`` (latest first)."""
+        """``failed_unseen`` (how many) and ``failed_unseen_names`` (latest first), as ``GET /events``
+        and the dashboard's state carry them."""
         seen = self.seen_at()
         unseen = sorted((job for job in self._store.jobs()
                          if job.state == "failed" and (job.finished_at or 0.0) > seen),

@@ -82,6 +82,7 @@ class TrayApp:
         self.wake = threading.Event()
         self.quit_requested = threading.Event()
         self.view: TrayView = offline_view()
+        self._status: dict[str, Any] = {}  # the daemon's last status answer
 
     # --- talking to the daemon -----------------------------------------------------------------
 
@@ -105,7 +106,8 @@ class TrayApp:
             return self._offline()
         self._starting_until = 0.0
         self.start_error = None
-        self.view = view_from_status(status)
+        self._status = status
+        self.view = view_from_status(status, events)
         return self._new_notifications(events)
 
     def _client_or_none(self) -> Any:
@@ -201,7 +203,7 @@ class TrayApp:
         if client is None:
             return
         try:
-            self.view = view_from_status(client.failures_seen())
+            self.view = view_from_status(self._status, client.failures_seen())
         except ControlError as exc:
             logger.warning("marking the failures seen failed: {}", exc)
             self._client = None

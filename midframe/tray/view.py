@@ -53,8 +53,9 @@ def offline_view(reason: str = "", *, line: str = "Daemon not answering") -> Tra
     return TrayView("offline", _clip(escape(line), TOOLTIP_MAX), _clip(tooltip, TOOLTIP_MAX))
 
 
-def view_from_status(status: dict[str, Any]) -> TrayView:
-    """The view of a ``status --json`` answer (DESIGN.md section 3)."""
+def view_from_status(status: dict[str, Any], unseen: dict[str, Any] | None = None) -> TrayView:
+    """The view of a ``status --json`` answer (DESIGN.md section 3), with the failures not yet seen
+    from ``unseen`` (``GET /events``'s ``failed_unseen`` and ``failed_unseen_names``)."""
     state: TrayState = status.get("state") if status.get("state") in ("idle", "working", "paused") else "idle"
     queued = int(status.get("queued") or 0)
     queue_text = f"{queued} queued" + _farm_text(status.get("farm"))
@@ -77,19 +78,19 @@ def view_from_status(status: dict[str, Any]) -> TrayView:
     if why:  # first, so that a clipped tooltip loses the file name rather than the reason
         tooltip = f"midframe paused: {why} · {said}"
     why_line = _clip(f"Why: {why}", WHY_MAX) if why else ""
-    failed = failed_text(status)
+    failed = failed_text(unseen or {})
     if failed:  # first of all: it stays news until seen, whatever runs now
         tooltip = f"{failed} · {tooltip}"
     failed_line = _clip(f"{failed} — open failed folder", WHY_MAX) if failed else ""
     return TrayView(state, status_line, _clip(tooltip, TOOLTIP_MAX), ring, why_line, failed_line)
 
 
-def failed_text(status: dict[str, Any]) -> str:
+def failed_text(unseen: dict[str, Any]) -> str:
     """``1 failed: x.mp4`` / ``3 failed: c.mp4, b.mp4, …`` for the failures not yet seen; "" for none."""
-    count = int(status.get("failed_unseen") or 0)
+    count = int(unseen.get("failed_unseen") or 0)
     if count <= 0:
         return ""
-    names = [escape(str(name)) for name in status.get("failed_unseen_names") or []]
+    names = [escape(str(name)) for name in unseen.get("failed_unseen_names") or []]
     more = ", …" if count > len(names) else ""
     return f"{count} failed: {', '.join(names)}{more}" if names else f"{count} failed"
 

@@ -151,7 +151,6 @@ function drawStatus(status) {
   $("count-queued").textContent = status.queued;
   $("count-done").textContent = status.done;
   $("count-failed").textContent = status.failed;
-  drawUnseen(status);
 
   const current = status.current;
   $("current-none").hidden = Boolean(current);
@@ -173,9 +172,9 @@ function drawStatus(status) {
 }
 
 // Failures stay news until someone presses "Mark seen" here (or picks the tray's "N failed" line).
-function drawUnseen(status) {
-  const count = status.failed_unseen || 0;
-  const names = status.failed_unseen_names || [];
+function drawUnseen(unseen) {
+  const count = (unseen && unseen.failed_unseen) || 0;
+  const names = (unseen && unseen.failed_unseen_names) || [];
   $("unseen").hidden = count === 0;
   $("unseen-count-box").hidden = count === 0;
   $("count-unseen").textContent = count;
@@ -318,6 +317,7 @@ async function poll(once) {
     $("login-needed").hidden = true;
     $("app").hidden = false;
     drawStatus(state.status);
+    drawUnseen(state.unseen);
     drawQueue(state.queue);
     drawHistory(state.history, state.history_total);
     drawFarm(state.farm, state.status.current);
