@@ -54,6 +54,7 @@ class AppriseSender:
                  load: Callable[[], Any] = _apprise) -> None:
         self._settings = settings
         self._load = load
+        self._refused: set[str] = set()  # URLs Apprise did not take, said once each
 
     def wanted(self, event: Event) -> bool:
         settings = self._settings()
@@ -65,8 +66,10 @@ class AppriseSender:
         for url in settings.urls:
             sender = apprise.Apprise()
             if not sender.add(url):
-                logger.warning("notifications.urls: {} is not a URL Apprise can send to; check its scheme "
-                               "and parts", redact(url))
+                if url not in self._refused:
+                    self._refused.add(url)
+                    logger.warning("notifications.urls: {} is not a URL Apprise can send to; check its scheme "
+                                   "and parts", redact(url))
                 continue
             said: list[str] = []
             result = sender.notify(body=event.body or event.title, title=event.title,
