@@ -27,6 +27,7 @@ from midframe.daemon.room import Room
 from midframe.daemon.routing import Router
 from midframe.daemon.running import Running
 from midframe.engine.job import PipelineReport
+from midframe.errors import MediaError
 
 __all__ = ["Convert", "MakeInterpolator", "Worker"]
 
@@ -223,6 +224,19 @@ class Worker:
         logger.info("job {} queued again: {}", job.id, job.name)
         self._wake.set()
         return job
+
+    def fail_early(self, job_id: int, error: MediaError) -> bool:
+        """A file found not to be a video as it settled (``engine.probe.sniff``): its outcome now, not at
+        its turn behind a long job. The outcome table decides as for any job: a file that looks cut short
+        and changed lately is a copy still arriving and settles again. False when the job was no longer
+        queued (the worker took it meanwhile, and its own probe says the same)."""
+        job = self.store.claim(job_id=job_id)
+        if job is None:
+            return False
+        config = self._config()
+        logger.info("job {}: {} is looked at as it settled: {}", job.id, job.relpath, error.reason)
+        self.router.route(job, error, config.effective(job.profile) if job.profile in config.profiles else config)
+        return True
 
     def current(self) -> dict[str, Any] | None:
         """The running job (the one started first, when several run) in ``status --json``'s ``current`` shape."""
