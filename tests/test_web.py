@@ -179,6 +179,10 @@ def test_the_view_escapes_names_and_texts_as_the_cli_does():
     assert view["status"]["paused_reason"] == "outbox (/srv/out\\u202e): the disk is full"
     assert view["farm"]["problem"] == view["status"]["farm"]["problem"] == "no\\nworkers"
     assert status["current"]["name"] == "c\tz.mp4"              # what it was given is left as it was
+    from midframe.web.view import unseen_view
+
+    assert unseen_view({"failed_unseen": 1, "failed_unseen_names": [evil]}) == {
+        "failed_unseen": 1, "failed_unseen_names": ["holiday\\u202egpj.mkv"]}
 
 
 @pytest.mark.parametrize("make", [lambda tmp: MemoryJobStore(), lambda tmp: SqliteJobStore(tmp / "jobs.sqlite3")])

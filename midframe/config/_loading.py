@@ -43,13 +43,17 @@ def _inherited(error: dict[str, Any], data: dict[str, Any]) -> bool:
     return isinstance(section, dict) and loc[3] not in section
 
 
+SECRET_KEYS = ("notifications.urls",)
+
+
 def _describe(error: dict[str, Any], source: str) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"{source}: unknown key {key!r}; allowed here: {', '.join(_allowed_keys(error['loc'][:-1]))}"
-    value = error.get("input")
     message = error["msg"].removeprefix("Value error, ")
-    return f"{source}: {key} = {value!r}: {message}"
+    if key.startswith(SECRET_KEYS):  # Apprise URLs hold their services' tokens: never repeated
+        return f"{source}: {key}: {message}"
+    return f"{source}: {key} = {error.get('input')!r}: {message}"
 
 
 def config_from_mapping(data: Any, *, source: str = "config") -> Config:

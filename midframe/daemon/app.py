@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,25 +16,37 @@ from typing import Any
 
 from loguru import logger
 
-from midframe.config import Config, EngineConfig, default_config_path, load_config, resolve_paths
+from midframe.config import (
+    Config,
+    EngineConfig,
+    NotificationsConfig,
+    default_config_path,
+    load_config,
+    resolve_paths,
+)
+from midframe.daemon.after_job import after_job_sink
+from midframe.daemon.apprise_sink import apprise_sink
+from midframe.daemon.arrivals import Arrivals
 from midframe.daemon.checks import SettingsCheck
 from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
-from midframe.daemon.files import Identity, fingerprint
 from midframe.daemon.jobs import JobStore
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.folders import check_folders
 from midframe.daemon.lock import InboxLock, StateLock
 from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
 from midframe.daemon.pauses import SETTINGS
-from midframe.daemon.profiles import make_profile_folders, profile_of
+from midframe.daemon.profiles import make_profile_folders
 from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
-from midframe.daemon.store import DB_NAME, SqliteJobStore
+from midframe.daemon.store import DB_NAME
+from midframe.daemon.store_pause import StoreFileWatch
+from midframe.daemon.unseen import UnseenFailures
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
 
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
 FARM_CONNECT_WAIT_S = 8.0
+SINK_CLOSE_S = 10.0  # at a stop, how long queued Apprise messages and after-job commands may still take
 RIFE_WEIGHTS_MODULE = "midframe.engine.interpolators.rife.weights"
 
 
@@ -66,6 +77,10 @@ class Daemon:
             enabled=lambda: self.settings.current_cached().notifications.enabled,
             progress_interval=lambda: self.settings.current_cached().notifications.progress_interval_s,
         )
+        self.sinks = [apprise_sink(self._notification_settings),
+                      after_job_sink(self._notification_settings, job=lambda job_id: self.store.get(job_id))]
+        for sink in self.sinks:
+            self.notifier.subscribe(sink)
         self._store = store
         self._convert = convert
         self._tick_seconds = tick_seconds
@@ -81,7 +96,7 @@ class Daemon:
         self.farm: Any = None  # midframe.farm.coordinator.FarmCoordinator with farm.scheduler set
         self.profile_folders: list[Path] = []
         self._closed = False
-        self._store_trouble = False
+        self._store_watch: StoreFileWatch | None = None
 
     @property
     def store(self) -> JobStore:
@@ -120,7 +135,7 @@ class Daemon:
         convert = self._convert
         if config.farm.scheduler:
             convert = self._start_farm(config, ffmpeg)
-        self.worker = Worker(
+        worker = self.worker = Worker(
             self._store, paths, config=self.settings.current, notifier=self.notifier, ffmpeg=ffmpeg,
             make_interpolator=self._make_interpolator, convert=convert, prepare=self._prepare_engine,
             check_settings=self._settings_check, check_farm=self._farm_problem, slots=self._job_slots,
@@ -136,7 +151,9 @@ class Daemon:
         write_control_file(paths.state_dir, url)
         daemon = config.daemon
         scanner = InboxScanner(
-            paths.inbox, on_arrival=self._on_arrival, extensions=daemon.extensions,
+            paths.inbox, on_arrival=Arrivals(self._store, worker, inbox=paths.inbox, ffmpeg=ffmpeg,
+                                             profiles=lambda: self.settings.current().profiles),
+            extensions=daemon.extensions,
             settle_seconds=daemon.settle_seconds, recursive=daemon.recursive, subfolders=config.profiles,
             excluded=self._own_folders(),
         )
@@ -163,25 +180,11 @@ class Daemon:
         return opened.store
 
     def check_store(self) -> None:
-        """The housekeeping loop's look at the job database's file: deleted or replaced while the daemon
-        runs, it is written back from the open database (``SqliteJobStore.keep_file``), so the jobs on
-        record, and the next start, keep everything the daemon knows."""
-        store = self._store
-        if not isinstance(store, SqliteJobStore):
-            return
-        try:
-            happened = store.keep_file()
-        except (OSError, sqlite3.Error) as exc:
-            if not self._store_trouble:
-                logger.error("the job database {} is gone and cannot be written back yet ({}); trying again",
-                             store.path, exc)
-            self._store_trouble = True
-            return
-        self._store_trouble = False
-        if happened:
-            logger.warning("the job database {} was {} while the daemon ran; the daemon's own copy is back in "
-                           "its place, so nothing on record is lost", store.path, happened)
-            self.notifier.warning(f"the job database was {happened}; midframe wrote its own copy back")
+        """The housekeeping loop's look at the job database's file (``store_pause.StoreFileWatch``)."""
+        if self._store_watch is None and self._store is not None:
+            self._store_watch = StoreFileWatch(self._store, warn=self.notifier.warning)
+        if self._store_watch is not None:
+            self._store_watch.check()
 
     def _start_farm(self, config: Config, ffmpeg: Any) -> Convert:
         """The coordinator (imported only here: a daemon without a farm never loads Dask)."""
@@ -217,7 +220,7 @@ class Daemon:
         for stale in remove_stale_uploads([self.paths.inbox, *self.profile_folders]):
             logger.info("removed {}, left by an upload that was cut short", stale)
         dashboard = Dashboard(self, sessions=Sessions(), config=self.settings.current, inbox=self.paths.inbox,
-                              assets=load_assets())
+                              assets=load_assets(), unseen=self.unseen_failures)
         return ControlServer(self, token=new_token(self.paths.state_dir), port=config.daemon.api_port,
                              host=config.daemon.api_host, web=dashboard)
 
@@ -265,6 +268,9 @@ class Daemon:
             self.server.stop()
             remove_control_file(self.paths.state_dir)
         self.notifier.close()
+        for sink in self.sinks:  # the last news (a job failed just before the stop), briefly
+            if not sink.close(SINK_CLOSE_S):
+                logger.warning("{}: still busy at the stop; what it had left is dropped", sink.name)
         if self._store is not None and clean:
             self._store.close()
         if self.server is not None:
@@ -274,6 +280,9 @@ class Daemon:
         return clean
 
     # --- config and engine ----------------------------------------------------------------------
+
+    def _notification_settings(self) -> NotificationsConfig:
+        return self.settings.current_cached().notifications
 
     def reload_config(self) -> Config:
         return self.settings.reload()
@@ -302,42 +311,6 @@ class Daemon:
         if self.watcher is not None:
             self.watcher.resettle(path, quiet_s)
 
-    # --- arrivals -------------------------------------------------------------------------------
-
-    def _on_arrival(self, path: Path, info: os.stat_result) -> None:
-        """A file settled: queue it, or hand a job that was waiting for it to settle back to the worker."""
-        store = self.store
-        known = store.find(path, size=info.st_size, mtime=info.st_mtime)
-        if known is not None:
-            if known.state == "queued" and known.not_before is not None:
-                store.resettled(known.id, size=info.st_size, mtime=info.st_mtime, fingerprint=known.fingerprint,
-                                identity=Identity.of(info).text())
-                self._wake_worker()
-            return
-        try:
-            print_ = fingerprint(path, size=info.st_size)
-        except OSError as exc:
-            logger.warning("{}: cannot read it ({}); skipping it until it changes", path, exc.strerror or exc)
-            return
-        identity = Identity.of(info).text()
-        relpath = path.relative_to(self.paths.inbox).as_posix()
-        profile = profile_of(relpath, self.settings.current().profiles)
-        job, new = store.add_unless_queued(path, relpath=relpath, size=info.st_size, mtime=info.st_mtime,
-                                           fingerprint=print_, profile=profile, identity=identity)
-        if new:
-            logger.info("job {} queued: {} ({:.1f} MB{})", job.id, relpath, info.st_size / 1e6,
-                        f", profile {profile}" if profile else "")
-        else:
-            # The same job goes on with the file as it is now (a copy that went on after a stall, or a
-            # file that changed while its earlier job was converted).
-            store.resettled(job.id, size=info.st_size, mtime=info.st_mtime, fingerprint=print_, identity=identity)
-            logger.info("job {}: {} settled again ({:.1f} MB)", job.id, job.relpath, info.st_size / 1e6)
-        self._wake_worker()
-
-    def _wake_worker(self) -> None:
-        if self.worker is not None:
-            self.worker.wake()
-
     # --- the control API (ControlTarget) ----------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -349,6 +322,16 @@ class Daemon:
         return {"state": state, "current": current, "queued": counts["queued"], "done": counts["done"],
                 "failed": counts["failed"], "paused_reason": reason,
                 "farm": None if self.farm is None else self.farm.state()}
+
+    def unseen_failures(self) -> dict[str, Any]:
+        """``{"failed_unseen": N, "failed_unseen_names": [...]}``: failures nobody has marked seen yet."""
+        return UnseenFailures(self.store).status()
+
+    def failures_seen(self) -> dict[str, Any]:
+        """A person has seen the failures so far (tray, dashboard): they are no longer marked."""
+        UnseenFailures(self.store).mark_seen()
+        logger.info("the failures so far are marked as seen")
+        return self.unseen_failures()
 
     def pause(self) -> dict[str, Any]:
         assert self.worker is not None
@@ -385,7 +368,8 @@ class Daemon:
         return self.worker.cancel(job_id).to_dict()
 
     def events(self, after: int = 0, *, client: str = "cli") -> dict[str, Any]:
-        return self.event_log.since(after, client=client)
+        # The news feed also says which failures are still news (the tray marks its icon with it).
+        return {**self.event_log.since(after, client=client), **self.unseen_failures()}
 
     def move_to_front(self, job_id: int) -> dict[str, Any]:
         job = self.store.move_to_front(job_id)

@@ -135,6 +135,10 @@ class ControlClient:
     def move_to_front(self, job_id: int) -> dict[str, Any]:
         return self._call("POST", f"/jobs/{int(job_id)}/front")
 
+    def failures_seen(self) -> dict[str, Any]:
+        """The failures so far have been seen; returns ``{"failed_unseen", "failed_unseen_names"}``."""
+        return self._call("POST", "/failures/seen")
+
     def login_links(self) -> dict[str, Any]:
         """A one-time code for the dashboard: ``{"urls": [login link, ...], "expires_s"}``."""
         return self._call("POST", "/dashboard/login")

@@ -211,11 +211,14 @@ class SqliteJobStore:
         found = dict(rows)
         return {state: found.get(state, 0) for state in STATES}
 
-    def claim(self, *, now: float | None = None) -> Job | None:
+    def claim(self, *, now: float | None = None, job_id: int | None = None) -> Job | None:
         stamp = wall_time(now)
         with self._transaction() as db:
-            job = self._one(db, "SELECT * FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?)"
-                                " ORDER BY queue_seq, id LIMIT 1", stamp)
+            if job_id is not None:
+                job = self._one(db, "SELECT * FROM jobs WHERE state = 'queued' AND id = ?", job_id)
+            else:
+                job = self._one(db, "SELECT * FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR"
+                                    " not_before <= ?) ORDER BY queue_seq, id LIMIT 1", stamp)
             if job is None:
                 return None
             db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, updated_at = ?"

@@ -24,22 +24,20 @@ from loguru import logger
 
 from midframe.config import Config, Paths
 from midframe.daemon import files
-from midframe.daemon.checks import folders_of, write_problem
+from midframe.daemon.checks import write_problem
 from midframe.daemon.finishing import Finisher
 from midframe.daemon.jobflow import Convert, JobFlow, MakeInterpolator
 from midframe.daemon.jobs import Job, JobStore
 from midframe.daemon.notify import Notifier
-from midframe.daemon.outcomes import setting_outcome
-from midframe.daemon.pauses import FARM, QUICK_RECHECK_S, SETTINGS, STORE, Pause, Pauses
+from midframe.daemon.pauses import FARM, SETTINGS, Pause, Pauses
 from midframe.daemon.room import Room
-from midframe.daemon.routing import SPACE_MARGIN, Router
+from midframe.daemon.routing import Router
 from midframe.daemon.running import Running, job_status
+from midframe.daemon.store_pause import store_pause
 from midframe.engine.job import PipelineReport
-from midframe.errors import StoreUnwritable
+from midframe.errors import MediaError, StoreUnwritable
 
 __all__ = ["Convert", "MakeInterpolator", "Worker"]
-
-WRITE_TEST_FLAG = "write-test"
 
 
 def _pipeline_convert(*args: Any, **kwargs: Any) -> PipelineReport:
@@ -242,6 +240,19 @@ class Worker:
         self._wake.set()
         return job
 
+    def fail_early(self, job_id: int, error: MediaError) -> bool:
+        """A file found not to be a video as it settled (``engine.probe.sniff``): its outcome now, not at
+        its turn behind a long job. The outcome table decides as for any job: a file that looks cut short
+        and changed lately is a copy still arriving and settles again. False when the job was no longer
+        queued (the worker took it meanwhile, and its own probe says the same)."""
+        job = self.store.claim(job_id=job_id)
+        if job is None:
+            return False
+        config = self._config()
+        logger.info("job {}: {} is looked at as it settled: {}", job.id, job.relpath, error.reason)
+        self.router.route(job, error, config.effective(job.profile) if job.profile in config.profiles else config)
+        return True
+
     def current(self) -> dict[str, Any] | None:
         """The running job (the one started first, when several run) in ``status --json``'s ``current``
         shape; else a job stopped by an unwritable store, as its record has it (running, held)."""
@@ -257,29 +268,7 @@ class Worker:
     # --- an unwritable job database ----------------------------------------------------------------
 
     def _store_unwritable(self, error: StoreUnwritable) -> None:
-        self._hold(Pause(STORE, self._store_reason(error), self._store_recheck, QUICK_RECHECK_S))
-
-    def _store_reason(self, error: StoreUnwritable) -> str:
-        outcome = setting_outcome(error, folders=folders_of(self.paths))  # the outcome table's words for a folder
-        if outcome is not None:
-            return outcome.text
-        return (f"daemon.state_dir ({self.paths.state_dir}): the job database cannot be written ({error.strerror}); "
-                "midframe resumes by itself once it can")
-
-    def _store_recheck(self, config: Config) -> str | None:
-        """None once the job database takes a write again and its disk has some room."""
-        held = self.pauses.get(STORE)
-        reason = held.reason if held is not None else "the job database cannot be written"
-        try:
-            if self._free_bytes(self.paths.state_dir) < SPACE_MARGIN:
-                return reason
-            self.store.set_flag(WRITE_TEST_FLAG, "1")
-            self.store.set_flag(WRITE_TEST_FLAG, None)
-        except StoreUnwritable as exc:
-            return self._store_reason(exc)
-        except OSError:
-            return reason
-        return None
+        self._hold(store_pause(error, paths=self.paths, store=self.store, free_bytes=self._free_bytes))
 
     def _requeue_stranded(self) -> bool:
         """Queue again the jobs an unwritable store stopped; False if it still cannot be written."""

@@ -109,9 +109,8 @@ def _hdr(path: Path, ffmpeg: FFmpeg, stream: dict[str, Any], index: int) -> HdrM
         first_frame_side_data(path, ffmpeg, index))
 
 
-def probe(path: Path, *, ffmpeg: FFmpeg) -> VideoInfo:
-    """Everything the pipeline needs to know about ``path``; ``MediaError`` says why it is unusable."""
-    path = Path(path)
+def _looked_at(path: Path, ffmpeg: FFmpeg) -> tuple[int, RawHeader, dict[str, Any]]:
+    """The checks that need only the file's header: its size, header and first video stream."""
     size = _precheck(path)
     header = read_header(path, ffmpeg)
     if STILL_IMAGE_FORMATS.search(header.format_name):
@@ -121,10 +120,25 @@ def probe(path: Path, *, ffmpeg: FFmpeg) -> VideoInfo:
     if refusal is not None:
         raise MediaError(path, refusal)
     stream = _video_stream(path, header.streams)
-    index = int(stream["index"])
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     if width <= 0 or height <= 0:
         raise MediaError(path, "has a video stream of unknown size (damaged header)")
+    return size, header, stream
+
+
+def sniff(path: Path, *, ffmpeg: FFmpeg) -> None:
+    """The quick part of :func:`probe` (one look at the header, no packets read): ``MediaError`` when
+    ``path`` is plainly not a video (text, a still image, a container its name does not name, no video
+    stream). The daemon asks this as a file settles, so a non-video fails then, not at its turn."""
+    _looked_at(Path(path), ffmpeg)
+
+
+def probe(path: Path, *, ffmpeg: FFmpeg) -> VideoInfo:
+    """Everything the pipeline needs to know about ``path``; ``MediaError`` says why it is unusable."""
+    path = Path(path)
+    size, header, stream = _looked_at(path, ffmpeg)
+    index = int(stream["index"])
+    width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
 
     packets, time_base = read_packets(path, ffmpeg, index, positive_fraction(stream.get("time_base")))
     if not packets.pts:

@@ -28,7 +28,7 @@ from midframe.daemon.httpd import BodyIncomplete, Head, Request, Response, Strea
 from midframe.web import assets as pages
 from midframe.web.sessions import Sessions, clear_cookie, cookie_name, session_of, set_cookie
 from midframe.web.upload import UploadRefused, receive, safe_name, upload_folder
-from midframe.web.view import dashboard_state
+from midframe.web.view import dashboard_state, unseen_view
 
 UPLOAD = ("POST", "/dashboard/upload")
 
@@ -57,13 +57,16 @@ class Dashboard:
     token_routes = frozenset({("POST", "/dashboard/login")})
 
     def __init__(self, target: DashboardTarget, *, sessions: Sessions, config: Callable[[], Config], inbox: Path,
-                 assets: dict[str, pages.Asset], free_bytes: Callable[[Path], int] = files.free_bytes) -> None:
+                 assets: dict[str, pages.Asset], free_bytes: Callable[[Path], int] = files.free_bytes,
+                 unseen: Callable[[], dict[str, Any]] = lambda: {"failed_unseen": 0, "failed_unseen_names": []},
+                 ) -> None:
         self._target = target
         self._sessions = sessions
         self._config = config
         self._inbox = inbox
         self._assets = assets
         self._free_bytes = free_bytes
+        self._unseen = unseen  # failures not yet seen (midframe.daemon.unseen)
         self._port = 0
         self._urls: tuple[str, ...] = ()
 
@@ -102,8 +105,9 @@ class Dashboard:
 
     def state(self) -> dict[str, Any]:
         config = self._config()
-        return dashboard_state(self._target.status(), self._target.jobs(), folders=["", *profile_names(config)],
-                               upload_max_bytes=config.daemon.upload_max_mb << 20)
+        state = dashboard_state(self._target.status(), self._target.jobs(), folders=["", *profile_names(config)],
+                                upload_max_bytes=config.daemon.upload_max_mb << 20)
+        return {**state, "unseen": unseen_view(self._unseen())}
 
     def _login(self, code: str) -> Response:
         session = self._sessions.redeem(code) if code else None

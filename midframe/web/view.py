@@ -88,3 +88,8 @@ def dashboard_state(status: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]]
         "folders": list(folders),
         "upload_max_bytes": upload_max_bytes,
     }
+
+
+def unseen_view(unseen: Mapping[str, Any]) -> dict[str, Any]:
+    """The failures not seen yet (``midframe.daemon.unseen``), their names escaped as everywhere else."""
+    return {**unseen, "failed_unseen_names": [said(name) for name in unseen.get("failed_unseen_names", [])]}

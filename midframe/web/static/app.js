@@ -171,6 +171,18 @@ function drawStatus(status) {
   $("current-cancel").dataset.id = current.id;
 }
 
+// Failures stay news until someone presses "Mark seen" here (or picks the tray's "N failed" line).
+function drawUnseen(unseen) {
+  const count = (unseen && unseen.failed_unseen) || 0;
+  const names = (unseen && unseen.failed_unseen_names) || [];
+  $("unseen").hidden = count === 0;
+  $("unseen-count-box").hidden = count === 0;
+  $("count-unseen").textContent = count;
+  const more = count > names.length ? ", …" : "";
+  $("unseen-text").textContent = count ?
+    `${count} failed, not seen yet: ${names.join(", ")}${more} (see History for why)` : "";
+}
+
 // Rows are rebuilt only when what they show changed, so a button is never replaced under the pointer.
 const drawn = new Map();
 function changed(key, data) {
@@ -305,6 +317,7 @@ async function poll(once) {
     $("login-needed").hidden = true;
     $("app").hidden = false;
     drawStatus(state.status);
+    drawUnseen(state.unseen);
     drawQueue(state.queue);
     drawHistory(state.history, state.history_total);
     drawFarm(state.farm, state.status.current);
@@ -408,6 +421,7 @@ function setUpUploads() {
 function start() {
   $("pause").addEventListener("click", () => act("POST", "/pause", "Paused: the current job holds after its batch"));
   $("resume").addEventListener("click", () => act("POST", "/resume", "Resumed"));
+  $("unseen-seen").addEventListener("click", () => act("POST", "/failures/seen", null));
   $("stop").addEventListener("click", async () => {
     if (!window.confirm("Stop the daemon? The current job resumes where it stopped at the next start.")) return;
     const result = await act("POST", "/stop", "The daemon is stopping");
