@@ -636,6 +636,44 @@ def test_recover_after_a_crash_between_the_final_link_and_the_record(h):
     assert h.convert.calls == [] and not staged.exists()
 
 
+def test_a_job_database_that_refuses_the_final_record_pauses_and_the_job_finishes_once_it_takes_it(h):
+    """Issue 19, finding 6, the hard case: the write that records the job done fails (simulated here: the
+    in-memory store raises what the SQLite store raises for SQLITE_FULL; tests/test_disks.py fills a real
+    state dir). The worker pauses naming daemon.state_dir, shows the job as current (jobs says running),
+    and once a write works again the job is queued again and publishes what it made, once."""
+    import errno
+
+    from midframe.errors import StoreUnwritable
+
+    real_finish = h.store.finish
+    full = {"on": True}
+
+    def finish(job_id, state, **kwargs):
+        if full["on"]:
+            raise StoreUnwritable(h.paths.state_dir / "jobs.sqlite3", errno.ENOSPC, "database or disk is full")
+        return real_finish(job_id, state, **kwargs)
+
+    def set_flag(key, value, real=h.store.set_flag):
+        if full["on"] and key == "write-test":
+            raise StoreUnwritable(h.paths.state_dir / "jobs.sqlite3", errno.ENOSPC, "database or disk is full")
+        return real(key, value)
+
+    h.store.finish, h.store.set_flag = finish, set_flag
+    job_id = h.drop("a.mp4")
+    assert h.worker.run_once()
+    reason = h.worker.pause_reason
+    assert reason == (f"daemon.state_dir ({h.paths.state_dir}): the disk is full; free some space there; midframe "
+                      "resumes by itself")
+    assert h.job(job_id).state == "running" and h.worker.current()["id"] == job_id
+    h.later(3)
+    assert not h.worker.run_once() and h.worker.pause_reason == reason            # still full
+    full["on"] = False
+    h.later(3)
+    assert h.worker.run_once()                                                     # lifted, queued, claimed
+    assert h.job(job_id).state == "done" and h.worker.pause_reason is None and h.worker.current() is None
+    assert h.outbox_names() == ["a.50fps.mp4"] and len(h.convert.calls) == 1     # published once, not made again
+
+
 def test_recover_finishes_a_move_cut_short(h):
     job_id = h.drop("a.mp4")
     h.store.claim()
