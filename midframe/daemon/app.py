@@ -378,13 +378,9 @@ class Daemon:
         return f"{status['state']}; {status['queued']} queued, {status['done']} done, {status['failed']} failed"
 
 
-def _config_path(config_path: Path | None) -> Path | None:
-    if config_path is not None:
-        return Path(config_path)
-    default = default_config_path()
-    return default if default.exists() else None
-
-
 def build_daemon(config_path: Path | None, *, lifecycle: LifecycleListener | None = None) -> Daemon:
-    path = _config_path(config_path)
-    return Daemon(load_config(path), config_path=path, lifecycle=lifecycle)
+    """With no ``--config``, the default file: read if it is there, and watched either way, so a file
+    written after the start (`midframe config init`) is taken like any edit."""
+    path = Path(config_path) if config_path is not None else default_config_path()
+    config = load_config(path) if config_path is not None or path.exists() else Config()
+    return Daemon(config, config_path=path, lifecycle=lifecycle)

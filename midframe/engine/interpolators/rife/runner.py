@@ -120,8 +120,8 @@ class RifeInterpolator:
     def load(self) -> None:
         if self._network is not None:
             return
-        for warning in self._warnings:
-            logger.warning(warning)
+        for warning in self._warnings:  # about this machine: once per process, not once per job
+            logger.bind(once=True).warning(warning)
         self._network = self._make_network()
         self._prepared.clear()
         logger.info("RIFE v4.25 on {} with {}, batch {}", self.device, self.choice.reason, self.batch_size)
