@@ -26,7 +26,9 @@ def status_sentence(status: dict[str, Any]) -> str:
     if status.get("paused_reason"):
         line += f"\n  why: {said(status['paused_reason'])}"
     current = status.get("current")
-    if current:
+    if current and current.get("preparing"):  # no frames yet: say what it does instead of 0.0% ETA ?
+        line += f"\n  {said(current['name'])}: {said(current['preparing'])}"
+    elif current:
         line += (
             f"\n  {said(current['name'])}: {current['progress'] * 100:.1f}% "
             f"({current['frames_done']}/{current['frames_total']} frames, {current['fps']:.2f} fps, "

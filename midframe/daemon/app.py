@@ -24,9 +24,10 @@ from midframe.daemon.jobs import JobStore
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.folders import check_folders
 from midframe.daemon.lock import InboxLock, StateLock
-from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
+from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier
 from midframe.daemon.pauses import SETTINGS
 from midframe.daemon.profiles import make_profile_folders, profile_of
+from midframe.daemon.running import doing
 from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
 from midframe.daemon.store import DB_NAME
@@ -373,8 +374,8 @@ class Daemon:
         status = self.status()
         current = status["current"]
         if current:
-            return (f"{status['state']}: {current['name']} {current['progress']:.0%} ETA "
-                    f"{format_duration(current['eta_s'])}; {status['queued']} queued")
+            return (f"{status['state']}: {current['name']} "
+                    f"{doing(current['progress'], current['eta_s'], current.get('preparing'))}; {status['queued']} queued")
         return f"{status['state']}; {status['queued']} queued, {status['done']} done, {status['failed']} failed"
 
 

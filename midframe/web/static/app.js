@@ -167,7 +167,9 @@ function drawStatus(status) {
   $("current-frames").textContent = `${current.frames_done} / ${current.frames_total}`;
   $("current-fps").textContent = current.fps ? `${current.fps.toFixed(1)} fps` : "–";
   $("current-elapsed").textContent = duration(current.elapsed_s);
-  $("current-eta").textContent = status.state === "paused" ? "paused" : duration(current.eta_s);
+  // While a model is prepared for this size no frames come: say so, and roughly for how long.
+  $("current-eta").textContent = status.state === "paused" ? "paused"
+    : current.preparing ? current.preparing : duration(current.eta_s);
   $("current-cancel").dataset.id = current.id;
 }
 
