@@ -118,6 +118,9 @@ def test_a_config_written_after_the_start_takes_without_a_restart(tmp_path):
     state_dir = home / ".local/state" / "midframe"
     inbox, outbox = home / "Videos" / "midframe" / "inbox", home / "Videos" / "midframe" / "outbox"
     log = tmp_path / "daemon.log"
+    before = subprocess.run([sys.executable, "-m", "midframe", "status"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert before.returncode == 1 and "start one with `midframe run`" in before.stderr  # the Quick start's command
     daemon = subprocess.Popen([sys.executable, "-m", "midframe", "watch"], cwd=tmp_path, env=env,
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),  # noqa: SIM115
                               start_new_session=True)
@@ -127,6 +130,9 @@ def test_a_config_written_after_the_start_takes_without_a_restart(tmp_path):
             return _client(state_dir)
 
         client = wait_for(answering, timeout=120, step=0.2, what="the daemon to answer")
+        started = log.read_text(errors="replace")  # where the log is and how to open the dashboard
+        assert f"the log is in {home / '.local/state/midframe/log/midframe.log'}" in started
+        assert "the dashboard: `midframe dashboard` opens it in your browser, logged in (http://127.0.0.1:" in started
         assert not config_path.exists()
         init = subprocess.run([sys.executable, "-m", "midframe", "config", "init"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=60)

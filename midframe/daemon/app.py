@@ -33,6 +33,7 @@ from midframe.daemon.statedir import open_job_store, prepare_state_dir
 from midframe.daemon.store import DB_NAME
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
+from midframe.log import LOG_FILE_NAME
 
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
 FARM_CONNECT_WAIT_S = 8.0
@@ -146,6 +147,8 @@ class Daemon:
         counts = self._store.counts()
         logger.info("midframe daemon ready: {} -> {} (API {}, {} queued, pid {})", paths.inbox, paths.outbox, url,
                     counts["queued"], os.getpid())
+        logger.info("the log is in {}", paths.log_dir / LOG_FILE_NAME)
+        logger.info("the dashboard: `midframe dashboard` opens it in your browser, logged in ({}/)", url)
         self.lifecycle.ready()
 
     def _own_folders(self) -> tuple[Path, ...]:
