@@ -59,6 +59,8 @@ def jobs_sentence(jobs: list[dict[str, Any]]) -> str:
     lines = []
     for job in jobs:
         error = f"  ({said(job['error'])})" if job.get("error") else ""
+        if job.get("duplicate_of") is not None and not error:  # done without converting: say whose output
+            error = f"  (linked to the earlier output of job {job['duplicate_of']}, nothing converted)"
         profile = f"[{said(job['profile'])}] " if job.get("profile") else ""
         lines.append(f"{job['id']:>5}  {job['state']:<9}  {profile}{said(job['name'])}{error}")
     return "\n".join(lines)
