@@ -24,7 +24,8 @@ def error_of(tmp_path, text: str) -> list[str]:
 
 @pytest.mark.parametrize(("body", "expected"), [
     # a union (auto or a number): one sentence, not one per branch ("literal['auto']", then "int")
-    ("engine:\n  factor: 2\n  batch_size: two\n", "line 9, column 15: engine.batch_size = 'two': use auto or a whole number"),
+    ("engine:\n  factor: 2\n  batch_size: two\n",
+     "line 9, column 15: engine.batch_size = 'two': use auto or a whole number"),
     ("engine:\n  fp16: maybe\n", "line 8, column 9: engine.fp16 = 'maybe': use auto, true or false"),
     ("engine:\n  name: sora\n", "line 8, column 9: engine.name = 'sora': use rife, dis or blend"),
     ("engine:\n  factor: three\n", "line 8, column 11: engine.factor = 'three': use a whole number from 2 to 16"),
@@ -66,7 +67,8 @@ def test_several_mistakes_come_in_the_files_order(tmp_path):
     (PREAMBLE + "engine:\n  factor: 2\noutput:\n  name: '{stem}\n  crf: 18\n",
      "not valid YAML: line 10, column 9: this quote is never closed"),
     (PREAMBLE + "engine:\n  factor: 2\n\tname: rife\n", "not valid YAML: line 9, column 1: a tab: indent with spaces"),
-    (PREAMBLE + "engine:\n  name: rife\n   factor: 2\n", "not valid YAML: line 9, column 10: a ':' where no key can start"),
+    (PREAMBLE + "engine:\n  name: rife\n   factor: 2\n",
+     "not valid YAML: line 9, column 10: a ':' where no key can start"),
     (PREAMBLE + "daemon:\n  extensions: [mp4, mkv\n  polling: true\n",
      "not valid YAML: line 8, column 15: the [ opened here is not closed"),
 ])

@@ -218,9 +218,10 @@ def test_single_frame_video(tmp_path):
 
 def test_a_23_976_mkv_at_2x_is_exactly_48000_1001(clips, tmp_path):
     """Every packet sits at frame i * 1001/48000 s (to the Matroska millisecond) and midframe's probe
-    reads 48000/1001 (also for its own output taken as a source). ffprobe's r_frame_rate for it reads 7001/146 with ffmpeg 5.1: its Matroska demuxer
-    turns the header's DefaultDuration into a fraction with terms up to 30000, so a plain ffmpeg mkv at
-    48000/1001 reads the same; the test compares with one rather than naming the figure."""
+    reads 48000/1001 (also for its own output taken as a source). ffprobe's r_frame_rate for it reads
+    7001/146 with ffmpeg 5.1: its Matroska demuxer turns the header's DefaultDuration into a fraction
+    with terms up to 30000, so a plain ffmpeg mkv at 48000/1001 reads the same; the test compares with
+    one rather than naming the figure."""
     target = tmp_path / "out.mkv"
     report = run_convert(clips["ntsc"], target)
     assert Fraction(report.fps_out) == Fraction(48000, 1001)

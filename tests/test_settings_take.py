@@ -143,8 +143,8 @@ def test_a_config_written_after_the_start_takes_without_a_restart(tmp_path):
             "job on (folders, watcher and port settings after a restart)"]
         text = config_path.read_text(encoding="utf-8")
         assert "  name: rife\n" in text and "  factor: 2\n" in text
-        config_path.write_text(text.replace("  name: rife\n", "  name: blend\n").replace("  factor: 2\n", "  factor: 3\n"),
-                               encoding="utf-8")
+        edited = text.replace("  name: rife\n", "  name: blend\n").replace("  factor: 2\n", "  factor: 3\n")
+        config_path.write_text(edited, encoding="utf-8")
         wait_for(lambda: "engine.factor 2 -> 3" in log.read_text(errors="replace"), timeout=30, step=0.2,
                  what="the reload in the log")
         reloaded = [line for line in log.read_text(errors="replace").splitlines() if "engine.factor 2 -> 3" in line]

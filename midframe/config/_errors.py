@@ -140,5 +140,6 @@ def describe_errors(errors: Sequence[dict[str, Any]], *, root: type[BaseModel], 
         else:
             message = f"use {allowed(annotation, field)}"
         value = group[0].get("input")
-        lines.append((_order(locate, keys, False), f"{source}: {_where(locate, keys)}{_dotted(keys)} = {value!r}: {message}"))
+        line = f"{source}: {_where(locate, keys)}{_dotted(keys)} = {value!r}: {message}"
+        lines.append((_order(locate, keys, False), line))
     return [line for _, line in sorted(lines, key=lambda item: item[0])]

@@ -377,8 +377,8 @@ class Daemon:
         status = self.status()
         current = status["current"]
         if current:
-            return (f"{status['state']}: {current['name']} "
-                    f"{doing(current['progress'], current['eta_s'], current.get('preparing'))}; {status['queued']} queued")
+            now = doing(current["progress"], current["eta_s"], current.get("preparing"))
+            return f"{status['state']}: {current['name']} {now}; {status['queued']} queued"
         return f"{status['state']}; {status['queued']} queued, {status['done']} done, {status['failed']} failed"
 
 
