@@ -25,26 +25,26 @@ def error_of(tmp_path, text: str) -> list[str]:
 @pytest.mark.parametrize(("body", "expected"), [
     # a union (auto or a number): one sentence, not one per branch ("literal['auto']", then "int")
     ("engine:\n  factor: 2\n  batch_size: two\n",
-     "line 9, column 15: engine.batch_size = 'two': use auto or a whole number"),
-    ("engine:\n  fp16: maybe\n", "line 8, column 9: engine.fp16 = 'maybe': use auto, true or false"),
-    ("engine:\n  name: sora\n", "line 8, column 9: engine.name = 'sora': use rife, dis or blend"),
-    ("engine:\n  factor: three\n", "line 8, column 11: engine.factor = 'three': use a whole number from 2 to 16"),
-    ("engine:\n  model_scale: big\n", "line 8, column 16: engine.model_scale = 'big': use a number from 0.25 to 2"),
-    ("engine:\n  scene_detect: sometimes\n", "line 8, column 17: engine.scene_detect = 'sometimes': use true or false"),
-    ("engine:\n  target_fps: fast\n", "line 8, column 15: engine.target_fps = 'fast': 'fast' is not a frame rate"),
-    ("daemon:\n  extensions: mp4\n", "line 8, column 15: daemon.extensions = 'mp4': use a list of names"),
-    ("daemon:\n  api_port: 70000\n", "line 8, column 13: daemon.api_port = 70000: Input should be less than or equal"),
-    ("engine: rife\n", "line 7, column 9: engine = 'rife': use a mapping of its keys (name, factor"),
-    ("engine:\n  device: gpu\n", "line 8, column 11: engine.device = 'gpu': must be auto, cpu, mps, cuda or cuda:N"),
+     "engine.batch_size = 'two' (line 9, column 15): use auto or a whole number"),
+    ("engine:\n  fp16: maybe\n", "engine.fp16 = 'maybe' (line 8, column 9): use auto, true or false"),
+    ("engine:\n  name: sora\n", "engine.name = 'sora' (line 8, column 9): use rife, dis or blend"),
+    ("engine:\n  factor: three\n", "engine.factor = 'three' (line 8, column 11): use a whole number from 2 to 16"),
+    ("engine:\n  model_scale: big\n", "engine.model_scale = 'big' (line 8, column 16): use a number from 0.25 to 2"),
+    ("engine:\n  scene_detect: sometimes\n", "engine.scene_detect = 'sometimes' (line 8, column 17): use true or false"),
+    ("engine:\n  target_fps: fast\n", "engine.target_fps = 'fast' (line 8, column 15): 'fast' is not a frame rate"),
+    ("daemon:\n  extensions: mp4\n", "daemon.extensions = 'mp4' (line 8, column 15): use a list of names"),
+    ("daemon:\n  api_port: 70000\n", "daemon.api_port = 70000 (line 8, column 13): Input should be less than or equal"),
+    ("engine: rife\n", "engine = 'rife' (line 7, column 9): use a mapping of its keys (name, factor"),
+    ("engine:\n  device: gpu\n", "engine.device = 'gpu' (line 8, column 11): must be auto, cpu, mps, cuda or cuda:N"),
     # an unknown key points at the key itself
-    ("engine:\n  factor: 2\n  bogus: 1\n", "line 9, column 3: unknown key 'engine.bogus'; allowed here: name, factor"),
-    ("nope: 1\n", "line 7, column 1: unknown key 'nope'; allowed here: inbox, outbox"),
+    ("engine:\n  factor: 2\n  bogus: 1\n", "unknown key 'engine.bogus' (line 9, column 3); allowed here: name, factor"),
+    ("nope: 1\n", "unknown key 'nope' (line 7, column 1); allowed here: inbox, outbox"),
     # a profile's own key: its place in the profile, not the top level
     ("engine:\n  mode: smooth\nprofiles:\n  slow:\n    engine: {mode: fast}\n",
-     "line 11, column 20: profiles.slow.engine.mode = 'fast': use smooth or slowmo"),
+     "profiles.slow.engine.mode = 'fast' (line 11, column 20): use smooth or slowmo"),
     ("profiles:\n  slow:\n    output:\n      colour: red\n",
-     "line 10, column 7: unknown key 'profiles.slow.output.colour'; allowed here: codec"),
-    ("profiles:\n  q: 60fps\n", "line 8, column 6: profiles.q = '60fps': use a mapping of its keys (engine, output)"),
+     "unknown key 'profiles.slow.output.colour' (line 10, column 7); allowed here: codec"),
+    ("profiles:\n  q: 60fps\n", "profiles.q = '60fps' (line 8, column 6): use a mapping of its keys (engine, output)"),
 ])
 def test_a_bad_value_names_key_value_what_is_allowed_and_where(tmp_path, body, expected):
     lines = error_of(tmp_path, PREAMBLE + body)
@@ -54,9 +54,10 @@ def test_a_bad_value_names_key_value_what_is_allowed_and_where(tmp_path, body, e
 
 def test_several_mistakes_come_in_the_files_order(tmp_path):
     lines = error_of(tmp_path, PREAMBLE + "engine:\n  bogus: 1\n  factor: 40\ndaemon:\n  polling: often\n")
-    assert [line.split(":")[0] for line in lines] == ["line 8, column 3", "line 9, column 11", "line 11, column 12"]
+    assert [line[line.index("(line"):line.index(")") + 1] for line in lines] == [
+        "(line 8, column 3)", "(line 9, column 11)", "(line 11, column 12)"]
     assert "unknown key 'engine.bogus'" in lines[0] and "engine.factor = 40" in lines[1]
-    assert "daemon.polling = 'often': use true or false" in lines[2]
+    assert "daemon.polling = 'often' (line 11, column 12): use true or false" in lines[2]
 
 
 @pytest.mark.parametrize(("text", "expected"), [

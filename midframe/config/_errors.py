@@ -104,8 +104,9 @@ def allowed(annotation: Any, field: FieldInfo | None = None) -> str:
 
 
 def _where(locate: Locate | None, loc: Sequence[Any], *, at_key: bool = False) -> str:
+    # After the key and value, so that a line clipped to fit (the tray's menu) still names them.
     found = locate(loc, at_key) if locate is not None else None
-    return "" if found is None else f"line {found[0]}, column {found[1]}: "
+    return "" if found is None else f" (line {found[0]}, column {found[1]})"
 
 
 def _order(locate: Locate | None, loc: Sequence[Any], at_key: bool) -> tuple[float, float]:
@@ -119,7 +120,7 @@ def _dotted(loc: Sequence[Any]) -> str:
 
 def describe_errors(errors: Sequence[dict[str, Any]], *, root: type[BaseModel], source: str,
                     locate: Locate | None = None) -> list[str]:
-    """One line per key in error: ``SOURCE: line L, column C: KEY = VALUE: what to write instead``,
+    """One line per key in error: ``SOURCE: KEY = VALUE (line L, column C): what to write instead``,
     in the file's order."""
     lines: list[tuple[tuple[float, float], str]] = []
     by_key: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -128,8 +129,8 @@ def describe_errors(errors: Sequence[dict[str, Any]], *, root: type[BaseModel], 
             loc = error["loc"]
             here = _walk(root, loc[:-1])[1]
             keys = list(here.model_fields) if isinstance(here, type) and issubclass(here, BaseModel) else []
-            lines.append((_order(locate, loc, True), f"{source}: {_where(locate, loc, at_key=True)}unknown key "
-                                                     f"{_dotted(loc)!r}; allowed here: {', '.join(keys)}"))
+            lines.append((_order(locate, loc, True), f"{source}: unknown key {_dotted(loc)!r}"
+                                                     f"{_where(locate, loc, at_key=True)}; allowed here: {', '.join(keys)}"))
             continue
         by_key.setdefault(_walk(root, error["loc"])[0], []).append(error)
     for keys, group in by_key.items():
@@ -140,6 +141,6 @@ def describe_errors(errors: Sequence[dict[str, Any]], *, root: type[BaseModel], 
         else:
             message = f"use {allowed(annotation, field)}"
         value = group[0].get("input")
-        line = f"{source}: {_where(locate, keys)}{_dotted(keys)} = {value!r}: {message}"
+        line = f"{source}: {_dotted(keys)} = {value!r}{_where(locate, keys)}: {message}"
         lines.append((_order(locate, keys, False), line))
     return [line for _, line in sorted(lines, key=lambda item: item[0])]
