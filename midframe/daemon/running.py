@@ -15,6 +15,12 @@ from midframe.daemon.notify import Notifier, format_duration
 from midframe.engine.job import Progress
 
 
+def doing(fraction: float, eta_s: float | None, preparing: str | None) -> str:
+    """``40% ETA 3 min``, or what the job is doing while it makes no frames (``preparing RIFE for
+    1920x1080 (once per size, about 30 s)``), for the one-line statuses."""
+    return preparing if preparing else f"{fraction:.0%} ETA {format_duration(eta_s)}"
+
+
 @dataclass
 class Running:
     job: Job
@@ -43,9 +49,9 @@ class Running:
         if now - self.stored_at >= 1.0 or progress.frames_done >= progress.frames_total:
             self.stored_at = now
             self.store_progress()
-        if now - self.status_at >= 5.0:
+        if now - self.status_at >= 5.0 or progress.preparing:
             self.status_at = now
-            self.on_status(f"working: {job.name} {progress.fraction:.0%} ETA {format_duration(progress.eta_s)}")
+            self.on_status(f"working: {job.name} {doing(progress.fraction, progress.eta_s, progress.preparing)}")
         self.notifier.progress(job.id, job.name, progress)
 
     def store_progress(self) -> None:
@@ -68,4 +74,6 @@ class Running:
             "fps": round(progress.fps, 2) if progress else 0.0,
             "elapsed_s": round(self.clock() - self.started, 1),
             "eta_s": None if eta is None else round(eta, 1),
+            # added to the contract's fields: one-time work under way (a model prepared for this size)
+            "preparing": progress.preparing if progress else None,
         }
