@@ -218,7 +218,11 @@ def cmd_service(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     target = args.config or default_config_path()
     if args.config_command == "init":
+        from midframe.daemon import locate
+        from midframe.daemon.control_client import process_alive
+
         print(f"wrote {write_example_config(target, overwrite=args.force)}")
+        print(locate.config_pickup(target, pointer=locate.pointer_path(), alive=process_alive))
     elif args.config_command == "path":
         print(target)
     else:

@@ -443,3 +443,35 @@ def test_trickling_uploads_are_cut_off_by_their_total_deadline_and_free_their_sl
         assert sorted(p.name for p in web.inbox.iterdir()) == ["60fps", "third.mp4"]
     finally:
         server.stop()
+
+
+def test_a_linked_duplicate_says_whose_output_it_is_not_a_conversion_time():
+    jobs = [
+        {"id": 1, "name": "a.mp4", "relpath": "a.mp4", "state": "done", "started_at": 10.0, "finished_at": 70.0,
+         "output": "/out/a.50fps.mp4", "error": None},
+        {"id": 2, "name": "a copy.mp4", "relpath": "a copy.mp4", "state": "done", "started_at": 80.0,
+         "finished_at": 81.0, "output": "/out/a copy.50fps.mp4", "error": None, "duplicate_of": 1},
+    ]
+    status = {"state": "idle", "current": None, "queued": 0, "done": 2, "failed": 0}
+    linked, converted = dashboard_state(status, jobs, folders=[""], upload_max_bytes=0)["history"]
+    assert linked["linked"] == "linked to the earlier output of job 1 (nothing converted)"
+    assert linked["duration_s"] is None and linked["duplicate_of"] == 1
+    assert converted["linked"] is None and converted["duration_s"] == 60.0
+    from midframe.sentences import jobs_sentence
+
+    assert jobs_sentence([{**jobs[1], "profile": None}]).endswith(
+        "a copy.mp4  (linked to the earlier output of job 1, nothing converted)")
+
+
+def test_the_settings_say_which_of_factor_and_target_fps_applies(tmp_path):
+    from midframe.config import config_from_mapping
+    from midframe.web import effective_settings
+
+    config = config_from_mapping({"engine": {"factor": 3}, "profiles": {
+        "60fps": {"engine": {"target_fps": 60}}, "slow": {"engine": {"mode": "slowmo", "factor": 4}}}})
+    inbox, fast, slow = effective_settings(config, tmp_path)
+    assert inbox["applies"].startswith("factor 3 applies: 3 times the source's frames") and inbox["unused"] == [
+        "engine.target_fps"]
+    assert fast["applies"].startswith("target_fps 60 applies") and "factor is not used" in fast["applies"]
+    assert fast["unused"] == ["engine.factor"] and fast["engine"]["factor"] == 3   # still shown, marked unused
+    assert slow["applies"].startswith("slow motion: factor 4 makes it 4 times longer")

@@ -33,9 +33,10 @@ from midframe.daemon.jobs import JobStore
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.folders import check_folders
 from midframe.daemon.lock import InboxLock, StateLock
-from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
+from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier
 from midframe.daemon.pauses import SETTINGS
 from midframe.daemon.profiles import make_profile_folders
+from midframe.daemon.running import doing
 from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
 from midframe.daemon.store import DB_NAME
@@ -43,6 +44,7 @@ from midframe.daemon.store_pause import StoreFileWatch
 from midframe.daemon.unseen import UnseenFailures
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
+from midframe.log import LOG_FILE_NAME
 
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
 FARM_CONNECT_WAIT_S = 8.0
@@ -164,6 +166,8 @@ class Daemon:
         counts = self._store.counts()
         logger.info("midframe daemon ready: {} -> {} (API {}, {} queued, pid {})", paths.inbox, paths.outbox, url,
                     counts["queued"], os.getpid())
+        logger.info("the log is in {}", paths.log_dir / LOG_FILE_NAME)
+        logger.info("the dashboard: `midframe dashboard` opens it in your browser, logged in ({}/)", url)
         self.lifecycle.ready()
 
     def _own_folders(self) -> tuple[Path, ...]:
@@ -380,18 +384,14 @@ class Daemon:
         status = self.status()
         current = status["current"]
         if current:
-            return (f"{status['state']}: {current['name']} {current['progress']:.0%} ETA "
-                    f"{format_duration(current['eta_s'])}; {status['queued']} queued")
+            now = doing(current["progress"], current["eta_s"], current.get("preparing"))
+            return f"{status['state']}: {current['name']} {now}; {status['queued']} queued"
         return f"{status['state']}; {status['queued']} queued, {status['done']} done, {status['failed']} failed"
 
 
-def _config_path(config_path: Path | None) -> Path | None:
-    if config_path is not None:
-        return Path(config_path)
-    default = default_config_path()
-    return default if default.exists() else None
-
-
 def build_daemon(config_path: Path | None, *, lifecycle: LifecycleListener | None = None) -> Daemon:
-    path = _config_path(config_path)
-    return Daemon(load_config(path), config_path=path, lifecycle=lifecycle)
+    """With no ``--config``, the default file: read if it is there, and watched either way, so a file
+    written after the start (`midframe config init`) is taken like any edit."""
+    path = Path(config_path) if config_path is not None else default_config_path()
+    config = load_config(path) if config_path is not None or path.exists() else Config()
+    return Daemon(config, config_path=path, lifecycle=lifecycle)

@@ -109,6 +109,7 @@ def serve(
         now = clock()
         if now >= next_beat:
             next_beat = now + heartbeat_s
+            daemon.settings.current()  # an edit is taken (and logged) now, not only when a job starts
             daemon.check_store()
             _beat(daemon, watch, now)
     logger.info("stopping after the current batch")

@@ -16,6 +16,12 @@ from midframe.engine.job import Progress
 from midframe.errors import StoreUnwritable
 
 
+def doing(fraction: float, eta_s: float | None, preparing: str | None) -> str:
+    """``40% ETA 3 min``, or what the job is doing while it makes no frames (``preparing RIFE for
+    1920x1080 (once per size, about 30 s)``), for the one-line statuses."""
+    return preparing if preparing else f"{fraction:.0%} ETA {format_duration(eta_s)}"
+
+
 @dataclass
 class Running:
     job: Job
@@ -49,9 +55,9 @@ class Running:
         if now - self.stored_at >= 1.0 or progress.frames_done >= progress.frames_total:
             self.stored_at = now
             self.store_progress()
-        if now - self.status_at >= 5.0:
+        if now - self.status_at >= 5.0 or progress.preparing:
             self.status_at = now
-            self.on_status(f"working: {job.name} {progress.fraction:.0%} ETA {format_duration(progress.eta_s)}")
+            self.on_status(f"working: {job.name} {doing(progress.fraction, progress.eta_s, progress.preparing)}")
         self.notifier.progress(job.id, job.name, progress)
 
     def store_progress(self) -> None:
@@ -65,7 +71,8 @@ class Running:
 
 
 def job_status(job: Job, progress: Progress | None = None, *, elapsed_s: float = 0.0) -> dict[str, Any]:
-    """``status --json``'s ``current`` for ``job``: its live ``progress``, else what its record says."""
+    """``status --json``'s ``current`` for ``job``: its live ``progress``, else what its record says
+    (a job held while the job database cannot be written)."""
     done = progress.frames_done if progress else job.frames_done
     total = progress.frames_total if progress else job.frames_total
     eta = progress.eta_s if progress else None
@@ -78,4 +85,6 @@ def job_status(job: Job, progress: Progress | None = None, *, elapsed_s: float =
         "fps": round(progress.fps, 2) if progress else 0.0,
         "elapsed_s": round(elapsed_s, 1),
         "eta_s": None if eta is None else round(eta, 1),
+        # added to the contract's fields: one-time work under way (a model prepared for this size)
+        "preparing": progress.preparing if progress else None,
     }

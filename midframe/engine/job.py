@@ -18,6 +18,9 @@ class Progress:
     fps: float
     elapsed_s: float
     eta_s: float | None
+    # One-time work under way that makes no frames, in words: "preparing RIFE for 1920x1080 (once per
+    # size, about 30 s)"; None once frames are made.
+    preparing: str | None = None
 
     @property
     def fraction(self) -> float:

@@ -114,6 +114,8 @@ def run_frames(
     opencv_threads = cv2.getNumThreads()
     if threads.opencv is not None:
         cv2.setNumThreads(threads.opencv)  # process-wide; given back below
+    if hasattr(interpolator, "on_preparing"):  # an engine with one-time work per frame size (see base)
+        interpolator.on_preparing = loop.preparing
     decoder.start()
     encoder.start()
     try:
@@ -133,6 +135,8 @@ def run_frames(
         raise
     finally:
         cv2.setNumThreads(opencv_threads)
+        if hasattr(interpolator, "on_preparing"):
+            interpolator.on_preparing = None
     decoder.stop()
     encoder.finish()
     waits: dict[str, Any] = {

@@ -66,6 +66,8 @@ def view_from_status(status: dict[str, Any], unseen: dict[str, Any] | None = Non
         progress = float(current.get("progress") or 0.0)
         percent = progress * 100
         job = f"{escape(str(current.get('name', '?')))} {percent:.0f}% ETA {format_duration(current.get('eta_s'))}"
+        if current.get("preparing"):  # no frames yet: what it does, not 0% ETA ?
+            job = f"{escape(str(current.get('name', '?')))}: {escape(str(current['preparing']))}"
         status_line = f"{state.capitalize()}: {job} · {queue_text}"
         said = f"{job}, {queue_text}"
         tooltip = f"midframe {state}: {said}"

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from midframe.config import Config
+from midframe.config import Config, EngineConfig
 from midframe.daemon import files
 from midframe.daemon.httpd import BodyIncomplete, Head, Request, Response, Stream, error
 from midframe.web import assets as pages
@@ -38,13 +38,28 @@ class DashboardTarget(Protocol):
     def jobs(self) -> list[dict[str, Any]]: ...
 
 
+def rate_rule(engine: EngineConfig) -> tuple[str, list[str]]:
+    """Which of factor and target_fps decides the output's frames, in words, and the key not used."""
+    if engine.mode == "slowmo":
+        return (f"slow motion: factor {engine.factor} makes it {engine.factor} times longer at the source's rate",
+                ["engine.target_fps"])
+    if engine.target_fps is not None:
+        return (f"target_fps {engine.target_fps} applies: every output frame at its time on the source's "
+                "timeline; factor is not used", ["engine.factor"])
+    return (f"factor {engine.factor} applies: {engine.factor} times the source's frames over the same time "
+            "(target_fps is null)", ["engine.target_fps"])
+
+
 def effective_settings(config: Config, inbox: Path) -> list[dict[str, Any]]:
-    """What a file dropped in each folder is converted with: the inbox's, then each profile's."""
+    """What a file dropped in each folder is converted with: the inbox's, then each profile's; with
+    ``applies``, which of factor and target_fps decides its frame rate, and ``unused``, the other."""
     rows = []
     for name in (None, *config.profiles):
         mine = config.effective(name)
+        applies, unused = rate_rule(mine.engine)
         rows.append({"profile": name, "folder": str(inbox / name if name else inbox),
-                     "engine": mine.engine.model_dump(mode="json"), "output": mine.output.model_dump(mode="json")})
+                     "engine": mine.engine.model_dump(mode="json"), "output": mine.output.model_dump(mode="json"),
+                     "applies": applies, "unused": unused})
     return rows
 
 

@@ -45,9 +45,19 @@ def _queued(job: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def linked_note(job: Mapping[str, Any]) -> str | None:
+    """For a file whose output was already made (the same content, the same settings): which job made
+    it. Such a job converts nothing, so its time is no conversion's time."""
+    earlier = job.get("duplicate_of")
+    return None if earlier is None else f"linked to the earlier output of job {earlier} (nothing converted)"
+
+
 def _finished(job: Mapping[str, Any]) -> dict[str, Any]:
     started, finished = job.get("started_at"), job.get("finished_at")
     output = job.get("output")
+    linked = linked_note(job)
+    if linked is not None:
+        started = None
     return {
         "id": job["id"],
         "name": said(job["name"]),
@@ -59,6 +69,7 @@ def _finished(job: Mapping[str, Any]) -> dict[str, Any]:
         "finished_at": finished,
         "error": _said(job.get("error")) if job["state"] != "done" else None,
         "duplicate_of": job.get("duplicate_of"),
+        "linked": linked,
         "workers": job.get("workers"),  # farm workers: {address: segments made}
     }
 
