@@ -16,7 +16,9 @@
     ├── FarmUnavailable           farm.scheduler does not answer (jobs wait for it)
     ├── Aborted                   a job was stopped on request (stop, SIGTERM, Ctrl-C)
     ├── DaemonError
-    │   └── AlreadyRunning        another daemon holds the state dir
+    │   ├── AlreadyRunning        another daemon holds the state dir
+    │   └── StoreUnwritable       the job database cannot be written (also an OSError: ``errno``
+    │                             ENOSPC for a full disk, ``filename`` the database)
     └── ControlError              the control API is unreachable or refused the request
         └── DaemonNotRunning      no daemon answers on the state dir's control.json
 
@@ -103,6 +105,14 @@ class DaemonError(MidframeError):
 
 class AlreadyRunning(DaemonError):
     pass
+
+
+class StoreUnwritable(DaemonError, OSError):
+    """Nothing can be recorded: the daemon pauses rather than decide anything it cannot write down."""
+
+    def __init__(self, path: Path | str, errno: int, reason: str) -> None:
+        OSError.__init__(self, errno, reason, str(path))
+        self.path = Path(path)
 
 
 class ControlError(MidframeError):

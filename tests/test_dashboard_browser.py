@@ -189,6 +189,20 @@ def test_the_dashboard_in_a_browser(daemon, chromium, tmp_path):
     assert not list(daemon.inbox.glob(".midframe-upload-*"))
 
 
+def test_a_name_with_a_bidi_override_shows_escaped_as_in_the_cli(daemon, chromium):
+    """Issue 19, finding 11: "holiday\u202egpj.mkv" read as "holidayvkm.jpg" on the page."""
+    driver = chromium
+    driver.get(login_link(daemon))
+    wait_for(lambda: driver.find_elements("css selector", "body[data-ready=true]"), timeout=20, what="the page")
+    (daemon.inbox / "holiday\u202egpj.mkv").write_bytes(b"not a video\n" * 100)
+    shown = "holiday\\u202egpj.mkv"
+    row = wait_for(lambda: (found := history_row(driver, shown)) and found["state"] == "failed" and found,
+                   timeout=60, what="the failed file in the history")
+    assert row["cells"][0] == shown and "\u202e" not in driver.execute_script("return document.body.innerText")
+    listed = daemon.cli("jobs")
+    assert listed.returncode == 0 and shown in listed.stdout
+
+
 def test_midframe_dashboard_opens_the_link_in_a_browser(daemon, tmp_path):
     opened = tmp_path / "opened.txt"
     script = tmp_path / "browser.py"

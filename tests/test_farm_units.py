@@ -11,7 +11,7 @@ import pytest
 from midframe.config import FarmConfig, config_from_mapping
 from midframe.engine.ranges import segment_ranges
 from midframe.errors import ConfigError, MediaError, OutputError, TransientError, WeightsError
-from midframe.farm.paths import is_windows_path, map_path
+from midframe.farm.paths import is_windows_path, map_path, mapping_said
 from midframe.farm.remote import FarmTaskError, from_remote, to_remote
 from midframe.farm.slots import SLOT, slot_devices, task_resources, worker_resources
 
@@ -42,6 +42,28 @@ from midframe.farm.slots import SLOT, slot_devices, task_resources, worker_resou
 )
 def test_map_path(path, path_map, expected):
     assert map_path(path, path_map) == expected
+
+
+def test_a_segment_counts_only_when_its_record_names_the_source_by_content(tmp_path):
+    """Issue 19, finding 8: the coordinator keeps a segment only when its worker read the same file
+    (size and the hashes of its first and last MiB), whatever its mtime; the refusal names the mapping."""
+    from dataclasses import asdict, replace
+
+    from midframe.engine.manifest import Fingerprint
+    from midframe.farm.renderer import _made_from
+
+    source, other = tmp_path / "a.mkv", tmp_path / "b.mkv"
+    source.write_bytes(b"A" * (3 << 20))
+    other.write_bytes(b"A" * (2 << 20) + b"B" * (1 << 20))              # same size and head, another tail
+    expected = Fingerprint.of(source)
+    assert _made_from({"source": asdict(replace(expected, mtime_ns=1))}, expected) is None
+    assert _made_from({"source": asdict(Fingerprint.of(other))}, expected) == (
+        "was made from another file (it differs in its last MiB)")
+    assert _made_from({}, expected) == "its record does not say which file it was made from"
+    assert expected.content_change(replace(expected, size=5)) == f"has 5 bytes, not {3 << 20}"
+    assert mapping_said("/mnt/nas/in/a.mkv", {"/mnt/nas": "/srv/copy"}) == (
+        "farm.path_map maps /mnt/nas to /srv/copy on this worker")
+    assert mapping_said("/mnt/nas/in/a.mkv", {}).startswith("no entry of farm.path_map covers it")
 
 
 def test_windows_path_detection():

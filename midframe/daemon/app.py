@@ -40,6 +40,7 @@ from midframe.daemon.running import doing
 from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
 from midframe.daemon.store import DB_NAME
+from midframe.daemon.store_pause import StoreFileWatch
 from midframe.daemon.unseen import UnseenFailures
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
@@ -97,6 +98,7 @@ class Daemon:
         self.farm: Any = None  # midframe.farm.coordinator.FarmCoordinator with farm.scheduler set
         self.profile_folders: list[Path] = []
         self._closed = False
+        self._store_watch: StoreFileWatch | None = None
 
     @property
     def store(self) -> JobStore:
@@ -180,6 +182,13 @@ class Daemon:
                            opened.moved_to)
             self.notifier.warning(f"the job database was damaged; moved it to {opened.moved_to.name} and started anew")
         return opened.store
+
+    def check_store(self) -> None:
+        """The housekeeping loop's look at the job database's file (``store_pause.StoreFileWatch``)."""
+        if self._store_watch is None and self._store is not None:
+            self._store_watch = StoreFileWatch(self._store, warn=self.notifier.warning)
+        if self._store_watch is not None:
+            self._store_watch.check()
 
     def _start_farm(self, config: Config, ffmpeg: Any) -> Convert:
         """The coordinator (imported only here: a daemon without a farm never loads Dask)."""

@@ -13,6 +13,10 @@ from typing import Any
 
 from midframe import errors
 
+# The kind of a worker's refusal to make a segment from a file that is not the coordinator's source
+# (``farm.path_map`` pointing at another copy): the coordinator gives the segment to another worker.
+MISMATCH = "SourceMismatch"
+
 
 class FarmTaskError(Exception):
     """A segment task failed on ``worker``; ``unfit``: that worker takes no more tasks."""

@@ -24,11 +24,11 @@ from loguru import logger
 
 from midframe.config import Config, EngineConfig
 from midframe.daemon import files
-from midframe.daemon.httpd import Head, Request, Response, Stream, error
+from midframe.daemon.httpd import BodyIncomplete, Head, Request, Response, Stream, error
 from midframe.web import assets as pages
 from midframe.web.sessions import Sessions, clear_cookie, cookie_name, session_of, set_cookie
 from midframe.web.upload import UploadRefused, receive, safe_name, upload_folder
-from midframe.web.view import dashboard_state
+from midframe.web.view import dashboard_state, unseen_view
 
 UPLOAD = ("POST", "/dashboard/upload")
 
@@ -122,7 +122,7 @@ class Dashboard:
         config = self._config()
         state = dashboard_state(self._target.status(), self._target.jobs(), folders=["", *profile_names(config)],
                                 upload_max_bytes=config.daemon.upload_max_mb << 20)
-        return {**state, "unseen": self._unseen()}
+        return {**state, "unseen": unseen_view(self._unseen())}
 
     def _login(self, code: str) -> Response:
         session = self._sessions.redeem(code) if code else None
@@ -159,6 +159,8 @@ class Dashboard:
                                free_bytes=self._free_bytes)
         except UploadRefused as exc:
             return error(exc.status, str(exc))
+        except BodyIncomplete:
+            raise  # the client's doing, not the disk's: the server answers 400 "the body ended early"
         except OSError as exc:
             logger.warning("dashboard: could not save the upload {} in {}: {}", name, folder, exc.strerror or exc)
             return error(HTTPStatus.INSUFFICIENT_STORAGE, f"{name}: could not be saved: {exc.strerror or exc}")
