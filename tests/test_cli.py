@@ -195,7 +195,9 @@ def test_control_commands_speak_sentences(tmp_path, capsys):
         make_clip(daemon.inbox / "a.mp4", seconds=0.5, size="160x90", audio=False)
         wait_for(lambda: daemon.status()["queued"] == 1, timeout=30, what="the clip queued")
         if sys.platform == "linux":  # a file system that takes any bytes in a name
-            (daemon.inbox / f"{HOSTILE}.mkv").write_bytes(b"not a video\n" * 50)
+            # A real video, so the early verdict (a non-video fails as it settles) leaves it queued.
+            make_clip(tmp_path / "b.mkv", seconds=0.5, size="160x90", audio=False)
+            (daemon.inbox / f"{HOSTILE}.mkv").write_bytes((tmp_path / "b.mkv").read_bytes())
             wait_for(lambda: daemon.status()["queued"] == 2, timeout=30, what="the hostile name queued")
             assert say("jobs").splitlines() == ["1  queued     a.mp4", f"    2  queued     {HOSTILE_SHOWN}.mkv"]
             assert [job["name"] for job in json.loads(say("jobs", "--json"))] == ["a.mp4", f"{HOSTILE}.mkv"]
