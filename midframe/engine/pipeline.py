@@ -106,8 +106,8 @@ def run_frames(
     threads = thread_plan_for(interpolator)
     batch_size = batch_size_for(engine, interpolator)
     size = queue_frames(reader.frame_bytes, batch_size)
-    decoder = Decoder(reader, size)
-    encoder = Encoder(sink, size)
+    decoder = Decoder(reader, size, interrupted=control.raise_if_aborted)
+    encoder = Encoder(sink, size, interrupted=control.raise_if_aborted)
     loop = FrameLoop(timeline=timeline, start=start, engine=engine, batch_size=batch_size,
                      interpolator=interpolator, decoder=decoder, encoder=encoder, control=control,
                      on_progress=on_progress)
@@ -185,6 +185,7 @@ def convert(
     started = time.monotonic()
     source, destination, work_dir = Path(source), Path(destination), Path(work_dir)
     control = control or JobControl()
+    ffmpeg = ffmpeg.watched_by(control.children)  # every child of this job: its deadline, and the stop
     info = probe(source, ffmpeg=ffmpeg)
     fingerprint = Fingerprint.of(source)
     if destination.exists():
