@@ -372,6 +372,8 @@ class Daemon:
     def status_line(self) -> str:
         status = self.status()
         current = status["current"]
+        if current and current.get("stalled"):
+            return f"{status['state']}: {current['name']} {current['progress']:.0%}, stalled: {current['stalled']}"
         if current:
             return (f"{status['state']}: {current['name']} {current['progress']:.0%} ETA "
                     f"{format_duration(current['eta_s'])}; {status['queued']} queued")

@@ -54,11 +54,13 @@ class Running:
                                     frames_total=self.progress.frames_total)
 
     def status(self) -> dict[str, Any]:
-        """``status --json``'s ``current``."""
+        """``status --json``'s ``current``; ``stalled``: a sentence while an ffmpeg child it waits on has
+        made no progress for a while (then the rate is not moving and there is no ETA), else None."""
         job, progress = self.job, self.progress
         done = progress.frames_done if progress else job.frames_done
         total = progress.frames_total if progress else job.frames_total
-        eta = progress.eta_s if progress else None
+        stalled = self.control.children.stalled()
+        eta = progress.eta_s if progress and stalled is None else None
         return {
             "id": job.id,
             "name": job.name,
@@ -68,4 +70,5 @@ class Running:
             "fps": round(progress.fps, 2) if progress else 0.0,
             "elapsed_s": round(self.clock() - self.started, 1),
             "eta_s": None if eta is None else round(eta, 1),
+            "stalled": stalled,
         }

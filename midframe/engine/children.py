@@ -181,6 +181,10 @@ class Children:
         if self.stopping_since is None:
             self.stopping_since = self._clock()
 
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [child.pid for child in self._children]
+
     @property
     def stopping(self) -> bool:
         return self.stopping_since is not None
