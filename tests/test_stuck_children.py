@@ -40,9 +40,11 @@ def test_verdict_judges_only_waits_and_bounds_a_stop():
     assert verdict(now=100, waiting_since=95, progress_at=0, **base) is None          # waited 5 s of 10
     assert verdict(now=100, waiting_since=90, progress_at=0, **base) == "stalled"
     assert verdict(now=100, waiting_since=80, progress_at=95, **base) is None         # it moved 5 s ago
-    stopping = {**base, "stopping_since": 96.0}
+    stopping = {**base, "stopping_since": 96.0, "stop_idle_s": 2.0}
     assert verdict(now=100, waiting_since=99, progress_at=99.9, **stopping) is None   # 4 s into the grace
     assert verdict(now=101, waiting_since=100.5, progress_at=101, **stopping) == "stopped"  # progress or not
+    assert verdict(now=100, waiting_since=90, progress_at=97.5, **stopping) == "stopped"    # 2 s idle since
+    assert verdict(now=100, waiting_since=90, progress_at=98.5, **stopping) is None
     assert notice_after(120) == 15 and notice_after(4) == 1
 
 

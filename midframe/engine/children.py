@@ -9,9 +9,10 @@ CPU time or I/O operations the OS counts for it (``psutil``). A wait with none o
 answers): its whole process group is killed, and whoever waited raises :class:`ChildFailed` with
 ``stalled=True`` (a passing failure: the job is retried and resumes from its checkpoint).
 
-``stop`` (the job was stopped or cancelled) gives its children ``stop_grace_s`` in all: a child
-midframe still waits on after that, progressing or not, is killed, so a stop never waits on
-children for longer than that; what waited raises ``Aborted``. The judgment itself is :func:`verdict`, pure; :class:`Children` samples and kills on
+``stop`` (the job was stopped or cancelled) gives its children ``stop_grace_s`` in all (an encoder
+closing its segment cleanly keeps what it made), and ``STOP_IDLE_S`` without progress: a child
+midframe still waits on past either is killed, so a stop never waits on children for longer than
+that; what waited raises ``Aborted``. The judgment itself is :func:`verdict`, pure; :class:`Children` samples and kills on
 one thread of its own, alive only while it has children.
 """
 
@@ -26,6 +27,7 @@ from typing import Literal
 
 DEFAULT_STALL_S = 120.0  # daemon.child_stall_seconds's default
 STOP_GRACE_S = 10.0  # a stopped job's children get this long, then they are killed
+STOP_IDLE_S = 2.0  # ... or this long without progress
 POLL_S = 0.5
 # A wait this long without progress shows in `status` (a fraction of the deadline, at most 15 s).
 NOTICE_FRACTION = 0.25
@@ -61,12 +63,14 @@ def os_usage(pid: int) -> Usage | None:
 
 
 def verdict(*, now: float, waiting_since: float | None, progress_at: float, stall_s: float,
-            stopping_since: float | None, stop_grace_s: float) -> Verdict | None:
+            stopping_since: float | None, stop_grace_s: float, stop_idle_s: float = STOP_IDLE_S) -> Verdict | None:
     """Whether a child must be killed now: ``stopped`` when midframe waits on it ``stop_grace_s`` or more
-    after its job stopped (progress or not), ``stalled`` once a wait saw no progress for ``stall_s``."""
+    after its job stopped (progress or not), or ``stop_idle_s`` without progress since then; ``stalled``
+    once a wait saw no progress for ``stall_s``."""
     if waiting_since is None:
         return None
-    if stopping_since is not None and now - stopping_since >= stop_grace_s:
+    if stopping_since is not None and (now - stopping_since >= stop_grace_s or
+                                       now - max(waiting_since, progress_at, stopping_since) >= stop_idle_s):
         return "stopped"
     if now - max(waiting_since, progress_at) >= stall_s:
         return "stalled"
