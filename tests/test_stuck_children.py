@@ -19,8 +19,8 @@ import psutil
 import pytest
 
 from midframe.config import config_from_mapping
-from midframe.engine.children import Children, notice_after, verdict
-from midframe.engine.ffmpeg import FFmpegProcess, crashed, died_by_signal, find_ffmpeg, run
+from midframe.engine.children import Children, crashed, died_by_signal, notice_after, verdict
+from midframe.engine.ffmpeg import FFmpegProcess, find_ffmpeg, run
 from midframe.engine.interpolators import create_interpolator
 from midframe.engine.job import JobControl
 from midframe.engine.pipeline import convert

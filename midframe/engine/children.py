@@ -18,12 +18,16 @@ one thread of its own, alive only while it has children.
 
 from __future__ import annotations
 
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
+
+from midframe.errors import Aborted, ChildFailed
 
 DEFAULT_STALL_S = 120.0  # daemon.child_stall_seconds's default
 STOP_GRACE_S = 10.0  # a stopped job's children get this long, then they are killed
@@ -227,3 +231,43 @@ class Children:
             self.check()
             if self._wake.wait(self._poll_s):
                 self._wake.clear()
+
+
+def died_by_signal(returncode: int | None, platform: str = sys.platform) -> int | None:
+    """The signal a child died by (POSIX: a negative return code), else None. Windows has no signals:
+    a process ended from outside (Task Manager) exits with the code it was given, like any failure."""
+    if returncode is None or platform == "win32":
+        return None
+    return -returncode if returncode < 0 else None
+
+
+def crashed(returncode: int | None, platform: str = sys.platform) -> bool:
+    """Ended by something other than its input: a signal on POSIX; on Windows an NTSTATUS exit code
+    (0xC0000000 and up: an access violation, a stack overflow, STATUS_CONTROL_C_EXIT)."""
+    if returncode is None:
+        return False
+    if platform == "win32":
+        return (returncode & 0xFFFFFFFF) >= 0xC0000000
+    return returncode < 0
+
+
+def child_failure(child: Child, returncode: int | None, *, children: Children, title: str) -> Exception | None:
+    """What ended a child, once it ended: ``Aborted`` (its job's stop), ``ChildFailed`` (its deadline, a
+    signal, a crash), or None: its exit code and stderr say the rest."""
+    if child.killed == "stopped":
+        return Aborted(children.stop_reason)
+    if child.killed == "stalled":
+        return ChildFailed(f"{title} made no progress for {child.killed_after_s:.0f} s and was stopped",
+                           command=title, stalled=True, stalled_s=child.killed_after_s)
+    if crashed(returncode):
+        number = died_by_signal(returncode)
+        how = f"was killed by signal {number} ({_signal_name(number)})" if number else f"crashed (exit code {returncode:#x})"
+        return ChildFailed(f"{title} {how}", command=title, signal=number)
+    return None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown"

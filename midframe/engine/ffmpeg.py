@@ -34,8 +34,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
-from midframe.engine.children import Child, Children
-from midframe.errors import Aborted, ChildFailed, ConfigError, TransientError
+from midframe.engine.children import Child, Children, child_failure
+from midframe.errors import ChildFailed, ConfigError, TransientError
 
 try:
     import fcntl
@@ -173,24 +173,6 @@ def _widen_pipe(fd: int) -> None:
         pass
 
 
-def died_by_signal(returncode: int | None, platform: str = sys.platform) -> int | None:
-    """The signal a child died by (POSIX: a negative return code), else None. Windows has no signals:
-    a process ended from outside (Task Manager) exits with the code it was given, like any failure."""
-    if returncode is None or platform == "win32":
-        return None
-    return -returncode if returncode < 0 else None
-
-
-def crashed(returncode: int | None, platform: str = sys.platform) -> bool:
-    """Ended by something other than its input: a signal on POSIX; on Windows an NTSTATUS exit code
-    (0xC0000000 and up: an access violation, a stack overflow, STATUS_CONTROL_C_EXIT)."""
-    if returncode is None:
-        return False
-    if platform == "win32":
-        return (returncode & 0xFFFFFFFF) >= 0xC0000000
-    return returncode < 0
-
-
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the child's whole process group (it leads one: see process_group_options); a stopped
     child dies of it too."""
@@ -326,26 +308,6 @@ class FFmpegProcess:
             pass
 
 
-def child_failure(child: Child, returncode: int | None, *, children: Children, title: str) -> Exception | None:
-    if child.killed == "stopped":
-        return Aborted(children.stop_reason)
-    if child.killed == "stalled":
-        return ChildFailed(f"{title} made no progress for {child.killed_after_s:.0f} s and was stopped",
-                           command=title, stalled=True, stalled_s=child.killed_after_s)
-    if crashed(returncode):
-        number = died_by_signal(returncode)
-        how = f"was killed by signal {number} ({_signal_name(number)})" if number else f"crashed (exit code {returncode:#x})"
-        return ChildFailed(f"{title} {how}", command=title, signal=number)
-    return None
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return "unknown"
-
-
 @dataclass(frozen=True)
 class Completed:
     returncode: int
@@ -375,7 +337,10 @@ def run(cmd: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, children: Chi
                 stdout, stderr = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
-                proc.communicate()
+                try:
+                    proc.communicate(timeout=30)
+                except subprocess.TimeoutExpired:  # unkillable for now (stuck in the kernel): do not wait on
+                    pass
                 if child.killed is None:
                     raise TransientError(f"{title} did not finish within {timeout:.0f} s and was stopped: "
                                          f"{describe_command(cmd)}") from None
