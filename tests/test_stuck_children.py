@@ -190,6 +190,37 @@ def test_a_stopped_decoder_is_killed_at_its_deadline_and_the_job_resumes(clip, t
     assert report.resumed_from_frame >= 40 and report.frames_out == 400
 
 
+class SlowModel:
+    """The real blend engine, whose first batch is as slow as RIFE's at 4K on a CPU (seconds) by a sleep:
+    the one stand-in here, since no real model that slow fits in a test's time."""
+
+    def __init__(self, engine, first_batch_s: float) -> None:
+        self._engine = engine
+        self._pause_s = first_batch_s
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def interpolate(self, batch):
+        time.sleep(self._pause_s)
+        self._pause_s = 0.0
+        return self._engine.interpolate(batch)
+
+
+def test_a_slow_model_leaves_the_decoder_unread_without_it_counting_as_stalled(tmp_path):
+    """While the first batch takes 3 s, the decoder fills its queue (34 frames) and its pipe and then
+    waits, idle, for three times the deadline: midframe is not waiting on it then, so nothing is
+    killed and the job finishes."""
+    short = make_clip(tmp_path / "short.mkv", seconds=3, size="160x120", audio=False)
+    config = config_from_mapping({**SETTINGS, "engine": {**SETTINGS["engine"], "batch_size": 1}})
+    control = JobControl(children=Children(stall_s=1.0, poll_s=0.1))
+    report = convert(short, tmp_path / "out.mkv", work_dir=tmp_path / "work", engine=config.engine,
+                     output=config.output, resume=config.resume, ffmpeg=find_ffmpeg(), control=control,
+                     make_interpolator=lambda s: SlowModel(create_interpolator(s, models_dir=tmp_path), 3.0))
+    assert report.frames_out == 150 and report.model_s >= 3.0
+    assert report.extra["decode_wait_s"] < 1.0  # the decoder was ahead all along: only the model was slow
+
+
 # --- finding 9: the frame size limit ------------------------------------------------------------------
 
 
