@@ -345,6 +345,9 @@ def run(cmd: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, children: Chi
                     raise TransientError(f"{title} did not finish within {timeout:.0f} s and was stopped: "
                                          f"{describe_command(cmd)}") from None
                 stdout, stderr = b"", b""
+    except BaseException:  # a second Ctrl-C: the child is in a session of its own, nobody else ends it
+        _kill_group(proc)
+        raise
     finally:
         children.untrack(child)
     failed = child_failure(child, proc.returncode, children=children, title=title)
