@@ -17,8 +17,7 @@ import psutil
 import pytest
 
 from tests.daemon_process import DaemonProcess, wait_for
-from tests.media import ffprobe_exe, make_clip
-from tests.test_stuck_children import huge  # noqa: F401  (the 16000x16000 file, a fixture)
+from tests.media import declaring_huge_frames, ffprobe_exe, make_clip
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.name != "posix", reason="SIGSTOP and SIGKILL are POSIX")]
 
@@ -126,7 +125,7 @@ def test_stop_sigterm_and_a_double_sigint_end_the_daemon_whatever_its_children_d
     print("exit after the stop request, with a stopped child:", {k: f"{v:.1f} s" for k, v in took.items()})
 
 
-def test_a_stalled_child_shows_in_status_and_a_killed_one_is_retried_not_failed(tmp_path, long_clip, huge):  # noqa: F811
+def test_a_stalled_child_shows_in_status_and_a_killed_one_is_retried_not_failed(tmp_path, long_clip):
     daemon = DaemonProcess(tmp_path / "run", {**SETTINGS, "daemon": {"child_stall_seconds": 3}})
     shutil.copy(long_clip, daemon.inbox / "a.mkv")
     try:
@@ -155,7 +154,7 @@ def test_a_stalled_child_shows_in_status_and_a_killed_one_is_retried_not_failed(
         assert not decoder.is_running() or decoder.status() == psutil.STATUS_ZOMBIE
 
         # Finding 9: a file declaring 16000x16000 frames fails alone, before any decoding.
-        shutil.copy(huge, daemon.inbox / "huge.mkv")
+        declaring_huge_frames(tmp_path / "huge.mkv").rename(daemon.inbox / "huge.mkv")
         job = wait_for(lambda: (lambda j: j if j and j["state"] == "failed" else None)(by_name(daemon, "huge.mkv")),
                        timeout=30, step=0.1, what="huge.mkv to fail")
         assert "16000x16000 frames" in job["error"] and "engine.max_frame_pixels" in job["error"], job

@@ -25,7 +25,7 @@ from midframe.engine.interpolators import create_interpolator
 from midframe.engine.job import JobControl
 from midframe.engine.pipeline import convert
 from midframe.errors import Aborted, ChildFailed, MediaError
-from tests.media import ffmpeg_exe, make_clip
+from tests.media import declaring_huge_frames, ffmpeg_exe, make_clip
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="SIGSTOP and SIGKILL are POSIX signals")
 PY = sys.executable
@@ -226,21 +226,7 @@ def test_a_slow_model_leaves_the_decoder_unread_without_it_counting_as_stalled(t
 
 @pytest.fixture(scope="module")
 def huge(tmp_path_factory) -> Path:
-    """A 0.5 MB Matroska file whose header declares 16000x16000 frames: raw video frames of 256x256, the
-    header's PixelWidth and PixelHeight (2 bytes each, 256) patched to 16000."""
-    folder = tmp_path_factory.mktemp("huge")
-    small = folder / "small.mkv"
-    import subprocess
-
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=blue:s=256x256:r=25:d=0.2",
-                    "-c:v", "rawvideo", "-pix_fmt", "yuv420p", str(small)], check=True)
-    data = bytearray(small.read_bytes())
-    for element in (b"\xb0\x82\x01\x00", b"\xba\x82\x01\x00"):  # PixelWidth, PixelHeight = 256
-        at = data.index(element)
-        data[at + 2:at + 4] = (16000).to_bytes(2, "big")
-    path = folder / "huge.mkv"
-    path.write_bytes(bytes(data))
-    return path
+    return declaring_huge_frames(tmp_path_factory.mktemp("huge") / "huge.mkv")
 
 
 def test_a_frame_size_over_the_limit_is_refused_before_decoding(huge, tmp_path):
