@@ -62,9 +62,11 @@ def view_from_status(status: dict[str, Any]) -> TrayView:
     if current:
         progress = float(current.get("progress") or 0.0)
         percent = progress * 100
-        job = f"{escape(str(current.get('name', '?')))} {percent:.0f}% ETA {format_duration(current.get('eta_s'))}"
+        stalled = current.get("stalled")  # an ffmpeg process made no progress: no ETA then, and why
+        when = "stalled" if stalled else f"ETA {format_duration(current.get('eta_s'))}"
+        job = f"{escape(str(current.get('name', '?')))} {percent:.0f}% {when}"
         status_line = f"{state.capitalize()}: {job} · {queue_text}"
-        said = f"{job}, {queue_text}"
+        said = f"{job} ({escape(str(stalled))}), {queue_text}" if stalled else f"{job}, {queue_text}"
         tooltip = f"midframe {state}: {said}"
         if state == "working":
             ring = min(int(percent // RING_STEP) * RING_STEP, 100)
