@@ -34,6 +34,8 @@ def status_sentence(status: dict[str, Any]) -> str:
             f"({current['frames_done']}/{current['frames_total']} frames, {current['fps']:.2f} fps, "
             f"ETA {format_duration(current['eta_s'])})"
         )
+        if current.get("stalled"):
+            line += f"\n  stalled: {said(current['stalled'])}"
     farm = status.get("farm")
     if farm:
         line += (f"\n  farm {said(farm['scheduler'])}: {farm['workers']} workers, {farm['busy']} busy"

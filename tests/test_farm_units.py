@@ -102,6 +102,23 @@ def test_errors_survive_pickling_and_come_back_as_what_they_were():
     # Not a midframe error: a transient one, with the original type named for the log.
     other = from_remote(to_remote(ZeroDivisionError("x"), worker="w"))
     assert isinstance(other, TransientError) and "ZeroDivisionError" in str(other)
+
+
+def test_what_the_outcome_table_reads_crosses_from_a_worker():
+    """The table reads attributes, not text: they come back from a worker as they were."""
+    import errno as errnos
+
+    from midframe.errors import ChildFailed
+
+    def across(error):
+        return from_remote(pickle.loads(pickle.dumps(to_remote(error, worker="w"))))
+
+    assert across(MediaError("/in/a.mp4", "is truncated", incomplete=True)).incomplete
+    assert not across(MediaError("/in/a.mp4", "is not a video")).incomplete
+    assert across(OutputError("/out", "disk full", errno=errnos.ENOSPC)).errno == errnos.ENOSPC
+    assert across(ConfigError("cannot encode", key="output.codec")).key == "output.codec"
+    child = across(ChildFailed("the decoder was killed by signal 9 (SIGKILL)", command="the decoder", signal=9))
+    assert isinstance(child, ChildFailed) and (child.signal, child.command, child.stalled) == (9, "the decoder", False)
     unfit = pickle.loads(pickle.dumps(FarmTaskError("TransientError", "no share", worker="w", unfit=True)))
     assert unfit.unfit and str(unfit) == "on farm worker w: no share"
 

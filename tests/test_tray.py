@@ -47,6 +47,13 @@ def test_working_view_names_file_percent_eta_and_queue():
     assert len(long.tooltip) == TOOLTIP_MAX
 
 
+def test_a_stalled_job_shows_stalled_and_why_instead_of_an_eta():
+    why = "the decoder has made no progress for 40 s (stopped at 120 s and tried again)"
+    view = view_from_status({**WORKING, "current": {**WORKING["current"], "eta_s": None, "stalled": why}})
+    assert view.status_line == "Working: holiday.mp4 42% stalled · 2 queued"
+    assert why in view.tooltip and "ETA" not in view.tooltip
+
+
 def test_names_in_the_view_are_escaped():
     hostile = os.fsdecode(b"caf\xe9\nWorking: forged.mp4")          # as os.listdir hands it over
     view = view_from_status({**WORKING, "current": {**WORKING["current"], "name": hostile}})

@@ -4,6 +4,7 @@ pipeline on a real clip (the last test)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -267,7 +268,7 @@ def test_the_settings_check_pauses_before_any_job_and_a_config_change_rechecks_a
 
 def test_a_codec_one_container_cannot_hold_waits_for_a_config_change(h):
     job_id = h.drop("a.mp4")
-    h.convert.errors = [ConfigError(f"job-{job_id}-result.mp4: a .mp4 file cannot hold ffv1 video (no tag)")]
+    h.convert.errors = [ConfigError(f"job-{job_id}-result.mp4: a .mp4 file cannot hold ffv1 video (no tag)", key="output.container")]
     h.worker.run_once()
     reason = h.worker.pause_reason
     assert reason.startswith("output.container: the output of a.mp4: a .mp4 file cannot hold ffv1") and "result" not in reason
@@ -306,7 +307,7 @@ def test_a_source_still_open_for_writing_goes_back_to_settling(h):
 def test_a_truncated_verdict_on_a_fresh_file_is_a_copy_still_arriving(h):
     h.skew = 0.0                                      # the file was written just now
     job_id = h.drop("a.mkv")
-    h.convert.errors = [MediaError(h.paths.inbox / "a.mkv", "is truncated: its video data ends early")] * 2
+    h.convert.errors = [MediaError(h.paths.inbox / "a.mkv", "is truncated: its video data ends early", incomplete=True)] * 2
     h.worker.run_once()
     job = h.job(job_id)
     assert (job.state, job.attempts, job.error) == ("queued", 0, None) and h.kinds() == ["started"]
@@ -544,7 +545,8 @@ def test_a_job_too_big_for_the_disk_waits_while_the_others_go_on(h):
 
 def test_a_disk_that_fills_up_mid_job_pauses_and_resumes_once_there_is_room(h):
     job_id = h.drop("a.mp4")
-    h.convert.errors = [OutputError(h.paths.outbox / ".midframe-work" / "job-1", "disk full: no space left on device")]
+    h.convert.errors = [OutputError(h.paths.outbox / ".midframe-work" / "job-1", "disk full: no space left on device",
+                                    errno=errno.ENOSPC)]
     h.worker.run_once()
     assert h.job(job_id).state == "queued" and (h.paths.inbox / "a.mp4").exists() and h.job(job_id).attempts == 0
     assert h.worker.pause_reason.startswith(f"outbox ({h.paths.outbox}): disk full")
@@ -745,7 +747,7 @@ def test_a_source_replaced_while_its_job_ran_leaves_the_new_content_to_a_new_job
         info = (h.paths.inbox / "a.mp4").stat()
         h.store.add(h.paths.inbox / "a.mp4", relpath="a.mp4", size=info.st_size, mtime=info.st_mtime,
                     fingerprint=fingerprint(h.paths.inbox / "a.mp4"))       # the watcher queued it meanwhile
-        raise MediaError(h.paths.inbox / "a.mp4", "is truncated: its video data ends early")
+        raise MediaError(h.paths.inbox / "a.mp4", "is truncated: its video data ends early", incomplete=True)
 
     h.convert.during = replaced
     h.worker.run_once()

@@ -78,6 +78,9 @@ class EngineConfig(_Section):
     # Largest difference (0..1) of any thumbnail pixel up to which two frames count as identical and
     # the model is skipped (duplicated frames differ by ~2/255 after encoding, slow motion by 4/255+).
     static_threshold: float = Field(0.01, ge=0.0, le=0.1)
+    # The largest frame (width x height) taken: larger ones are refused before decoding, whatever the
+    # file's size (a few bytes can declare 16000x16000). Default: 8K, 7680x4320.
+    max_frame_pixels: int = Field(7680 * 4320, ge=64 * 64)
 
     @field_validator("target_fps", mode="before")
     @classmethod
@@ -165,6 +168,9 @@ class DaemonConfig(_Section):
     min_free_mb: int = Field(512, ge=0)
     # Another daemon (another state dir) may watch the same inbox on purpose: warn instead of refusing.
     shared_inbox: bool = False
+    # An ffmpeg child (decoder, encoder, muxer, probe) that midframe waits on and that makes no progress
+    # for this long is ended and the job tried again (a stopped process, a network share that hangs).
+    child_stall_seconds: float = Field(120.0, ge=1.0, le=3600.0)
 
     @field_validator("api_host")
     @classmethod

@@ -383,6 +383,8 @@ class Daemon:
     def status_line(self) -> str:
         status = self.status()
         current = status["current"]
+        if current and current.get("stalled"):
+            return f"{status['state']}: {current['name']} {current['progress']:.0%}, stalled: {current['stalled']}"
         if current:
             now = doing(current["progress"], current["eta_s"], current.get("preparing"))
             return f"{status['state']}: {current['name']} {now}; {status['queued']} queued"

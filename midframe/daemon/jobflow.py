@@ -33,6 +33,7 @@ from midframe.daemon.outcomes import Outcome
 from midframe.daemon.room import Room
 from midframe.daemon.routing import Router
 from midframe.daemon.running import Running
+from midframe.engine.children import Children
 from midframe.engine.formats import FALLBACK_CONTAINER
 from midframe.engine.job import PipelineReport
 from midframe.errors import Aborted, MediaError, StoreUnwritable
@@ -109,7 +110,8 @@ class JobFlow:
         job = identified
         staged = self._staged(job, config)
         guard = SourceGuard(job, change=self.finisher.source_change)
-        running = self._begin(job, GuardedControl(guard), config)
+        children = Children(stall_s=config.daemon.child_stall_seconds)
+        running = self._begin(job, GuardedControl(guard, children=children), config)
         job = running.job
         try:
             report = None

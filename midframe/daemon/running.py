@@ -67,15 +67,18 @@ class Running:
 
     def status(self) -> dict[str, Any]:
         """``status --json``'s ``current``."""
-        return job_status(self.job, self.progress, elapsed_s=self.clock() - self.started)
+        return job_status(self.job, self.progress, elapsed_s=self.clock() - self.started,
+                          stalled=self.control.children.stalled())
 
 
-def job_status(job: Job, progress: Progress | None = None, *, elapsed_s: float = 0.0) -> dict[str, Any]:
+def job_status(job: Job, progress: Progress | None = None, *, elapsed_s: float = 0.0,
+               stalled: str | None = None) -> dict[str, Any]:
     """``status --json``'s ``current`` for ``job``: its live ``progress``, else what its record says
-    (a job held while the job database cannot be written)."""
+    (a job held while the job database cannot be written). ``stalled``: a sentence while an ffmpeg
+    child it waits on has made no progress for a while (then the rate is not moving and there is no ETA)."""
     done = progress.frames_done if progress else job.frames_done
     total = progress.frames_total if progress else job.frames_total
-    eta = progress.eta_s if progress else None
+    eta = progress.eta_s if progress and stalled is None else None
     return {
         "id": job.id,
         "name": job.name,
@@ -87,4 +90,5 @@ def job_status(job: Job, progress: Progress | None = None, *, elapsed_s: float =
         "eta_s": None if eta is None else round(eta, 1),
         # added to the contract's fields: one-time work under way (a model prepared for this size)
         "preparing": progress.preparing if progress else None,
+        "stalled": stalled,
     }

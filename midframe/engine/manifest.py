@@ -128,8 +128,8 @@ class Manifest:
             with contextlib.suppress(OSError):  # a read-only folder: the error below says so
                 temporary.unlink(missing_ok=True)
             if exc.errno == errno.ENOSPC:
-                raise OutputError(work_dir, "disk full: no space left on device") from None
-            raise OutputError(target, f"cannot write the work manifest: {exc.strerror or exc}") from None
+                raise OutputError(work_dir, "disk full: no space left on device", errno=exc.errno) from None
+            raise OutputError(target, f"cannot write the work manifest: {exc.strerror or exc}", errno=exc.errno) from None
 
 
 def load_manifest(work_dir: Path) -> Manifest | None:

@@ -59,7 +59,7 @@ def _precheck(path: Path) -> int:
         raise MediaError(path, f"cannot be read: {exc.strerror or exc}") from None
     size = path.stat().st_size
     if size == 0:
-        raise MediaError(path, "is empty (0 bytes)")
+        raise MediaError(path, "is empty (0 bytes)", incomplete=True)
     return size
 
 
@@ -142,15 +142,17 @@ def probe(path: Path, *, ffmpeg: FFmpeg) -> VideoInfo:
 
     packets, time_base = read_packets(path, ffmpeg, index, positive_fraction(stream.get("time_base")))
     if not packets.pts:
-        raise MediaError(path, "has a video stream without any frames (truncated or damaged)")
+        raise MediaError(path, "has a video stream without any frames (truncated or damaged)", incomplete=True)
     refusal = frames_refusal(frame_count=len(packets.pts), duration=header.format_duration)
     if refusal is not None:
         raise MediaError(path, refusal)
     if any(marker in packets.stderr for marker in TRUNCATION_MARKERS):
-        raise MediaError(path, f"is truncated: its video data ends early ({last_error_line(packets.stderr, path)})")
+        raise MediaError(path, f"is truncated: its video data ends early ({last_error_line(packets.stderr, path)})",
+                         incomplete=True)
     declared = parse_int(str(stream.get("nb_frames", "")))
     if declared and ("mp4" in header.format_name or "mov" in header.format_name) and packets.all_count < declared:
-        raise MediaError(path, f"is truncated: its index lists {declared} frames but only {packets.all_count} are there")
+        raise MediaError(path, f"is truncated: its index lists {declared} frames but only {packets.all_count} are there",
+                         incomplete=True)
 
     last = packets.durations[packets.decode_order_pts.index(packets.pts[-1])] if packets.durations else 0
     found = timing(pts=packets.pts, last_duration=last, time_base=time_base,

@@ -30,7 +30,8 @@ def _factory(name: str) -> Factory:
     try:
         target = ENGINES[name]
     except KeyError:
-        raise ConfigError(f"engine.name = {name!r}: unknown engine; choose one of {', '.join(ENGINES)}") from None
+        raise ConfigError(f"engine.name = {name!r}: unknown engine; choose one of {', '.join(ENGINES)}",
+                          key="engine.name") from None
     module_name, function_name = target.split(":")
     return getattr(import_module(module_name), function_name)
 
