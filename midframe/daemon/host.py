@@ -4,8 +4,8 @@ service do it (the start-up half of the composition root).
 ``start_daemon`` loads the config, sets up logging (stderr and the log file, or the file alone for a
 service), picks the service manager's listener (systemd from the environment), builds and starts the
 daemon and records its state dir for clients (``locate``). ``serve`` is the housekeeping loop until
-a stop is asked for: signal flags turned into requests, config reloads, status lines, and the
-watchdog keep-alive, sent only while the worker is not stuck (``liveness``). ``finish`` stops the
+a stop is asked for: signal flags turned into requests, config reloads, status lines, a look at the
+job database's file, and the watchdog keep-alive, sent only while the worker is not stuck (``liveness``). ``finish`` stops the
 daemon after its current batch and removes the record. Whoever owns the main thread decides where
 ``serve`` runs: on it (`watch`, the service's thread), or on a thread of its own beside the tray.
 """
@@ -109,6 +109,8 @@ def serve(
         now = clock()
         if now >= next_beat:
             next_beat = now + heartbeat_s
+            daemon.settings.current()  # an edit is taken (and logged) now, not only when a job starts
+            daemon.check_store()
             _beat(daemon, watch, now)
     logger.info("stopping after the current batch")
     lifecycle.stopping()

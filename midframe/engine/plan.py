@@ -129,7 +129,7 @@ def _choose_encoder(info: VideoInfo, output: OutputConfig, requested: str) -> st
         return formats.follow_source(info.codec, bit_depth=info.bit_depth)
     problem = formats.settings_problem(output.codec, requested) if explicit else None
     if problem:
-        raise ConfigError(problem)
+        raise ConfigError(problem, key="output.codec")
     return output.codec
 
 
@@ -281,7 +281,7 @@ def _encode_refusal(info: VideoInfo, spec: EncodeSpec, output: OutputConfig, err
     if check.encode_neutral(spec, pix_fmt=output.pix_fmt) is not None:
         return ConfigError(
             f"output.codec (--codec) {spec.codec!r} with output.pix_fmt (--pix-fmt) {spec.pix_fmt!r} cannot encode "
-            f"{spec.width}x{spec.height} video: {error}"
+            f"{spec.width}x{spec.height} video: {error}", key="output.codec"
         )
     return Unencodable(info.path, f"cannot be encoded by output.codec {spec.codec} at output.pix_fmt {spec.pix_fmt} "
                                   f"as {spec.width}x{spec.height} video at {float(spec.fps):.6g} fps ({error}), "
@@ -305,7 +305,8 @@ def make_plan(
     (the one-shot command sets it from ``-o``), else a wish that falls back to ``mkv``.
     """
     if not destination.suffix:
-        raise ConfigError(f"{destination}: the output needs a file extension (.mp4, .mkv, ...) to choose its container")
+        raise ConfigError(f"{destination}: the output needs a file extension (.mp4, .mkv, ...) to choose its container",
+                          key="output.name")
     requested = destination.suffix.lower().lstrip(".")
     encoder = _choose_encoder(info, output, requested)
     container = _choose_container(info, output, requested, encoder)
@@ -325,7 +326,7 @@ def make_plan(
         error = check.mux_video(0, bitstream_filter)
         if error:
             raise ConfigError(f"output.codec (--codec) {encoder}: a .{container} file (output.container or the "
-                              f"output's extension) cannot hold its video: {error}")
+                              f"output's extension) cannot hold its video: {error}", key="output.codec")
         if info.rotation and not (check.mux_video(info.rotation, bitstream_filter) is None
                                   and check.rotation_kept(info.rotation)):
             logger.info("{}: a .{} file cannot carry the rotation here; the frames are turned upright instead",

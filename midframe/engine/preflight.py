@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from midframe.engine.ffmpeg import QUIET, FFmpeg, run
+from midframe.engine.ffmpeg import QUIET, FFmpeg
 from midframe.engine.probe import probe
 from midframe.engine.probe_tools import first_error_line
 from midframe.engine.writer import EncodeSpec
@@ -62,7 +62,7 @@ class Preflight:
     def encode(self, spec: EncodeSpec) -> str | None:
         """None when ffmpeg encodes two frames with ``spec``; else its error."""
         source = ["-f", "lavfi", "-i", f"color=c=gray:s={spec.width}x{spec.height}:r={spec.fps}", "-frames:v", "2"]
-        done = run(spec.command(self.ffmpeg, self.sample, source=source), timeout=TRIAL_TIMEOUT_S)
+        done = self.ffmpeg.run(spec.command(self.ffmpeg, self.sample, source=source), timeout=TRIAL_TIMEOUT_S)
         return None if done.returncode == 0 else first_error_line(done.stderr)
 
     def encode_neutral(self, spec: EncodeSpec, *, pix_fmt: str) -> str | None:
@@ -76,7 +76,7 @@ class Preflight:
     def mux_video(self, rotation: int, bitstream_filter: str | None) -> str | None:
         before, after = rotation_args(self.ffmpeg, rotation)
         bsf = ["-bsf:v", bitstream_filter] if bitstream_filter else []
-        done = run(
+        done = self.ffmpeg.run(
             [self.ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", *before, "-i", str(self.sample),
              "-map", "0:v:0", "-c", "copy", *bsf, *after, str(self.final)],
             timeout=TRIAL_TIMEOUT_S,
@@ -105,8 +105,8 @@ class Preflight:
         args: list[str] = []
         for number, (index, trial) in enumerate(streams):
             args += ["-map", f"0:{index}", *trial.args(number)]
-        done = run([self.ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", "-i", str(source), *args, "-t", "1",
-                    str(self.final)], timeout=TRIAL_TIMEOUT_S)
+        done = self.ffmpeg.run([self.ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", "-i", str(source), *args, "-t", "1",
+                                str(self.final)], timeout=TRIAL_TIMEOUT_S)
         return done.returncode == 0
 
     def cleanup(self) -> None:
