@@ -237,7 +237,10 @@ def stream_spans(path: Path, *, ffmpeg: FFmpeg, only: Collection[int] | None = N
     header: RawHeader = read_header(path, ffmpeg)
     bases = {int(s["index"]): positive_fraction(s.get("time_base")) for s in header.streams}
     known = {index: base for index, base in bases.items() if base}
-    read = read_all_packets(path, ffmpeg, known, only=None if only is None else [i for i in only if i in bases])
+    kinds = {int(s["index"]): s.get("codec_type") for s in header.streams}
+    wanted = None if only is None else [i for i in only if i in bases]
+    read = read_all_packets(path, ffmpeg, known, only=wanted,
+                            audio_only=wanted is not None and all(kinds[i] == "audio" for i in wanted))
     spans: list[StreamSpan] = []
     for stream in header.streams:
         index = int(stream["index"])

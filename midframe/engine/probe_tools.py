@@ -156,8 +156,9 @@ def _scan_timeout(path: Path) -> float:
         return timeout_for_bytes(0)
 
 
-def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int | None) -> dict[int, RawPackets]:
-    """Packets of stream ``index`` (None: of every stream, in one pass), by stream index."""
+def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int | str | None) -> dict[int, RawPackets]:
+    """Packets of stream ``index`` (a specifier such as ``a``: of those streams; None: of every stream),
+    in one pass, by stream index."""
     assert ffmpeg.ffprobe
     select = ["-select_streams", str(index)] if index is not None else []
     done = ffmpeg.run(
@@ -174,7 +175,7 @@ def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int | None) -> dict[int,
         if stream is not None:
             rows.setdefault(stream, []).append(parts[1:])
     found = {stream: _collect(lines, done.stderr) for stream, lines in rows.items()}
-    if index is not None and index not in found:
+    if isinstance(index, int) and index not in found:
         found[index] = _collect([], done.stderr)
     return found
 
@@ -322,12 +323,13 @@ def read_packets(path: Path, ffmpeg: FFmpeg, index: int, time_base: Fraction | N
     return _ffmpeg_packets(path, ffmpeg, [index])[index]
 
 
-def read_all_packets(path: Path, ffmpeg: FFmpeg, time_bases: dict[int, Fraction],
-                     only: Collection[int] | None = None) -> dict[int, tuple[RawPackets, Fraction]]:
+def read_all_packets(path: Path, ffmpeg: FFmpeg, time_bases: dict[int, Fraction], only: Collection[int] | None = None,
+                     audio_only: bool = False) -> dict[int, tuple[RawPackets, Fraction]]:
     """Packet times of every stream (or of those in ``only``), read in one pass whatever their number
-    (``time_bases``: each stream's, from the header)."""
+    (``time_bases``: each stream's, from the header). ``audio_only``: ``only`` holds audio streams alone,
+    so ffprobe need not list a long film's video packets too."""
     if ffmpeg.ffprobe:
-        found = _ffprobe_packets(path, ffmpeg, None)
+        found = _ffprobe_packets(path, ffmpeg, "a" if audio_only and only is not None else None)
         wanted = found if only is None else {index: found.get(index) or _collect([], "") for index in only}
         return {index: (packets, time_bases.get(index) or Fraction(1, 1000)) for index, packets in wanted.items()}
     return _ffmpeg_packets(path, ffmpeg, None if only is None else sorted(only))
