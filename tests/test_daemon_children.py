@@ -153,6 +153,10 @@ def test_a_stalled_child_shows_in_status_and_a_killed_one_is_retried_not_failed(
         b = wait_for(lambda: (lambda j: j if j and j["state"] == "queued" and j["error"] else None)(
             by_name(daemon, "b.mkv")), timeout=20, step=0.05, what="b.mkv back in the queue")
         assert b["error"].startswith("converting b.mkv: the decoder made no progress for "), b
+        # The news of the stall went out once, as a job event (desktop, tray, Apprise URLs read these).
+        news = [e for e in daemon.client().events(0)["events"] if e["kind"] == "stalled"]
+        assert [(e["title"], e["body"].startswith("the decoder has made no progress")) for e in news] == [
+            ("midframe: b.mkv stalled", True)], news
         assert not decoder.is_running() or decoder.status() == psutil.STATUS_ZOMBIE
 
         # Finding 9: a file declaring 16000x16000 frames fails alone, before any decoding.

@@ -19,7 +19,7 @@ from midframe.config import NotificationsConfig
 from midframe.daemon.notify import Event
 from midframe.daemon.sinks import QueuedSink
 
-# "stalled" comes from the job event stream once stall detection emits it; the others exist today.
+# "stalled": the housekeeping loop emits it once per stall of the current job's ffmpeg child.
 NEWS_KINDS = frozenset({"done", "failed", "paused", "stalled"})
 _TYPES = {"done": "success", "failed": "failure", "paused": "warning", "stalled": "warning"}
 

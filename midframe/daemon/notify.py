@@ -36,7 +36,7 @@ from midframe.log import escape
 
 TRAY_TTL_S = 15.0  # a tray that polled this recently is left to show new events
 TRAY_GRACE_S = 4.0  # ... if it takes them this soon (it polls every second)
-KINDS = ("started", "progress", "done", "failed", "paused", "resumed", "warning")
+KINDS = ("started", "progress", "done", "failed", "paused", "resumed", "stalled", "warning")
 STICKY_KINDS = frozenset({"done", "failed"})  # bubbles that later ones do not close or replace
 CRITICAL_KINDS = frozenset({"failed"})  # bubbles that stay until the person closes them
 BUBBLE_TIMEOUT_MS = 8000
@@ -301,6 +301,9 @@ class Notifier:
 
     def paused(self, reason: str) -> None:
         self._emit("paused", "midframe paused", reason)
+
+    def stalled(self, job_id: int, name: str, sentence: str) -> None:
+        self._emit("stalled", f"midframe: {name} stalled", sentence, job_id=job_id)
 
     def resumed(self) -> None:
         self._emit("resumed", "midframe resumed", "")
