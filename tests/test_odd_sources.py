@@ -91,7 +91,8 @@ def test_an_rgb_source_gets_a_yuv_matrix_of_its_own_never_the_gbr_tag():
     # A YUV source keeps its own tags, and gets one only where its own names no matrix swscale has.
     assert colour.conversion_for(width=160, height=90, pix_fmt="yuv420p", color_space="bt709",
                                  color_range="tv").tag_space is None
-    assert colour.conversion_for(width=160, height=90, pix_fmt="yuv420p", color_space=None, color_range=None).tag_space is None
+    untagged = colour.conversion_for(width=160, height=90, pix_fmt="yuv420p", color_space=None, color_range=None)
+    assert untagged.tag_space is None
     assert colour.conversion_for(width=160, height=90, pix_fmt="yuv420p", color_space="ycgco",
                                  color_range="tv").tag_space == "smpte170m"
     gray = colour.conversion_for(width=160, height=90, pix_fmt="gray", color_space=None, color_range="pc")
@@ -210,10 +211,11 @@ def audio_length(path: Path) -> float:
 @pytest.fixture(scope="module")
 def slow_sources(folder) -> dict[str, Path]:
     """Files whose audio does not start with the video. ``late-video.mp4``: the video starts 0.5 s after
-    the audio (MP4 output plays nothing before the first frame, so that much audio is cut). ``preroll.mp4``: a 2 s clip cut at 0.507 s with
-    its AAC stream-copied, so the audio starts 1024-sample packets early (negative times, skip samples),
-    its sound 16 ms into the first kept packet. ``trim.mkv``: a clip with 10-frame GOPs cut at 0.7 s
-    all stream-copied into Matroska, its video starting 80 ms after its audio."""
+    the audio (MP4 output plays nothing before the first frame, so that much audio is cut).
+    ``preroll.mp4``: a 2 s clip cut at 0.507 s with its AAC stream-copied, so the audio starts
+    1024-sample packets early (negative times, skip samples), its sound 16 ms into the first kept
+    packet. ``trim.mkv``: a clip with 10-frame GOPs cut at 0.7 s all stream-copied into Matroska, its
+    video starting 80 ms after its audio."""
     clip = make_clip(folder / "tone.mp4", seconds=2.0, size="160x120")
     preroll = folder / "preroll.mp4"
     ffmpeg("-ss", "0.507", "-i", str(clip), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "copy", str(preroll))
@@ -279,7 +281,8 @@ def test_audio_from_before_the_first_video_frame_may_be_cut_but_a_shift_still_fa
 def many_streams(folder) -> Path:
     """2 s of 64x48 video with 500 audio streams (one short AAC tone, copied 500 times)."""
     tone = folder / "tone.m4a"
-    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=8000:duration=2", "-c:a", "aac", "-b:a", "8k", str(tone))
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=8000:duration=2", "-c:a", "aac", "-b:a", "8k",
+           str(tone))
     target = folder / "many.mp4"
     maps = [arg for _ in range(500) for arg in ("-map", "1:a")]
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=2", "-i", str(tone), "-map", "0:v", *maps,

@@ -252,7 +252,8 @@ def _slow_motion_streams(info: VideoInfo, streams: tuple[StreamPlan, ...], conta
     if audio == "stretch":  # copied audio is re-encoded to be slowed down: the container's own fit, tried at once
         for stream in streams:
             if stream.kind == "audio" and stream.action == "copy":
-                encoder = formats.audio_encoder_for(spec.audio_encoder if spec else "aac", channels.get(stream.index, 0))
+                fit = spec.audio_encoder if spec else "aac"
+                encoder = formats.audio_encoder_for(fit, channels.get(stream.index, 0))
                 fits[stream.index] = Trial(encoder, formats.audio_bitrate(encoder, channels.get(stream.index) or 2))
     passed = check.mux_streams(info.path, fits) if fits else set()
 

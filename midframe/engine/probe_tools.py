@@ -278,7 +278,8 @@ def _ffmpeg_header(path: Path, ffmpeg: FFmpeg) -> tuple[RawHeader, str]:
     return header, text
 
 
-def _ffmpeg_packets(path: Path, ffmpeg: FFmpeg, indices: Sequence[int] | None) -> dict[int, tuple[RawPackets, Fraction]]:
+def _ffmpeg_packets(path: Path, ffmpeg: FFmpeg,
+                    indices: Sequence[int] | None) -> dict[int, tuple[RawPackets, Fraction]]:
     """Packets and time base of the streams ``indices`` (None: every stream), all in one pass, by stream index."""
     maps = ["-map", "0"] if indices is None else [arg for index in indices for arg in ("-map", f"0:{index}")]
     done = ffmpeg.run(

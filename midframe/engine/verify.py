@@ -15,8 +15,9 @@ packets, so what plays is compared, to within one output video frame, one output
 source's sound starts inside its first packet: the skip samples of a ``-c:a copy`` cut). A real
 desync (a stream moved by a fraction of a second) still fails. Audio that starts before the first
 video frame may come out starting anywhere from there to the video's start: MP4 plays nothing before
-the first frame, and a shift would move the end as well, which is checked as always. The figures come from ffprobe
-(``stream_spans``: the packets of every stream, in one pass however many streams there are).
+the first frame, and a shift would move the end as well, which is checked as always. The figures
+come from ffprobe (``stream_spans``: the packets of every stream, in one pass however many streams
+there are).
 ``verify_output`` raises ``VerificationError`` with the figures; the caller then never moves the
 file into place.
 """
@@ -96,7 +97,7 @@ def problems(expected: Expected, found: Sequence[StreamSpan]) -> tuple[list[str]
             if expected_offset is None:
                 continue
             if what == "starts" and expected_offset < 0 and expected_offset - allowed < offset < allowed:
-                continue  # what came before the first video frame may be cut (MP4 plays none); a shift shows at the end
+                continue  # what came before the first video frame may be cut (MP4 plays none); a shift moves the end
             if abs(offset - expected_offset) >= allowed:
                 issues.append(f"{name} {what} {_seconds(offset - expected_offset)} away from where it {what} in "
                               f"the source, relative to the video (allowed: under {_seconds(allowed)})")
