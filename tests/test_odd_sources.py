@@ -99,6 +99,26 @@ def test_an_rgb_source_gets_a_yuv_matrix_of_its_own_never_the_gbr_tag():
     assert gray.full_range and not gray.rgb_source  # luma alone: its range is kept as any YUV source's
 
 
+def assert_kept_frames_as_close_as_a_plain_re_encode(source: Path, output: Path, folder: Path, *, codec: str,
+                                                     pix_fmt: str) -> None:
+    """Kept frames (every other output frame) against the source decoded to RGB, as a viewer's player
+    decodes each (by its own tags): as close as a plain re-encode with the same encoder, and no colour cast."""
+    deep = pix_fmt.endswith(("10le", "12le"))
+    rgb = "rgb48le" if deep else "rgb24"
+    original = read_frames(source, pix_fmt=rgb)
+    assert len(original) >= 14
+    kept = read_frames(output, pix_fmt=rgb)[::2][: len(original)]
+    plain = fidelity.plain_reencode(source, folder / "plain.mkv", codec=codec, pix_fmt=pix_fmt, preset="ultrafast",
+                                    frames=len(original))
+    again = read_frames(plain, pix_fmt=rgb)
+    assert len(kept) == len(original) == len(again)
+    ours, theirs = psnr(kept, original), psnr(again, original)
+    assert ours >= theirs - 0.3, (ours, theirs)
+    scale = 255.0 / 65535.0 if deep else 1.0
+    shift = np.abs((kept.astype(float) - original.astype(float)).mean(axis=(0, 1, 2))) * scale
+    assert shift.max() < 0.5, shift  # a wrong matrix moves saturated colours by several levels
+
+
 @pytest.mark.parametrize("case", sorted(RGB_CASES))
 def test_rgb_and_palette_sources_convert_with_their_colours(folder, footage, tmp_path, case):
     source = rgb_source(case, folder, footage)
@@ -107,17 +127,22 @@ def test_rgb_and_palette_sources_convert_with_their_colours(folder, footage, tmp
     # 8-bit 4:2:0 as the fidelity rules give any 8-bit source, limited range, the matrix named in its tags.
     assert (video["pix_fmt"], video.get("color_range"), video.get("color_space")) == ("yuv420p", "tv", "smpte170m")
     assert "an RGB source" in report.extra["colour"]
-    original = read_frames(source)
-    assert len(original) >= 14
-    kept = read_frames(report.output)[::2][: len(original)]  # as a viewer sees it: decoded by its own tags
-    plain = fidelity.plain_reencode(source, tmp_path / "plain.mkv", codec="libx264", pix_fmt="yuv420p",
-                                    preset="ultrafast", frames=len(original))
-    again = read_frames(plain)
-    assert len(kept) == len(original) == len(again)
-    ours, theirs = psnr(kept, original), psnr(again, original)
-    assert ours >= theirs - 0.3, (ours, theirs)
-    shift = np.abs((kept.astype(float) - original.astype(float)).mean(axis=(0, 1, 2)))
-    assert shift.max() < 0.5, shift  # a wrong matrix moves saturated colours by several levels
+    assert_kept_frames_as_close_as_a_plain_re_encode(source, report.output, tmp_path, codec="libx264",
+                                                     pix_fmt="yuv420p")
+
+
+@pytest.mark.parametrize(("options", "codec", "pix_fmt"), [
+    (["-c:v", "ffv1", "-pix_fmt", "gray"], "h264", "yuvj420p"),           # luma alone: its full range kept
+    (["-c:v", "ffv1", "-pix_fmt", "gbrp10le"], "hevc", "yuv420p10le"),    # 10-bit RGB: 10-bit 4:2:0 HEVC
+], ids=["gray", "gbrp10"])
+def test_gray_and_deep_rgb_sources_convert_with_their_colours(footage, tmp_path, options, codec, pix_fmt):
+    source = tmp_path / "source.mkv"
+    ffmpeg("-i", str(footage), *options, str(source))
+    report = run_convert(source, tmp_path / "out.mkv", engine=BLEND, output=QUICK, resume=ResumeConfig())
+    video = stream(probe_json(report.output), "video")
+    assert (video["codec_name"], video["pix_fmt"]) == (codec, pix_fmt)
+    encoder = {"h264": "libx264", "hevc": "libx265"}[codec]
+    assert_kept_frames_as_close_as_a_plain_re_encode(source, report.output, tmp_path, codec=encoder, pix_fmt=pix_fmt)
 
 
 def test_midframe_s_own_lossless_output_converts_back_bit_exact(folder, footage, tmp_path):
