@@ -6,6 +6,8 @@
     ├── ConfigError               the YAML or a CLI option is invalid; ``key``: the config key it is about
     ├── MediaError                an input file is not a usable video (names the file and reason);
     │                             ``incomplete``: it looks cut short (truncated, empty, no index yet)
+    │   └── Unencodable           the encoder refuses this file's figures (size, rate) although the
+    │                             output settings work for other videos; ``key``: the setting to change
     ├── OutputError               the output cannot be written: folder not writable, disk full (``errno``)
     ├── SourceChanged             the source is no longer the file a job started on (replaced, grown)
     ├── EngineError               the interpolator failed
@@ -66,6 +68,14 @@ class MediaError(_PathError):
     def __init__(self, path: Path | str, reason: str, *, incomplete: bool = False) -> None:
         super().__init__(path, reason)
         self.incomplete = incomplete
+
+
+class Unencodable(MediaError):
+    """A property of this one file, never a pause: ``key`` names the setting another value of which may suit it."""
+
+    def __init__(self, path: Path | str, reason: str, *, key: str) -> None:
+        super().__init__(path, reason)
+        self.key = key
 
 
 class OutputError(_PathError):

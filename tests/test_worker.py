@@ -793,3 +793,21 @@ def test_the_real_pipeline_names_the_output_after_the_container_it_chose(tmp_pat
     assert job.state == "done", job.error
     assert Path(job.output).name == "clip.50fps.mkv" and h.outbox_names() == ["clip.50fps.mkv"]
     assert [s["codec_name"] for s in probe_json(Path(job.output))["streams"]] == ["h264", "opus"]
+
+
+def test_an_output_that_keeps_failing_verification_leaves_advice_to_act_on(h):
+    from midframe.errors import VerificationError
+
+    job_id = h.drop("trim.mp4")
+    figures = ("the finished output failed verification: stream #1 (audio) starts 0.300 s away from where it "
+               "starts in the source, relative to the video (allowed: under 0.061 s)")
+    h.convert.errors = [VerificationError(figures, video_ok=True), VerificationError(figures, video_ok=True)]
+    h.worker.run_once()
+    assert h.job(job_id).state == "queued"                       # tried again first
+    h.later(31)
+    h.worker.run_once()
+    job = h.job(job_id)
+    assert (job.state, job.attempts) == ("failed", 2)
+    text = (h.paths.failed_dir / "trim.mp4.error.txt").read_text()
+    assert "0.300 s away" in text and "may be fine" not in text
+    assert '`ffmpeg -i "trim.mp4" -map 0 -c copy "trim.remux.mkv"`' in text and "into the inbox" in text

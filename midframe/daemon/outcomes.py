@@ -66,6 +66,8 @@ from midframe.errors import (
     OutputError,
     SourceChanged,
     TransientError,
+    Unencodable,
+    VerificationError,
     WeightsError,
 )
 
@@ -97,6 +99,7 @@ class Outcome:
     resolved_by: ResolvedBy = "check"
     internal: bool = False       # not an error midframe expects: log the traceback
     wait_s: float = 0.0          # source_changed: how long the file should stay quiet first
+    last_advice: str = ""        # transient: what to do once the last attempt failed too (else a general word)
 
     @property
     def text(self) -> str:
@@ -162,6 +165,9 @@ def _media(error: MediaError, ctx: Context, say: str) -> Outcome:
         return Outcome("transient", f"the converted video did not read back: {say}",
                        "this is usually a crash of ffmpeg; midframe tries again")
     problem = f"{ctx.name} {speakable(error.reason, work_root=ctx.work_root, renames=ctx.renames)}"
+    if isinstance(error, Unencodable):
+        return Outcome("input", problem, f"convert it with another {error.key}: a profile (a folder in the inbox "
+                                         "with output settings of its own), or `midframe interpolate` with --codec")
     if error.incomplete and ctx.source.changed_ago_s < ctx.stalled_copy_s:
         return Outcome("source_changed", problem + " (it may still be arriving)",
                        f"it is looked at again once it has been quiet for {ctx.stalled_copy_s:.0f} s",
@@ -217,6 +223,14 @@ def setting_outcome(error: BaseException, *, folders: Mapping[str, Path], work_r
     return None
 
 
+def _remux_advice(name: str) -> str:
+    """What to do with a source whose output kept failing the check before publishing."""
+    stem = Path(name).stem or "video"
+    return (f"the source was kept unchanged; a remux often mends the timestamps that upset the check: "
+            f"`ffmpeg -i \"{name}\" -map 0 -c copy \"{stem}.remux.mkv\"`, then drop {stem}.remux.mkv into the "
+            f"inbox; if that fails too, please report it with the figures above")
+
+
 def _child(error: ChildFailed, say: str) -> Outcome:
     """A child that died by a signal or stalled: what it says about the machine, never about the input."""
     if error.stalled:
@@ -250,6 +264,8 @@ def classify(error: BaseException, ctx: Context) -> Outcome:
         return _child(error, f"converting {ctx.name}: {say}")
     if isinstance(error, subprocess.TimeoutExpired):
         return Outcome("transient", "ffmpeg stopped answering and was ended", "midframe tries again")
+    if isinstance(error, VerificationError):
+        return Outcome("transient", say, "midframe converts it again", last_advice=_remux_advice(ctx.name))
     if isinstance(error, (TransientError, EngineError)):
         return Outcome("transient", say, "this is usually temporary; midframe tries again")
     if isinstance(error, OSError):

@@ -154,8 +154,8 @@ class Router:
         if retry_or_fail(job.attempts, config.daemon.max_attempts) == "fail":
             tried = (f"{job.name} failed {job.attempts} times; the last time: " if job.attempts > 1
                      else f"{job.name} failed: ")
-            self.fail(job, Outcome("transient", tried + outcome.problem,
-                                   "if it keeps happening, the log says more; the file itself may be fine"), config)
+            advice = outcome.last_advice or "if it keeps happening, the log says more; the file itself may be fine"
+            self.fail(job, Outcome("transient", tried + outcome.problem, advice), config)
             return
         wait = backoff_s(job.attempts)
         self.store.requeue(job.id, error=outcome.problem, not_before=self._wall() + wait)

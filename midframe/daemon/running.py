@@ -16,6 +16,10 @@ from midframe.engine.job import Progress
 from midframe.errors import StoreUnwritable
 
 
+# Before the first frame count: the file is probed and the output tried (one trial mux for all its streams).
+PLANNING = "preparing the output (reading the file, trying the settings)"
+
+
 def doing(fraction: float, eta_s: float | None, preparing: str | None) -> str:
     """``40% ETA 3 min``, or what the job is doing while it makes no frames (``preparing RIFE for
     1920x1080 (once per size, about 30 s)``), for the one-line statuses."""
@@ -89,6 +93,6 @@ def job_status(job: Job, progress: Progress | None = None, *, elapsed_s: float =
         "elapsed_s": round(elapsed_s, 1),
         "eta_s": None if eta is None else round(eta, 1),
         # added to the contract's fields: one-time work under way (a model prepared for this size)
-        "preparing": progress.preparing if progress else None,
+        "preparing": progress.preparing if progress else None if total else PLANNING,
         "stalled": stalled,
     }

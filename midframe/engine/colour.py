@@ -14,6 +14,13 @@ comes back as it was; smooth upsampling (bicubic, lanczos) followed by any downs
 it, which cost 0.1-0.2 dB on real footage. Where the output keeps full chroma (RGB, 4:4:4) the
 decoded frame is final, so it is upsampled smoothly (bicubic, as ffmpeg does by default).
 
+RGB sources (``gbr`` H.264 from libx264rgb, FFV1/VP9/Ut Video ``gbrp``, raw rgb24, PNG and
+QuickTime RLE, palettes: ``has_rgb_samples``) decode to RGB without a matrix. Their YUV output gets
+the usual matrix for their size and limited range, as a plain video has, and says so in its tags
+(``Conversion.tag_space``): ffprobe's ``gbr`` tag names no YUV matrix, and an encoder given it as a
+colour space fails; so is a YUV source whose tag names a matrix swscale lacks (``ycgco``). Gray
+sources are YUV without chroma: their range is kept like any YUV source's.
+
 HDR10 static metadata (mastering display, content light level) is read from the source's side
 data and written back through the encoder's own parameters (x265 ``master-display``/``max-cll``,
 SVT-AV1 ``mastering-display``/``content-light``).
@@ -40,11 +47,20 @@ SCALE_MATRIX = {
     "bt2020c": "bt2020",  # swscale has no constant-luminance path; the nc matrix is the nearest
 }
 HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+RGB_SPACE = "gbr"  # ffprobe's colour space of RGB-coded streams
+# swscale's matrix names -> the colour-space tag that names them (for the YUV outputs of RGB sources).
+MATRIX_TAG = {"bt709": "bt709", "bt601": "smpte170m", "bt2020": "bt2020nc", "fcc": "fcc", "smpte240m": "smpte240m"}
 
 
 def is_rgb_pix_fmt(pix_fmt: str) -> bool:
     name = pix_fmt.lower()
     return name.startswith(("gbr", "rgb", "bgr", "argb", "abgr", "0rgb", "0bgr", "x2rgb", "x2bgr"))
+
+
+def has_rgb_samples(pix_fmt: str, color_space: str | None) -> bool:
+    """Whether a source's samples are RGB (RGB-coded, palette, Bayer, XYZ): no YUV matrix of its own."""
+    name = pix_fmt.lower()
+    return color_space == RGB_SPACE or is_rgb_pix_fmt(name) or name.startswith(("pal8", "bayer_", "xyz"))
 
 
 def is_subsampled(pix_fmt: str) -> bool:
@@ -61,6 +77,13 @@ class Conversion:
     full_range: bool
     assumed: bool = False  # the source has no matrix tag: chosen from its size
     upsample: str = SMOOTH_UPSAMPLE  # swscale's filter for chroma, decoding
+    rgb_source: bool = False  # the matrix and range are the YUV output's alone (see has_rgb_samples)
+    retag: bool = False  # the source's colour-space tag names no matrix swscale has (gbr, ycgco...)
+
+    @property
+    def tag_space(self) -> str | None:
+        """The colour-space tag the output gets in place of the source's unusable one: the matrix used."""
+        return MATRIX_TAG.get(self.matrix) if self.retag else None
 
     @property
     def range_name(self) -> str:
@@ -94,10 +117,15 @@ def default_matrix(width: int, height: int) -> str:
 
 def conversion_for(*, width: int, height: int, pix_fmt: str, color_space: str | None,
                    color_range: str | None) -> Conversion:
+    if has_rgb_samples(pix_fmt, color_space):
+        # swscale ignores matrix and range when it decodes RGB: they are the YUV output's alone.
+        return Conversion(matrix=default_matrix(width, height), full_range=False, assumed=True, rgb_source=True,
+                          retag=True)
     matrix = SCALE_MATRIX.get(color_space or "")
     full = color_range == "pc" or pix_fmt.lower().startswith("yuvj")
     if matrix is None:
-        return Conversion(matrix=default_matrix(width, height), full_range=full, assumed=True)
+        return Conversion(matrix=default_matrix(width, height), full_range=full, assumed=True,
+                          retag=color_space is not None)
     return Conversion(matrix=matrix, full_range=full)
 
 

@@ -7,7 +7,9 @@ colour tags and HDR10 metadata; the container (``output.container`` null: the de
 extension, which is the source's, or ``mkv`` where that cannot hold everything); how the rotation
 is kept; what happens to each audio and subtitle stream. It is recorded in the work folder's
 manifest, so a resumed job finishes exactly as it started. A pair of settings that cannot work is
-a ``ConfigError`` naming the setting, raised before any frame is made.
+a ``ConfigError`` naming the setting, raised before any frame is made; settings that work, but not
+for this file (an encoder refusing its size), an ``Unencodable`` error about the file alone. The trials run
+in the work folder (``midframe.engine.preflight``), every non-video stream in one pass.
 
 VFR sources with ``--factor N``: the output is constant-rate at N times the source's nominal rate
 (the grid rate of a constant-rate source with dropped frames, else the average rate), each output
@@ -28,15 +30,14 @@ from loguru import logger
 from midframe.config import EngineConfig, OutputConfig, ResumeConfig
 from midframe.engine import formats
 from midframe.engine.colour import is_rgb_pix_fmt, svtav1_params, x265_params
-from midframe.engine.ffmpeg import QUIET, FFmpeg
-from midframe.engine.probe import probe
-from midframe.engine.probe_tools import first_error_line
+from midframe.engine.ffmpeg import FFmpeg
+from midframe.engine.preflight import Preflight, Trial, rotation_args  # rotation_args: segments imports it here
 from midframe.engine.reader import decode_pix_fmt
 from midframe.engine.slowmo import slow_streams
 from midframe.engine.timeline import Timeline, factor_timeline, fps_timeline, slow_motion
 from midframe.engine.videoinfo import StreamInfo, VideoInfo
 from midframe.engine.writer import EncodeSpec, segment_format
-from midframe.errors import ConfigError, MediaError
+from midframe.errors import ConfigError, MidframeError, Unencodable
 
 MAX_RATE_NUMERATOR = 1_000_000
 
@@ -110,15 +111,6 @@ def _smooth_timeline(info: VideoInfo, engine: EngineConfig) -> Timeline:
     return factor_timeline(frames_in=info.frame_count, factor=engine.factor, fps_in=info.fps)
 
 
-def rotation_args(ffmpeg: FFmpeg, rotation: int) -> tuple[list[str], list[str]]:
-    """(input options, output options) that give a stream-copied video stream this display rotation."""
-    if not rotation:
-        return [], []
-    if ffmpeg.version >= (6, 0):
-        return ["-display_rotation:v:0", str(rotation)], []
-    return [], ["-metadata:s:v:0", f"rotate={rotation}"]
-
-
 def _segment_frames(resume: ResumeConfig, fps_out: Fraction) -> int:
     if resume.segment_frames:
         return resume.segment_frames
@@ -166,6 +158,9 @@ def _hdr_params(info: VideoInfo, encoder: str) -> tuple[str, ...]:
 def describe_conversion(info: VideoInfo) -> str:
     """The YUV <-> RGB conversion in words, saying where an untagged source's matrix came from."""
     conversion = info.conversion
+    if conversion.rgb_source:
+        return (f"{conversion.describe()} for the output (an RGB source: the usual matrix for "
+                f"{info.width}x{info.height}, tagged)")
     if conversion.assumed:
         return (f"{conversion.describe()} (no colour matrix tag: the usual default for "
                 f"{info.width}x{info.height})")
@@ -191,7 +186,7 @@ def _encode_spec(info: VideoInfo, output: OutputConfig, *, encoder: str, contain
         full_range=conversion.full_range,
         chroma_upsample=conversion.upsample,
         color_range=None if rgb else info.color_range,
-        color_space=None if rgb else info.color_space,
+        color_space=None if rgb else conversion.tag_space or info.color_space,  # never gbr for YUV
         color_transfer=None if rgb else info.color_transfer,
         color_primaries=None if rgb else info.color_primaries,
         encoder_params=_hdr_params(info, encoder),
@@ -204,54 +199,41 @@ def _encode_spec(info: VideoInfo, output: OutputConfig, *, encoder: str, contain
 # --- trying it out --------------------------------------------------------------------------------
 
 
-class _Preflight:
-    """Tiny trial encodes and muxes in the work folder: errors show up in a second, not at the end."""
-
-    def __init__(self, work_dir: Path, container: str, ffmpeg: FFmpeg) -> None:
-        self.work_dir = work_dir
-        self.ffmpeg = ffmpeg
-        self.sample = work_dir / "preflight-video.tmp"
-        self.final = work_dir / f"preflight-final.{container}"
-
-    def encode(self, spec: EncodeSpec) -> str | None:
-        """None when ffmpeg encodes two frames with ``spec``; else its error."""
-        source = ["-f", "lavfi", "-i", f"color=c=gray:s={spec.width}x{spec.height}:r={spec.fps}", "-frames:v", "2"]
-        done = self.ffmpeg.run(spec.command(self.ffmpeg, self.sample, source=source), timeout=120)
-        return None if done.returncode == 0 else first_error_line(done.stderr)
-
-    def mux_video(self, rotation: int, bitstream_filter: str | None) -> str | None:
-        before, after = rotation_args(self.ffmpeg, rotation)
-        bsf = ["-bsf:v", bitstream_filter] if bitstream_filter else []
-        done = self.ffmpeg.run(
-            [self.ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", *before, "-i", str(self.sample),
-             "-map", "0:v:0", "-c", "copy", *bsf, *after, str(self.final)],
-            timeout=120,
-        )
-        return None if done.returncode == 0 else first_error_line(done.stderr)
-
-    def rotation_kept(self, rotation: int) -> bool:
-        try:
-            return probe(self.final, ffmpeg=self.ffmpeg).rotation == rotation
-        except MediaError:
-            return False
-
-    def mux_stream(self, source: Path, index: int, codec_args: list[str]) -> bool:
-        done = self.ffmpeg.run(
-            [self.ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", "-i", str(source), "-map", f"0:{index}",
-             *codec_args, "-t", "1", str(self.final)],
-            timeout=120,
-        )
-        return done.returncode == 0
-
-    def cleanup(self) -> None:
-        for path in (self.sample, self.final):
-            path.unlink(missing_ok=True)
+def _candidates(stream: StreamInfo, container: str) -> list[Trial]:
+    """What to try for one stream, in order: copy where the table agrees; else the container's fit
+    (audio is never dropped for want of trying: the table's encoder, then AAC)."""
+    spec = formats.container_of(container)
+    if stream.kind == "audio":
+        tries = [Trial("copy")] if formats.audio_plan(stream.codec, container) == "copy" else []
+        for fit in dict.fromkeys([spec.audio_encoder if spec else "aac", "aac"]):
+            encoder = formats.audio_encoder_for(fit, stream.channels)
+            tries.append(Trial(encoder, formats.audio_bitrate(encoder, stream.channels or 2)))
+        return tries
+    tries = [Trial("copy")] if formats.subtitle_plan(stream.codec, container) == "copy" else []
+    target = spec.text_subtitle if spec is not None and stream.codec in formats.TEXT_SUBTITLES else None
+    return tries + [Trial(target)] if target else tries
 
 
-def _plan_streams(info: VideoInfo, container: str, check: _Preflight) -> tuple[StreamPlan, ...]:
+def _try_streams(source: Path, candidates: dict[int, list[Trial]], check: Preflight) -> dict[int, Trial]:
+    """The first trial of each stream that muxes, found in rounds: every stream's next candidate at once."""
+    chosen: dict[int, Trial] = {}
+    pending = {index: list(tries) for index, tries in candidates.items() if tries}
+    while pending:
+        trials = {index: tries.pop(0) for index, tries in pending.items()}
+        passed = check.mux_streams(source, trials)
+        chosen.update({index: trials[index] for index in passed})
+        pending = {index: tries for index, tries in pending.items() if index not in passed and tries}
+    return chosen
+
+
+def _plan_streams(info: VideoInfo, container: str, check: Preflight) -> tuple[StreamPlan, ...]:
+    streams = (*info.audio, *info.subtitles)
+    chosen = _try_streams(info.path, {stream.index: _candidates(stream, container) for stream in streams}, check)
     plans: list[StreamPlan] = []
-    for stream in (*info.audio, *info.subtitles):
-        plan = _plan_stream(info.path, stream, container, check)
+    for stream in streams:
+        trial = chosen.get(stream.index, Trial("drop"))
+        plan = StreamPlan(index=stream.index, kind=stream.kind, codec=stream.codec, action=trial.action,
+                          bitrate=trial.bitrate)
         if plan.action == "drop":
             logger.warning("{}: a .{} file cannot hold its {} stream #{} ({}); leaving it out",
                            info.path.name, container, stream.kind, stream.index, stream.codec)
@@ -262,50 +244,49 @@ def _plan_streams(info: VideoInfo, container: str, check: _Preflight) -> tuple[S
     return tuple(plans)
 
 
-def _plan_stream(source: Path, stream: StreamInfo, container: str, check: _Preflight) -> StreamPlan:
-    """Copy where the table and a trial mux agree; else the container's fit (audio is never dropped
-    for want of trying: the table's encoder, then AAC)."""
-    def plan(action: str, bitrate: str | None = None) -> StreamPlan:
-        return StreamPlan(index=stream.index, kind=stream.kind, codec=stream.codec, action=action, bitrate=bitrate)
-
-    if stream.kind == "audio":
-        if formats.audio_plan(stream.codec, container) == "copy" and check.mux_stream(source, stream.index, ["-c", "copy"]):
-            return plan("copy")
-        spec = formats.container_of(container)
-        for fit in dict.fromkeys([spec.audio_encoder if spec else "aac", "aac"]):
-            encoder = formats.audio_encoder_for(fit, stream.channels)
-            bitrate = formats.audio_bitrate(encoder, stream.channels or 2)
-            if check.mux_stream(source, stream.index, ["-c", encoder, "-b:a", bitrate]):
-                return plan(encoder, bitrate)
-        return plan("drop")
-    if formats.subtitle_plan(stream.codec, container) == "copy" and check.mux_stream(source, stream.index, ["-c", "copy"]):
-        return plan("copy")
-    spec = formats.container_of(container)
-    target = spec.text_subtitle if spec is not None and stream.codec in formats.TEXT_SUBTITLES else None
-    if target and check.mux_stream(source, stream.index, ["-c", target]):
-        return plan(target)
-    return plan("drop")
-
-
-def _slow_motion_streams(info: VideoInfo, streams: tuple[StreamPlan, ...], container: str, check: _Preflight, *,
+def _slow_motion_streams(info: VideoInfo, streams: tuple[StreamPlan, ...], container: str, check: Preflight, *,
                          factor: int, audio: str) -> tuple[StreamPlan, ...]:
     channels = {stream.index: stream.channels for stream in info.audio}
+    spec = formats.container_of(container)
+    fits: dict[int, Trial] = {}
+    if audio == "stretch":  # copied audio is re-encoded to be slowed down: the container's own fit, tried at once
+        for stream in streams:
+            if stream.kind == "audio" and stream.action == "copy":
+                fit = spec.audio_encoder if spec else "aac"
+                encoder = formats.audio_encoder_for(fit, channels.get(stream.index, 0))
+                fits[stream.index] = Trial(encoder, formats.audio_bitrate(encoder, channels.get(stream.index) or 2))
+    passed = check.mux_streams(info.path, fits) if fits else set()
 
     def encoder_for(stream: StreamPlan) -> str | None:
-        spec = formats.container_of(container)
-        encoder = formats.audio_encoder_for(spec.audio_encoder if spec else "aac", channels.get(stream.index, 0))
-        bitrate = formats.audio_bitrate(encoder, channels.get(stream.index) or 2)
-        return encoder if check.mux_stream(info.path, stream.index, ["-c", encoder, "-b:a", bitrate]) else None
+        return fits[stream.index].action if stream.index in passed else None
 
+    # atempo stretches from the stream's first sample; anchored at the video's start (time 0 in the join)
+    # instead, audio that starts before or after the video keeps its place relative to it, slowed down too.
+    anchor = f",asetpts=PTS+{factor - 1}*STARTPTS" if factor > 1 else ""
     slowed = tuple(
-        replace(stream, bitrate=formats.audio_bitrate(stream.action, channels.get(stream.index) or 2))
-        if stream.filter and stream.bitrate is None else stream
+        replace(stream, filter=stream.filter + anchor,
+                bitrate=stream.bitrate or formats.audio_bitrate(stream.action, channels.get(stream.index) or 2))
+        if stream.filter else stream
         for stream in slow_streams(streams, factor=factor, audio=audio, encoder_for=encoder_for)
     )
     stretched = sum(1 for stream in slowed if stream.filter)
     logger.info("{}: slow motion x{}: {}; subtitles and chapters left out", info.path.name, factor,
                 f"{stretched} audio stream(s) slowed down, pitch kept" if stretched else "no audio")
     return slowed
+
+
+def _encode_refusal(info: VideoInfo, spec: EncodeSpec, output: OutputConfig, error: str,
+                    check: Preflight) -> MidframeError:
+    """Why ``spec`` cannot be encoded: the settings (``ConfigError``) when they fail on a neutral sample
+    too, else this file (``Unencodable``, a ``MediaError``: its size, rate or colour is what the encoder refuses)."""
+    if check.encode_neutral(spec, pix_fmt=output.pix_fmt) is not None:
+        return ConfigError(
+            f"output.codec (--codec) {spec.codec!r} with output.pix_fmt (--pix-fmt) {spec.pix_fmt!r} cannot encode "
+            f"{spec.width}x{spec.height} video: {error}", key="output.codec"
+        )
+    return Unencodable(info.path, f"cannot be encoded by output.codec {spec.codec} at output.pix_fmt {spec.pix_fmt} "
+                                  f"as {spec.width}x{spec.height} video at {float(spec.fps):.6g} fps ({error}), "
+                                  "although these settings work for other videos", key="output.codec")
 
 
 def make_plan(
@@ -331,7 +312,7 @@ def make_plan(
     encoder = _choose_encoder(info, output, requested)
     container = _choose_container(info, output, requested, encoder)
     bitstream_filter = formats.join_bitstream_filter(formats.codec_of_encoder(encoder), container)
-    check = _Preflight(work_dir, container, ffmpeg)
+    check = Preflight(work_dir, container, ffmpeg)
     try:
         keep_rotation = True
         spec = _encode_spec(info, output, encoder=encoder, container=container, fps=timeline.fps_out,
@@ -342,10 +323,7 @@ def make_plan(
             spec = replace(spec, pix_fmt=output.pix_fmt)
             error = check.encode(spec)
         if error:
-            raise ConfigError(
-                f"output.codec (--codec) {encoder!r} with output.pix_fmt (--pix-fmt) {spec.pix_fmt!r} cannot encode "
-                f"{spec.width}x{spec.height} video: {error}", key="output.codec"
-            )
+            raise _encode_refusal(info, spec, output, error, check)
         error = check.mux_video(0, bitstream_filter)
         if error:
             raise ConfigError(f"output.codec (--codec) {encoder}: a .{container} file (output.container or the "
@@ -358,8 +336,7 @@ def make_plan(
             spec = replace(spec, width=info.display_size[0], height=info.display_size[1])
             error = check.encode(spec)
             if error:
-                raise ConfigError(f"output.codec (--codec) {encoder} cannot encode {spec.width}x{spec.height}: {error}",
-                                  key="output.codec")
+                raise _encode_refusal(info, spec, output, error, check)
         streams = _plan_streams(info, container, check)
         if engine.mode == "slowmo":
             streams = _slow_motion_streams(info, streams, container, check, factor=engine.factor,

@@ -39,7 +39,9 @@ from midframe.engine.videoinfo import StreamInfo, VideoInfo, bit_depth_of
 from midframe.errors import MediaError
 from midframe.regular import NotRegularFile, open_regular
 
-STILL_IMAGE_FORMATS = re.compile(r"(^|,)(image2|png_pipe|jpeg_pipe|webp_pipe|bmp_pipe|gif|tiff_pipe|apng)")
+STILL_IMAGE_FORMATS = re.compile(r"(^|,)(image2|png_pipe|jpeg_pipe|webp_pipe|bmp_pipe|tiff_pipe)")
+# Image formats that may hold an animation: a video when they hold more than one frame.
+ANIMATION_FORMATS = re.compile(r"(^|,)(gif|apng)($|,)")
 
 
 def _precheck(path: Path) -> int:
@@ -143,6 +145,8 @@ def probe(path: Path, *, ffmpeg: FFmpeg) -> VideoInfo:
     packets, time_base = read_packets(path, ffmpeg, index, positive_fraction(stream.get("time_base")))
     if not packets.pts:
         raise MediaError(path, "has a video stream without any frames (truncated or damaged)", incomplete=True)
+    if ANIMATION_FORMATS.search(header.format_name) and len(packets.pts) < 2:
+        raise MediaError(path, "is a still image, not a video")
     refusal = frames_refusal(frame_count=len(packets.pts), duration=header.format_duration)
     if refusal is not None:
         raise MediaError(path, refusal)
@@ -228,14 +232,15 @@ class StreamSpan:
 
 
 def stream_spans(path: Path, *, ffmpeg: FFmpeg, only: Collection[int] | None = None) -> list[StreamSpan]:
-    """The streams of ``path`` (those in ``only``, one pass each; else all, in one pass) with the times of
-    their packets (``StreamSpan``)."""
+    """The streams of ``path`` (those in ``only``, else all) with the times of their packets
+    (``StreamSpan``), read in one pass however many streams there are."""
     header: RawHeader = read_header(path, ffmpeg)
     bases = {int(s["index"]): positive_fraction(s.get("time_base")) for s in header.streams}
-    if only is None:
-        read = read_all_packets(path, ffmpeg, {index: base for index, base in bases.items() if base})
-    else:
-        read = {index: read_packets(path, ffmpeg, index, bases.get(index)) for index in only if index in bases}
+    known = {index: base for index, base in bases.items() if base}
+    kinds = {int(s["index"]): s.get("codec_type") for s in header.streams}
+    wanted = None if only is None else [i for i in only if i in bases]
+    read = read_all_packets(path, ffmpeg, known, only=wanted,
+                            audio_only=wanted is not None and all(kinds[i] == "audio" for i in wanted))
     spans: list[StreamSpan] = []
     for stream in header.streams:
         index = int(stream["index"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -155,8 +156,9 @@ def _scan_timeout(path: Path) -> float:
         return timeout_for_bytes(0)
 
 
-def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int | None) -> dict[int, RawPackets]:
-    """Packets of stream ``index`` (None: of every stream, in one pass), by stream index."""
+def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int | str | None) -> dict[int, RawPackets]:
+    """Packets of stream ``index`` (a specifier such as ``a``: of those streams; None: of every stream),
+    in one pass, by stream index."""
     assert ffmpeg.ffprobe
     select = ["-select_streams", str(index)] if index is not None else []
     done = ffmpeg.run(
@@ -173,7 +175,7 @@ def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int | None) -> dict[int,
         if stream is not None:
             rows.setdefault(stream, []).append(parts[1:])
     found = {stream: _collect(lines, done.stderr) for stream, lines in rows.items()}
-    if index is not None and index not in found:
+    if isinstance(index, int) and index not in found:
         found[index] = _collect([], done.stderr)
     return found
 
@@ -276,11 +278,12 @@ def _ffmpeg_header(path: Path, ffmpeg: FFmpeg) -> tuple[RawHeader, str]:
     return header, text
 
 
-def _ffmpeg_packets(path: Path, ffmpeg: FFmpeg, index: int | None) -> dict[int, tuple[RawPackets, Fraction]]:
-    """Packets and time base of stream ``index`` (None: every stream, in one pass), by stream index."""
+def _ffmpeg_packets(path: Path, ffmpeg: FFmpeg,
+                    indices: Sequence[int] | None) -> dict[int, tuple[RawPackets, Fraction]]:
+    """Packets and time base of the streams ``indices`` (None: every stream), all in one pass, by stream index."""
+    maps = ["-map", "0"] if indices is None else [arg for index in indices for arg in ("-map", f"0:{index}")]
     done = ffmpeg.run(
-        [ffmpeg.ffmpeg, *QUIET, "-v", "error", "-copyts", "-i", str(path), "-map", "0" if index is None else f"0:{index}",
-         "-c", "copy", "-f", "framecrc", "-"],
+        [ffmpeg.ffmpeg, *QUIET, "-v", "error", "-copyts", "-i", str(path), *maps, "-c", "copy", "-f", "framecrc", "-"],
         timeout=_scan_timeout(path),
     )
     if done.returncode != 0:
@@ -298,10 +301,10 @@ def _ffmpeg_packets(path: Path, ffmpeg: FFmpeg, index: int | None) -> dict[int, 
         if len(parts) >= 5 and parse_int(parts[0]) is not None:
             # framecrc: stream, dts, pts, duration, size, crc; no flags (discarded packets are not written)
             rows.setdefault(int(parts[0]), []).append([parts[2], parts[1], parts[3], ""])
-    outputs = sorted(set(rows) | set(bases))
-    inputs = [index] if index is not None else outputs  # with -map 0, output stream n is input stream n
+    if indices is None:  # with -map 0, output stream n is input stream n
+        indices = sorted(set(rows) | set(bases))
     return {source: (_collect(rows.get(n, []), done.stderr), bases.get(n, Fraction(1, 1000)))
-            for n, source in zip(outputs or [0], inputs)}
+            for n, source in enumerate(indices)}
 
 
 # --- the readers -----------------------------------------------------------------------------
@@ -318,15 +321,19 @@ def read_packets(path: Path, ffmpeg: FFmpeg, index: int, time_base: Fraction | N
     """Packet times of stream ``index`` and their time base (the stream's, from the header, with ffprobe)."""
     if ffmpeg.ffprobe:
         return _ffprobe_packets(path, ffmpeg, index)[index], time_base or Fraction(1, 1000)
-    return _ffmpeg_packets(path, ffmpeg, index)[index]
+    return _ffmpeg_packets(path, ffmpeg, [index])[index]
 
 
-def read_all_packets(path: Path, ffmpeg: FFmpeg, time_bases: dict[int, Fraction]) -> dict[int, tuple[RawPackets, Fraction]]:
-    """Packet times of every stream, read in one pass (``time_bases``: each stream's, from the header)."""
+def read_all_packets(path: Path, ffmpeg: FFmpeg, time_bases: dict[int, Fraction], only: Collection[int] | None = None,
+                     audio_only: bool = False) -> dict[int, tuple[RawPackets, Fraction]]:
+    """Packet times of every stream (or of those in ``only``), read in one pass whatever their number
+    (``time_bases``: each stream's, from the header). ``audio_only``: ``only`` holds audio streams alone,
+    so ffprobe need not list a long film's video packets too."""
     if ffmpeg.ffprobe:
-        return {index: (packets, time_bases.get(index) or Fraction(1, 1000))
-                for index, packets in _ffprobe_packets(path, ffmpeg, None).items()}
-    return _ffmpeg_packets(path, ffmpeg, None)
+        found = _ffprobe_packets(path, ffmpeg, "a" if audio_only and only is not None else None)
+        wanted = found if only is None else {index: found.get(index) or _collect([], "") for index in only}
+        return {index: (packets, time_bases.get(index) or Fraction(1, 1000)) for index, packets in wanted.items()}
+    return _ffmpeg_packets(path, ffmpeg, None if only is None else sorted(only))
 
 
 def first_frame_side_data(path: Path, ffmpeg: FFmpeg, index: int) -> list[dict[str, Any]]:
