@@ -3,9 +3,9 @@
 Frames are passed by reference: the reader gives each frame its own array and no stage modifies
 one, so frames at t=0 reach the encoder as the very array the decoder made. Between batches it
 reports progress and checks the pause/abort flags. What each output frame is made of is the
-planner's decision (``midframe.engine.pairs``), which reads thumbnails up to ``pairs.context`` frames
-either side: the reader starts that far before the first frame needed (``first_source``) and the
-loop reads that far ahead.
+planner's decision (``midframe.engine.pairs``), which may read thumbnails up to ``pairs.context``
+frames either side: the reader starts that far before the first frame needed (``first_source``), and
+the loop reads ahead only as far as the planner asks (on ones, a frame or two).
 """
 
 from __future__ import annotations
@@ -126,10 +126,8 @@ class FrameLoop:
         self.control.checkpoint()
         self._progress(force=True)
         batch_size = self.batch_size
-        last = self.timeline.frames_in - 1
         for out in self.timeline.frames(self.start):
             self._let_go(out.source)
-            self._fetch(min(out.source + self._context, last))
             step = self.planner.step(out.source, out.t)
             item: np.ndarray | _Slot
             if step.kind == "motion":

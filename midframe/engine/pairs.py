@@ -59,6 +59,7 @@ class PairPlanner:
         self._changes: dict[int, float] = {}
         self._decisions: dict[tuple[int, int], scenes.SceneDecision] = {}
         self._scores: dict[tuple[int, int], float] = {}
+        self._holds: dict[int, tuple[int, int] | None] = {}
         self.drawings = drawings.Drawings.of(self._change, last=self.last, static_threshold=engine.static_threshold,
                                              max_run=engine.dedup_max_run)
 
@@ -88,9 +89,14 @@ class PairPlanner:
             self._decisions[key] = decision
         return self._decisions[key]
 
+    def _hold(self, source: int) -> tuple[int, int] | None:
+        if source not in self._holds:
+            self._holds[source] = self.drawings.hold(source)
+        return self._holds[source]
+
     def step(self, source: int, t: float) -> Step:
         if self.dedup:
-            hold = self.drawings.hold(source)
+            hold = self._hold(source)
             if hold is not None and not (source == hold[0] and t == 0.0):
                 first, last = hold
                 if self.decide(first, last).kind == "motion":
@@ -106,5 +112,6 @@ class PairPlanner:
     def forget(self, before: int) -> None:
         """Drop what was measured about frames before ``before`` (never asked about again)."""
         self._changes = {j: v for j, v in self._changes.items() if j >= before}
+        self._holds = {j: v for j, v in self._holds.items() if j >= before}
         self._decisions = {k: v for k, v in self._decisions.items() if k[0] >= before}
         self._scores = {k: v for k, v in self._scores.items() if k[0] >= before}
