@@ -8,6 +8,7 @@ file itself repeats (31->32 and 56->57, a 24 -> 25 fps conversion), where a hold
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -22,6 +23,7 @@ from midframe.engine.manifest import load_manifest
 from midframe.engine.probe import probe
 from midframe.errors import Aborted
 from tests.animation import Held, decode, held, write
+from tests.daemon_process import DaemonProcess
 from tests.engine_helpers import FF, LOSSLESS, RecordingBlend, assert_audio_in_sync, run_convert
 from tests.media import psnr, read_frames
 from tests.test_farm_ranges import ShuffledRenderer
@@ -158,3 +160,28 @@ def test_fps_output_places_frames_at_their_true_time(clips, truth, tmp_path):
             assert psnr(made[3 * k], truth[k]) > psnr(animation.frames[k], truth[k]) + 1.0, k
         elif k not in animation.repeated():
             assert np.array_equal(made[3 * k], animation.frames[k]), k
+
+
+@pytest.mark.slow
+def test_the_daemon_and_a_profile_that_turns_it_off(clips, tmp_path):
+    animation, clip = clips["twos"]
+    config = {"engine": {"name": "blend", "factor": 2}, "output": {"codec": "ffv1", "pix_fmt": "gbrp"},
+              "profiles": {"flat": {"engine": {"dedup": "off"}}}}
+    daemon = DaemonProcess(tmp_path / "run", config)
+    daemon.start()
+    try:
+        shutil.copy(clip, daemon.inbox / "anim.mkv")
+        shutil.copy(clip, daemon.inbox / "flat" / "anim.mkv")
+        jobs = daemon.wait_jobs_final(2, timeout=180)
+    finally:
+        daemon.stop_if_running()
+    assert [job["state"] for job in jobs] == ["done", "done"]
+    assert {job["profile"]: job["settings"]["engine"]["dedup"] for job in jobs} == {None: "auto", "flat": "off"}
+    even = read_frames(daemon.outbox / "anim.50fps.mkv")
+    held_as_is = read_frames(daemon.outbox / "flat" / "anim.50fps.mkv")
+    assert np.array_equal(held_as_is[0::2], animation.frames)
+    for k in range(24):
+        if k in moved_past(animation):
+            assert psnr(even[2 * k], animation.truth[k]) > psnr(animation.frames[k], animation.truth[k]) + 2.5, k
+        else:
+            assert np.array_equal(even[2 * k], animation.frames[k]), k
