@@ -82,8 +82,8 @@ class PairPlanner:
                                        static_threshold=engine.static_threshold, scene_detect=engine.scene_detect)
             if decision.kind == "motion" and engine.scene_detect:
                 score = self._score(a, b)
-                before = self._score(*self.drawings.span(a - 1)) if a >= 1 else None
-                after = self._score(*self.drawings.span(b)) if b < self.last else None
+                before = self._score(*self._span(a - 1)) if a >= 1 else None
+                after = self._score(*self._span(b)) if b < self.last else None
                 if scenes.is_jump(score, before=before, after=after):
                     decision = scenes.SceneDecision("cut", score)
             self._decisions[key] = decision
@@ -93,6 +93,9 @@ class PairPlanner:
         if source not in self._holds:
             self._holds[source] = self.drawings.hold(source)
         return self._holds[source]
+
+    def _span(self, source: int) -> tuple[int, int]:
+        return self._hold(source) or (source, source + 1)
 
     def step(self, source: int, t: float) -> Step:
         if self.dedup:
