@@ -81,6 +81,7 @@ def test_fast_motion_is_never_a_jump_cut(bigbuckbunny, small, tmp_path):
         "starts and stops at 40 px a frame": [0, 0, 0, 40, 40, 40, 40, 40, 40, 0, 0, 0],
         "on twos at 30 px a drawing": [30, 0] * 8,
         "one drawing on threes": [36, 0, 0] * 5,
+        "whip pan at 48-64 px a frame": [16, 32, 48, 64, 64, 64, 48, 32],
     }
     for name, speeds in pans.items():
         frames = encoded(pan(picture, speeds), tmp_path / "pan.mp4")
