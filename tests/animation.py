@@ -59,8 +59,8 @@ def decode(source: Path, *, width: int, height: int, first: int = 0, count: int 
     return np.ascontiguousarray(frames if count is None else frames[:count])
 
 
-def write(frames: np.ndarray, path: Path, *, fps: str = "25", codec: Sequence[str] = ("-c:v", "ffv1", "-pix_fmt", "gbrp"),
-          audio: bool = True) -> Path:
+def write(frames: np.ndarray, path: Path, *, fps: str = "25",
+          codec: Sequence[str] = ("-c:v", "ffv1", "-pix_fmt", "gbrp"), audio: bool = True) -> Path:
     """``frames`` as a video (lossless by default), with a 440 Hz tone as long as the video."""
     height, width = frames.shape[1:3]
     cmd = [ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",

@@ -103,7 +103,8 @@ def test_dedup_off_keeps_every_frame_and_holds(clips, tmp_path):
 def test_x264_animation_is_found_and_live_footage_is_left_alone(bigbuckbunny, clips, truth, tmp_path):
     # On twos, encoded as any animation file is (x264, CRF 20): its repeats differ by compression noise.
     animation, _ = clips["twos"]
-    lossy = write(animation.frames, tmp_path / "twos.mp4", codec=["-c:v", "libx264", "-crf", "20", "-pix_fmt", "yuv420p"])
+    lossy = write(animation.frames, tmp_path / "twos.mp4",
+                  codec=["-c:v", "libx264", "-crf", "20", "-pix_fmt", "yuv420p"])
     report = interpolate(lossy, tmp_path / "twos.mkv", "--engine", "blend")
     assert report["dedup_repeats"] == len(moved_past(animation))
     # Big Buck Bunny's first 132 frames on ones, re-encoded (CRF 23), slow motion throughout: nothing is

@@ -99,8 +99,8 @@ def run_frames(
     on_progress: ProgressCallback | None = None,
 ) -> tuple[Counts, dict[str, Any]]:
     """The three threads over output frames ``start .. timeline.frames_out - 1``: ``reader`` must
-    start at ``frameloop.first_source(timeline, start, engine)`` (with the plan's conversion); ``sink`` takes every output
-    frame in order.
+    start at ``frameloop.first_source(timeline, start, engine)`` (with the plan's conversion): the
+    scene and dedup decisions look back that far; ``sink`` takes every output frame in order.
 
     The whole file (``convert``) and one farm segment (``midframe.engine.ranges``) both run here. The
     caller gives ``reader`` and ``sink`` their thread counts (``thread_plan_for(interpolator)``)."""
