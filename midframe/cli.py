@@ -93,6 +93,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         model_scale=args.model_scale,
         factor=args.factor,
         target_fps=args.fps,
+        dedup=args.dedup,
     )
     if args.factor is not None:
         engine = engine.model_copy(update={"target_fps": None})
@@ -284,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     interpolate.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     interpolate.add_argument("--batch-size", type=int)
     interpolate.add_argument("--model-scale", type=float)
+    interpolate.add_argument("--dedup", choices=["auto", "off"],
+                             help="animation on twos/threes: space the new frames evenly between drawings (auto)")
     interpolate.add_argument("--codec", help="auto (follow the source), or an ffmpeg encoder: libx264, libx265, ...")
     interpolate.add_argument("--crf", type=int)
     interpolate.add_argument("--preset")

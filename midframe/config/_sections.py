@@ -81,6 +81,12 @@ class EngineConfig(_Section):
     # The largest frame (width x height) taken: larger ones are refused before decoding, whatever the
     # file's size (a few bytes can declare 16000x16000). Default: 8K, 7680x4320.
     max_frame_pixels: int = Field(7680 * 4320, ge=64 * 64)
+    # Animation drawn on twos or threes: auto treats a drawing held for a few frames as one drawing and
+    # spaces the in-betweens evenly up to the next (midframe.engine.drawings); off keeps every frame.
+    dedup: Literal["auto", "off"] = "auto"
+    # The longest run of repeats (frames after a drawing that show it again) taken as one drawing;
+    # a longer run is a pause and stays still.
+    dedup_max_run: int = Field(3, ge=1, le=8)
 
     @field_validator("target_fps", mode="before")
     @classmethod

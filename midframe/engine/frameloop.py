@@ -2,7 +2,10 @@
 
 Frames are passed by reference: the reader gives each frame its own array and no stage modifies
 one, so frames at t=0 reach the encoder as the very array the decoder made. Between batches it
-reports progress and checks the pause/abort flags.
+reports progress and checks the pause/abort flags. What each output frame is made of is the
+planner's decision (``midframe.engine.pairs``), which may read thumbnails up to ``pairs.context``
+frames either side: the reader starts that far before the first frame needed (``first_source``), and
+the loop reads ahead only as far as the planner asks (on ones, a frame or two).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from midframe.config import EngineConfig
-from midframe.engine import scenes
+from midframe.engine import pairs
 from midframe.engine.eta import SteadyRate
 from midframe.engine.interpolators.base import FramePair, Interpolator
 from midframe.engine.job import JobControl, Progress, ProgressCallback
@@ -29,6 +32,13 @@ class Counts:
     interpolated: int = 0
     static: int = 0
     cut: int = 0
+    # Source frames that dedup treated as repeats of a drawing (their output frames are in-betweens).
+    dedup_repeats: int = 0
+
+
+def first_source(timeline: Timeline, start: int, engine: EngineConfig) -> int:
+    """The first source frame the loop reads to make output frames from ``start`` on."""
+    return max(0, timeline.frame(start).source - pairs.context(engine))
 
 
 class _Slot:
@@ -65,9 +75,13 @@ class FrameLoop:
         self.on_progress = on_progress
         self.counts = Counts()
         self.sent = start
-        self._window: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._window: dict[int, np.ndarray] = {}
+        self._thumbs: dict[int, np.ndarray] = {}
         self._highest = -1
-        self._decision: tuple[int, scenes.SceneDecision] | None = None
+        self._context = pairs.context(engine)
+        self._last_repeat = -1
+        self._let_go_at = -1
+        self.planner = pairs.PairPlanner(timeline=timeline, engine=engine, thumb=self._thumb)
         self._batch: list[FramePair] = []
         self._pending: list[np.ndarray | _Slot] = []
         self._since_checkpoint = 0
@@ -75,55 +89,60 @@ class FrameLoop:
         self._last_progress = 0.0
         self._preparing: str | None = None
 
-    def _fetch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Source frame ``index`` and its thumbnail, reading ahead to it."""
+    def _fetch(self, index: int) -> None:
+        """Read ahead to source frame ``index``."""
         while self._highest < index:
             item = self.decoder.get()
             if item is END:
                 raise MidframeError(f"the decoder ended before source frame {index}")
             got, frame, thumb = item
             self._highest = got
-            self._window[got] = (frame, thumb)
+            self._window[got] = frame
+            self._thumbs[got] = thumb
+
+    def _frame(self, index: int) -> np.ndarray:
+        self._fetch(index)
         return self._window[index]
 
-    def _source(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Like ``_fetch``, letting go of the frames before ``index`` (never needed again)."""
-        for old in [key for key in self._window if key < index]:
-            del self._window[old]
-        return self._fetch(index)
+    def _thumb(self, index: int) -> np.ndarray:
+        self._fetch(index)
+        return self._thumbs[index]
 
-    def _decide(self, index: int, a_thumb: np.ndarray, b_thumb: np.ndarray) -> scenes.SceneDecision:
-        if self._decision is None or self._decision[0] != index:
-            decision = scenes.classify(
-                a_thumb,
-                b_thumb,
-                scene_threshold=self.engine.scene_threshold,
-                static_threshold=self.engine.static_threshold,
-                scene_detect=self.engine.scene_detect,
-            )
-            self._decision = (index, decision)
-        return self._decision[1]
+    def _let_go(self, source: int) -> None:
+        """Forget frames no decision from ``source`` on can need: a held drawing starts at most
+        ``dedup_max_run`` frames back; its cut test looks ``context`` frames back."""
+        if source == self._let_go_at:
+            return
+        self._let_go_at = source
+        keep_frames = source - self.engine.dedup_max_run - 1
+        for old in [key for key in self._window if key < keep_frames]:
+            del self._window[old]
+        keep_thumbs = source - self._context
+        for old in [key for key in self._thumbs if key < keep_thumbs]:
+            del self._thumbs[old]
+        self.planner.forget(keep_thumbs)
 
     def run(self) -> None:
         self.control.checkpoint()
         self._progress(force=True)
         batch_size = self.batch_size
         for out in self.timeline.frames(self.start):
-            a, a_thumb = self._source(out.source)
-            if out.t == 0.0:
-                item: np.ndarray | _Slot = a
+            self._let_go(out.source)
+            step = self.planner.step(out.source, out.t)
+            item: np.ndarray | _Slot
+            if step.kind == "motion":
+                self._batch.append(FramePair(index=step.a, a=self._frame(step.a), b=self._frame(step.b), t=step.t,
+                                              later=step.b))
+                item = _Slot(len(self._batch) - 1)
+                self.counts.interpolated += 1
+                if step.repeat:
+                    self._count_repeat(out.source)
             else:
-                b, b_thumb = self._fetch(out.source + 1)
-                decision = self._decide(out.source, a_thumb, b_thumb)
-                if decision.kind == "motion":
-                    self._batch.append(FramePair(index=out.source, a=a, b=b, t=out.t))
-                    item = _Slot(len(self._batch) - 1)
-                else:
-                    if decision.kind == "cut":
-                        self.counts.cut += 1
-                    else:
-                        self.counts.static += 1
-                    item = a if scenes.hold_frame(out.t) == "a" else b
+                if step.kind == "cut":
+                    self.counts.cut += 1
+                elif step.kind == "static":
+                    self.counts.static += 1
+                item = self._frame(step.a)
             if self._batch:
                 self._pending.append(item)
             else:
@@ -134,6 +153,11 @@ class FrameLoop:
                 self._between_batches()
         self._flush()
         self._progress(force=True)
+
+    def _count_repeat(self, source: int) -> None:
+        if source > self._last_repeat:
+            self._last_repeat = source
+            self.counts.dedup_repeats += 1
 
     def _send(self, frame: np.ndarray) -> None:
         self.encoder.put(frame)
@@ -153,7 +177,6 @@ class FrameLoop:
             self.counts.model_s += time.perf_counter() - started
             if len(results) != len(batch):
                 raise EngineError(f"the {self.interpolator.name} engine returned {len(results)} frames for {len(batch)} pairs")
-            self.counts.interpolated += len(batch)
             pending, self._pending = self._pending, []
             for item in pending:
                 self._send(results[item.k] if isinstance(item, _Slot) else item)

@@ -92,6 +92,7 @@ class PipelineReport:
     frames_interpolated: int = 0
     frames_static: int = 0
     frames_cut: int = 0
+    dedup_repeats: int = 0  # source frames dedup treated as repeats of a held drawing
     resumed_from_frame: int = 0
     engine_requested: str = ""  # the engine asked for; ``engine`` differs only after a default fell back
     extra: dict[str, Any] = field(default_factory=dict)

@@ -25,7 +25,7 @@ from loguru import logger
 
 from midframe.config import EngineConfig, OutputConfig, ResumeConfig
 from midframe.engine.ffmpeg import FFmpeg
-from midframe.engine.frameloop import Counts, FrameLoop
+from midframe.engine.frameloop import Counts, FrameLoop, first_source
 from midframe.engine.interpolators.base import Interpolator
 from midframe.engine.job import JobControl, PipelineReport, Progress, ProgressCallback
 from midframe.engine.manifest import Fingerprint
@@ -70,9 +70,9 @@ def _render(
     on_progress: ProgressCallback | None,
 ) -> tuple[Counts, dict[str, Any]]:
     start = job.manifest.frames_done
-    first_source = job.timeline.frame(start).source
     threads = thread_plan_for(interpolator)
-    reader = frame_reader(info, job.plan, ffmpeg=ffmpeg, start=first_source, threads=threads.decode)
+    reader = frame_reader(info, job.plan, ffmpeg=ffmpeg, start=first_source(job.timeline, start, job.engine),
+                          threads=threads.decode)
     sink = SegmentSink(work_dir=work_dir, manifest=job.manifest, plan=job.plan, timeline=job.timeline,
                        start=start, ffmpeg=ffmpeg, threads=threads.encode)
     return run_frames(timeline=job.timeline, start=start, engine=job.engine, interpolator=interpolator,
@@ -99,8 +99,8 @@ def run_frames(
     on_progress: ProgressCallback | None = None,
 ) -> tuple[Counts, dict[str, Any]]:
     """The three threads over output frames ``start .. timeline.frames_out - 1``: ``reader`` must
-    start at the source frame of ``start`` (with the plan's conversion); ``sink`` takes every output
-    frame in order.
+    start at ``frameloop.first_source(timeline, start, engine)`` (with the plan's conversion): the
+    scene and dedup decisions look back that far; ``sink`` takes every output frame in order.
 
     The whole file (``convert``) and one farm segment (``midframe.engine.ranges``) both run here. The
     caller gives ``reader`` and ``sink`` their thread counts (``thread_plan_for(interpolator)``)."""
@@ -254,6 +254,7 @@ def convert(
         frames_interpolated=counts.interpolated,
         frames_static=counts.static,
         frames_cut=counts.cut,
+        dedup_repeats=counts.dedup_repeats,
         resumed_from_frame=start,
         extra={
             **extra,

@@ -2,7 +2,8 @@
 
 A segment is output frames ``start .. end - 1`` of a planned job (the plan and timeline in its work
 folder's manifest). It needs source frames from the one of ``start`` up to the one after the last
-output frame's (the far side of its last interpolated pair); the frame loop, the reader and the
+output frame's (the far side of its last interpolated pair), and the scene and dedup decisions'
+context either side (``pairs.context``), so it decides what the whole run decides; the frame loop, the reader and the
 encoder are the pipeline's own (``run_frames``), so a segment made here is the very file the
 single-machine pipeline makes for that range.
 
@@ -26,6 +27,7 @@ from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.interpolators.base import Interpolator
 from midframe.engine.job import JobControl
 from midframe.engine.manifest import Segment, fsync_file
+from midframe.engine.frameloop import first_source
 from midframe.engine.pipeline import frame_reader, run_frames, thread_plan_for
 from midframe.engine.plan import OutputPlan
 from midframe.engine.probe import VideoInfo
@@ -101,7 +103,8 @@ def render_range(
     threads = thread_plan_for(interpolator)
     control = control or JobControl()
     ffmpeg = ffmpeg.watched_by(control.children)
-    reader = frame_reader(info, plan, ffmpeg=ffmpeg, start=timeline.frame(start).source, threads=threads.decode)
+    reader = frame_reader(info, plan, ffmpeg=ffmpeg, start=first_source(timeline, start, engine),
+                          threads=threads.decode)
     sink = _OneFile(part, plan, ffmpeg=ffmpeg, threads=threads.encode)
     try:
         # The same timeline, ending at this segment: the loop stops there and reads no further.

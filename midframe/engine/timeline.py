@@ -67,10 +67,27 @@ class Timeline:
     def _locate(self, index: int) -> tuple[int, float]:
         raise NotImplementedError
 
+    def source_seconds(self, source: int) -> Fraction:
+        """When source frame ``source`` is shown, from the first frame's time."""
+        raise NotImplementedError
+
+    def between(self, *, source: int, t: float, first: int, last: int) -> float:
+        """Where the moment of output position (``source``, ``t``) lies between source frames
+        ``first`` and ``last`` (0..1), in true time: a drawing held for two frames puts its in-betweens
+        at even steps across both, whatever the spacing of the frames in between."""
+        start, end = self.source_seconds(first), self.source_seconds(last)
+        here = self.source_seconds(source)
+        if t:
+            here += Fraction(t) * (self.source_seconds(source + 1) - here)
+        return float((here - start) / (end - start))
+
 
 @dataclass(frozen=True)
 class FactorTimeline(Timeline):
     factor: int = 2
+
+    def source_seconds(self, source: int) -> Fraction:
+        return Fraction(source * self.factor) / self.fps_out
 
     def _locate(self, index: int) -> tuple[int, float]:
         source, step = divmod(index, self.factor)
@@ -91,6 +108,9 @@ class FpsTimeline(Timeline):
     def source_time(self, index: int) -> Fraction:
         """The exact source time output frame ``index`` shows."""
         return Fraction(index) / self.fps_out
+
+    def source_seconds(self, source: int) -> Fraction:
+        return self.timestamps[source]
 
     def _output_tick(self, index: int) -> int:
         return index * self.fps_out.denominator * (self._tick_rate // self.fps_out.numerator)
@@ -185,6 +205,10 @@ class SlowMotion(Timeline):
     def _locate(self, index: int) -> tuple[int, float]:
         assert self.inner is not None
         return self.inner._locate(index)
+
+    def source_seconds(self, source: int) -> Fraction:
+        assert self.inner is not None
+        return self.inner.source_seconds(source)
 
     def frames(self, start: int = 0) -> Iterator[OutputFrame]:
         assert self.inner is not None

@@ -11,7 +11,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class FramePair:
-    """Make the frame at time ``t`` (0 < t < 1) between source frames ``index`` and ``index + 1``.
+    """Make the frame at time ``t`` (0 < t < 1) between source frames ``index`` and ``index + 1``
+    (or ``later``: dedup pairs a held drawing with the next one, a few frames on).
 
     ``a`` and ``b`` are HxWx3 RGB arrays, uint8 (8-bit sources) or uint16 (high bit depth), never
     modified by an interpolator. ``index`` lets an engine reuse per-frame work across pairs.
@@ -21,6 +22,12 @@ class FramePair:
     a: np.ndarray
     b: np.ndarray
     t: float
+    later: int | None = None
+
+    @property
+    def b_index(self) -> int:
+        """The source frame ``b`` is."""
+        return self.index + 1 if self.later is None else self.later
 
 
 # An engine whose first batch at a frame size does long one-time work (RIFE converting its graph for

@@ -260,7 +260,7 @@ class RifeInterpolator:
     def _run(self, pairs: Sequence[FramePair]) -> list[np.ndarray]:
         assert self._network is not None
         first = self._frames([(p.index, p.a) for p in pairs])
-        second = self._frames([(p.index + 1, p.b) for p in pairs])
+        second = self._frames([(p.b_index, p.b) for p in pairs])
         return self._network.interpolate(first, second, [p.t for p in pairs], like=pairs[0].a)
 
     def _frames(self, frames: list[tuple[int, np.ndarray]]) -> list[Any]:
