@@ -39,6 +39,7 @@ command -v "$py" >/dev/null 2>&1 || fail "no Python at '$py' (set PYTHON=/path/t
 "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
   fail "midframe needs Python 3.11 or newer; $py is $("$py" -V 2>&1) (set PYTHON=/path/to/python3.11)"
 pyver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+pyexe=$("$py" -c 'import sys; print(sys.executable)' 2>/dev/null || echo "$py")
 
 if [ "$(uname -s)" = Linux ] && { [ $dev = 1 ] || [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}${XDG_CURRENT_DESKTOP:-}" ]; }; then
   tray=1
@@ -95,12 +96,12 @@ else
   flags=""
   seen=""
   if "$py" -c 'import torch' >/dev/null 2>&1; then
-    seen="the torch installed for $py"
+    seen="the torch installed for it"
   elif [ $tray = 1 ] && "$py" -c 'import gi' >/dev/null 2>&1; then
-    seen="the PyGObject installed for $py (the tray menu)"
+    seen="the PyGObject installed for it (the tray menu)"
   fi
   [ -n "$seen" ] && flags="--system-site-packages"
-  say "creating the virtual environment $venv from $py ($("$py" -V 2>&1))${seen:+, seeing $seen}"
+  say "creating the virtual environment $venv from $pyexe ($("$py" -V 2>&1))${seen:+, seeing $seen}"
   if [ -e "$venv" ]; then
     echo "    (replacing the broken one there)"
     flags="$flags --clear"

@@ -49,6 +49,7 @@ case "$*" in
   *"import gi"*) exit 1 ;;
   *"import ensurepip"*) [ -z "$FAKE_NO_ENSUREPIP" ] || [ -e "$FAKE_ROOT/python3-venv-installed" ] ;;
   *"version_info[:2]"*) echo 3.11 ;;
+  *"print(sys.executable)"*) echo "$0" ;;
 esac
 """
 FAKE_APT = r"""#!/bin/sh
