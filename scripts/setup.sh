@@ -182,8 +182,10 @@ say "linked $bin_dir/midframe -> $venv/bin/midframe"
 # What a new login shell's PATH will be: bash -l reads /etc/profile, then the first of ~/.bash_profile,
 # ~/.bash_login and ~/.profile (Debian's ~/.profile adds ~/.local/bin when it exists).
 login_path() {
+  local limit=()
+  command -v timeout >/dev/null 2>&1 && limit=(timeout 30)
   env -i HOME="$HOME" USER="$(id -un)" LOGNAME="$(id -un)" SHELL=/bin/bash TERM=dumb \
-    timeout 30 bash -lc 'printf "\n@@midframe-path@@%s\n" "$PATH"' </dev/null 2>/dev/null |
+    "${limit[@]}" bash -lc 'printf "\n@@midframe-path@@%s\n" "$PATH"' </dev/null 2>/dev/null |
     sed -n 's/^@@midframe-path@@//p' || true
 }
 on_login_path() { case ":$(login_path):" in *":$bin_dir:"*) return 0 ;; *) return 1 ;; esac; }
