@@ -114,7 +114,7 @@ pip=("$vpy" -m pip install)
 
 # torch: a torch already in the environment (or seen from $py) is kept: that is how a user brings their own
 # build (README). Else the pinned release: on Linux x86_64 PyPI's torch is the CUDA build (about 3 GB with
-# its CUDA libraries), so without an NVIDIA GPU the CPU build (about 200 MB) is taken, from pip's configured
+# its CUDA libraries), so without an NVIDIA GPU the CPU build (190 MB) is taken, from pip's configured
 # sources where they have it (a local wheel, a mirror), else from PyTorch's CPU index.
 torch_pin=2.13.0
 install_torch() {
@@ -125,7 +125,7 @@ install_torch() {
     say "installing torch $torch_pin, PyPI's CUDA build for the NVIDIA GPU (about 3 GB with its CUDA libraries)"
     "${pip[@]}" "torch==$torch_pin"
   else
-    say "installing torch $torch_pin, the CPU build (about 200 MB to download, 1 GB installed)"
+    say "installing torch $torch_pin, the CPU build (a 190 MB download, 750 MB installed)"
     local tried
     tried=$(mktemp)
     if "${pip[@]}" "torch==$torch_pin+cpu" >"$tried" 2>&1; then
