@@ -160,7 +160,7 @@ elif [ $tray = 1 ] && [ $dev = 0 ]; then
   cat >&2 <<EOF
 midframe: PyGObject (needed for the tray icon's menu) did not install, so the tray icon will have no menu.
   As root: apt-get install $tray_pkgs
-  Then:    $vpy -m pip install "$root[tray-linux]"
+  Then:    $vpy -m pip install "${root}[tray-linux]"
 EOF
 else
   exit 1
