@@ -44,6 +44,7 @@ case "$*" in
     printf '#!/bin/sh\necho "midframe $*" >> "$LOG"\n' > "$dir/bin/midframe"
     chmod +x "$dir/bin/midframe" ;;
   "-m pip install"*tray-linux*) [ -z "$PIP_TRAY_FAILS" ] ;;
+  "-m pip install torch==2.13.0+cpu") [ -z "$FAKE_NO_LOCAL_CPU_TORCH" ] ;;
   "-m pip install"*) ;;
   *"import torch"*) [ -n "$FAKE_TORCH" ] && echo 2.9.0+cu130 ;;
   *"import gi"*) exit 1 ;;
@@ -192,6 +193,32 @@ def test_a_torch_of_the_users_own_is_kept(tmp_path):
     assert f"python -m venv --system-site-packages {home}/.local/share/midframe/venv" in calls
     assert not any("pip install torch" in call for call in calls)
     assert "keeping the torch 2.9.0+cu130" in done.stdout
+
+
+@linux_only
+def test_where_pips_sources_have_no_cpu_torch_it_asks_pytorchs_cpu_index(tmp_path):
+    if os.uname().machine != "x86_64" or Path("/proc/driver/nvidia/version").exists():
+        pytest.skip("the CPU build is chosen on Linux x86_64 without an NVIDIA GPU")
+    done, calls, home = fake_setup(tmp_path, env={"FAKE_ALL_INSTALLED": "1", "FAKE_NO_LOCAL_CPU_TORCH": "1"})
+    assert done.returncode == 0, done.stderr
+    torch = [call for call in calls if "pip install" in call and "torch==" in call]
+    assert torch == ["venv/python -m pip install torch==2.13.0+cpu",
+                     "venv/python -m pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0+cpu"]
+    assert "asking PyTorch's CPU index" in done.stdout
+
+
+@linux_only
+def test_with_an_nvidia_gpu_it_takes_pypis_cuda_build(tmp_path):
+    if os.uname().machine != "x86_64":
+        pytest.skip("PyPI's torch is the CUDA build on Linux x86_64")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100'\n")
+    (tmp_path / "bin" / "nvidia-smi").chmod(0o755)
+    done, calls, home = fake_setup(tmp_path, env={"FAKE_ALL_INSTALLED": "1"})
+    assert done.returncode == 0, done.stderr
+    assert [call for call in calls if "pip install" in call and "torch==" in call] == [
+        "venv/python -m pip install torch==2.13.0"]
+    assert "CUDA build" in done.stdout
 
 
 @as_root
