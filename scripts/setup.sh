@@ -82,7 +82,7 @@ if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; 
   elif [ -n "$missing" ]; then
     say "not root, so not installing these Debian/Ubuntu packages:$missing"
     echo "    (as root: apt-get install$missing; then run this again)"
-    installed ffmpeg || echo "    without ffmpeg, midframe uses the one bundled in imageio-ffmpeg (slower probing, no ffprobe)"
+    installed ffmpeg || echo "    without ffmpeg, midframe uses the one bundled in imageio-ffmpeg (no ffprobe: probing falls back to ffmpeg alone)"
   fi
 fi
 
