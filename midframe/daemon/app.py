@@ -262,8 +262,8 @@ class Daemon:
         return self.worker is None or self.worker.pauses.get(SETTINGS) is None
 
     def _prepare_engine(self) -> None:
-        """With engine rife, fetch the weights if they are missing, before the first job."""
-        if self.settings.current().engine.name != "rife" or importlib.util.find_spec(RIFE_WEIGHTS_MODULE) is None:
+        """With engine rife or auto, fetch the weights if they are missing, before the first job."""
+        if self.settings.current().engine.name not in ("rife", "auto") or importlib.util.find_spec(RIFE_WEIGHTS_MODULE) is None:
             return
         from midframe.engine.interpolators.rife.weights import ensure_weights
 
