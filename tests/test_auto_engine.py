@@ -21,27 +21,14 @@ from midframe.engine.manifest import Manifest, load_manifest
 from midframe.engine.oneshot import interpolate_file, work_dir_for
 from midframe.engine.pipeline import use_recorded_scenes
 from midframe.errors import Aborted, WeightsError
-from tests.media import decode_rgb, ffmpeg_exe, psnr, read_frames
+from tests.auto_clips import FAST, SLOW, spliced_clip
+from tests.media import psnr, read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE = (176, 144)
-SLOW = 26  # frames 0..25: bigbuckbunny 45..70 scaled down (little motion in pixels: dis wins by 3-4 dB)
-FAST = 21  # frames 26..46: bigbuckbunny 20..40 cropped at full size (fast motion: RIFE wins by 2-4 dB)
-
-
 @pytest.fixture(scope="module")
 def spliced(tmp_path_factory, bigbuckbunny: Path) -> tuple[Path, np.ndarray]:
-    slow = decode_rgb(bigbuckbunny, vf=r"select=between(n\,45\,70),scale=176:144", size=SIZE)
-    fast = decode_rgb(bigbuckbunny, vf=r"select=between(n\,20\,40),crop=176:144:552:288", size=SIZE)
-    assert (len(slow), len(fast)) == (SLOW, FAST)
-    frames = np.ascontiguousarray(np.concatenate([slow, fast]))
     clip = tmp_path_factory.mktemp("auto") / "spliced.mkv"
-    subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "176x144", "-r", "25",
-         "-i", "-", "-c:v", "ffv1", "-pix_fmt", "gbrp", str(clip)],
-        input=frames.tobytes(), check=True,
-    )
-    return clip, frames
+    return clip, spliced_clip(bigbuckbunny, clip)
 
 
 def test_auto_chooses_per_scene_and_each_scene_gets_its_engine(tmp_path: Path, spliced, rife_weights: Path):

@@ -345,7 +345,10 @@ class Daemon:
     def jobs(self) -> list[dict[str, Any]]:
         rows = [job.to_dict() for job in self.store.jobs()]
         made = self.store.workers()
+        chosen = self.store.scenes()
         for row in rows:
+            if row["id"] in chosen:
+                row["scenes"] = chosen[row["id"]]  # engine auto: {start, end, engine, scores, samples} per scene
             live = None
             if self.farm is not None and self.worker is not None and row["state"] == "running":
                 live = self.farm.live_workers(self.worker.work_dir(row["id"]))

@@ -5,9 +5,10 @@ in-memory twin is midframe.daemon.memory_store.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,11 @@ CREATE TABLE IF NOT EXISTS job_workers (
     worker   TEXT    NOT NULL,
     segments INTEGER NOT NULL,
     PRIMARY KEY (job_id, worker)
+);
+-- With engine auto: the engine chosen for each scene (JSON list of {start, end, engine, scores, samples}).
+CREATE TABLE IF NOT EXISTS job_engine_scenes (
+    job_id INTEGER PRIMARY KEY,
+    scenes TEXT    NOT NULL
 );
 """
 _SCHEMA_VERSION = 4
@@ -311,6 +317,16 @@ class SqliteJobStore:
             for job_id, worker, count in self._db.execute("SELECT job_id, worker, segments FROM job_workers"):
                 found.setdefault(job_id, {})[worker] = count
         return found
+
+    def set_scenes(self, job_id: int, scenes: Sequence[Mapping[str, Any]]) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO job_engine_scenes (job_id, scenes) VALUES (?, ?)"
+                       " ON CONFLICT (job_id) DO UPDATE SET scenes = excluded.scenes", (job_id, json.dumps(list(scenes))))
+
+    def scenes(self) -> dict[int, list[dict[str, Any]]]:
+        with self._lock:
+            return {job_id: json.loads(text) for job_id, text in
+                    self._db.execute("SELECT job_id, scenes FROM job_engine_scenes")}
 
     def close(self) -> None:
         with self._lock:

@@ -49,7 +49,24 @@ def _finished(job: Mapping[str, Any]) -> dict[str, Any]:
         "error": job.get("error") if job["state"] != "done" else None,
         "duplicate_of": job.get("duplicate_of"),
         "workers": job.get("workers"),  # farm workers: {address: segments made}
+        "engines": engine_summary(job.get("scenes") or []),
     }
+
+
+def engine_summary(scenes: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Engine auto's choices for a finished job in words: a line, and one line per scene (None without)."""
+    if not scenes:
+        return None
+    counts: dict[str, int] = {}
+    for scene in scenes:
+        counts[scene["engine"]] = counts.get(scene["engine"], 0) + 1
+    line = "auto: " + ", ".join(f"{name} for {count} scene{'' if count == 1 else 's'}" for name, count in counts.items())
+    details = []
+    for scene in scenes:
+        scores = ", ".join(f"{name} {value:.2f} dB" for name, value in (scene.get("scores") or {}).items())
+        details.append(f"frames {scene['start']}-{scene['end'] - 1}: {scene['engine']}"
+                       + (f" ({scores})" if scores else " (not sampled)"))
+    return {"line": line, "scenes": details}
 
 
 def dashboard_state(status: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]], *,

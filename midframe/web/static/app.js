@@ -217,6 +217,9 @@ function drawHistory(history, total) {
   replaceRows($("history"), history.map((job) => {
     const result = el("td", { class: "result" }, el("span", { class: "badge", "data-state": job.state, text: job.state }));
     if (job.error) result.append(el("div", { class: "reason", text: job.error }));
+    if (job.engines) {
+      result.append(el("div", { class: "engines", title: job.engines.scenes.join("\n"), text: job.engines.line }));
+    }
     const retry = job.state === "done" ? null :
       el("button", { type: "button", class: "small retry",
                      onclick: () => act("POST", `/jobs/${job.id}/retry`, `${job.name} queued again`) }, "Retry");
