@@ -267,8 +267,12 @@ def run_cli(name: str, half: Path, workdir: Path, *, device: str) -> tuple[np.nd
     out = workdir / f"out-{name}.mkv"
     report = workdir / f"report-{name}.json"
     out.unlink(missing_ok=True)
+    mode = MODES.get(name, {})
+    config = workdir / f"config-{name}.yaml"  # engine.tta has no CLI option
+    config.write_text(f"engine: {{tta: {mode.get('tta', 4)}}}\n", encoding="utf-8")
     command = [sys.executable, "-m", "midframe", "interpolate", str(half), "-o", str(out), "--factor", "2",
-               "--engine", name, "--codec", "ffv1", "--pix-fmt", "gbrp", "--device", device,
+               "--engine", str(mode.get("name", name)), "--quality", str(mode.get("quality", "standard")),
+               "--config", str(config), "--codec", "ffv1", "--pix-fmt", "gbrp", "--device", device,
                "--report", str(report), "-q"]
     start, cpu = time.perf_counter(), children_cpu()
     subprocess.run(command, cwd=ROOT, check=True)
@@ -385,12 +389,13 @@ def benchmark(
         row = score(method, outputs, truths, seconds, f"device {used}", with_ssim=with_ssim)
         row.cpu_seconds_per_frame = cpu / max(1, count)
         rows.append(row)
-        if through_cli:
+        if through_cli and name != "reference":
             log(f"midframe interpolate --engine {name} ...")
             made, seconds, cpu, report = run_cli(name, half, workdir, device=device)
             kept = len(made) == 2 * len(evens) and bool(np.array_equal(made[0::2], evens))
             row = score(f"midframe interpolate --engine {name}", [made[2 * k + 1] for k in range(count)], truths,
-                        seconds, f"{len(made)} frames out of {len(evens)}; model_s {report.get('model_s', 0):.1f}",
+                        seconds, f"{len(made)} frames out of {len(evens)}; model_s {report.get('model_s', 0):.1f}"
+                        + "".join(f"; {c['start']}-{c['end'] - 1}: {c['engine']}" for c in report.get("scenes", [])),
                         with_ssim=with_ssim)
             row.seconds_per_frame, row.cpu_seconds_per_frame = seconds / rebuilt, cpu / rebuilt
             row.kept_exact = kept

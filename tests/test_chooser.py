@@ -70,6 +70,11 @@ def test_stride_follows_the_share_of_model_frames():
 def test_pick_takes_the_best_mean_and_breaks_ties_by_preference():
     assert pick({"rife": [30.0, 32.0], "dis": [31.5, 31.0]}) == "dis"
     assert pick({"rife": [31.0], "dis": [31.0]}) == "rife"
+    # Another candidate must beat the first by more than the margin.
+    assert pick({"rife": [31.0], "dis": [31.15]}) == "rife"
+    assert pick({"rife": [31.0], "dis": [31.15]}, margin=0.1) == "dis"
+    assert pick({"rife": [31.0], "dis": [31.25]}) == "dis"
+    assert pick({"rife": [32.0], "dis": [31.0]}, margin=0.0) == "rife"
     assert pick({"dis": [31.0], "rife": [31.0]}) == "rife"  # the order of the mapping does not matter
     assert pick({"rife": [], "dis": []}) is None
     assert pick({}) is None

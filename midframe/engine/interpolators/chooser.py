@@ -30,6 +30,9 @@ CANDIDATES = ("rife", "dis")  # in order of preference: a tie, or no evidence, k
 # CPU, dis costs about a tenth of RIFE, so 7% of the frames sampled is about 8% more model time.
 SAMPLE_SHARE = 0.07
 SLACK = 3
+# dB by which another candidate's mean must beat the first's to be chosen: a few samples estimate a scene's
+# mean with some noise, and RIFE's lead where it leads (fast motion: 2-3 dB) is larger than dis's (0.7-0.9).
+MARGIN_DB = 0.2
 
 
 @dataclass(frozen=True)
@@ -76,14 +79,16 @@ def psnr(made: np.ndarray, truth: np.ndarray) -> float:
     return 99.0 if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)
 
 
-def pick(scores: Mapping[str, Sequence[float]], *, order: Sequence[str] = CANDIDATES) -> str | None:
-    """The candidate with the highest mean score; a tie goes to the earlier one in ``order``; None
-    without any score."""
+def pick(scores: Mapping[str, Sequence[float]], *, order: Sequence[str] = CANDIDATES,
+         margin: float = MARGIN_DB) -> str | None:
+    """The candidate with the highest mean score, where it beats the first candidate in ``order`` by more
+    than ``margin`` dB (else the first keeps it); None without any score."""
     means = {name: float(np.mean(values)) for name, values in scores.items() if len(values)}
     if not means:
         return None
     ranked = sorted(means, key=lambda name: (-means[name], order.index(name) if name in order else len(order)))
-    return ranked[0]
+    first = next((name for name in order if name in means), ranked[0])
+    return ranked[0] if means[ranked[0]] > means[first] + margin else first
 
 
 def stride_for(*, frames_in: int, model_frames: int, share: float = SAMPLE_SHARE) -> int:
@@ -117,7 +122,7 @@ class SampleSchedule:
 
 
 def scene_choices(spans: Sequence[tuple[int, int]], samples: Iterable[tuple[int, Mapping[str, float]]], *,
-                  default: str, order: Sequence[str] = CANDIDATES) -> list[SceneChoice]:
+                  default: str, order: Sequence[str] = CANDIDATES, margin: float = MARGIN_DB) -> list[SceneChoice]:
     """One choice per scene ``(start, end)`` from the samples ``(k, {engine: psnr})`` that fall in it."""
     starts = [start for start, _ in spans]
     collected: list[dict[str, list[float]]] = [{} for _ in spans]
@@ -131,7 +136,7 @@ def scene_choices(spans: Sequence[tuple[int, int]], samples: Iterable[tuple[int,
             collected[found].setdefault(name, []).append(value)
     choices = []
     for (start, end), scores, count in zip(spans, collected, counts, strict=True):
-        winner = pick(scores, order=order) or default
+        winner = pick(scores, order=order, margin=margin) or default
         means = {name: float(np.mean(values)) for name, values in scores.items()}
         choices.append(SceneChoice(start=start, end=end, engine=winner, scores=means, samples=count))
     return choices
