@@ -19,9 +19,10 @@ from midframe.engine.interpolators.dis import DisInterpolator
 from midframe.engine.job import JobControl
 from midframe.engine.manifest import Manifest, load_manifest
 from midframe.engine.oneshot import interpolate_file, work_dir_for
-from midframe.engine.pipeline import use_recorded_scenes
+from midframe.engine.pipeline import convert, use_recorded_scenes
 from midframe.errors import Aborted, WeightsError
 from tests.auto_clips import FAST, SLOW, spliced_clip
+from tests.engine_helpers import FF
 from tests.media import psnr, read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,3 +114,58 @@ def test_recorded_choices_need_their_engines():
     assert [c.engine for c in use_recorded_scenes(dis, manifest)] == ["dis"]
     manifest.engine_scenes = None
     assert use_recorded_scenes(dis, manifest) == []
+
+
+class FarmLike:
+    """A ``pipeline.Renderer`` that makes each segment as a farm worker does: a fresh engine built from the
+    manifest's settings, given the manifest's per-scene choices (``use_recorded_scenes``), segments in a
+    shuffled order."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+        self.choices_seen: list[list[dict]] = []
+
+    def kept_segments(self, manifest, work_dir, *, ffmpeg):
+        return list(manifest.segments)
+
+    def render(self, job, info, *, work_dir, control, on_progress):
+        import random
+
+        from midframe.engine.frameloop import Counts
+        from midframe.engine.ranges import render_range, segment_ranges
+
+        assert job.manifest.engine_scenes is not None, "the coordinator did not choose before handing out segments"
+        spans = segment_ranges(job.timeline.frames_out, job.plan.segment_frames)
+        random.Random(4).shuffle(spans)
+        for number, (start, end) in enumerate(spans):
+            manifest = load_manifest(work_dir)  # what a worker reads
+            engine = EngineConfig.model_validate(manifest.engine)
+            interpolator = create_interpolator(engine, models_dir=self.models_dir)
+            interpolator.load()
+            try:
+                self.choices_seen.append([c.to_json() for c in use_recorded_scenes(interpolator, manifest)])
+                segment, _ = render_range(info=info, plan=job.plan, timeline=job.timeline, engine=engine, start=start,
+                                          end=end, work_dir=work_dir, token=f"t{number}", interpolator=interpolator,
+                                          ffmpeg=FF, control=JobControl())
+            finally:
+                interpolator.close()
+            job.manifest.segments = sorted([*job.manifest.segments, segment], key=lambda item: item.start)
+            job.manifest.save(work_dir)
+        return Counts(), {}
+
+
+def test_farm_segments_use_the_coordinator_s_choice(tmp_path: Path, spliced, rife_weights: Path):
+    clip, frames = spliced
+    engine = EngineConfig(name="auto", device="cpu")
+    settings = {"engine": engine, "output": OutputConfig(codec="ffv1", pix_fmt="gbrp"),
+                "resume": ResumeConfig(segment_frames=16), "ffmpeg": FF,
+                "make_interpolator": lambda s: create_interpolator(s, models_dir=rife_weights)}
+    alone = convert(clip, tmp_path / "alone.mkv", work_dir=tmp_path / "w1", **settings)
+    farm = FarmLike(rife_weights)
+    spread = convert(clip, tmp_path / "farm.mkv", work_dir=tmp_path / "w2", renderer=farm, **settings)
+    assert spread.engine == "auto" and spread.scenes == alone.scenes
+    assert [(s["start"], s["end"], s["engine"]) for s in spread.scenes] == [(0, SLOW, "dis"), (SLOW, SLOW + FAST, "rife")]
+    assert len(farm.choices_seen) == 6 and all(seen == spread.scenes for seen in farm.choices_seen)
+    one, other = read_frames(tmp_path / "alone.mkv"), read_frames(tmp_path / "farm.mkv")
+    assert np.array_equal(one[0::2], frames) and np.array_equal(other[0::2], frames)
+    assert min(psnr(a, b) for a, b in zip(one[1::2], other[1::2], strict=True)) > 45
