@@ -16,7 +16,8 @@ its choosing pass over half.mkv's frames timed with it), ``auto-high``, ``rife-h
 test-time augmentation), ``rife-high2`` (two-way), ``reference`` (the plain reference forward pass of the
 same weights, ``benchmarks/rife_reference.py``), and ``dedup`` (the clip made on twos, converted with
 ``engine.dedup`` auto and off, scored at the repeated frames' times; where this build has that key).
-The "x rife" column is each row's time over plain ``rife``'s in the same run. Every method is scored on the same odd frames
+The "x rife" column is each row's CPU time over plain ``rife``'s in the same run (wall time where the
+CPU time is unknown): on a shared machine CPU time is the steadier measure of what a mode costs. Every method is scored on the same odd frames
 (those minterpolate also produced). Time is seconds per rebuilt frame, as wall time and as CPU time
 (all threads; steadier on a busy machine): for engines the time spent in ``interpolate``; for
 minterpolate the ffmpeg process (decode half.mkv, filter, raw output) divided by the frames it rebuilt.
@@ -402,6 +403,8 @@ def benchmark(
             cli_rows.append(row)
     for round_number in range(2, rounds + 1):
         for name in timed:
+            if name == "reference":  # a quality baseline; its time is benchmarks/speed.py's subject
+                continue
             log(f"round {round_number}: engine {name} ...")
             try:
                 _, seconds, cpu, _ = run_engine(name, evens, count, models_dir=models_dir, device=device,
@@ -435,8 +438,11 @@ def markdown(result: Result) -> str:
         return "" if value is None else format(value, pattern)
 
     def ratio(row: Row) -> str:
+        """Time over plain rife's, by CPU time (steadier than wall time on a shared machine), else wall time."""
         if rife is None or row.seconds_per_frame is None or not row.method.startswith(("engine", "reference")):
             return ""
+        if row.cpu_seconds_per_frame and rife.cpu_seconds_per_frame:
+            return f"{row.cpu_seconds_per_frame / rife.cpu_seconds_per_frame:.2f}"
         return f"{row.seconds_per_frame / rife.seconds_per_frame:.2f}"
 
     lines = [
