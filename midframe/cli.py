@@ -219,7 +219,11 @@ def cmd_service(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     target = args.config or default_config_path()
     if args.config_command == "init":
+        from midframe.daemon import locate
+        from midframe.daemon.control_client import process_alive
+
         print(f"wrote {write_example_config(target, overwrite=args.force)}")
+        print(locate.config_pickup(target, pointer=locate.pointer_path(), alive=process_alive))
     elif args.config_command == "path":
         print(target)
     else:
@@ -238,16 +242,26 @@ def cmd_farm(args: argparse.Namespace) -> int:
 # --- the parser --------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    # SUPPRESS, so a nested parser that also accepts --config does not reset the value given before it.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="FILE", help="YAML config file")
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    parser.add_argument("--config", type=Path, default=None if top else argparse.SUPPRESS, metavar="FILE",
+                        help="YAML config file")
+    parser.add_argument("-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
                         help="debug lines on stderr (the daemon's level comes from logging.level)")
 
-    parser = argparse.ArgumentParser(prog="midframe", description="Makes videos smoother with frame interpolation.",
-                                     parents=[common])
-    parser.set_defaults(config=None, verbose=False)
+
+def build_parser() -> argparse.ArgumentParser:
+    """``--config`` and ``-v`` work before the subcommand and after it (the later one wins).
+
+    The subcommands' copies default to SUPPRESS, so a subcommand given no ``--config`` keeps the one
+    given before it. The top level has actions of its own with the real defaults: argparse shares a
+    parent's action objects among all its children, so a default set on the top level through
+    ``set_defaults`` would reach every subcommand's copy and reset what came before the subcommand.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, top=False)
+
+    parser = argparse.ArgumentParser(prog="midframe", description="Makes videos smoother with frame interpolation.")
+    _global_options(parser, top=True)
     parser.add_argument("--version", action="version", version=f"midframe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

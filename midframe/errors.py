@@ -3,24 +3,30 @@
 ::
 
     MidframeError                 anything midframe raises on purpose; ``exit_code`` for the CLI
-    ├── ConfigError               the YAML or a CLI option is invalid (names the key and value)
-    ├── MediaError                an input file is not a usable video (names the file and reason)
-    ├── OutputError               the output cannot be written: folder not writable, disk full
+    ├── ConfigError               the YAML or a CLI option is invalid; ``key``: the config key it is about
+    ├── MediaError                an input file is not a usable video (names the file and reason);
+    │                             ``incomplete``: it looks cut short (truncated, empty, no index yet)
+    ├── OutputError               the output cannot be written: folder not writable, disk full (``errno``)
     ├── SourceChanged             the source is no longer the file a job started on (replaced, grown)
     ├── EngineError               the interpolator failed
     │   ├── WeightsError          model weights missing, corrupt, or of an unknown architecture
     │   ├── DeviceError           the requested device is absent or unusable
     │   └── OutOfMemory           the device ran out of memory even at batch size 1
     ├── TransientError            worth retrying: an ffmpeg crash, a lost pipe
+    │   ├── ChildFailed           an ffmpeg child died by a signal (``signal``) or made no progress and was
+    │   │                         killed (``stalled``); ``command`` names it. Never a verdict on the input
     │   └── VerificationError     a finished output did not match its plan (frames, duration, streams, sync)
     ├── FarmUnavailable           farm.scheduler does not answer (jobs wait for it)
     ├── Aborted                   a job was stopped on request (stop, SIGTERM, Ctrl-C)
     ├── DaemonError
-    │   └── AlreadyRunning        another daemon holds the state dir
+    │   ├── AlreadyRunning        another daemon holds the state dir
+    │   └── StoreUnwritable       the job database cannot be written (also an OSError: ``errno``
+    │                             ENOSPC for a full disk, ``filename`` the database)
     └── ControlError              the control API is unreachable or refused the request
         └── DaemonNotRunning      no daemon answers on the state dir's control.json
 
-Bad input (``ConfigError``, ``MediaError``, ``OutputError``) exits with code 2.
+Bad input (``ConfigError``, ``MediaError``, ``OutputError``) exits with code 2. Errors carry what the
+outcome table (``midframe.daemon.outcomes``) needs as attributes; their messages are for people only.
 """
 
 from __future__ import annotations
@@ -33,7 +39,13 @@ class MidframeError(Exception):
 
 
 class ConfigError(MidframeError):
+    """``key``: the config key (``output.codec``, ``engine.name``, ``ffmpeg``...), None for the file itself."""
+
     exit_code = 2
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class _PathError(MidframeError):
@@ -46,11 +58,24 @@ class _PathError(MidframeError):
 
 
 class MediaError(_PathError):
+    """``incomplete``: what the file holds ends early (cut short, empty, no index yet), as a copy still
+    under way also looks; the outcome table then looks at when the file last changed."""
+
     exit_code = 2
+
+    def __init__(self, path: Path | str, reason: str, *, incomplete: bool = False) -> None:
+        super().__init__(path, reason)
+        self.incomplete = incomplete
 
 
 class OutputError(_PathError):
+    """``errno``: the OS's error number where one is known (``errno.ENOSPC``: the disk is full)."""
+
     exit_code = 2
+
+    def __init__(self, path: Path | str, reason: str, *, errno: int | None = None) -> None:
+        super().__init__(path, reason)
+        self.errno = errno
 
 
 class SourceChanged(_PathError):
@@ -75,6 +100,21 @@ class OutOfMemory(EngineError):
 
 class TransientError(MidframeError):
     pass
+
+
+class ChildFailed(TransientError):
+    """An ffmpeg child ended by something other than its input: killed by a signal (``signal``: its
+    number on POSIX; on Windows None, ``crashed`` for an NTSTATUS exit code), or killed by midframe
+    because it made no progress (``stalled``, after ``stalled_s`` seconds). ``command``: its name
+    as a person knows it ("the decoder", "ffprobe")."""
+
+    def __init__(self, message: str, *, command: str, signal: int | None = None, stalled: bool = False,
+                 stalled_s: float | None = None) -> None:
+        super().__init__(message)
+        self.command = command
+        self.signal = signal
+        self.stalled = stalled
+        self.stalled_s = stalled_s
 
 
 class VerificationError(TransientError):
@@ -103,6 +143,14 @@ class DaemonError(MidframeError):
 
 class AlreadyRunning(DaemonError):
     pass
+
+
+class StoreUnwritable(DaemonError, OSError):
+    """Nothing can be recorded: the daemon pauses rather than decide anything it cannot write down."""
+
+    def __init__(self, path: Path | str, errno: int, reason: str) -> None:
+        OSError.__init__(self, errno, reason, str(path))
+        self.path = Path(path)
 
 
 class ControlError(MidframeError):

@@ -48,6 +48,23 @@ def _escape_record(record: Any) -> None:
     record["message"] = escape(record["message"])
 
 
+class SaidOnce:
+    """A sink filter: a message bound with ``once=True`` (``logger.bind(once=True)``) passes the first
+    time only, so a remark about this machine ("RIFE runs on the CPU") is not repeated for every job a
+    daemon runs. One per sink: each sink keeps its own memory."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def __call__(self, record: Any) -> bool:
+        if not record["extra"].get("once"):
+            return True
+        if record["message"] in self._seen:
+            return False
+        self._seen.add(record["message"])
+        return True
+
+
 def _private_opener(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
 
@@ -59,7 +76,7 @@ def configure_logging(*, level: str = "INFO", log_dir: Path | None = None, stder
     if stderr:
         # backtrace=False: a person gets Python's usual traceback, from where the error was caught.
         logger.add(sys.stderr, level=level, format="{time:HH:mm:ss} | {level: <7} | {message}",
-                   backtrace=False, diagnose=False)
+                   backtrace=False, diagnose=False, filter=SaidOnce())
     if log_dir is not None:
         try:
             log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -74,6 +91,7 @@ def configure_logging(*, level: str = "INFO", log_dir: Path | None = None, stder
                 encoding="utf-8",
                 errors="backslashreplace",  # a traceback quoting an undecodable name must not break the sink
                 opener=_private_opener,
+                filter=SaidOnce(),
                 backtrace=True,  # the callers above the catching frame too: code lines only, no values
                 diagnose=False,
                 format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {name}:{line} | {message}",

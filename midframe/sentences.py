@@ -26,12 +26,16 @@ def status_sentence(status: dict[str, Any]) -> str:
     if status.get("paused_reason"):
         line += f"\n  why: {said(status['paused_reason'])}"
     current = status.get("current")
-    if current:
+    if current and current.get("preparing"):  # no frames yet: say what it does instead of 0.0% ETA ?
+        line += f"\n  {said(current['name'])}: {said(current['preparing'])}"
+    elif current:
         line += (
             f"\n  {said(current['name'])}: {current['progress'] * 100:.1f}% "
             f"({current['frames_done']}/{current['frames_total']} frames, {current['fps']:.2f} fps, "
             f"ETA {format_duration(current['eta_s'])})"
         )
+        if current.get("stalled"):
+            line += f"\n  stalled: {said(current['stalled'])}"
     farm = status.get("farm")
     if farm:
         line += (f"\n  farm {said(farm['scheduler'])}: {farm['workers']} workers, {farm['busy']} busy"
@@ -57,6 +61,8 @@ def jobs_sentence(jobs: list[dict[str, Any]]) -> str:
     lines = []
     for job in jobs:
         error = f"  ({said(job['error'])})" if job.get("error") else ""
+        if job.get("duplicate_of") is not None and not error:  # done without converting: say whose output
+            error = f"  (linked to the earlier output of job {job['duplicate_of']}, nothing converted)"
         profile = f"[{said(job['profile'])}] " if job.get("profile") else ""
         lines.append(f"{job['id']:>5}  {job['state']:<9}  {profile}{said(job['name'])}{error}")
     return "\n".join(lines)

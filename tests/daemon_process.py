@@ -82,12 +82,15 @@ class DaemonProcess:
 
     # --- the process --------------------------------------------------------------------------------
 
-    def start(self, *, timeout: float = 30.0, preexec: Callable[[], None] | None = None) -> DaemonProcess:
-        """``preexec`` runs in the child before exec (POSIX only), e.g. to lower its descriptor limit."""
+    def start(self, *, timeout: float = 30.0, preexec: Callable[[], None] | None = None,
+              config_first: bool = False) -> DaemonProcess:
+        """``preexec`` runs in the child before exec (POSIX only), e.g. to lower its descriptor limit;
+        ``config_first``: ``midframe --config F watch`` rather than ``midframe watch --config F``."""
         self.runs += 1
         self.stderr_path = self.root / f"daemon-{self.runs}.log"
+        config = ["--config", str(self.config_path)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "midframe", "watch", "--config", str(self.config_path)],
+            [sys.executable, "-m", "midframe", *(config + ["watch"] if config_first else ["watch"] + config)],
             cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self.stderr_path, "wb"), start_new_session=True, preexec_fn=preexec,  # noqa: SIM115
         )

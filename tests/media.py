@@ -138,3 +138,18 @@ def noise(seed: int) -> tuple[str, bytes]:
     rng = random.Random(seed)
     size = rng.choice([200_000, 20_000, 3000, 60_000])
     return f"noise{seed}.{NOISE_EXTENSIONS[seed % len(NOISE_EXTENSIONS)]}", rng.randbytes(size)
+
+
+def declaring_huge_frames(path: Path, *, side: int = 16000) -> Path:
+    """A 0.5 MB Matroska file whose header declares ``side`` x ``side`` frames (at most 65535): five raw
+    frames of 256x256, the track's PixelWidth and PixelHeight (two bytes each, 256) patched."""
+    small = path.with_name(f"{path.stem}-256{path.suffix}")
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=blue:s=256x256:r=25:d=0.2",
+                    "-c:v", "rawvideo", "-pix_fmt", "yuv420p", str(small)], check=True)
+    data = bytearray(small.read_bytes())
+    small.unlink()
+    for element in (b"\xb0\x82\x01\x00", b"\xba\x82\x01\x00"):  # PixelWidth, PixelHeight = 256
+        at = data.index(element)
+        data[at + 2:at + 4] = side.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+    return path

@@ -56,6 +56,63 @@ def test_contract_commands_parse(argv):
     assert args.config == Path("x.yaml")
 
 
+CONTRACT_COMMANDS = [
+    ["run"], ["watch"], ["tray"], ["status", "--json"], ["pause"], ["resume"], ["stop"], ["jobs"],
+    ["retry", "3"], ["cancel", "3"], ["dashboard"], ["models", "fetch"], ["models", "list"],
+    ["models", "import", "x.pkl"], ["service", "install", "--system", "--dry-run"], ["service", "uninstall"],
+    ["service", "status"], ["config", "show"], ["farm", "scheduler"], ["farm", "worker", "--scheduler", "tcp://h:1"],
+    ["interpolate", "a.mp4", "-o", "b.mp4", "--fps", "60"],
+]
+
+
+@pytest.mark.parametrize("argv", CONTRACT_COMMANDS, ids=" ".join)
+def test_the_global_config_and_verbose_count_before_and_after_the_command(argv):
+    """Issue 19, finding 7: `midframe --config B.yaml stop` used the default config (stopping another
+    daemon); before the command, after it, and both (the later one wins)."""
+    parse = build_parser().parse_args
+    assert parse(["--config", "b.yaml", *argv]).config == Path("b.yaml")
+    assert parse([*argv, "--config", "b.yaml"]).config == Path("b.yaml")
+    assert parse(["--config", "a.yaml", *argv, "--config", "b.yaml"]).config == Path("b.yaml")
+    plain = parse(argv)
+    assert plain.config is None and plain.verbose is False
+    assert parse(["-v", *argv]).verbose is True and parse([*argv, "-v"]).verbose is True
+
+
+def test_the_global_config_reaches_the_daemon_it_names(tmp_path):
+    """Two real daemons; the pointer file names A (started last). `midframe --config B.yaml stop`,
+    `jobs` and `cancel` talk to B, and `--config B.yaml watch` watches B's folders."""
+    from tests.daemon_process import DaemonProcess, wait_for
+    from tests.media import make_clip
+
+    homes = {"XDG_STATE_HOME": str(tmp_path / "xdg-state"), "XDG_CONFIG_HOME": str(tmp_path / "xdg-config")}
+    first, second = DaemonProcess(tmp_path / "a", env=homes), DaemonProcess(tmp_path / "b", env=homes)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "midframe", *args], cwd=ROOT, env=second.env,
+                              capture_output=True, text=True, timeout=60)
+
+    try:
+        second.start(config_first=True)      # `midframe --config B.yaml watch`
+        first.start()
+        assert cli("--config", str(second.config_path), "pause").returncode == 0
+        assert second.status()["state"] == "paused" and first.status()["state"] == "idle"
+        make_clip(second.inbox / "b.mp4", seconds=0.5, size="160x90", audio=False)
+        wait_for(lambda: second.status()["queued"] == 1, timeout=30, what="B's clip queued in B's own inbox")
+        listed = json.loads(cli("--config", str(second.config_path), "jobs", "--json").stdout)
+        assert [job["name"] for job in listed] == ["b.mp4"]
+        cancelled = cli("--config", str(second.config_path), "cancel", str(listed[0]["id"]))
+        assert cancelled.returncode == 0 and second.jobs()[0]["state"] == "cancelled", cancelled.stderr
+        assert first.jobs() == [] and first.status()["state"] == "idle"
+        stopped = cli("--config", str(second.config_path), "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"(pid {second.proc.pid})" in stopped.stdout
+        assert second.wait_exit(30) == 0
+        assert first.proc.poll() is None and first.status()["state"] == "idle"
+    finally:
+        first.stop_if_running()
+        second.stop_if_running()
+
+
 def test_factor_and_fps_are_exclusive(capsys):
     with pytest.raises(SystemExit) as caught:
         build_parser().parse_args(["interpolate", "a.mp4", "-o", "b.mp4", "--factor", "2", "--fps", "60"])
@@ -138,7 +195,9 @@ def test_control_commands_speak_sentences(tmp_path, capsys):
         make_clip(daemon.inbox / "a.mp4", seconds=0.5, size="160x90", audio=False)
         wait_for(lambda: daemon.status()["queued"] == 1, timeout=30, what="the clip queued")
         if sys.platform == "linux":  # a file system that takes any bytes in a name
-            (daemon.inbox / f"{HOSTILE}.mkv").write_bytes(b"not a video\n" * 50)
+            # A real video, so the early verdict (a non-video fails as it settles) leaves it queued.
+            make_clip(tmp_path / "b.mkv", seconds=0.5, size="160x90", audio=False)
+            (daemon.inbox / f"{HOSTILE}.mkv").write_bytes((tmp_path / "b.mkv").read_bytes())
             wait_for(lambda: daemon.status()["queued"] == 2, timeout=30, what="the hostile name queued")
             assert say("jobs").splitlines() == ["1  queued     a.mp4", f"    2  queued     {HOSTILE_SHOWN}.mkv"]
             assert [job["name"] for job in json.loads(say("jobs", "--json"))] == ["a.mp4", f"{HOSTILE}.mkv"]

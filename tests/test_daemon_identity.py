@@ -186,6 +186,25 @@ def test_a_recording_held_open_for_writing_is_never_claimed_until_it_is_closed(d
     assert "held.ts: another program still has it open for writing; waiting" in daemon.log()
 
 
+def test_a_twin_of_a_file_whose_output_was_damaged_is_converted_afresh(daemon, media):
+    """Issue 19, finding 5: the twin failed every attempt, "the converted video did not read back"."""
+    clip = make_clip(media / "twin.mkv", seconds=1, size=SIZE)
+    copy_in(daemon, clip, "dup-a.mkv")
+    [first] = final_jobs(daemon, "dup-a.mkv", 1)
+    made = Path(first["output"])
+    damaged = made.read_bytes()[: made.stat().st_size // 2]
+    made.write_bytes(damaged)                          # cut in half, as a crashed copy leaves it
+    copy_in(daemon, clip, "dup-b.mkv")
+    [twin] = final_jobs(daemon, "dup-b.mkv", 1)
+    assert (twin["state"], twin["duplicate_of"], twin["error"]) == ("done", None, None), twin
+    assert frames(Path(twin["output"])) == 2 * frames(clip) and made.read_bytes() == damaged
+    copy_in(daemon, clip, "dup-c.mkv")                 # the twin's output stands: shared, not converted
+    [again] = final_jobs(daemon, "dup-c.mkv", 1)
+    assert (again["state"], again["duplicate_of"]) == ("done", twin["id"]), again
+    assert os.path.samefile(again["output"], twin["output"])
+    assert f"its output {made} is truncated" in daemon.log()
+
+
 def test_a_250_byte_name_converts(daemon, media):
     name = "Aufnahme " + "é" * 116 + " ende.mkv"       # 9 + 232 + 9 bytes
     assert len(name.encode()) == 250

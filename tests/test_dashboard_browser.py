@@ -189,6 +189,20 @@ def test_the_dashboard_in_a_browser(daemon, chromium, tmp_path):
     assert not list(daemon.inbox.glob(".midframe-upload-*"))
 
 
+def test_a_name_with_a_bidi_override_shows_escaped_as_in_the_cli(daemon, chromium):
+    """Issue 19, finding 11: "holiday\u202egpj.mkv" read as "holidayvkm.jpg" on the page."""
+    driver = chromium
+    driver.get(login_link(daemon))
+    wait_for(lambda: driver.find_elements("css selector", "body[data-ready=true]"), timeout=20, what="the page")
+    (daemon.inbox / "holiday\u202egpj.mkv").write_bytes(b"not a video\n" * 100)
+    shown = "holiday\\u202egpj.mkv"
+    row = wait_for(lambda: (found := history_row(driver, shown)) and found["state"] == "failed" and found,
+                   timeout=60, what="the failed file in the history")
+    assert row["cells"][0] == shown and "\u202e" not in driver.execute_script("return document.body.innerText")
+    listed = daemon.cli("jobs")
+    assert listed.returncode == 0 and shown in listed.stdout
+
+
 def test_midframe_dashboard_opens_the_link_in_a_browser(daemon, tmp_path):
     opened = tmp_path / "opened.txt"
     script = tmp_path / "browser.py"
@@ -207,3 +221,36 @@ def test_midframe_dashboard_opens_the_link_in_a_browser(daemon, tmp_path):
     with pytest.raises(urllib.error.HTTPError) as again:
         urllib.request.urlopen(link, timeout=5)
     assert again.value.code == 403
+
+
+def test_logged_out_linked_duplicates_and_which_rate_applies(daemon, chromium, tmp_path):
+    """The logged-out page offers no "Log out"; a linked duplicate says whose output it is instead of a
+    conversion time; the settings say which of factor and target_fps applies."""
+    driver = chromium
+    url = daemon.client().url
+    driver.get(url + "/")
+    driver.delete_all_cookies()
+    driver.get(url + "/")
+    wait_for(lambda: driver.find_element("id", "login-needed").is_displayed(), timeout=20, what="the login notice")
+    assert not driver.find_element("id", "logout").is_displayed()
+    driver.get(login_link(daemon))
+    wait_for(lambda: driver.find_elements("css selector", "body[data-ready=true]"), timeout=20, what="the page")
+    assert driver.find_element("id", "logout").is_displayed()
+    wait_for(lambda: "frame rate" in text(driver, "settings"), timeout=20, what="the settings table")
+    assert "factor 2 applies: 2 times the source's frames" in text(driver, "settings")
+    assert "null (not used)" in text(driver, "settings")            # target_fps, marked as not used
+
+    media = tmp_path / "media"
+    media.mkdir()
+    clip = make_clip(media / "twin.mp4", seconds=0.8, size=SIZE)  # content no other test converts
+    shutil.copy(clip, daemon.inbox / "twin.mp4")
+    wait_for(lambda: (history_row(driver, "twin.mp4") or {}).get("state") == "done", timeout=60,
+             what="the first copy to be converted")
+    shutil.copy(clip, daemon.inbox / "twin again.mp4")
+    wait_for(lambda: (history_row(driver, "twin again.mp4") or {}).get("state") == "done", timeout=60,
+             what="the second copy to be linked")
+    first = next(job for job in daemon.jobs() if job["name"] == "twin.mp4")
+    assert first["duplicate_of"] is None and history_row(driver, "twin.mp4")["cells"][4] != "–"
+    cells = history_row(driver, "twin again.mp4")["cells"]
+    assert f"linked to the earlier output of job {first['id']} (nothing converted)" in cells[2]
+    assert cells[4] == "–"                                             # no conversion time

@@ -19,7 +19,7 @@ import pytest
 
 from tests.daemon_process import DaemonProcess, wait_for
 from tests.farm_cluster import Cluster
-from tests.media import make_clip, read_frames
+from tests.media import make_clip, psnr, read_frames
 
 pytestmark = pytest.mark.slow
 
@@ -205,6 +205,47 @@ def test_a_worker_that_cannot_see_the_share_takes_no_more_tasks(tmp_path, cluste
     assert status["farm"]["workers"] == len(live)  # its slots are 0 now: no longer counted
     assert blind.proc.poll() is None  # alive, but idle
     blind.kill()
+
+
+def test_a_worker_that_reads_another_file_of_the_same_size_makes_none_of_its_segments(tmp_path, cluster):
+    """Issue 19, finding 8: a worker whose farm.path_map points at another file of the same size made
+    segments from it, and the wrong video was published as a success. Now it refuses (naming its
+    path_map), the job's segments go to the good worker, and the output is made from the real source."""
+    live = [worker for worker in cluster.workers if worker.proc.poll() is None]
+    daemon = farm_daemon(tmp_path / "d", cluster)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    clips = [make_clip(tmp_path / f"same{n}.mkv", seconds=12, size="160x90", extra_output_args=["-g", "50"])
+             for n in (1, 2)]
+    for clip in clips:                                   # the same name and size, another video
+        other = make_clip(elsewhere / clip.name, seconds=12, size="160x90", source="smptebars")
+        data = other.read_bytes()[: clip.stat().st_size]
+        other.write_bytes(data + b"\0" * (clip.stat().st_size - len(data)))
+        assert other.stat().st_size == clip.stat().st_size
+    misled = cluster.start_worker({"farm": {"path_map": {str(daemon.inbox): str(elsewhere)}}})
+    daemon.start()
+    try:
+        wait_farm_ready(daemon, len(live) + 1)
+        for clip in clips:
+            shutil.copy(clip, daemon.inbox / clip.name)
+        wait_for(lambda: "reads another file" in misled.log(), timeout=120, step=0.1,
+                 what=f"the misled worker to be given a segment:\n{misled.log()}")
+        wait_for(lambda: [job["state"] for job in daemon.jobs()] == ["done", "done"], timeout=180, step=0.5,
+                 what=f"both jobs to finish:\n{daemon.log()[-3000:]}")
+        jobs, status = daemon.jobs(), daemon.status()
+    finally:
+        daemon.stop_if_running()
+    assert f"farm.path_map maps {daemon.inbox} to {elsewhere} on this worker" in misled.log()
+    assert "its segments go to other workers" in daemon.log()
+    assert misled.segments_made() == 0
+    for job in jobs:
+        assert misled.address not in job["workers"] and sum(job["workers"].values()) == 3, job["workers"]
+        source = read_frames(next(clip for clip in clips if clip.name == job["name"]))
+        made = read_frames(Path(job["output"]))
+        assert len(made) == 2 * len(source)
+        assert all(psnr(made[2 * k], source[k]) > 35 for k in (0, len(source) // 2, len(source) - 1))
+    assert status["farm"]["workers"] == len(live) + 1 and misled.proc.poll() is None  # fit for other jobs
+    misled.kill()
 
 
 def test_a_worker_without_the_engine_refuses_to_start(tmp_path, cluster):

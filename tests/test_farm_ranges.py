@@ -4,8 +4,10 @@ segments made out of order and those a worker finished after the coordinator die
 
 from __future__ import annotations
 
+import json
 import os
 import random
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +76,10 @@ class ShuffledRenderer:
                                            interpolator=interpolator, ffmpeg=FF, control=JobControl())
             self.made.append(start)
             if self.stop_after is not None and number >= self.stop_after - self.unrecorded:
-                (work_dir / f"{segment.file}.json").write_text(
-                    f'{{"file": "{segment.file}", "start": {start}, "end": {end}, "source_end": '
-                    f'{segment.source_end}, "worker": "tcp://w:1"}}', encoding="utf-8")
+                # The worker's record, which names the file it read (the source, by content).
+                (work_dir / f"{segment.file}.json").write_text(json.dumps(
+                    {"file": segment.file, "start": start, "end": end, "source_end": segment.source_end,
+                     "worker": "tcp://w:1", "source": asdict(job.manifest.fingerprint)}), encoding="utf-8")
                 continue
             job.manifest.segments = sorted([*job.manifest.segments, segment], key=lambda item: item.start)
             job.manifest.save(work_dir)

@@ -11,7 +11,7 @@ import pytest
 from midframe.config import FarmConfig, config_from_mapping
 from midframe.engine.ranges import segment_ranges
 from midframe.errors import ConfigError, MediaError, OutputError, TransientError, WeightsError
-from midframe.farm.paths import is_windows_path, map_path
+from midframe.farm.paths import is_windows_path, map_path, mapping_said
 from midframe.farm.remote import FarmTaskError, from_remote, to_remote
 from midframe.farm.slots import SLOT, slot_devices, task_resources, worker_resources
 
@@ -42,6 +42,28 @@ from midframe.farm.slots import SLOT, slot_devices, task_resources, worker_resou
 )
 def test_map_path(path, path_map, expected):
     assert map_path(path, path_map) == expected
+
+
+def test_a_segment_counts_only_when_its_record_names_the_source_by_content(tmp_path):
+    """Issue 19, finding 8: the coordinator keeps a segment only when its worker read the same file
+    (size and the hashes of its first and last MiB), whatever its mtime; the refusal names the mapping."""
+    from dataclasses import asdict, replace
+
+    from midframe.engine.manifest import Fingerprint
+    from midframe.farm.renderer import _made_from
+
+    source, other = tmp_path / "a.mkv", tmp_path / "b.mkv"
+    source.write_bytes(b"A" * (3 << 20))
+    other.write_bytes(b"A" * (2 << 20) + b"B" * (1 << 20))              # same size and head, another tail
+    expected = Fingerprint.of(source)
+    assert _made_from({"source": asdict(replace(expected, mtime_ns=1))}, expected) is None
+    assert _made_from({"source": asdict(Fingerprint.of(other))}, expected) == (
+        "was made from another file (it differs in its last MiB)")
+    assert _made_from({}, expected) == "its record does not say which file it was made from"
+    assert expected.content_change(replace(expected, size=5)) == f"has 5 bytes, not {3 << 20}"
+    assert mapping_said("/mnt/nas/in/a.mkv", {"/mnt/nas": "/srv/copy"}) == (
+        "farm.path_map maps /mnt/nas to /srv/copy on this worker")
+    assert mapping_said("/mnt/nas/in/a.mkv", {}).startswith("no entry of farm.path_map covers it")
 
 
 def test_windows_path_detection():
@@ -80,6 +102,23 @@ def test_errors_survive_pickling_and_come_back_as_what_they_were():
     # Not a midframe error: a transient one, with the original type named for the log.
     other = from_remote(to_remote(ZeroDivisionError("x"), worker="w"))
     assert isinstance(other, TransientError) and "ZeroDivisionError" in str(other)
+
+
+def test_what_the_outcome_table_reads_crosses_from_a_worker():
+    """The table reads attributes, not text: they come back from a worker as they were."""
+    import errno as errnos
+
+    from midframe.errors import ChildFailed
+
+    def across(error):
+        return from_remote(pickle.loads(pickle.dumps(to_remote(error, worker="w"))))
+
+    assert across(MediaError("/in/a.mp4", "is truncated", incomplete=True)).incomplete
+    assert not across(MediaError("/in/a.mp4", "is not a video")).incomplete
+    assert across(OutputError("/out", "disk full", errno=errnos.ENOSPC)).errno == errnos.ENOSPC
+    assert across(ConfigError("cannot encode", key="output.codec")).key == "output.codec"
+    child = across(ChildFailed("the decoder was killed by signal 9 (SIGKILL)", command="the decoder", signal=9))
+    assert isinstance(child, ChildFailed) and (child.signal, child.command, child.stalled) == (9, "the decoder", False)
     unfit = pickle.loads(pickle.dumps(FarmTaskError("TransientError", "no share", worker="w", unfit=True)))
     assert unfit.unfit and str(unfit) == "on farm worker w: no share"
 

@@ -41,7 +41,8 @@ class RecordingDesktop:
         self.queued: list[tuple[str, str, float, object]] = []
         self.shown: list[tuple[str, str]] = []
 
-    def send(self, title: str, body: str, *, after_s: float = 0.0, still_wanted=lambda: True) -> None:
+    def send(self, title: str, body: str, *, kind: str = "progress", after_s: float = 0.0,
+             still_wanted=lambda: True) -> None:
         self.queued.append((title, body, after_s, still_wanted))
 
     def deliver(self) -> list[tuple[str, str]]:
@@ -186,3 +187,29 @@ def test_desktop_bubbles_reach_a_real_notification_server(tmp_path):
     bubbles = sorted((n["id"]["data"], n["summary"]["data"], n["body"]["data"]) for n in entries)
     assert bubbles == [(ids[0], "midframe: clip.mp4", "converting"),
                        (ids[1], "midframe: clip.mp4 done", "clip.50fps.mp4 in 12s")]
+
+
+FAKE_GDBUS = """#!/bin/sh
+# Records each call; answers Notify with the next id, as gdbus prints it.
+echo "$*" >> "$(dirname "$0")/calls.txt"
+case "$*" in *Notify\\ *) n=$(grep -c 'Notifications.Notify ' "$(dirname "$0")/calls.txt"); echo "(uint32 $n,)";; esac
+"""
+
+
+def test_done_and_failed_bubbles_are_never_closed_by_later_ones(tmp_path):
+    """A stand-in gdbus (a script that records its arguments): the real server is test_tray_failures's."""
+    fake = tmp_path / "gdbus"
+    fake.write_text(FAKE_GDBUS)
+    fake.chmod(0o755)
+    desktop = DesktopNotifier(str(fake))
+    for title, kind in (("a.mp4", "started"), ("a.mp4 40%", "progress"), ("a.mp4 failed", "failed"),
+                        ("b.mp4", "started"), ("b.mp4 done", "done"), ("c.mp4", "started")):
+        desktop._show(title, "", kind)
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    closed = [line.rsplit(" ", 1)[1] for line in calls if "CloseNotification" in line]
+    assert desktop.shown_ids == [1, 2, 3, 4, 5, 6]
+    assert closed == ["1", "2", "4"]  # started and progress only: never 3 (failed) or 5 (done)
+    failed = next(line for line in calls if "a.mp4 failed" in line)
+    assert "{'urgency': <byte 2>} 0" in failed  # critical, no time-out
+    done = next(line for line in calls if "b.mp4 done" in line)
+    assert done.endswith("{} 8000")

@@ -15,11 +15,11 @@ from midframe.daemon.outcomes import (
     backoff_s,
     classify,
     folder_key,
-    looks_incomplete,
     retry_or_fail,
     speakable,
 )
 from midframe.errors import (
+    ChildFailed,
     ConfigError,
     DeviceError,
     EngineError,
@@ -67,7 +67,7 @@ def test_a_vanished_source_ends_the_job():
 @pytest.mark.parametrize("facts", [{"changed": True}, {"open_for_writing": True}], ids=["changed", "open"])
 def test_a_source_that_moved_or_is_being_written_goes_back_to_settling(facts):
     # Whatever the error: a file that is not the one that settled says nothing about the input.
-    for error in (MediaError(SOURCE, "is truncated: its video data ends early"), TransientError("pipe lost"),
+    for error in (MediaError(SOURCE, "is truncated: its video data ends early", incomplete=True), TransientError("pipe lost"),
                   RuntimeError("boom")):
         outcome = classify(error, ctx(**facts, **QUIET))
         assert outcome.kind == "source_changed", error
@@ -76,11 +76,36 @@ def test_a_source_that_moved_or_is_being_written_goes_back_to_settling(facts):
 
 
 def test_a_cut_short_file_modified_recently_is_a_copy_still_arriving():
-    outcome = classify(MediaError(SOURCE, "is truncated: its video data ends early (File ended prematurely)"),
-                       ctx(**RECENT))
+    outcome = classify(MediaError(SOURCE, "is truncated: its video data ends early (File ended prematurely)",
+                                  incomplete=True), ctx(**RECENT))
     assert outcome.kind == "source_changed"
     assert outcome.wait_s == pytest.approx(55.0)
     assert_speaks_to_a_person(outcome)
+
+
+def test_the_table_reads_attributes_not_words():
+    """The same words with other attributes mean another outcome: the text is for people only."""
+    words = "is truncated: its video data ends early (File ended prematurely)"
+    assert classify(MediaError(SOURCE, words), ctx(**RECENT)).kind == "input"
+    assert classify(MediaError(SOURCE, "is odd", incomplete=True), ctx(**RECENT)).kind == "source_changed"
+    assert classify(ConfigError("engine.name = 'x': a container cannot hold it", key="engine.backend"),
+                    ctx(**QUIET)).key == "engine.backend"
+    assert classify(OutputError(OUTBOX, "disk full"), ctx(**QUIET)).resolved_by == "write"
+    assert classify(OutputError(OUTBOX, "cannot write it", errno=errno.ENOSPC), ctx(**QUIET)).resolved_by == "space"
+
+
+@pytest.mark.parametrize("error", [
+    ChildFailed("the decoder was killed by signal 9 (SIGKILL)", command="the decoder", signal=9),
+    ChildFailed("the encoder made no progress for 120 s and was stopped", command="the encoder", stalled=True,
+                stalled_s=120.0),
+])
+def test_a_child_killed_or_stalled_is_passing_never_the_input(error):
+    for facts in (QUIET, RECENT):
+        outcome = classify(error, ctx(**facts))
+        assert outcome.kind == "transient" and not outcome.internal
+        assert outcome.problem == f"converting clip.mp4: {error}"
+        assert "tries again" in outcome.advice and "last checkpoint" in outcome.advice
+        assert_speaks_to_a_person(outcome)
 
 
 # --- input -----------------------------------------------------------------------------------------
@@ -140,7 +165,7 @@ def test_missing_weights_are_a_setting():
      "libvpx-vp9 or libsvtav1, or codec: auto", "output.codec"),
 ])
 def test_codec_container_and_engine_names_are_settings_known_after_another_try(message, key):
-    outcome = classify(ConfigError(message), ctx(**QUIET))
+    outcome = classify(ConfigError(message, key=key), ctx(**QUIET))
     assert (outcome.kind, outcome.key, outcome.resolved_by) == ("setting", key, "config_change")
     assert outcome.problem.startswith(key) and outcome.problem.count(key) == 1
     assert_speaks_to_a_person(outcome)
@@ -149,7 +174,8 @@ def test_codec_container_and_engine_names_are_settings_known_after_another_try(m
 
 
 @pytest.mark.parametrize(("error", "key", "words", "resolved_by"), [
-    (OutputError(WORK / "job-7", "disk full: no space left on device"), "outbox", "free some space", "space"),
+    (OutputError(WORK / "job-7", "disk full: no space left on device", errno=errno.ENOSPC), "outbox", "free some space",
+     "space"),
     (OutputError(OUTBOX / "clip.50fps.mp4", "cannot write it: Read-only file system"), "outbox", "writable", "write"),
     (OSError(errno.ENOSPC, "No space left on device", str(DONE / "clip.mp4")), "daemon.done_dir", "free some space",
      "space"),
@@ -198,7 +224,7 @@ def test_a_source_changed_during_the_conversion_ends_the_job_as_changed():
     OutOfMemory("cpu ran out of memory interpolating 3840x2160 frames with RIFE even one pair at a time"),
     EngineError("the rife engine failed: out of range"),
     subprocess.TimeoutExpired(["ffmpeg"], 30),
-    MediaError(STAGED, "is truncated: its video data ends early"),      # our own output, not the input
+    MediaError(STAGED, "is truncated: its video data ends early", incomplete=True),  # our own output, not the input
     OSError(errno.EIO, "Input/output error"),
 ])
 def test_crashes_memory_and_hung_children_are_transient(error):
@@ -253,7 +279,7 @@ def cut_files(tmp_path_factory):
 
 
 def test_the_real_probe_verdicts_on_cut_short_files_look_incomplete(cut_files):
-    """Pins the marker list to what midframe's probe really says about a copy cut short."""
+    """Pins what midframe's probe really says about a copy cut short: incomplete, and a text file is not."""
     from midframe.engine.ffmpeg import find_ffmpeg
     from midframe.engine.probe import probe
 
@@ -261,6 +287,6 @@ def test_the_real_probe_verdicts_on_cut_short_files_look_incomplete(cut_files):
     for name, path in cut_files.items():
         with pytest.raises(MediaError) as caught:
             probe(path, ffmpeg=find_ffmpeg())
-        verdicts[name] = caught.value.reason
-    assert all(looks_incomplete(verdicts[name]) for name in ("half.mp4", "half.mkv", "empty.mkv")), verdicts
-    assert not looks_incomplete(verdicts["text.mkv"]), verdicts
+        verdicts[name] = caught.value
+    assert all(verdicts[name].incomplete for name in ("half.mp4", "half.mkv", "empty.mkv")), verdicts
+    assert not verdicts["text.mkv"].incomplete, verdicts

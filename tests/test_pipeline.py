@@ -214,3 +214,26 @@ def test_single_frame_video(tmp_path):
                          resume=ResumeConfig())
     assert report.frames_in == 1 and report.frames_out == 4
     assert len(read_frames(tmp_path / "out.mkv")) == 4
+
+
+def test_a_23_976_mkv_at_2x_is_exactly_48000_1001(clips, tmp_path):
+    """Every packet sits at frame i * 1001/48000 s (to the Matroska millisecond) and midframe's probe
+    reads 48000/1001 (also for its own output taken as a source). ffprobe's r_frame_rate for it reads
+    7001/146 with ffmpeg 5.1: its Matroska demuxer turns the header's DefaultDuration into a fraction
+    with terms up to 30000, so a plain ffmpeg mkv at 48000/1001 reads the same; the test compares with
+    one rather than naming the figure."""
+    target = tmp_path / "out.mkv"
+    report = run_convert(clips["ntsc"], target)
+    assert Fraction(report.fps_out) == Fraction(48000, 1001)
+    assert probe(target, ffmpeg=FF).fps == Fraction(48000, 1001)
+    packets = run([FF.ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts",
+                   "-of", "csv=p=0", str(target)], timeout=60).stdout.decode().split()
+    stamps = sorted(int(value) for value in packets)
+    assert len(stamps) == report.frames_out
+    # Both the first stamp and each later one are rounded to the millisecond: within 1 ms of each other.
+    assert all(abs(Fraction(stamp - stamps[0]) - Fraction(i * 1001 * 1000, 48000)) <= 1
+               for i, stamp in enumerate(stamps))
+    plain = tmp_path / "plain.mkv"
+    make_clip(plain, seconds=0.5, fps="48000/1001", size="64x48", audio=False)
+    rates = [probe_json(path)["streams"][0]["r_frame_rate"] for path in (target, plain)]
+    assert rates[0] == rates[1], rates

@@ -142,9 +142,16 @@ def test_openvino_matches_torch_on_real_frames_and_keeps_t_an_input(openvino_rif
     assert openvino_rife.backend == "openvino"
     pairs = [FramePair(0, crops[0], crops[2], 0.5), FramePair(0, crops[0], crops[2], 0.25),
              FramePair(2, crops[2], crops[4], 0.75)]
-    with Said() as said:
-        made = openvino_rife.interpolate(pairs)
+    heard: list[str | None] = []
+    openvino_rife.on_preparing = heard.append  # as the frame loop does, for the status line
+    try:
+        with Said() as said:
+            made = openvino_rife.interpolate(pairs)
+    finally:
+        openvino_rife.on_preparing = None
     assert said.has("compiling RIFE for 320x192 with OpenVINO (once per size, ~")
+    assert len(heard) == 2 and heard[1] is None, heard
+    assert heard[0] is not None and heard[0].startswith("preparing RIFE for 320x192 (once per size, about ")
     reference = torch_rife.interpolate(pairs)
     for ours, theirs in zip(made, reference, strict=True):
         assert ours.shape == (192, 320, 3) and ours.dtype == np.uint8 and ours.flags.c_contiguous

@@ -216,3 +216,25 @@ def test_cuda_fp16_matches_the_cpu(rife_weights: Path, rife: RifeInterpolator, b
     assert made[0].shape == a.shape and made[0].dtype == np.uint8
     assert psnr(made[0], reference) > 40
     assert peak < 4 * 2**30
+
+
+def test_a_daemon_says_rife_runs_on_the_cpu_once_not_for_every_job(rife_weights: Path, tmp_path: Path) -> None:
+    """Through the daemon's own sinks (stderr and the log file): two jobs load the engine twice; the
+    remark about this machine is in the log once, while an ordinary warning said twice stays twice."""
+    from midframe.log import LOG_FILE_NAME, configure_logging
+
+    configure_logging(level="INFO", log_dir=tmp_path, stderr=False)
+    try:
+        for _ in range(2):
+            engine = RifeInterpolator(EngineConfig(device="auto"), rife_weights,
+                                      cuda=CudaView(available=False, count=0, build=None), openvino_installed=False)
+            engine.load()
+            engine.close()
+            logger.warning("an ordinary warning")
+    finally:
+        logger.remove()
+        logger.configure(patcher=lambda record: None)
+        logger.add(sys.stderr)
+    text = (tmp_path / LOG_FILE_NAME).read_text(encoding="utf-8")
+    assert text.count("RIFE runs on the CPU") == 1 and text.count("an ordinary warning") == 2
+    assert text.count("RIFE v4.25 on cpu") == 2  # each job still says what it runs on

@@ -227,3 +227,50 @@ def test_a_schema_1_database_keeps_its_jobs(tmp_path):
         store.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
     SqliteJobStore(path).close()                          # opening it again is a no-op
+
+
+def test_a_write_the_disk_refuses_is_rolled_back_and_said_with_its_errno(tmp_path):
+    """SQLite's SQLITE_FULL, made real by a page limit (as a full disk gives it): StoreUnwritable, an
+    OSError with ENOSPC and the database's path; nothing half-written; writes work again once there is
+    room (issue 19, finding 6)."""
+    import errno
+
+    from midframe.errors import StoreUnwritable
+
+    path = tmp_path / "jobs.sqlite3"
+    store = SqliteJobStore(path)
+    try:
+        kept = add(store, "a.mp4")
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(StoreUnwritable) as caught:
+            for number in range(1000):
+                add(store, f"{'x' * 2000}-{number}.mp4")
+        assert (caught.value.errno, caught.value.filename, caught.value.path) == (errno.ENOSPC, str(path), path)
+        assert isinstance(caught.value, OSError) and not store._db.in_transaction
+        count = len(store.jobs())
+        store._db.execute(f"PRAGMA max_page_count = {pages * 100}")
+        assert add(store, "b.mp4").id > kept.id and len(store.jobs()) == count + 1
+    finally:
+        store.close()
+
+
+def test_a_deleted_or_replaced_database_file_is_written_back_from_the_open_one(tmp_path):
+    path = tmp_path / "state" / "jobs.sqlite3"
+    store = SqliteJobStore(path)
+    try:
+        job = add(store, "a.mp4")
+        assert store.keep_file() is None
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        assert store.keep_file() == "deleted" and store.keep_file() is None
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT name FROM jobs").fetchall() == [("a.mp4",)]
+        path.unlink()
+        path.write_bytes(b"someone else's file")
+        assert store.keep_file(now=0).startswith("replaced by another file (moved to jobs.sqlite3.replaced-")
+        [aside] = path.parent.glob("jobs.sqlite3.replaced-*")
+        assert aside.read_bytes() == b"someone else's file"
+        assert store.claim().id == job.id and store.get(job.id).state == "running"
+    finally:
+        store.close()

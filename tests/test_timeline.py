@@ -232,3 +232,15 @@ def test_fps_snaps_to_a_frame_within_a_nanosecond():
     stamps = [Fraction(0), Fraction(1, 3) - Fraction(1, 10**12), Fraction(1)]
     tl = fps_timeline(timestamps=stamps, duration=Fraction(2), target_fps=Fraction(3))
     assert tl.frame(1) == OutputFrame(index=1, source=1, t=0.0)
+
+
+def test_a_declared_rate_a_demuxer_wrote_with_small_terms_is_read_as_meant():
+    from midframe.engine.rates import exact_declared
+
+    # ffmpeg 5.1's Matroska demuxer: DefaultDuration as a fraction with terms up to 30000.
+    assert exact_declared(Fraction(7001, 146)) == Fraction(48000, 1001)
+    assert exact_declared(Fraction(19001, 317)) == Fraction(60000, 1001)
+    for kept in (Fraction(25), Fraction(24000, 1001), Fraction(25, 2), Fraction(1000, 41), Fraction(2999, 100)):
+        assert exact_declared(kept) == kept
+    assert exact_declared(Fraction(2997, 100)) == Fraction(30000, 1001)  # 29.97 means NTSC, as in the config
+    assert exact_declared(None) is None

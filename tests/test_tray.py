@@ -47,6 +47,13 @@ def test_working_view_names_file_percent_eta_and_queue():
     assert len(long.tooltip) == TOOLTIP_MAX
 
 
+def test_a_stalled_job_shows_stalled_and_why_instead_of_an_eta():
+    why = "the decoder has made no progress for 40 s (stopped at 120 s and tried again)"
+    view = view_from_status({**WORKING, "current": {**WORKING["current"], "eta_s": None, "stalled": why}})
+    assert view.status_line == "Working: holiday.mp4 42% stalled · 2 queued"
+    assert why in view.tooltip and "ETA" not in view.tooltip
+
+
 def test_names_in_the_view_are_escaped():
     hostile = os.fsdecode(b"caf\xe9\nWorking: forged.mp4")          # as os.listdir hands it over
     view = view_from_status({**WORKING, "current": {**WORKING["current"], "name": hostile}})
@@ -347,3 +354,37 @@ def test_start_daemon_shows_why_it_did_not_start(tmp_path, monkeypatch):
     assert app.view.status_line.startswith("Start failed: ") and "engine.factor = 40" in app.view.status_line
     assert "Start daemon" in [e.text for e in app.menu() if e is not None]  # one can try again
     assert app.poll_once() == []  # said once
+
+
+def test_unseen_failures_mark_the_icon_and_lead_the_menu_until_seen(harness):
+    app, daemon, _, opened, _ = harness
+    daemon.status_answer = WORKING
+    unseen = {"failed_unseen": 2, "failed_unseen_names": ["b\n.mp4", "a.mp4"]}
+    events = daemon.events
+    daemon.events = lambda after=0, client="cli": {**events(after, client=client), **unseen}
+    daemon.failures_seen_calls = 0
+
+    def failures_seen() -> dict[str, Any]:
+        daemon.failures_seen_calls += 1
+        unseen.update(failed_unseen=0, failed_unseen_names=[])
+        return dict(unseen)
+
+    daemon.failures_seen = failures_seen
+    app.poll_once()
+    view = app.view
+    assert view.failed_line == "2 failed: b\\n.mp4, a.mp4 — open failed folder"
+    assert view.tooltip.startswith("2 failed: b\\n.mp4, a.mp4 · midframe working")
+    entries = [e for e in app.menu() if e is not None]
+    assert entries[1] == Entry(view.failed_line, "open_failed")  # right under the status line
+    plain = draw_icon("working", 0.4)
+    marked = draw_icon("working", 0.4, badge=True)
+    assert plain.tobytes() != marked.tobytes()
+    assert marked.getpixel((SIZE - 10, 10))[:3] == (229, 0, 0)  # the dot, top right
+    assert view.icon_key != view_from_status(WORKING).icon_key
+    app.act("open_failed")
+    assert opened == [app._paths.failed_dir] and daemon.failures_seen_calls == 1
+    assert app.view.failed_line == "" and all(e is None or e.action != "open_failed" for e in app.menu())
+    app.poll_once()  # the next poll agrees
+    assert app.view.failed_line == "" and app.view.state == "working"
+    more = view_from_status(WORKING, {"failed_unseen": 5, "failed_unseen_names": ["e.mp4", "d.mp4", "c.mp4"]})
+    assert more.failed_line.startswith("5 failed: e.mp4, d.mp4, c.mp4, …")

@@ -110,3 +110,19 @@ def test_keepalives_stop_while_the_job_is_stuck(tmp_path):
         finish(daemon)
         lifecycle.close()
         systemd.close()
+
+
+def test_stall_news_goes_out_once_per_stall_of_a_job():
+    from midframe.daemon.host import StallNews
+
+    said: list[tuple[int, str, str]] = []
+    news = StallNews(lambda job_id, name, sentence: said.append((job_id, name, sentence)))
+    working = {"id": 3, "name": "a.mp4", "stalled": None}
+    stalled = {**working, "stalled": "the decoder has made no progress for 30 s"}
+    for current in (None, working, stalled, stalled, stalled):
+        news.see(current)
+    assert said == [(3, "a.mp4", "the decoder has made no progress for 30 s")]
+    news.see(working)  # it moved again; a second stall is news again
+    news.see(stalled)
+    news.see({**stalled, "id": 4, "name": "b.mp4"})
+    assert [item[:2] for item in said] == [(3, "a.mp4"), (3, "a.mp4"), (4, "b.mp4")]

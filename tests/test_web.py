@@ -152,6 +152,39 @@ def test_the_view_orders_the_queue_and_the_history():
     assert "/out" not in json.dumps(view)                      # names, not the server's paths
 
 
+def test_the_view_escapes_names_and_texts_as_the_cli_does():
+    """Issue 19, finding 11: a bidi override (U+202E) or a control character in a name showed raw on
+    the page; it reads as in `midframe jobs` (midframe.sentences.said)."""
+    from midframe.sentences import said
+
+    evil = "holiday\u202egpj.mkv"                          # shows as "holidayvkm.jpg" when not escaped
+    jobs = [
+        {"id": 1, "name": evil, "relpath": f"in\x1bside/{evil}", "state": "failed", "started_at": 1.0,
+         "finished_at": 2.0, "output": None, "error": f"{evil} is not a video\nforged line"},
+        {"id": 2, "name": "a\u2028b.mp4", "relpath": "a\u2028b.mp4", "state": "queued", "error": "x\ry"},
+        {"id": 3, "name": "c\tz.mp4", "relpath": "c\tz.mp4", "state": "running", "output": None},
+        {"id": 4, "name": "été.mp4", "relpath": "été.mp4", "state": "done", "output": "/out/été\u202e.50fps.mp4",
+         "started_at": 1.0, "finished_at": 2.0},
+    ]
+    status = {"state": "paused", "current": {"id": 3, "name": "c\tz.mp4", "progress": 0.1}, "queued": 1, "done": 1,
+              "failed": 1, "paused_reason": "outbox (/srv/out\u202e): the disk is full",
+              "farm": {"scheduler": "tcp://h:1", "workers": 0, "busy": 0, "problem": "no\nworkers"}}
+    view = dashboard_state(status, jobs, folders=[""], upload_max_bytes=1)
+    failed, done = view["history"][1], view["history"][0]
+    assert (failed["name"], failed["folder"], failed["error"]) == (
+        "holiday\\u202egpj.mkv", "in\\x1bside", "holiday\\u202egpj.mkv is not a video\\nforged line")
+    assert failed["name"] == said(evil) and done["name"] == "été.mp4" and done["output"] == "été\\u202e.50fps.mp4"
+    assert (view["queue"][0]["name"], view["queue"][0]["error"]) == ("a\\u2028b.mp4", "x\\ry")
+    assert view["status"]["current"]["name"] == "c\\tz.mp4"
+    assert view["status"]["paused_reason"] == "outbox (/srv/out\\u202e): the disk is full"
+    assert view["farm"]["problem"] == view["status"]["farm"]["problem"] == "no\\nworkers"
+    assert status["current"]["name"] == "c\tz.mp4"              # what it was given is left as it was
+    from midframe.web.view import unseen_view
+
+    assert unseen_view({"failed_unseen": 1, "failed_unseen_names": [evil]}) == {
+        "failed_unseen": 1, "failed_unseen_names": ["holiday\\u202egpj.mkv"]}
+
+
 @pytest.mark.parametrize("make", [lambda tmp: MemoryJobStore(), lambda tmp: SqliteJobStore(tmp / "jobs.sqlite3")])
 def test_move_to_front_makes_a_queued_job_the_next_claimed(tmp_path, make):
     store = make(tmp_path)
@@ -199,8 +232,7 @@ class FakeDaemon:
         return {"id": job_id}
 
 
-@pytest.fixture
-def web(tmp_path):
+def serve_web(tmp_path: Path, limits: Limits):
     inbox = tmp_path / "inbox"
     (inbox / "60fps").mkdir(parents=True)
     config = config_from_mapping({"inbox": str(inbox), "daemon": {"upload_max_mb": 1, "extensions": list(EXTENSIONS)},
@@ -209,9 +241,15 @@ def web(tmp_path):
     dashboard = Dashboard(target, sessions=Sessions(), config=lambda: config, inbox=inbox, assets=load_assets(),
                           free_bytes=lambda folder: 1 << 40)
     token = new_token(tmp_path / "state")
-    server = ControlServer(target, token=token, web=dashboard, limits=Limits(max_streams=1, stream_idle_s=1.0))
+    server = ControlServer(target, token=token, web=dashboard, limits=limits)
     url = server.start()
-    yield Web(url, token, target, inbox)
+    return server, Web(url, token, target, inbox)
+
+
+@pytest.fixture
+def web(tmp_path):
+    server, found = serve_web(tmp_path, Limits(max_streams=1, stream_idle_s=1.0))
+    yield found
     server.stop()
 
 
@@ -361,3 +399,79 @@ def test_an_upload_needs_the_login_before_any_byte_and_a_cut_one_leaves_nothing(
     while len(list(web.inbox.iterdir())) > 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [p.name for p in web.inbox.iterdir()] == ["60fps"]
+
+
+def test_trickling_uploads_are_cut_off_by_their_total_deadline_and_free_their_slots(tmp_path):
+    """Issue 19, finding 11: two logged-in uploads sending a byte every so often (never idle long enough
+    to be cut off) held both upload slots for ever. Here at 1000 bytes a second after a 1 s grace."""
+    server, web = serve_web(tmp_path, Limits(max_streams=2, stream_idle_s=1.0, stream_grace_s=1.0,
+                                             stream_min_rate=1000))
+    try:
+        cookie = web.login()
+        host, port = web.url.removeprefix("http://").split(":")
+        socks = []
+        for number in (1, 2):
+            head = request(web.url, f"POST /dashboard/upload?name=slow{number}.mp4 HTTP/1.1", cookie,
+                           f"Origin: {web.origin}", "Content-Length: 500000")
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(head + b"x")
+            socks.append(sock)
+        time.sleep(0.2)
+        assert upload(web, cookie, "third.mp4", b"x")[0] == 503           # both slots taken
+        started = time.monotonic()
+        answers: dict[int, bytes] = {}
+        while len(answers) < 2 and time.monotonic() - started < 10:
+            for number, sock in enumerate(socks):
+                if number in answers:
+                    continue
+                try:
+                    sock.sendall(b"x")                                     # well inside the idle limit
+                    sock.settimeout(0.05)
+                    answers[number] = sock.recv(4096)
+                except (TimeoutError, BlockingIOError):
+                    pass
+                except OSError:
+                    answers[number] = b"closed"
+            time.sleep(0.3)
+        for sock in socks:
+            sock.close()
+        assert len(answers) == 2 and time.monotonic() - started < 5, answers
+        for answer in answers.values():
+            assert answer.startswith(b"HTTP/1.1 400 ") and b"slower than 1000 bytes a second" in answer, answer
+        status, answer = upload(web, cookie, "third.mp4", b"x")           # the slots are free again
+        assert status == 200 and answer["name"] == "third.mp4"
+        assert sorted(p.name for p in web.inbox.iterdir()) == ["60fps", "third.mp4"]
+    finally:
+        server.stop()
+
+
+def test_a_linked_duplicate_says_whose_output_it_is_not_a_conversion_time():
+    jobs = [
+        {"id": 1, "name": "a.mp4", "relpath": "a.mp4", "state": "done", "started_at": 10.0, "finished_at": 70.0,
+         "output": "/out/a.50fps.mp4", "error": None},
+        {"id": 2, "name": "a copy.mp4", "relpath": "a copy.mp4", "state": "done", "started_at": 80.0,
+         "finished_at": 81.0, "output": "/out/a copy.50fps.mp4", "error": None, "duplicate_of": 1},
+    ]
+    status = {"state": "idle", "current": None, "queued": 0, "done": 2, "failed": 0}
+    linked, converted = dashboard_state(status, jobs, folders=[""], upload_max_bytes=0)["history"]
+    assert linked["linked"] == "linked to the earlier output of job 1 (nothing converted)"
+    assert linked["duration_s"] is None and linked["duplicate_of"] == 1
+    assert converted["linked"] is None and converted["duration_s"] == 60.0
+    from midframe.sentences import jobs_sentence
+
+    assert jobs_sentence([{**jobs[1], "profile": None}]).endswith(
+        "a copy.mp4  (linked to the earlier output of job 1, nothing converted)")
+
+
+def test_the_settings_say_which_of_factor_and_target_fps_applies(tmp_path):
+    from midframe.config import config_from_mapping
+    from midframe.web import effective_settings
+
+    config = config_from_mapping({"engine": {"factor": 3}, "profiles": {
+        "60fps": {"engine": {"target_fps": 60}}, "slow": {"engine": {"mode": "slowmo", "factor": 4}}}})
+    inbox, fast, slow = effective_settings(config, tmp_path)
+    assert inbox["applies"].startswith("factor 3 applies: 3 times the source's frames") and inbox["unused"] == [
+        "engine.target_fps"]
+    assert fast["applies"].startswith("target_fps 60 applies") and "factor is not used" in fast["applies"]
+    assert fast["unused"] == ["engine.factor"] and fast["engine"]["factor"] == 3   # still shown, marked unused
+    assert slow["applies"].startswith("slow motion: factor 4 makes it 4 times longer")

@@ -4,6 +4,7 @@ pipeline on a real clip (the last test)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from midframe.config import Config, Paths, config_from_mapping
 from midframe.daemon.files import fingerprint
+from midframe.daemon.finishing import ReadBack
 from midframe.daemon.naming import format_fps, output_name
 from midframe.daemon.notify import EventLog, Notifier
 from midframe.daemon.memory_store import MemoryJobStore
@@ -89,8 +91,14 @@ class Harness:
                                  Path(folder) == ro or ro in Path(folder).parents for ro in self.read_only) else None,
                              resettle=lambda path, quiet: self.resettled.append((Path(path), quiet)),
                              clock=lambda: self.tick, wall_clock=lambda: time.time() + self.skew)
-        # FakeConvert's outputs are not videos: a duplicate's name comes from the rate its output would have.
-        self.worker.finisher._probe_fps = lambda path: Fraction(25 * self.config.engine.factor)
+        # FakeConvert's outputs are not videos: reading one back checks its mark, and a duplicate's name
+        # comes from the rate its output would have.
+        self.worker.finisher._read_back = self.read_back
+
+    def read_back(self, path: Path) -> ReadBack:
+        if not Path(path).read_bytes().startswith(b"video:"):
+            raise MediaError(path, "is truncated: its video data ends early")
+        return ReadBack(Fraction(25 * self.config.engine.factor), 10)
 
     def drop(self, name: str, content: bytes = b"clip") -> int:
         path = self.paths.inbox / name
@@ -260,7 +268,7 @@ def test_the_settings_check_pauses_before_any_job_and_a_config_change_rechecks_a
 
 def test_a_codec_one_container_cannot_hold_waits_for_a_config_change(h):
     job_id = h.drop("a.mp4")
-    h.convert.errors = [ConfigError(f"job-{job_id}-result.mp4: a .mp4 file cannot hold ffv1 video (no tag)")]
+    h.convert.errors = [ConfigError(f"job-{job_id}-result.mp4: a .mp4 file cannot hold ffv1 video (no tag)", key="output.container")]
     h.worker.run_once()
     reason = h.worker.pause_reason
     assert reason.startswith("output.container: the output of a.mp4: a .mp4 file cannot hold ffv1") and "result" not in reason
@@ -299,7 +307,7 @@ def test_a_source_still_open_for_writing_goes_back_to_settling(h):
 def test_a_truncated_verdict_on_a_fresh_file_is_a_copy_still_arriving(h):
     h.skew = 0.0                                      # the file was written just now
     job_id = h.drop("a.mkv")
-    h.convert.errors = [MediaError(h.paths.inbox / "a.mkv", "is truncated: its video data ends early")] * 2
+    h.convert.errors = [MediaError(h.paths.inbox / "a.mkv", "is truncated: its video data ends early", incomplete=True)] * 2
     h.worker.run_once()
     job = h.job(job_id)
     assert (job.state, job.attempts, job.error) == ("queued", 0, None) and h.kinds() == ["started"]
@@ -400,6 +408,38 @@ def test_not_duplicates_other_settings_other_middle_or_a_vanished_output(h):
     h.worker.run_once()
     assert h.job(5).duplicate_of == 4 and len(h.convert.calls) == 4
     assert h.outbox_names() == ["a.50fps.mp4", "b.50fps.mp4", "d.75fps.mp4", "e.75fps.mp4"]
+
+
+def test_a_twin_of_a_job_whose_output_is_damaged_or_modified_is_converted_afresh(h):
+    """Issue 19, finding 5: b.mp4 failed every attempt ("did not read back") and `retry` failed too."""
+    first = h.drop("a.mp4", b"same bytes")
+    h.worker.run_once()
+    made = Path(h.job(first).output)
+    made.write_bytes(b"vid")                                            # damaged: does not read back
+    twin = h.drop("b.mp4", b"same bytes")
+    h.worker.run_once()
+    assert (h.job(twin).state, h.job(twin).duplicate_of, len(h.convert.calls)) == ("done", None, 2)
+    assert Path(h.job(twin).output).read_bytes() == b"video:same bytes" and made.read_bytes() == b"vid"
+    later = h.drop("c.mp4", b"same bytes")                              # b's output stands: c shares it
+    h.worker.run_once()
+    assert (h.job(later).duplicate_of, len(h.convert.calls)) == (twin, 2)
+    assert h.job(later).frames_total == 10
+    twin_output = Path(h.job(twin).output)
+    twin_output.write_bytes(b"video:other bytes")                       # reads back, but modified since
+    os.utime(twin_output, (time.time() + 10, time.time() + 10))
+    h.drop("d.mp4", b"same bytes")
+    h.worker.run_once()
+    assert (h.job(4).state, h.job(4).duplicate_of, len(h.convert.calls)) == ("done", None, 3)
+    assert h.outbox_names() == ["a.50fps.mp4", "b.50fps.mp4", "c.50fps.mp4", "d.50fps.mp4"]
+
+
+def test_a_twin_of_an_output_with_other_frames_than_recorded_is_converted_afresh(h):
+    first = h.drop("a.mp4", b"same bytes")
+    h.worker.run_once()
+    h.store.set_progress(first, frames_done=12, frames_total=12)        # what the job made: not what is there
+    h.drop("b.mp4", b"same bytes")
+    h.worker.run_once()
+    assert (h.job(2).state, h.job(2).duplicate_of, len(h.convert.calls)) == ("done", None, 2)
 
 
 def settle(h: Harness, job_id: int) -> None:
@@ -505,7 +545,8 @@ def test_a_job_too_big_for_the_disk_waits_while_the_others_go_on(h):
 
 def test_a_disk_that_fills_up_mid_job_pauses_and_resumes_once_there_is_room(h):
     job_id = h.drop("a.mp4")
-    h.convert.errors = [OutputError(h.paths.outbox / ".midframe-work" / "job-1", "disk full: no space left on device")]
+    h.convert.errors = [OutputError(h.paths.outbox / ".midframe-work" / "job-1", "disk full: no space left on device",
+                                    errno=errno.ENOSPC)]
     h.worker.run_once()
     assert h.job(job_id).state == "queued" and (h.paths.inbox / "a.mp4").exists() and h.job(job_id).attempts == 0
     assert h.worker.pause_reason.startswith(f"outbox ({h.paths.outbox}): disk full")
@@ -597,6 +638,44 @@ def test_recover_after_a_crash_between_the_final_link_and_the_record(h):
     assert h.convert.calls == [] and not staged.exists()
 
 
+def test_a_job_database_that_refuses_the_final_record_pauses_and_the_job_finishes_once_it_takes_it(h):
+    """Issue 19, finding 6, the hard case: the write that records the job done fails (simulated here: the
+    in-memory store raises what the SQLite store raises for SQLITE_FULL; tests/test_disks.py fills a real
+    state dir). The worker pauses naming daemon.state_dir, shows the job as current (jobs says running),
+    and once a write works again the job is queued again and publishes what it made, once."""
+    import errno
+
+    from midframe.errors import StoreUnwritable
+
+    real_finish = h.store.finish
+    full = {"on": True}
+
+    def finish(job_id, state, **kwargs):
+        if full["on"]:
+            raise StoreUnwritable(h.paths.state_dir / "jobs.sqlite3", errno.ENOSPC, "database or disk is full")
+        return real_finish(job_id, state, **kwargs)
+
+    def set_flag(key, value, real=h.store.set_flag):
+        if full["on"] and key == "write-test":
+            raise StoreUnwritable(h.paths.state_dir / "jobs.sqlite3", errno.ENOSPC, "database or disk is full")
+        return real(key, value)
+
+    h.store.finish, h.store.set_flag = finish, set_flag
+    job_id = h.drop("a.mp4")
+    assert h.worker.run_once()
+    reason = h.worker.pause_reason
+    assert reason == (f"daemon.state_dir ({h.paths.state_dir}): the disk is full; free some space there; midframe "
+                      "resumes by itself")
+    assert h.job(job_id).state == "running" and h.worker.current()["id"] == job_id
+    h.later(3)
+    assert not h.worker.run_once() and h.worker.pause_reason == reason            # still full
+    full["on"] = False
+    h.later(3)
+    assert h.worker.run_once()                                                     # lifted, queued, claimed
+    assert h.job(job_id).state == "done" and h.worker.pause_reason is None and h.worker.current() is None
+    assert h.outbox_names() == ["a.50fps.mp4"] and len(h.convert.calls) == 1     # published once, not made again
+
+
 def test_recover_finishes_a_move_cut_short(h):
     job_id = h.drop("a.mp4")
     h.store.claim()
@@ -668,7 +747,7 @@ def test_a_source_replaced_while_its_job_ran_leaves_the_new_content_to_a_new_job
         info = (h.paths.inbox / "a.mp4").stat()
         h.store.add(h.paths.inbox / "a.mp4", relpath="a.mp4", size=info.st_size, mtime=info.st_mtime,
                     fingerprint=fingerprint(h.paths.inbox / "a.mp4"))       # the watcher queued it meanwhile
-        raise MediaError(h.paths.inbox / "a.mp4", "is truncated: its video data ends early")
+        raise MediaError(h.paths.inbox / "a.mp4", "is truncated: its video data ends early", incomplete=True)
 
     h.convert.during = replaced
     h.worker.run_once()

@@ -1,35 +1,22 @@
 """Reading a config: YAML text or a mapping validated into ``Config``, every error in words that name
-the file, the key and what is allowed there; CLI overrides validated the same way; the example config
-(``midframe/config.example.yaml``, the defaults) read and written."""
+the file, its line and column, the key, the value and what is allowed there (``_errors``, ``_yaml``);
+CLI overrides validated the same way; the example config (``midframe/config.example.yaml``, the
+defaults) read and written."""
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from midframe.config._errors import Locate, describe_errors
 from midframe.config._paths import default_config_path
 from midframe.config._sections import PROFILE_SECTIONS, Config, _Section
+from midframe.config._yaml import describe_yaml_error, position, read_yaml
 from midframe.errors import ConfigError
-
-
-def _allowed_keys(section_path: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = Config
-    parts = list(section_path)
-    while parts:
-        annotation = model.model_fields[str(parts.pop(0))].annotation
-        if get_origin(annotation) is dict:  # profiles: the next part is a name
-            annotation = get_args(annotation)[1]
-            if not parts:
-                break
-            parts.pop(0)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            break
-        model = annotation
-    return list(model.model_fields)
 
 
 def _inherited(error: dict[str, Any], data: dict[str, Any]) -> bool:
@@ -43,16 +30,8 @@ def _inherited(error: dict[str, Any], data: dict[str, Any]) -> bool:
     return isinstance(section, dict) and loc[3] not in section
 
 
-def _describe(error: dict[str, Any], source: str) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"{source}: unknown key {key!r}; allowed here: {', '.join(_allowed_keys(error['loc'][:-1]))}"
-    value = error.get("input")
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{source}: {key} = {value!r}: {message}"
-
-
-def config_from_mapping(data: Any, *, source: str = "config") -> Config:
+def config_from_mapping(data: Any, *, source: str = "config", locate: Locate | None = None) -> Config:
+    """``data`` validated; ``locate`` (from the YAML's nodes) adds the line and column to each error."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -61,7 +40,7 @@ def config_from_mapping(data: Any, *, source: str = "config") -> Config:
         return Config.model_validate(data)
     except ValidationError as exc:
         errors = [err for err in exc.errors() if not _inherited(err, data)] or exc.errors()
-        raise ConfigError("\n".join(_describe(err, source) for err in errors)) from None
+        raise ConfigError("\n".join(describe_errors(errors, root=Config, source=source, locate=locate))) from None
 
 
 def load_config(path: Path | None) -> Config:
@@ -75,10 +54,11 @@ def load_config(path: Path | None) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data, root = read_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return config_from_mapping(data, source=str(path))
+        raise ConfigError(f"{path}: not valid YAML: {describe_yaml_error(text, exc)}") from None
+    return config_from_mapping(data, source=str(path),
+                               locate=lambda loc, at_key: position(root, loc, at_key=at_key))
 
 
 def with_overrides(section: _Section, **changes: Any) -> Any:
@@ -89,7 +69,7 @@ def with_overrides(section: _Section, **changes: Any) -> Any:
     try:
         return type(section).model_validate({**section.model_dump(), **updates})
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(err, "option") for err in exc.errors())) from None
+        raise ConfigError("\n".join(describe_errors(exc.errors(), root=type(section), source="option"))) from None
 
 
 def example_config_text() -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -82,6 +83,9 @@ class EngineConfig(_Section):
     # Largest difference (0..1) of any thumbnail pixel up to which two frames count as identical and
     # the model is skipped (duplicated frames differ by ~2/255 after encoding, slow motion by 4/255+).
     static_threshold: float = Field(0.01, ge=0.0, le=0.1)
+    # The largest frame (width x height) taken: larger ones are refused before decoding, whatever the
+    # file's size (a few bytes can declare 16000x16000). Default: 8K, 7680x4320.
+    max_frame_pixels: int = Field(7680 * 4320, ge=64 * 64)
 
     @field_validator("target_fps", mode="before")
     @classmethod
@@ -169,6 +173,9 @@ class DaemonConfig(_Section):
     min_free_mb: int = Field(512, ge=0)
     # Another daemon (another state dir) may watch the same inbox on purpose: warn instead of refusing.
     shared_inbox: bool = False
+    # An ffmpeg child (decoder, encoder, muxer, probe) that midframe waits on and that makes no progress
+    # for this long is ended and the job tried again (a stopped process, a network share that hangs).
+    child_stall_seconds: float = Field(120.0, ge=1.0, le=3600.0)
 
     @field_validator("api_host")
     @classmethod
@@ -198,8 +205,52 @@ class ResumeConfig(_Section):
 
 
 class NotificationsConfig(_Section):
+    # Desktop and tray bubbles, and the messages to ``urls``; after-job commands run either way.
     enabled: bool = True
     progress_interval_s: float = Field(60.0, ge=1.0)
+    # Apprise URLs (ntfy://, tgram://, discord://, json://...) that get done, failed, paused and stalled news.
+    urls: tuple[str, ...] = ()
+    # Seconds one message may take to all of ``urls`` before it is given up.
+    send_timeout_s: float = Field(30.0, gt=0.0, le=600.0)
+    # Commands run after a job is done or failed (each a string of words or a list of them).
+    on_done: tuple[tuple[str, ...], ...] = ()
+    on_failed: tuple[tuple[str, ...], ...] = ()
+    # Seconds an after-job command may run before it is killed.
+    command_timeout_s: float = Field(60.0, gt=0.0, le=86400.0)
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            return value
+        for number, url in enumerate(value, 1):
+            # The value itself is never repeated here: a URL holds its service's token.
+            if not isinstance(url, str) or not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://\S", url.strip()):
+                raise ValueError(f"entry {number} is not an Apprise URL (scheme://..., e.g. ntfy://topic)")
+        return tuple(url.strip() for url in value)
+
+    @field_validator("on_done", "on_failed", mode="before")
+    @classmethod
+    def _commands(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            return value
+        commands = []
+        for number, command in enumerate(value, 1):
+            if isinstance(command, str):
+                try:
+                    command = shlex.split(command)
+                except ValueError as exc:
+                    raise ValueError(f"command {number} cannot be split into words ({exc})") from None
+            if not isinstance(command, (list, tuple)) or not command or not all(isinstance(w, str) for w in command):
+                raise ValueError(f"command {number} must be a string or a list of words, not empty")
+            commands.append(tuple(command))
+        return tuple(commands)
 
 
 class LoggingConfig(_Section):

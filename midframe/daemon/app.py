@@ -16,25 +16,39 @@ from typing import Any
 
 from loguru import logger
 
-from midframe.config import Config, EngineConfig, default_config_path, load_config, resolve_paths
+from midframe.config import (
+    Config,
+    EngineConfig,
+    NotificationsConfig,
+    default_config_path,
+    load_config,
+    resolve_paths,
+)
+from midframe.daemon.after_job import after_job_sink
+from midframe.daemon.apprise_sink import apprise_sink
+from midframe.daemon.arrivals import Arrivals
 from midframe.daemon.checks import SettingsCheck
 from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
-from midframe.daemon.files import Identity, fingerprint
 from midframe.daemon.jobs import JobStore
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.folders import check_folders
 from midframe.daemon.lock import InboxLock, StateLock
-from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier, format_duration
+from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier
 from midframe.daemon.pauses import SETTINGS
-from midframe.daemon.profiles import make_profile_folders, profile_of
+from midframe.daemon.profiles import make_profile_folders
+from midframe.daemon.running import doing
 from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
 from midframe.daemon.store import DB_NAME
+from midframe.daemon.store_pause import StoreFileWatch
+from midframe.daemon.unseen import UnseenFailures
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.daemon.worker import Convert, Worker, _pipeline_convert
+from midframe.log import LOG_FILE_NAME
 
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
 FARM_CONNECT_WAIT_S = 8.0
+SINK_CLOSE_S = 10.0  # at a stop, how long queued Apprise messages and after-job commands may still take
 RIFE_WEIGHTS_MODULE = "midframe.engine.interpolators.rife.weights"
 
 
@@ -65,6 +79,10 @@ class Daemon:
             enabled=lambda: self.settings.current_cached().notifications.enabled,
             progress_interval=lambda: self.settings.current_cached().notifications.progress_interval_s,
         )
+        self.sinks = [apprise_sink(self._notification_settings),
+                      after_job_sink(self._notification_settings, job=lambda job_id: self.store.get(job_id))]
+        for sink in self.sinks:
+            self.notifier.subscribe(sink)
         self._store = store
         self._convert = convert
         self._tick_seconds = tick_seconds
@@ -80,6 +98,7 @@ class Daemon:
         self.farm: Any = None  # midframe.farm.coordinator.FarmCoordinator with farm.scheduler set
         self.profile_folders: list[Path] = []
         self._closed = False
+        self._store_watch: StoreFileWatch | None = None
 
     @property
     def store(self) -> JobStore:
@@ -118,7 +137,7 @@ class Daemon:
         convert = self._convert
         if config.farm.scheduler:
             convert = self._start_farm(config, ffmpeg)
-        self.worker = Worker(
+        worker = self.worker = Worker(
             self._store, paths, config=self.settings.current, notifier=self.notifier, ffmpeg=ffmpeg,
             make_interpolator=self._make_interpolator, convert=convert, prepare=self._prepare_engine,
             check_settings=self._settings_check, check_farm=self._farm_problem, slots=self._job_slots,
@@ -134,7 +153,9 @@ class Daemon:
         write_control_file(paths.state_dir, url)
         daemon = config.daemon
         scanner = InboxScanner(
-            paths.inbox, on_arrival=self._on_arrival, extensions=daemon.extensions,
+            paths.inbox, on_arrival=Arrivals(self._store, worker, inbox=paths.inbox, ffmpeg=ffmpeg,
+                                             profiles=lambda: self.settings.current().profiles),
+            extensions=daemon.extensions,
             settle_seconds=daemon.settle_seconds, recursive=daemon.recursive, subfolders=config.profiles,
             excluded=self._own_folders(),
         )
@@ -145,6 +166,8 @@ class Daemon:
         counts = self._store.counts()
         logger.info("midframe daemon ready: {} -> {} (API {}, {} queued, pid {})", paths.inbox, paths.outbox, url,
                     counts["queued"], os.getpid())
+        logger.info("the log is in {}", paths.log_dir / LOG_FILE_NAME)
+        logger.info("the dashboard: `midframe dashboard` opens it in your browser, logged in ({}/)", url)
         self.lifecycle.ready()
 
     def _own_folders(self) -> tuple[Path, ...]:
@@ -159,6 +182,13 @@ class Daemon:
                            opened.moved_to)
             self.notifier.warning(f"the job database was damaged; moved it to {opened.moved_to.name} and started anew")
         return opened.store
+
+    def check_store(self) -> None:
+        """The housekeeping loop's look at the job database's file (``store_pause.StoreFileWatch``)."""
+        if self._store_watch is None and self._store is not None:
+            self._store_watch = StoreFileWatch(self._store, warn=self.notifier.warning)
+        if self._store_watch is not None:
+            self._store_watch.check()
 
     def _start_farm(self, config: Config, ffmpeg: Any) -> Convert:
         """The coordinator (imported only here: a daemon without a farm never loads Dask)."""
@@ -194,7 +224,7 @@ class Daemon:
         for stale in remove_stale_uploads([self.paths.inbox, *self.profile_folders]):
             logger.info("removed {}, left by an upload that was cut short", stale)
         dashboard = Dashboard(self, sessions=Sessions(), config=self.settings.current, inbox=self.paths.inbox,
-                              assets=load_assets())
+                              assets=load_assets(), unseen=self.unseen_failures)
         return ControlServer(self, token=new_token(self.paths.state_dir), port=config.daemon.api_port,
                              host=config.daemon.api_host, web=dashboard)
 
@@ -242,6 +272,9 @@ class Daemon:
             self.server.stop()
             remove_control_file(self.paths.state_dir)
         self.notifier.close()
+        for sink in self.sinks:  # the last news (a job failed just before the stop), briefly
+            if not sink.close(SINK_CLOSE_S):
+                logger.warning("{}: still busy at the stop; what it had left is dropped", sink.name)
         if self._store is not None and clean:
             self._store.close()
         if self.server is not None:
@@ -251,6 +284,9 @@ class Daemon:
         return clean
 
     # --- config and engine ----------------------------------------------------------------------
+
+    def _notification_settings(self) -> NotificationsConfig:
+        return self.settings.current_cached().notifications
 
     def reload_config(self) -> Config:
         return self.settings.reload()
@@ -279,42 +315,6 @@ class Daemon:
         if self.watcher is not None:
             self.watcher.resettle(path, quiet_s)
 
-    # --- arrivals -------------------------------------------------------------------------------
-
-    def _on_arrival(self, path: Path, info: os.stat_result) -> None:
-        """A file settled: queue it, or hand a job that was waiting for it to settle back to the worker."""
-        store = self.store
-        known = store.find(path, size=info.st_size, mtime=info.st_mtime)
-        if known is not None:
-            if known.state == "queued" and known.not_before is not None:
-                store.resettled(known.id, size=info.st_size, mtime=info.st_mtime, fingerprint=known.fingerprint,
-                                identity=Identity.of(info).text())
-                self._wake_worker()
-            return
-        try:
-            print_ = fingerprint(path, size=info.st_size)
-        except OSError as exc:
-            logger.warning("{}: cannot read it ({}); skipping it until it changes", path, exc.strerror or exc)
-            return
-        identity = Identity.of(info).text()
-        relpath = path.relative_to(self.paths.inbox).as_posix()
-        profile = profile_of(relpath, self.settings.current().profiles)
-        job, new = store.add_unless_queued(path, relpath=relpath, size=info.st_size, mtime=info.st_mtime,
-                                           fingerprint=print_, profile=profile, identity=identity)
-        if new:
-            logger.info("job {} queued: {} ({:.1f} MB{})", job.id, relpath, info.st_size / 1e6,
-                        f", profile {profile}" if profile else "")
-        else:
-            # The same job goes on with the file as it is now (a copy that went on after a stall, or a
-            # file that changed while its earlier job was converted).
-            store.resettled(job.id, size=info.st_size, mtime=info.st_mtime, fingerprint=print_, identity=identity)
-            logger.info("job {}: {} settled again ({:.1f} MB)", job.id, job.relpath, info.st_size / 1e6)
-        self._wake_worker()
-
-    def _wake_worker(self) -> None:
-        if self.worker is not None:
-            self.worker.wake()
-
     # --- the control API (ControlTarget) ----------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -326,6 +326,16 @@ class Daemon:
         return {"state": state, "current": current, "queued": counts["queued"], "done": counts["done"],
                 "failed": counts["failed"], "paused_reason": reason,
                 "farm": None if self.farm is None else self.farm.state()}
+
+    def unseen_failures(self) -> dict[str, Any]:
+        """``{"failed_unseen": N, "failed_unseen_names": [...]}``: failures nobody has marked seen yet."""
+        return UnseenFailures(self.store).status()
+
+    def failures_seen(self) -> dict[str, Any]:
+        """A person has seen the failures so far (tray, dashboard): they are no longer marked."""
+        UnseenFailures(self.store).mark_seen()
+        logger.info("the failures so far are marked as seen")
+        return self.unseen_failures()
 
     def pause(self) -> dict[str, Any]:
         assert self.worker is not None
@@ -365,7 +375,8 @@ class Daemon:
         return self.worker.cancel(job_id).to_dict()
 
     def events(self, after: int = 0, *, client: str = "cli") -> dict[str, Any]:
-        return self.event_log.since(after, client=client)
+        # The news feed also says which failures are still news (the tray marks its icon with it).
+        return {**self.event_log.since(after, client=client), **self.unseen_failures()}
 
     def move_to_front(self, job_id: int) -> dict[str, Any]:
         job = self.store.move_to_front(job_id)
@@ -375,19 +386,17 @@ class Daemon:
     def status_line(self) -> str:
         status = self.status()
         current = status["current"]
+        if current and current.get("stalled"):
+            return f"{status['state']}: {current['name']} {current['progress']:.0%}, stalled: {current['stalled']}"
         if current:
-            return (f"{status['state']}: {current['name']} {current['progress']:.0%} ETA "
-                    f"{format_duration(current['eta_s'])}; {status['queued']} queued")
+            now = doing(current["progress"], current["eta_s"], current.get("preparing"))
+            return f"{status['state']}: {current['name']} {now}; {status['queued']} queued"
         return f"{status['state']}; {status['queued']} queued, {status['done']} done, {status['failed']} failed"
 
 
-def _config_path(config_path: Path | None) -> Path | None:
-    if config_path is not None:
-        return Path(config_path)
-    default = default_config_path()
-    return default if default.exists() else None
-
-
 def build_daemon(config_path: Path | None, *, lifecycle: LifecycleListener | None = None) -> Daemon:
-    path = _config_path(config_path)
-    return Daemon(load_config(path), config_path=path, lifecycle=lifecycle)
+    """With no ``--config``, the default file: read if it is there, and watched either way, so a file
+    written after the start (`midframe config init`) is taken like any edit."""
+    path = Path(config_path) if config_path is not None else default_config_path()
+    config = load_config(path) if config_path is not None or path.exists() else Config()
+    return Daemon(config, config_path=path, lifecycle=lifecycle)

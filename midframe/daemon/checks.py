@@ -69,7 +69,7 @@ def trial_encode(output: OutputConfig, *, ffmpeg: Any, folder: Path) -> None:
 
     known = settings_problem(output.codec, output.container)
     if known:
-        raise ConfigError(known)
+        raise ConfigError(known, key="output.codec")
 
     spec = EncodeSpec(width=TRIAL_SIZE, height=TRIAL_SIZE, fps=Fraction(25), input_pix_fmt="rgb24",
                       codec=output.codec, crf=output.crf, preset=output.preset, pix_fmt=output.pix_fmt,
@@ -81,7 +81,8 @@ def trial_encode(output: OutputConfig, *, ffmpeg: Any, folder: Path) -> None:
         done = run(spec.command(ffmpeg, sample, source=source), timeout=120)
         if done.returncode != 0:
             raise ConfigError(f"output.codec = {output.codec!r}: ffmpeg cannot encode with it at pix_fmt "
-                              f"{output.pix_fmt!r}, preset {output.preset!r} ({first_error_line(done.stderr)})")
+                              f"{output.pix_fmt!r}, preset {output.preset!r} ({first_error_line(done.stderr)})",
+                              key="output.codec")
         if not output.container:
             return
         suffix = f".{output.container}"
@@ -90,7 +91,7 @@ def trial_encode(output: OutputConfig, *, ffmpeg: Any, folder: Path) -> None:
                     str(final)], timeout=120)
         if done.returncode != 0:
             raise ConfigError(f"output.container = {output.container!r}: a {suffix} file cannot hold "
-                              f"{output.codec} video ({first_error_line(done.stderr)})")
+                              f"{output.codec} video ({first_error_line(done.stderr)})", key="output.container")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ token (``GET /hello``, see :mod:`midframe.daemon.control_files`).
     POST /pause | /resume | /stop
     GET  /jobs                   [{id, name, path, state, attempts, error, output, frames_done, frames_total}]
     POST /jobs/<id>/retry | /jobs/<id>/cancel | /jobs/<id>/front (first in the queue)
-    GET  /events?after=N&client=NAME
+    GET  /events?after=N&client=NAME    {"events", "last", "failed_unseen", "failed_unseen_names"}
+    POST /failures/seen          the failures so far are seen: {"failed_unseen": 0, "failed_unseen_names": []}
 
 Who may ask is decided in one place, :class:`Gate`, from the request head before any body is read:
 the Host must name an address this server listens on, with its port (against DNS rebinding); a
@@ -77,6 +78,7 @@ class ControlTarget(Protocol):
     def cancel(self, job_id: int) -> dict[str, Any]: ...
     def events(self, after: int = 0, *, client: str = "cli") -> dict[str, Any]: ...
     def move_to_front(self, job_id: int) -> dict[str, Any]: ...
+    def failures_seen(self) -> dict[str, Any]: ...
 
 
 class WebRoutes(Protocol):
@@ -203,6 +205,8 @@ def _route(target: ControlTarget, method: str, path: str, query: Mapping[str, li
         if not _CLIENT_NAME.fullmatch(client):
             raise ValueError("client must be a short name (letters, digits, . _ -)")
         return target.events(_number(_one(query, "after", "0"), "after"), client=client)
+    if method == "POST" and parts == ["failures", "seen"]:
+        return target.failures_seen()
     if method == "POST" and len(parts) == 1 and parts[0] in ("pause", "resume", "stop"):
         return getattr(target, parts[0])()
     if method == "POST" and len(parts) == 3 and parts[0] == "jobs" and parts[2] in ("retry", "cancel", "front"):

@@ -20,6 +20,8 @@ from midframe.daemon.control_files import hello_proof, new_nonce, read_control_f
 from midframe.errors import ControlError, DaemonNotRunning
 
 HELLO_MAX_BYTES = 4096
+# The Quick start's command first; `watch` is the same daemon without the tray.
+HOW_TO_START = "start one with `midframe run`, or `midframe watch` without the tray"
 
 
 def process_alive(pid: int) -> bool:
@@ -54,12 +56,12 @@ class ControlClient:
         data = read_control_file(state_dir)
         token = read_token(state_dir)
         if data is None or token is None:
-            raise DaemonNotRunning(f"no midframe daemon is running on {state_dir} (start one with `midframe watch`)")
+            raise DaemonNotRunning(f"no midframe daemon is running on {state_dir} ({HOW_TO_START})")
         pid = data.get("pid") if isinstance(data.get("pid"), int) else None
         if pid is not None and not process_alive(pid):
             raise DaemonNotRunning(
                 f"no midframe daemon is running on {state_dir}: its control.json was left by process {pid}, "
-                "which has ended (start one with `midframe watch`)"
+                f"which has ended ({HOW_TO_START})"
             )
         return cls(str(data["url"]), token, timeout=timeout, pid=pid)
 
@@ -134,6 +136,10 @@ class ControlClient:
 
     def move_to_front(self, job_id: int) -> dict[str, Any]:
         return self._call("POST", f"/jobs/{int(job_id)}/front")
+
+    def failures_seen(self) -> dict[str, Any]:
+        """The failures so far have been seen; returns ``{"failed_unseen", "failed_unseen_names"}``."""
+        return self._call("POST", "/failures/seen")
 
     def login_links(self) -> dict[str, Any]:
         """A one-time code for the dashboard: ``{"urls": [login link, ...], "expires_s"}``."""

@@ -5,12 +5,21 @@ done (:meth:`Finisher.recover_moves`). Names always come from the name a file ha
 so a retried job never turns ``a.mp4`` into ``a (2).mp4``, in failed/ or in its output's name; a
 source is deleted (``on_success: delete``) only when its output is in the outbox and the file is
 still the one that output was made from.
+
+A source that cannot be moved into done_dir or failed_dir (that disk full, say) stays where it is, with
+one log line; the job's outcome is on record all the same, and the move is tried again later
+(``moves_pending``, :meth:`Finisher.recover_moves`), at start-up too: a full disk never stops a start.
+
+A duplicate (same content, same settings) gets the earlier job's output only when that output still
+reads back as the video it was (:meth:`Finisher.reusable`): there, not modified since, probed whole,
+with the frames the job made. Anything else (gone, damaged, replaced) means a conversion of its own.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -22,17 +31,32 @@ from midframe.daemon import files
 from midframe.daemon.jobs import Job, JobStore
 from midframe.daemon.naming import error_text, output_name
 from midframe.engine.job import PipelineReport
+from midframe.errors import MediaError
 
 ERROR_SUFFIX = ".error.txt"
+# An output's mtime may trail the job's finishing time this much (a share's clock) and still count
+# as untouched since.
+MODIFIED_SLACK_S = 2.0
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """What probing a finished output found."""
+
+    fps: Fraction
+    frames: int
+
 
 class Finisher:
     def __init__(self, store: JobStore, paths: Paths, *, ffmpeg: Any,
-                 probe_fps: Callable[[Path], Fraction] | None = None) -> None:
+                 read_back: Callable[[Path], ReadBack] | None = None) -> None:
         self.store = store
         self.paths = paths
         self.work_root = paths.outbox / files.WORK_DIR_NAME
         self._ffmpeg = ffmpeg
-        self._probe_fps = probe_fps or self._probe
+        self._read_back = read_back or self._probe
+        self.moves_pending = False  # a source's move failed: recover_moves is worth calling again
+        self._unmoved: set[int] = set()  # jobs whose failed move was said in the log
 
     def work_dir(self, job_id: int) -> Path:
         return self.work_root / f"job-{job_id}"
@@ -47,15 +71,19 @@ class Finisher:
 
     # --- names ---------------------------------------------------------------------------------
 
-    def _probe(self, path: Path) -> Fraction:
+    def _probe(self, path: Path) -> ReadBack:
         from midframe.engine.probe import probe
 
-        return probe(path, ffmpeg=self._ffmpeg).fps
+        info = probe(path, ffmpeg=self._ffmpeg)
+        return ReadBack(info.fps, info.frame_count)
 
-    def output_name(self, job: Job, made: Path, report: PipelineReport | None, config: Config) -> str:
-        """The name ``output.name`` gives the job's source as it arrived (``{stem}.{fps}fps{ext}``)."""
-        fps_out: Fraction | str = report.fps_out if report is not None else self._probe_fps(made)
-        engine = report.engine if report is not None else config.engine.name
+    def output_name(self, job: Job, made: Path, report: PipelineReport | ReadBack | None, config: Config) -> str:
+        """The name ``output.name`` gives the job's source as it arrived (``{stem}.{fps}fps{ext}``);
+        without a report (a result left by a crash) ``made`` is read back for its rate."""
+        if report is None:
+            report = self._read_back(made)
+        fps_out: Fraction | str = report.fps_out if isinstance(report, PipelineReport) else report.fps
+        engine = report.engine if isinstance(report, PipelineReport) else config.engine.name
         factor = config.engine.factor if config.engine.target_fps is None else "x"
         # ext: the container the file really has (the plan may have chosen mkv for container: null).
         return output_name(Path(job.name), output=config.output, fps_out=fps_out, factor=factor, engine=engine,
@@ -77,11 +105,30 @@ class Finisher:
         self.dispose_source(self.store.get(job.id) or job, config)
         return final
 
-    def publish_copy(self, job: Job, earlier: Job, config: Config) -> Path:
-        """A duplicate: the earlier job's output, under this job's own name (a hard link or a copy)."""
+    def reusable(self, earlier: Job) -> ReadBack:
+        """The earlier job's output as it reads back now; ``MediaError`` naming it when it cannot stand
+        for a new job's: gone, modified after the job made it, not readable whole, or not the frames
+        the job made."""
         made = Path(earlier.output or "")
-        name = self.output_name(job, made, None, config)
-        final = files.link_or_copy(made, self.output_folder(job), name)
+        try:
+            info = made.stat()
+        except OSError as exc:
+            raise MediaError(made, f"is gone ({exc.strerror or exc})") from None
+        if earlier.finished_at is not None and info.st_mtime > earlier.finished_at + MODIFIED_SLACK_S:
+            raise MediaError(made, f"was modified after job {earlier.id} made it")
+        read = self._read_back(made)
+        if earlier.frames_total and read.frames != earlier.frames_total:
+            raise MediaError(made, f"has {read.frames} frames, not the {earlier.frames_total} job {earlier.id} made")
+        return read
+
+    def publish_copy(self, job: Job, earlier: Job, read: ReadBack, config: Config) -> Path:
+        """A duplicate: the earlier job's output (``read``: as :meth:`reusable` found it), under this
+        job's own name (a hard link or a copy)."""
+        made = Path(earlier.output or "")
+        name = self.output_name(job, made, read, config)
+        folder = self.output_folder(job)
+        final = files.find_link(made, folder, name) or files.link_or_copy(made, folder, name)
+        self.store.set_progress(job.id, frames_done=read.frames, frames_total=read.frames)
         self.store.finish(job.id, "done", output=str(final), duplicate_of=earlier.id)
         self.dispose_source(self.store.get(job.id) or job, config)
         return final
@@ -117,8 +164,26 @@ class Finisher:
                 logger.warning("job {}: not deleting {}: it is no longer the file its output was made from",
                                job.id, source)
             return
-        target = files.move_no_clobber(source, self.paths.done_dir / Path(job.relpath).parent, Path(job.name).name)
+        try:
+            target = files.move_no_clobber(source, self.paths.done_dir / Path(job.relpath).parent, Path(job.name).name)
+        except OSError as exc:
+            self._move_failed(job, "daemon.done_dir", self.paths.done_dir, exc)
+            return
+        self._moved(job, target)
+
+    def _move_failed(self, job: Job, key: str, folder: Path, error: OSError) -> None:
+        """One line per job, however often the move is tried again."""
+        self.moves_pending = True
+        said = logger.debug if job.id in self._unmoved else logger.warning
+        self._unmoved.add(job.id)
+        said("job {}: cannot move {} into {} ({}): {}; it stays where it is, and the move is tried again later",
+             job.id, job.path, key, folder, error.strerror or error)
+
+    def _moved(self, job: Job, target: Path) -> None:
         self.store.set_path(job.id, str(target))
+        if job.id in self._unmoved:
+            self._unmoved.discard(job.id)
+            logger.info("job {}: moved {} to {} at last", job.id, job.path, target)
 
     # --- failed --------------------------------------------------------------------------------
 
@@ -137,16 +202,25 @@ class Finisher:
         if source.parent == folder:
             target = source  # a retried job that failed again stays where it is, under its name
         else:
-            # Shortened if need be so that its error file's name fits beside it too.
-            target = files.move_no_clobber(source, folder, Path(job.name).name, room=len(ERROR_SUFFIX))
-            self.store.set_path(job.id, str(target))
+            try:
+                # Shortened if need be so that its error file's name fits beside it too.
+                target = files.move_no_clobber(source, folder, Path(job.name).name, room=len(ERROR_SUFFIX))
+            except OSError as exc:
+                self._move_failed(job, "daemon.failed_dir", self.paths.failed_dir, exc)
+                return
+            self._moved(job, target)
         text = error_text(original=str(self.paths.inbox / job.relpath), problem=job.error or "unknown",
                           advice=advice or "check the file", job_id=job.id, attempts=job.attempts,
                           max_attempts=config.daemon.max_attempts)
         error_file = target.with_name(target.name + ERROR_SUFFIX)
         partial = error_file.with_name(f".midframe-error-{job.id}.tmp")
-        partial.write_text(text, encoding="utf-8", errors="surrogateescape")  # a name's bytes as the OS gave them
-        os.replace(partial, error_file)
+        try:
+            partial.write_text(text, encoding="utf-8", errors="surrogateescape")  # a name's bytes as the OS gave them
+            os.replace(partial, error_file)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            logger.warning("job {}: cannot write {} ({}); `midframe jobs` has the reason", job.id, error_file,
+                           exc.strerror or exc)
 
     # --- start-up --------------------------------------------------------------------------------
 
@@ -160,8 +234,10 @@ class Finisher:
                 logger.info("removing stale work {}", entry)
                 files.remove_tree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
 
-    def recover_moves(self, jobs: list[Job], config: Config) -> None:
-        """Finish moving the sources of done and failed jobs that a crash left in the inbox."""
+    def recover_moves(self, jobs: list[Job], config: Config, *, retrying: bool = False) -> None:
+        """Finish moving the sources of done and failed jobs that a crash (or, ``retrying``, a failed
+        move) left in the inbox."""
+        self.moves_pending = False
         elsewhere = (self.paths.done_dir, self.paths.failed_dir, self.paths.outbox)
         for job in jobs:
             source = Path(job.path)
@@ -170,8 +246,11 @@ class Finisher:
                 continue
             if not source.exists() or (job.state == "done" and config.daemon.on_success == "keep"):
                 continue
-            logger.info("job {}: finishing the move of {} cut short by a crash", job.id, source)
+            if retrying:
+                logger.debug("job {}: trying again to move {}", job.id, source)
+            else:
+                logger.info("job {}: finishing the move of {} cut short by a crash", job.id, source)
             if job.state == "done":
                 self.dispose_source(job, config)
             else:
-                self.move_to_failed(job, config, advice="see the log of the run that stopped")
+                self.move_to_failed(job, config, advice="" if retrying else "see the log of the run that stopped")

@@ -73,9 +73,9 @@ def check_folders(paths: Paths, config: Config, *,
         if key == STATE:
             continue
         if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"{key} ({folder}) is a file, not a folder; choose a folder")
+            raise ConfigError(f"{key} ({folder}) is a file, not a folder; choose a folder", key=key)
         why = writable(folder)
         if why is not None:
             where = folder if folder.exists() else f"{folder}, or the folder it would be made in,"
             raise ConfigError(f"{key} ({where}) cannot be written ({why}); make it writable for the user "
-                              "midframe runs as, or choose another folder")
+                              "midframe runs as, or choose another folder", key=key)

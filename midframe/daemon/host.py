@@ -4,8 +4,8 @@ service do it (the start-up half of the composition root).
 ``start_daemon`` loads the config, sets up logging (stderr and the log file, or the file alone for a
 service), picks the service manager's listener (systemd from the environment), builds and starts the
 daemon and records its state dir for clients (``locate``). ``serve`` is the housekeeping loop until
-a stop is asked for: signal flags turned into requests, config reloads, status lines, and the
-watchdog keep-alive, sent only while the worker is not stuck (``liveness``). ``finish`` stops the
+a stop is asked for: signal flags turned into requests, config reloads, status lines, a look at the
+job database's file, and the watchdog keep-alive, sent only while the worker is not stuck (``liveness``). ``finish`` stops the
 daemon after its current batch and removes the record. Whoever owns the main thread decides where
 ``serve`` runs: on it (`watch`, the service's thread), or on a thread of its own beside the tray.
 """
@@ -75,6 +75,25 @@ def finish(daemon: Daemon) -> bool:
     return clean
 
 
+class StallNews:
+    """Tells the job events once per stall that the current job's ffmpeg child makes no progress
+    (status shows it at every heartbeat; news goes out once, and again only after it moved on)."""
+
+    def __init__(self, notify: Callable[[int, str, str], None]) -> None:
+        self._notify = notify
+        self._said_for: int | None = None
+
+    def see(self, current: Mapping[str, object] | None) -> None:
+        stalled = current.get("stalled") if current else None
+        if not current or not stalled:
+            self._said_for = None
+            return
+        job_id = int(current["id"])  # type: ignore[call-overload]
+        if self._said_for != job_id:
+            self._said_for = job_id
+            self._notify(job_id, str(current.get("name", "?")), str(stalled))
+
+
 def _worker_running(daemon: Daemon) -> bool:
     # Worker.join(0) returns at once: True when its thread has ended.
     return daemon.worker is None or not daemon.worker.join(0)
@@ -92,6 +111,7 @@ def serve(
     """Look after a started daemon until a stop is asked for (signal, API, ``request_stop``), then
     say ``stopping``. ``finish()`` afterwards."""
     watch = watch or StuckWatch()
+    stalls = StallNews(daemon.notifier.stalled)
     lifecycle = daemon.lifecycle
     next_beat = clock()
     while True:
@@ -109,12 +129,14 @@ def serve(
         now = clock()
         if now >= next_beat:
             next_beat = now + heartbeat_s
-            _beat(daemon, watch, now)
+            daemon.settings.current()  # an edit is taken (and logged) now, not only when a job starts
+            daemon.check_store()
+            _beat(daemon, watch, stalls, now)
     logger.info("stopping after the current batch")
     lifecycle.stopping()
 
 
-def _beat(daemon: Daemon, watch: StuckWatch, now: float) -> None:
+def _beat(daemon: Daemon, watch: StuckWatch, stalls: StallNews, now: float) -> None:
     try:
         status = daemon.status()
     except Exception:  # the job store failing: no keep-alive, so a lasting failure restarts us
@@ -122,6 +144,7 @@ def _beat(daemon: Daemon, watch: StuckWatch, now: float) -> None:
             logger.opt(exception=True).error("cannot read the daemon's status; no more watchdog keep-alives")
         watch.stuck = True
         return
+    stalls.see(status.get("current"))
     was_stuck = watch.stuck
     if watch.alive(status, now=now, worker_running=_worker_running(daemon)):
         if was_stuck:

@@ -31,6 +31,11 @@ class Limits:
     max_body_bytes: int = 64 * 1024
     max_streams: int = 2  # streamed bodies (uploads) at once; each holds a worker while it lasts
     stream_idle_s: float = 30.0  # the longest wait for the next piece of a streamed body
+    # A streamed body's total deadline: after the first ``stream_grace_s`` it must keep an average of
+    # ``stream_min_rate`` bytes a second (so a 1 GB upload has 4.6 h, a trickle of a byte now and then
+    # is cut off after the grace, whatever it declared).
+    stream_grace_s: float = 60.0
+    stream_min_rate: int = 64 * 1024
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ complete ones. Bounds, whatever clients do:
 - ``admit`` sees the head before any of the body is read and may refuse it (authentication, the Host
   check): the refused client's body is then discarded unread;
 - a route that ``streams`` names (an upload) takes a larger body, admitted the same way; a worker hands
-  it to the route's handler piece by piece as it arrives, each piece within ``stream_idle_s``, and at
-  most ``max_streams`` such requests run at once so the other workers stay free for the API;
+  it to the route's handler piece by piece as it arrives, each piece within ``stream_idle_s`` and the
+  whole at an average of ``stream_min_rate`` bytes a second after ``stream_grace_s`` (a total deadline
+  that grows with what arrived), and at most ``max_streams`` such requests run at once so the other
+  workers stay free for the API;
 - every answer closes its connection (``Connection: close``), so a body that was not read can never
   be taken for the next request.
 """
@@ -322,18 +324,28 @@ class HttpServer:
         self._respond(sock, head, make)
 
     def _pieces(self, sock: socket.socket, first: bytes, length: int) -> Iterator[bytes]:
+        limits = self.limits
+        started = self._clock()
         remaining = length
         if first:
             remaining -= len(first)
             yield first
-        sock.settimeout(self.limits.stream_idle_s)
         while remaining > 0:
             if self._stopping.is_set():
                 raise BodyIncomplete("the daemon is stopping")
+            # By when the next byte is due: the grace, plus what arrived so far at the slowest rate taken.
+            due = started + limits.stream_grace_s + (length - remaining) / limits.stream_min_rate
+            left = due - self._clock()
+            if left <= 0:
+                raise BodyIncomplete(f"it arrived slower than {limits.stream_min_rate} bytes a second on average "
+                                     f"after the first {limits.stream_grace_s:g} s")
+            sock.settimeout(min(limits.stream_idle_s, left))
             try:
                 data = sock.recv(min(remaining, 1 << 20))
             except TimeoutError:
-                raise BodyIncomplete(f"nothing arrived for {self.limits.stream_idle_s:g} s") from None
+                if self._clock() >= due:
+                    continue  # said at the top of the loop
+                raise BodyIncomplete(f"nothing arrived for {limits.stream_idle_s:g} s") from None
             except OSError as exc:
                 raise BodyIncomplete(f"the connection failed: {exc.strerror or exc}") from None
             if not data:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from midframe.daemon import files
 from midframe.daemon.jobs import Job
+from midframe.engine.children import Children
 from midframe.engine.job import JobControl
 from midframe.errors import SourceChanged
 
@@ -57,8 +58,8 @@ class GuardedControl(JobControl):
     """The pipeline's pause/abort flags, with the source's identity checked at every checkpoint: between
     batches and right before the join reads the source's audio."""
 
-    def __init__(self, guard: SourceGuard) -> None:
-        super().__init__()
+    def __init__(self, guard: SourceGuard, *, children: Children | None = None) -> None:
+        super().__init__(children=children)
         self.guard = guard
 
     def checkpoint(self, *, poll_s: float = 0.5) -> None:

@@ -33,9 +33,10 @@ from midframe.daemon.outcomes import Outcome
 from midframe.daemon.room import Room
 from midframe.daemon.routing import Router
 from midframe.daemon.running import Running
+from midframe.engine.children import Children
 from midframe.engine.formats import FALLBACK_CONTAINER
 from midframe.engine.job import PipelineReport
-from midframe.errors import Aborted
+from midframe.errors import Aborted, MediaError, StoreUnwritable
 
 Convert = Callable[..., PipelineReport]
 MakeInterpolator = Callable[[EngineConfig], Any]
@@ -80,7 +81,8 @@ class JobFlow:
 
     def run(self, job: Job, config: Config) -> None:
         """Run ``job`` (just claimed) with the top-level ``config``; an error it does not expect still
-        ends as an outcome (the router's), never out of here while the job is running."""
+        ends as an outcome (the router's), never out of here while the job is running; but for
+        ``StoreUnwritable``: with nothing recorded the worker pauses and queues the job again later."""
         try:
             if job.profile is not None and job.profile not in config.profiles:
                 self.router.apply(job, Outcome(
@@ -90,6 +92,8 @@ class JobFlow:
                 return
             config = config.effective(job.profile)
             self._process(job, config)
+        except StoreUnwritable:
+            raise  # nothing can be recorded, so nothing is decided: the worker pauses, the job stays as it is
         except Exception as exc:
             latest = self.store.get(job.id)
             if latest is not None and latest.state == "running":
@@ -106,7 +110,8 @@ class JobFlow:
         job = identified
         staged = self._staged(job, config)
         guard = SourceGuard(job, change=self.finisher.source_change)
-        running = self._begin(job, GuardedControl(guard), config)
+        children = Children(stall_s=config.daemon.child_stall_seconds)
+        running = self._begin(job, GuardedControl(guard, children=children), config)
         job = running.job
         try:
             report = None
@@ -125,6 +130,8 @@ class JobFlow:
             guard.check(rehash=True)  # the last word before anything made from it is published
         except Aborted:
             self._interrupted(running, config)
+        except StoreUnwritable:
+            raise
         except Exception as exc:
             self.router.route(job, exc, config)
         else:
@@ -183,14 +190,20 @@ class JobFlow:
         return running
 
     def _duplicate(self, job: Job, config: Config) -> bool:
-        """Same content, same settings, and the earlier output still there: give it this job's name."""
+        """Same content, same settings, and the earlier output still reads back as it was made: give it
+        this job's name. An earlier output that does not (gone, damaged) is never passed on."""
         for earlier in self.store.done_with_content(job):
-            if earlier.output and Path(earlier.output).is_file():
-                final = self.finisher.publish_copy(job, earlier, config)
-                logger.info("job {}: {} has the same content as job {} and the same settings; its output {} is "
-                            "also {}", job.id, job.relpath, earlier.id, earlier.output, final)
-                self._notifier.done(job.id, job.name, final.name, 0.0)
-                return True
+            try:
+                read = self.finisher.reusable(earlier)
+            except MediaError as exc:
+                logger.info("job {}: {} has the same content as job {}, but its output {} {}; converting it "
+                            "afresh", job.id, job.relpath, earlier.id, exc.path, exc.reason)
+                continue
+            final = self.finisher.publish_copy(job, earlier, read, config)
+            logger.info("job {}: {} has the same content as job {} and the same settings; its output {} is "
+                        "also {}", job.id, job.relpath, earlier.id, earlier.output, final)
+            self._notifier.done(job.id, job.name, final.name, 0.0)
+            return True
         return False
 
     def _interrupted(self, running: Running, config: Config) -> None:

@@ -109,3 +109,23 @@ def hint_for_missing_daemon(location: Location, *, pointer: Path) -> str | None:
         return None
     started = f" (started with --config {found.config})" if found.config else ""
     return f"a midframe daemon{started} recorded the state dir {found.state_dir}"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def config_pickup(target: Path, *, pointer: Path, alive: Callable[[int], bool]) -> str:
+    """Whether the running daemon (the one that recorded itself) will read the config file ``target``,
+    as a sentence for `midframe config init`."""
+    found = read_recorded(pointer)
+    if found is None or (found.pid is not None and not alive(found.pid)):
+        return "no midframe daemon is running; `midframe run` reads this file when it starts"
+    who = f"the running midframe daemon (pid {found.pid})" if found.pid else "the running midframe daemon"
+    if found.config is None:
+        return (f"{who} was started without a config file and does not read this one; restart it "
+                "(`midframe stop`, then `midframe run`) to use it")
+    if not _same_file(found.config, target):
+        return f"{who} reads {found.config}, not this file; restart it with --config {target} to use this one"
+    return (f"{who} reads this file: a saved edit applies from its next job on (folders, watcher and port "
+            "settings after a restart)")

@@ -73,11 +73,12 @@ class MemoryJobStore:
             found = Counter(j.state for j in self._jobs.values())
         return {state: found.get(state, 0) for state in STATES}
 
-    def claim(self, *, now: float | None = None) -> Job | None:
+    def claim(self, *, now: float | None = None, job_id: int | None = None) -> Job | None:
         stamp = wall_time(now)
         with self._lock:
             queued = [j for j in self._jobs.values()
-                      if j.state == "queued" and (j.not_before is None or j.not_before <= stamp)]
+                      if j.state == "queued" and (j.id == job_id if job_id is not None else
+                                                  j.not_before is None or j.not_before <= stamp)]
             if not queued:
                 return None
             job = min(queued, key=lambda j: (j.queue_seq, j.id))

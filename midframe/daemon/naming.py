@@ -117,7 +117,7 @@ def output_name(source: Path, *, output: OutputConfig, fps_out: Fraction | str, 
 
 
 # Settings that change how fast an output is made, not what it holds (or only its name).
-NOT_IN_SETTINGS_KEY = {"engine": {"batch_size", "backend"}, "output": {"name"}}
+NOT_IN_SETTINGS_KEY = {"engine": {"batch_size", "backend", "max_frame_pixels"}, "output": {"name"}}
 
 
 def settings_key(engine: EngineConfig, output: OutputConfig) -> str:

@@ -8,6 +8,11 @@ Every notification becomes an event (``GET /events``), and each is shown once, b
   ``TRAY_GRACE_S`` (it quit, hung or crashed since). An event the daemon showed is marked ``shown``
   so that a tray attaching later does not show it again.
 Without a notification server it is only logged.
+
+On the desktop, news stays: a "done" or "failed" bubble is never closed or replaced by a later one
+(the next job's "converting" and progress bubbles replace only each other), and a "failed" bubble is
+critical, without a time-out, so it stays until it is clicked away. Other sinks (Apprise URLs,
+after-job commands: :mod:`midframe.daemon.sinks`) subscribe to the events (``Notifier.subscribe``).
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ from midframe.log import escape
 
 TRAY_TTL_S = 15.0  # a tray that polled this recently is left to show new events
 TRAY_GRACE_S = 4.0  # ... if it takes them this soon (it polls every second)
-KINDS = ("started", "progress", "done", "failed", "paused", "resumed", "warning")
+KINDS = ("started", "progress", "done", "failed", "paused", "resumed", "stalled", "warning")
+STICKY_KINDS = frozenset({"done", "failed"})  # bubbles that later ones do not close or replace
+CRITICAL_KINDS = frozenset({"failed"})  # bubbles that stay until the person closes them
+BUBBLE_TIMEOUT_MS = 8000
 
 
 @dataclass(frozen=True)
@@ -99,12 +107,15 @@ class _Bubble:
     body: str
     due: float  # monotonic time before which it is not sent
     still_wanted: Callable[[], bool]
+    kind: str = "progress"
 
 
 class DesktopNotifier:
     """Desktop bubbles through ``gdbus`` (or ``notify-send``), sent from a thread of its own so a slow
-    or absent notification server never holds up a job. One bubble is on screen at a time: each new
-    one closes the one before, which the desktop keeps in its history."""
+    or absent notification server never holds up a job. Passing bubbles (started, progress...) are on
+    screen one at a time: each new one closes the passing one before, which the desktop keeps in its
+    history. A done or failed bubble (``STICKY_KINDS``) also closes the passing one before it, but
+    nothing closes it: it stays for its time-out, a failed one (``CRITICAL_KINDS``) until clicked."""
 
     def __init__(self, command: str, *, timeout_s: float = 5.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -117,6 +128,7 @@ class DesktopNotifier:
         self._closing = threading.Event()
         self._failed = False
         self.shown_ids: list[int] = []  # every id the server gave, in order
+        self._passing = 0  # the id of the passing bubble that the next bubble closes (0: none)
 
     @classmethod
     def detect(cls, environ: dict[str, str] | None = None) -> DesktopNotifier | None:
@@ -134,16 +146,17 @@ class DesktopNotifier:
     def uses_gdbus(self) -> bool:
         return os.path.basename(self.command).startswith("gdbus")
 
-    def send(self, title: str, body: str, *, after_s: float = 0.0,
+    def send(self, title: str, body: str, *, kind: str = "progress", after_s: float = 0.0,
              still_wanted: Callable[[], bool] = lambda: True) -> None:
-        """Queue a bubble; with ``after_s``, it waits that long and is sent only if ``still_wanted()``."""
+        """Queue a bubble about an event of ``kind``; with ``after_s``, it waits that long and is sent
+        only if ``still_wanted()``."""
         with self._lock:
             if self._thread is None:
                 self._closing.clear()
                 self._thread = threading.Thread(target=self._run, name="midframe-notify")
                 self._thread.start()
         try:
-            self._queue.put_nowait(_Bubble(title, body, self._monotonic() + after_s, still_wanted))
+            self._queue.put_nowait(_Bubble(title, body, self._monotonic() + after_s, still_wanted, kind))
         except queue.Full:
             logger.debug("desktop notifications are backed up; dropping {!r}", title)
 
@@ -162,10 +175,11 @@ class DesktopNotifier:
             if wait > 0:
                 self._closing.wait(wait)
             if bubble.still_wanted():
-                self._show(bubble.title, bubble.body)
+                self._show(bubble.title, bubble.body, bubble.kind)
 
-    def _show(self, title: str, body: str) -> None:
-        previous = self.shown_ids[-1] if self.shown_ids else 0
+    def _show(self, title: str, body: str, kind: str = "progress") -> None:
+        previous = self._passing
+        critical = kind in CRITICAL_KINDS
         if previous and self.uses_gdbus:
             self._call(["call", "--session", "--dest", "org.freedesktop.Notifications",
                         "--object-path", "/org/freedesktop/Notifications",
@@ -174,15 +188,16 @@ class DesktopNotifier:
             args = ["call", "--session", "--dest", "org.freedesktop.Notifications",
                     "--object-path", "/org/freedesktop/Notifications",
                     "--method", "org.freedesktop.Notifications.Notify",
-                    "midframe", "0", "video-x-generic", title, body, "[]", "{}", "8000"]
-        else:  # notify-send cannot close a bubble: replace the last one instead
+                    "midframe", "0", "video-x-generic", title, body, "[]",
+                    "{'urgency': <byte 2>}" if critical else "{}", "0" if critical else str(BUBBLE_TIMEOUT_MS)]
+        else:  # notify-send cannot close a bubble: replace the last passing one instead
             args = ["--app-name=midframe", "--print-id", *([f"--replace-id={previous}"] if previous else []),
-                    title, body]
+                    *(["--urgency=critical", "--expire-time=0"] if critical else []), title, body]
         answer = self._call(args)
-        if answer is not None:
-            found = notification_id(answer)
-            if found:
-                self.shown_ids.append(found)
+        found = notification_id(answer) if answer is not None else None
+        if found:
+            self.shown_ids.append(found)
+        self._passing = 0 if kind in STICKY_KINDS else (found or 0)
 
     def _call(self, args: list[str]) -> str | None:
         try:
@@ -236,17 +251,29 @@ class Notifier:
         self._interval = progress_interval
         self._clock = clock
         self._last_progress: dict[int, float] = {}
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def subscribe(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener`` with every event from now on, on the thread that emits it (the worker's):
+        it must only hand the event on (``midframe.daemon.sinks.QueuedSink``), never wait."""
+        self._listeners.append(listener)
 
     def _emit(self, kind: str, title: str, body: str = "", *, job_id: int | None = None) -> Event:
         # File names in notifications are escaped like those in log lines (one line, always encodable).
         event = self.events.append(kind, escape(title), escape(body), job_id=job_id)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a sink's fault must not end the job that emitted the event
+                logger.exception("a subscriber of the job events failed on {!r}", event.title)
         if not self._enabled():
             self.events.silence(event.seq)
             return event
         if self.desktop is None:
             return event
         wait = TRAY_GRACE_S if self.events.tray_attached() else 0.0
-        self.desktop.send(event.title, event.body, after_s=wait, still_wanted=lambda: self.events.claim_for_desktop(event.seq))
+        self.desktop.send(event.title, event.body, kind=event.kind, after_s=wait,
+                          still_wanted=lambda: self.events.claim_for_desktop(event.seq))
         return event
 
     def started(self, job_id: int, name: str, *, resumed_at: float | None = None) -> None:
@@ -274,6 +301,9 @@ class Notifier:
 
     def paused(self, reason: str) -> None:
         self._emit("paused", "midframe paused", reason)
+
+    def stalled(self, job_id: int, name: str, sentence: str) -> None:
+        self._emit("stalled", f"midframe: {name} stalled", sentence, job_id=job_id)
 
     def resumed(self) -> None:
         self._emit("resumed", "midframe resumed", "")

@@ -15,7 +15,8 @@ another size or mtime), or it is open for writing, or it                   the f
 looks cut short (truncated, empty, no index yet) and                       no attempt used
 changed less than ``stalled_copy_seconds`` ago
 MediaError about the source: not a video, truncated once  input            failed_dir, with an error file
-the file is quiet, no video stream
+the file is quiet, no video stream, frames over the size
+limit (``engine.max_frame_pixels``)
 a folder the job writes (the outbox) fails a write test   setting          pause; the job stays queued and the
 just afterwards, whatever the error was                                    source in the inbox, its finished
 OutputError; OSError about a folder midframe writes to    setting          result or segments kept; status says
@@ -23,6 +24,9 @@ DeviceError                                               setting          why (
 WeightsError                                              setting          by itself when the problem is gone
 ConfigError (codec, container, engine)                    setting
 FarmUnavailable (farm.scheduler does not answer)          setting          (resolved_by farm: when it is back)
+ChildFailed: an ffmpeg child died by a signal (a kill -9,  transient        retried after a backoff
+the OOM killer) or made no progress and was killed                         (``not_before``), resuming from its
+                                                                           checkpoint; never the input's fault
 TransientError, OutOfMemory, other EngineError,           transient        retried after a backoff
 a timeout, a MediaError about our own output,                              (``not_before``), then failed
 anything unexpected (``internal``)
@@ -36,6 +40,8 @@ render farm's scheduler answers again; ``config_change`` when only
 another try can tell (a codec that one source's container cannot hold), so the job is tried again
 once the config changed and passes the check.
 
+The table reads only types and attributes (``MediaError.incomplete``, ``ConfigError.key``,
+``OutputError.errno``, ``OSError.errno``, ``ChildFailed.signal`` and ``stalled``), never an error's text.
 Texts are for a person: they name the file and the setting or folder, say what went wrong and what
 to do, and never carry an exception class name or a path inside midframe's work folder.
 """
@@ -51,6 +57,7 @@ from pathlib import Path
 from typing import Literal
 
 from midframe.errors import (
+    ChildFailed,
     ConfigError,
     DeviceError,
     EngineError,
@@ -65,8 +72,6 @@ from midframe.errors import (
 Kind = Literal["input", "setting", "changed", "source_changed", "source_gone", "transient"]
 ResolvedBy = Literal["check", "config_change", "space", "write", "farm"]
 
-# Probe verdicts that a copy still under way also produces (the tail or the index is not there yet).
-INCOMPLETE_MARKERS = ("truncated", "is empty", "ends early", "moov atom not found", "without any frames")
 BACKOFF_BASE_S = 30.0
 BACKOFF_CAP_S = 15 * 60.0
 WORK_FILES = "midframe's work files"
@@ -131,11 +136,6 @@ def folder_key(path: Path | str | None, folders: Mapping[str, Path]) -> str | No
     return max(holding)[1] if holding else None
 
 
-def looks_incomplete(reason: str) -> bool:
-    lowered = reason.lower()
-    return any(marker in lowered for marker in INCOMPLETE_MARKERS)
-
-
 def backoff_s(attempt: int, *, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S) -> float:
     """Seconds to wait before try ``attempt + 1`` after ``attempt`` transient failures: 30 s, 60 s, 120 s..."""
     return min(cap_s, base_s * 2 ** max(0, attempt - 1))
@@ -143,20 +143,6 @@ def backoff_s(attempt: int, *, base_s: float = BACKOFF_BASE_S, cap_s: float = BA
 
 def retry_or_fail(attempts: int, max_attempts: int) -> Literal["retry", "fail"]:
     return "retry" if attempts < max_attempts else "fail"
-
-
-def _config_key(message: str) -> str:
-    """The key a ConfigError is about: most name it first (``engine.name = 'x': ...``,
-    ``output.codec (--codec) ...``); the pipeline's output checks say what they could not do."""
-    named = re.match(r"((?:engine|output|daemon|resume|notifications|logging)\.[a-z_]+)\b", message)
-    if named:
-        return named.group(1)
-    lowered = message.lower()
-    if "cannot hold" in lowered:
-        return "output.container"
-    if "ffmpeg" in lowered and "codec" not in lowered:
-        return "ffmpeg"
-    return "output.codec"
 
 
 def source_outcome(ctx: Context) -> Outcome | None:
@@ -176,7 +162,7 @@ def _media(error: MediaError, ctx: Context, say: str) -> Outcome:
         return Outcome("transient", f"the converted video did not read back: {say}",
                        "this is usually a crash of ffmpeg; midframe tries again")
     problem = f"{ctx.name} {speakable(error.reason, work_root=ctx.work_root, renames=ctx.renames)}"
-    if looks_incomplete(error.reason) and ctx.source.changed_ago_s < ctx.stalled_copy_s:
+    if error.incomplete and ctx.source.changed_ago_s < ctx.stalled_copy_s:
         return Outcome("source_changed", problem + " (it may still be arriving)",
                        f"it is looked at again once it has been quiet for {ctx.stalled_copy_s:.0f} s",
                        wait_s=ctx.stalled_copy_s - ctx.source.changed_ago_s)
@@ -212,13 +198,13 @@ def setting_outcome(error: BaseException, *, folders: Mapping[str, Path], work_r
         return Outcome("setting", f"engine.name: the engine needs its model weights ({say})",
                        "run `midframe models fetch`, or choose engine.name: dis", key="engine.name")
     if isinstance(error, ConfigError):
-        key = _config_key(str(error))
+        key = error.key or "config"
         problem = say if say.startswith(key) else f"{key}: {say}"
         return Outcome("setting", problem, "change it in the config", key=key, resolved_by="config_change")
     if isinstance(error, OutputError):
         key = folder_key(error.path, folders) or "outbox"
         reason = speakable(error.reason, work_root=work_root, renames=renames)
-        full = "disk full" in reason
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
         advice = ("free some space there; midframe resumes by itself" if full
                   else "make it writable, or choose another folder; midframe resumes by itself")
         return Outcome("setting", f"{key} ({folders.get(key, error.path)}): {reason}", advice, key=key,
@@ -229,6 +215,15 @@ def setting_outcome(error: BaseException, *, folders: Mapping[str, Path], work_r
     if isinstance(error, OSError):
         return _os_error(error, folders=folders, say=say)
     return None
+
+
+def _child(error: ChildFailed, say: str) -> Outcome:
+    """A child that died by a signal or stalled: what it says about the machine, never about the input."""
+    if error.stalled:
+        return Outcome("transient", say, "its process was ended; midframe tries again and goes on from its last "
+                       "checkpoint (a source on a network share that stopped answering does this)")
+    return Outcome("transient", say, "something outside midframe ended it (the system running out of memory "
+                   "does this); midframe tries again and goes on from its last checkpoint")
 
 
 def classify(error: BaseException, ctx: Context) -> Outcome:
@@ -251,6 +246,8 @@ def classify(error: BaseException, ctx: Context) -> Outcome:
     setting = setting_outcome(error, folders=ctx.folders, work_root=ctx.work_root, renames=ctx.renames)
     if setting is not None:
         return setting
+    if isinstance(error, ChildFailed):
+        return _child(error, f"converting {ctx.name}: {say}")
     if isinstance(error, subprocess.TimeoutExpired):
         return Outcome("transient", "ffmpeg stopped answering and was ended", "midframe tries again")
     if isinstance(error, (TransientError, EngineError)):

@@ -25,6 +25,7 @@ from midframe.daemon.jobs import JobStore
 FLAG = "paused"
 USER = "user"
 SETTINGS, DISK, FARM = "settings", "disk", "farm"  # the names of the daemon's own pauses
+STORE = "store"                      # the job database cannot be written
 FOLDER = "folder"                    # + " <config key>": a folder that cannot be written
 USER_REASON = "paused on request; `midframe resume` continues"
 RECHECK_S = 15.0

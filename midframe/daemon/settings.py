@@ -1,4 +1,5 @@
-"""The config the daemon runs with, re-read between jobs when the file changes (and on SIGHUP).
+"""The config the daemon runs with, re-read between jobs when the file changes (and on SIGHUP); the
+file is watched also when it did not exist at the start. Each reload is logged with what changed.
 
 Engine, output, resume, notification and per-job daemon settings (on_success, max_attempts,
 min_free_mb, stalled_copy_seconds) apply from the next job on; folders, the watcher's settings and the
@@ -31,6 +32,9 @@ RESTART_KEYS = (
 )
 
 
+SHOWN_CHANGES = 8
+
+
 def _value(config: Config, dotted: str) -> object:
     value: object = config
     for part in dotted.split("."):
@@ -38,8 +42,59 @@ def _value(config: Config, dotted: str) -> object:
     return value
 
 
+def _diff(before: object, after: object, key: str) -> list[str]:
+    if isinstance(before, dict) and isinstance(after, dict):
+        changes = []
+        for name in list(before) + [name for name in after if name not in before]:
+            inner = f"{key}.{name}" if key else str(name)
+            if name not in after:
+                changes.append(f"{inner} removed")
+            elif name not in before:
+                changes.append(f"{inner} added")
+            else:
+                changes.extend(_diff(before[name], after[name], inner))
+        return changes
+    return [] if before == after else [f"{key} {_shown(before)} -> {_shown(after)}"]
+
+
+def config_changes(old: Config, new: Config) -> list[str]:
+    """Every key whose value differs, as ``engine.factor 2 -> 3`` (``profiles.slow added``), in the
+    config's order (pure)."""
+    return _diff(old.model_dump(mode="json"), new.model_dump(mode="json"), "")
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == prefix or key.startswith(f"{prefix}.") for prefix in prefixes)
+
+
+def _section(change: str) -> str:
+    parts = change.split(" ")[0].split(".")
+    return ".".join(parts[:2]) if parts[0] == "daemon" else parts[0]
+
+
+def _summary(changes: list[str]) -> str:
+    """``engine changed: engine.factor 2 -> 3``: the sections, then each key."""
+    if not changes:
+        return "nothing changed"
+    sections = list(dict.fromkeys(_section(change) for change in changes))
+    more = len(changes) - SHOWN_CHANGES
+    return (f"{', '.join(sections)} changed: " + ", ".join(changes[:SHOWN_CHANGES])
+            + (f" and {more} more" if more > 0 else ""))
+
+
 class ConfigSource:
-    """The current config; ``current()`` re-reads the file when its mtime or size changed."""
+    """The current config; ``current()`` re-reads the file when its mtime or size changed, also when
+    it did not exist before (a file written after the start is taken like an edit)."""
 
     def __init__(
         self,
@@ -80,14 +135,26 @@ class ConfigSource:
 
     def current(self) -> Config:
         if self.path is not None and (self._file_stamp() != self._stamp or self._clock() >= self._retry_at):
-            return self.reload()
+            return self._reload(asked=False)
         return self._config
 
     def reload(self) -> Config:
+        """Read the file now (SIGHUP), and say so even when nothing changed."""
+        return self._reload(asked=True)
+
+    def _reload(self, *, asked: bool) -> Config:
         with self._lock:
             if self.path is None:
+                if asked:
+                    logger.info("config not reloaded: the daemon was started without a config file")
                 return self._config
-            self._stamp = self._file_stamp()
+            stamp = self._file_stamp()
+            if not asked and stamp == self._stamp and self._clock() < self._retry_at:
+                return self._config  # another thread took this change already
+            self._stamp = stamp
+            if stamp is None:
+                logger.info("config file {} is not there (any more); the settings in force are kept", self.path)
+                return self._config
             try:
                 fresh = load_config(self.path)
             except ConfigError as exc:
@@ -104,12 +171,12 @@ class ConfigSource:
                 return self._config
             self._refused, self._retry_at = None, float("inf")
             old, self._config = self._config, fresh
-        changed = [key for key in ("engine", "output", "resume", "notifications", "daemon.on_success",
-                                   "daemon.max_attempts", "daemon.min_free_mb", "daemon.stalled_copy_seconds")
-                   if _value(old, key) != _value(fresh, key)]
+        changes = config_changes(old, fresh)
         fixed = [key for key in RESTART_KEYS if _value(old, key) != _value(fresh, key)]
-        if changed:
-            logger.info("config reloaded from {}: {} changed (from the next job on)", self.path, ", ".join(changed))
+        later = [change for change in changes if not _under(change.split(" ")[0], RESTART_KEYS)]
+        if later or not fixed:
+            logger.info("config reloaded from {}: {}{}", self.path, _summary(later),
+                        " (from the next job on)" if later else "")
         if fixed:
             logger.warning("config: {} changed; that takes effect after a restart", ", ".join(fixed))
         return fresh

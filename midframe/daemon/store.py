@@ -1,13 +1,22 @@
 """The job table in SQLite (WAL): ``<state_dir>/jobs.sqlite3``, its schema and its migrations. The job
 record, its states and the store interface are midframe.daemon.jobs (re-exported here); the table's
 in-memory twin is midframe.daemon.memory_store.
+
+A write that fails because of the disk (full, read-only, I/O error) is rolled back whole and raised as
+``StoreUnwritable`` (an OSError with its errno and the database's path), which the worker turns into a
+pause. The file is watched too (:meth:`SqliteJobStore.keep_file`): deleted or replaced while the
+daemon runs, it is written back from the open database, so nothing the daemon knows is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,9 +34,18 @@ from midframe.daemon.jobs import (  # the record, its states and errors: importa
     same_file,
     wall_time,
 )
-from midframe.errors import DaemonError
+from midframe.errors import DaemonError, StoreUnwritable
 
 DB_NAME = "jobs.sqlite3"
+# SQLite's primary result codes for a write the disk refused, and the errno each stands for.
+_DISK_CODES = {13: errno.ENOSPC, 10: errno.EIO, 8: errno.EROFS, 14: errno.EACCES}  # FULL, IOERR, READONLY, CANTOPEN
+_COMPANIONS = ("-wal", "-shm")
+
+
+def _disk_failure(path: Path, exc: sqlite3.Error) -> StoreUnwritable | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    number = None if code is None else _DISK_CODES.get(code & 0xFF)
+    return None if number is None else StoreUnwritable(path, number, str(exc))
 
 
 _SCHEMA = """
@@ -100,28 +118,43 @@ class SqliteJobStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30,
-                                   factory=TextSafeConnection)  # names that are not UTF-8 too
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30,
+                             factory=TextSafeConnection)  # names that are not UTF-8 too
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > _SCHEMA_VERSION:
+            db.close()
             raise DaemonError(f"{self.path}: written by a newer midframe (schema {version}); upgrade midframe")
-        self._db.executescript(_SCHEMA)
-        _migrate(self._db, version)
-        self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        db.executescript(_SCHEMA)
+        _migrate(db, version)
+        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        info = os.stat(self.path)
+        self._file = (info.st_dev, info.st_ino)
+        return db
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # a COMMIT the disk refused leaves it open
+                        with contextlib.suppress(sqlite3.Error):
+                            self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                failure = _disk_failure(self.path, exc)
+                if failure is None:
+                    raise
+                raise failure from exc
 
     @staticmethod
     def _job(row: sqlite3.Row | None) -> Job | None:
@@ -184,11 +217,14 @@ class SqliteJobStore:
         found = dict(rows)
         return {state: found.get(state, 0) for state in STATES}
 
-    def claim(self, *, now: float | None = None) -> Job | None:
+    def claim(self, *, now: float | None = None, job_id: int | None = None) -> Job | None:
         stamp = wall_time(now)
         with self._transaction() as db:
-            job = self._one(db, "SELECT * FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?)"
-                                " ORDER BY queue_seq, id LIMIT 1", stamp)
+            if job_id is not None:
+                job = self._one(db, "SELECT * FROM jobs WHERE state = 'queued' AND id = ?", job_id)
+            else:
+                job = self._one(db, "SELECT * FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR"
+                                    " not_before <= ?) ORDER BY queue_seq, id LIMIT 1", stamp)
             if job is None:
                 return None
             db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, updated_at = ?"
@@ -318,6 +354,39 @@ class SqliteJobStore:
                 found.setdefault(job_id, {})[worker] = count
         return found
 
+    def keep_file(self, *, now: float | None = None) -> str | None:
+        """If the database's file was deleted or replaced since it was opened (another inode at its
+        path), write the open database back in its place, a replacement moved aside first; what
+        happened, in words, or None when the file is still the one opened."""
+        with self._lock:
+            try:
+                info = os.stat(self.path)
+            except FileNotFoundError:
+                info = None
+            if info is not None and (info.st_dev, info.st_ino) == self._file:
+                return None
+            happened = "deleted"
+            if info is not None:
+                aside = _free_name(self.path, now)
+                os.replace(self.path, aside)
+                happened = f"replaced by another file (moved to {aside.name})"
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the whole state dir may be gone
+            copy_path = self.path.with_name(f"{self.path.name}.restoring")
+            copy_path.unlink(missing_ok=True)
+            copy = sqlite3.connect(str(copy_path))
+            try:
+                self._db.backup(copy)
+            finally:
+                copy.close()
+            self._db.close()
+            for suffix in _COMPANIONS:  # the old file's: never to be read with the copy
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            os.replace(copy_path, self.path)
+            if os.name != "nt":
+                self.path.chmod(0o600)
+            self._db = self._connect()
+            return happened
+
     def set_scenes(self, job_id: int, scenes: Sequence[Mapping[str, Any]]) -> None:
         with self._transaction() as db:
             db.execute("INSERT INTO job_engine_scenes (job_id, scenes) VALUES (?, ?)"
@@ -331,6 +400,15 @@ class SqliteJobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _free_name(path: Path, now: float | None) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    for number in range(1, 1000):
+        candidate = path.with_name(f"{path.name}.replaced-{stamp}" + (f"-{number}" if number > 1 else ""))
+        if not candidate.exists():
+            return candidate
+    raise FileExistsError(errno.EEXIST, "no free name", str(path))
 
 
 __all__ = ["DB_NAME", "FINAL_STATES", "STATES", "Job", "JobStateError", "JobStore", "SqliteJobStore", "State",

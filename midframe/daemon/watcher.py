@@ -25,6 +25,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from midframe.daemon.files import is_partial_name, is_video_name, open_for_writing
+from midframe.errors import StoreUnwritable
 from midframe.regular import kind_of, open_regular
 
 Arrival = Callable[[Path, os.stat_result], None]
@@ -210,8 +211,11 @@ class InboxScanner:
         for path, info in settled:
             try:
                 self._on_arrival(path, info)
-            except Exception:
-                logger.exception("{}: could not queue it; trying again at the next rescan", path)
+            except Exception as exc:
+                if isinstance(exc, StoreUnwritable):  # the worker's pause says why; no traceback per file
+                    logger.warning("{}: could not queue it ({}); trying again at the next rescan", path, exc)
+                else:
+                    logger.exception("{}: could not queue it; trying again at the next rescan", path)
                 with self._lock:
                     self._handed.pop(path, None)
                 continue

@@ -3,6 +3,13 @@ their own with a render farm's slots), the jobs under way, the pauses (a person'
 ones) and what the control API asks of it (pause, resume, cancel, retry, the current job), and start-up
 recovery after a crash. What happens to one claimed job, from its checks to its outcome, is
 :mod:`midframe.daemon.jobflow`.
+
+A job database that cannot be written (``StoreUnwritable``: its disk full, say) pauses the worker
+(``daemon.state_dir (...): the disk is full``): a job it stopped stays running on record and is shown
+as the current job, held, so ``status`` and ``jobs`` agree; once a write test in the database works
+again (looked at every 2 s) the pause lifts, the job is queued again and resumes from its checkpoint.
+Moves of sources into done_dir or failed_dir that failed (a full disk there) are tried again at every
+rescan of the inbox (``daemon.rescan_seconds``).
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ from midframe.daemon.notify import Notifier
 from midframe.daemon.pauses import FARM, SETTINGS, Pause, Pauses
 from midframe.daemon.room import Room
 from midframe.daemon.routing import Router
-from midframe.daemon.running import Running
+from midframe.daemon.running import Running, job_status
+from midframe.daemon.store_pause import store_pause
 from midframe.engine.job import PipelineReport
+from midframe.errors import MediaError, StoreUnwritable
 
 __all__ = ["Convert", "MakeInterpolator", "Worker"]
 
@@ -80,6 +89,10 @@ class Worker:
                             make_interpolator=make_interpolator, convert=convert, on_status=on_status, clock=clock,
                             stopping=self._stop.is_set, on_begin=self._register, on_end=self._unregister)
         self._config = config
+        self._free_bytes = free_bytes
+        self._clock = clock
+        self._moves_at = float("-inf")
+        self._stranded: dict[int, Job] = {}  # stopped by an unwritable store, still running on record
         self._notifier = notifier
         self._prepare = prepare
         self._check = check_settings
@@ -191,7 +204,10 @@ class Worker:
             for running in held:
                 running.control.pause()
         for running in held:
-            running.store_progress()
+            try:
+                running.store_progress()
+            except StoreUnwritable:
+                pass  # the job stops at its next batch (Running.on_progress) and the worker pauses for it
 
     def _after_lift(self) -> None:
         if self.pauses.active():
@@ -224,11 +240,59 @@ class Worker:
         self._wake.set()
         return job
 
+    def fail_early(self, job_id: int, error: MediaError) -> bool:
+        """A file found not to be a video as it settled (``engine.probe.sniff``): its outcome now, not at
+        its turn behind a long job. The outcome table decides as for any job: a file that looks cut short
+        and changed lately is a copy still arriving and settles again. False when the job was no longer
+        queued (the worker took it meanwhile, and its own probe says the same)."""
+        job = self.store.claim(job_id=job_id)
+        if job is None:
+            return False
+        config = self._config()
+        logger.info("job {}: {} is looked at as it settled: {}", job.id, job.relpath, error.reason)
+        self.router.route(job, error, config.effective(job.profile) if job.profile in config.profiles else config)
+        return True
+
     def current(self) -> dict[str, Any] | None:
-        """The running job (the one started first, when several run) in ``status --json``'s ``current`` shape."""
+        """The running job (the one started first, when several run) in ``status --json``'s ``current``
+        shape; else a job stopped by an unwritable store, as its record has it (running, held)."""
         with self._lock:
             running = min(self._running.values(), key=lambda item: item.started, default=None)
-        return None if running is None else running.status()
+            stranded = min(self._stranded, default=None)
+        if running is not None:
+            return running.status()
+        if stranded is not None:
+            return job_status(self.store.get(stranded) or self._stranded[stranded])
+        return None
+
+    # --- an unwritable job database ----------------------------------------------------------------
+
+    def _store_unwritable(self, error: StoreUnwritable) -> None:
+        self._hold(store_pause(error, paths=self.paths, store=self.store, free_bytes=self._free_bytes))
+
+    def _requeue_stranded(self) -> bool:
+        """Queue again the jobs an unwritable store stopped; False if it still cannot be written."""
+        with self._lock:
+            stranded = list(self._stranded.values())
+        for job in stranded:
+            try:
+                latest = self.store.get(job.id)
+                if latest is not None and latest.state == "running":
+                    self.store.requeue(job.id, interrupted=True)
+                    logger.info("job {} queued again: {}; it resumes from its last checkpoint", job.id, job.name)
+            except StoreUnwritable as exc:
+                self._store_unwritable(exc)
+                return False
+            with self._lock:
+                self._stranded.pop(job.id, None)
+        return True
+
+    def _retry_moves(self, config: Config) -> None:
+        """Sources whose move into done_dir or failed_dir failed (a full disk): tried again now and then."""
+        if not self.finisher.moves_pending or self._clock() < self._moves_at:
+            return
+        self._moves_at = self._clock() + config.daemon.rescan_seconds
+        self.finisher.recover_moves(self.store.jobs(), config, retrying=True)
 
     # --- claiming the next job ----------------------------------------------------------------
 
@@ -242,19 +306,26 @@ class Worker:
             self._after_lift()
         if self.pauses.active():
             return False
+        if not self._requeue_stranded():
+            return False
+        self._retry_moves(config)
         farm = self._check_farm(config)
         if farm is not None:  # the render farm's scheduler is away: the jobs wait for it in the queue
             self._hold(Pause(FARM, farm, self._check_farm))
             return False
         slots = max(1, self._slots(config))
-        with self._lock:
-            if self._claimed >= slots:
-                return False
-            job = self.store.claim(now=self._wall() if now is None else now)
-            self.room.claimed(job)
-            if job is None:
-                return False
-            self._claimed += 1
+        try:
+            with self._lock:
+                if self._claimed >= slots:
+                    return False
+                job = self.store.claim(now=self._wall() if now is None else now)
+                self.room.claimed(job)
+                if job is None:
+                    return False
+                self._claimed += 1
+        except StoreUnwritable as exc:
+            self._store_unwritable(exc)
+            return False
         if slots == 1:
             self._work(job, config)
         else:  # several jobs at once (a render farm's farm.max_jobs): each in a thread of its own
@@ -266,6 +337,10 @@ class Worker:
     def _work(self, job: Job, config: Config) -> None:
         try:
             self.flow.run(job, config)
+        except StoreUnwritable as exc:
+            with self._lock:
+                self._stranded[job.id] = job
+            self._store_unwritable(exc)
         finally:
             with self._lock:
                 self._claimed -= 1

@@ -4,12 +4,14 @@ An ffmpeg child whose stderr is a pipe nobody reads blocks once the pipe's buffe
 64 KiB of log lines), and with it every pipe to and from it. ``FFmpegProcess`` drains stderr on a
 thread into a short ring buffer of lines, so errors can be reported and nothing ever hangs.
 
-A one-shot command (``run``: a probe, a packet scan, a trial encode, the final join) always has a
-time limit: a fixed one for small work, or one that grows with the bytes it must read
-(:func:`timeout_for_bytes`), never above :data:`MAX_TIMEOUT_S`. A command that outlives it is
-killed and reported as a :class:`TransientError` naming the command and the limit. Streaming
-children (decode and encode pipes) have no limit of their own: the daemon's watchdog sees the
-whole job stop moving (``midframe.daemon.liveness``).
+Every child has a progress deadline (``midframe.engine.children``): while midframe waits on it (a
+read from the decoder, a write to the encoder, a one-shot command's end) and it makes no progress
+for ``stall_s`` (``daemon.child_stall_seconds``), its process group is killed and the wait ends in
+``ChildFailed(stalled=True)``; a child that dies by a signal (the OOM killer, a ``kill -9``) is a
+``ChildFailed`` with ``signal`` too. Neither is a verdict on the input: the job is tried again. A
+one-shot command (``run``: a probe, a packet scan, a trial encode, the final join) also has a time
+limit in all: a fixed one for small work, or one that grows with the bytes it must read
+(:func:`timeout_for_bytes`), never above :data:`MAX_TIMEOUT_S`.
 
 Every child gets its own process group (a new session on POSIX, ``CREATE_NEW_PROCESS_GROUP`` on
 Windows), so a Ctrl-C on the terminal reaches midframe, which then stops its children itself.
@@ -22,16 +24,18 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
-from midframe.errors import ConfigError, TransientError
+from midframe.engine.children import Child, Children, child_failure
+from midframe.errors import ChildFailed, ConfigError, TransientError
 
 try:
     import fcntl
@@ -69,6 +73,17 @@ class FFmpeg:
 
     ffmpeg: str
     ffprobe: str | None
+    # The job's children (their progress deadline, and a stop that ends them); None: each child
+    # has a deadline of its own at the default bound.
+    children: Children | None = field(default=None, compare=False, repr=False)
+
+    def watched_by(self, children: Children) -> FFmpeg:
+        """The same binaries, with every child started through them tracked by ``children``."""
+        return replace(self, children=children)
+
+    def run(self, cmd: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, name: str | None = None) -> Completed:
+        """:func:`run` with this job's children."""
+        return run(cmd, timeout=timeout, children=self.children, name=name)
 
     @property
     def version(self) -> tuple[int, int]:
@@ -108,7 +123,7 @@ def find_ffmpeg(configured: str | None = None, *, environ: dict[str, str] | None
         if candidate:
             found = _executable(candidate)
             if found is None:
-                raise ConfigError(f"ffmpeg ({origin}) = {candidate!r}: no such executable")
+                raise ConfigError(f"ffmpeg ({origin}) = {candidate!r}: no such executable", key="ffmpeg")
             return FFmpeg(found, _sibling_ffprobe(found) or _probe_from_env(env))
     on_path = shutil.which("ffmpeg")
     if on_path:
@@ -123,7 +138,7 @@ def find_ffmpeg(configured: str | None = None, *, environ: dict[str, str] | None
         return FFmpeg(bundled, _probe_from_env(env))
     raise ConfigError(
         "ffmpeg not found: install it (apt install ffmpeg), put it on PATH, set MIDFRAME_FFMPEG, "
-        "or pip install imageio-ffmpeg"
+        "or pip install imageio-ffmpeg", key="ffmpeg"
     )
 
 
@@ -158,11 +173,27 @@ def _widen_pipe(fd: int) -> None:
         pass
 
 
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child's whole process group (it leads one: see process_group_options); a stopped
+    child dies of it too."""
+    if proc.poll() is not None:
+        return
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class FFmpegProcess:
     """One ffmpeg child: stdin/stdout as asked, stderr drained on a thread into the last lines.
 
     The child runs in its own process group, so a Ctrl-C on the terminal reaches midframe (which
-    then stops cleanly) and not ffmpeg directly.
+    then stops cleanly) and not ffmpeg directly. Reads and writes through ``read_into`` and
+    ``write`` are waits that the child's progress deadline judges (``children``); ``failure()`` says
+    afterwards whether it died by a signal or was killed for making no progress.
     """
 
     def __init__(
@@ -174,8 +205,11 @@ class FFmpegProcess:
         keep_lines: int = 40,
         on_line: Callable[[str], None] | None = None,
         name: str = "ffmpeg",
+        children: Children | None = None,
+        title: str | None = None,
     ) -> None:
         self.cmd = list(cmd)
+        self.title = title or Path(self.cmd[0]).name
         self._tail: deque[str] = deque(maxlen=keep_lines)
         self._on_line = on_line
         self._proc = subprocess.Popen(
@@ -189,6 +223,9 @@ class FFmpegProcess:
         for pipe in (self._proc.stdin, self._proc.stdout):
             if pipe is not None:
                 _widen_pipe(pipe.fileno())
+        self.children = children or Children()
+        self.child: Child = self.children.track(name=self.title, pid=self._proc.pid,
+                                                kill=lambda: _kill_group(self._proc))
         self._drain = threading.Thread(target=self._read_stderr, name=f"{name}-stderr", daemon=True)
         self._drain.start()
 
@@ -206,10 +243,27 @@ class FFmpegProcess:
     def pid(self) -> int:
         return self._proc.pid
 
+    def read_into(self, view: memoryview) -> int:
+        """One ``readinto`` from stdout, as a wait on the child; 0 at its end (or once it is killed)."""
+        with self.child.waiting():
+            try:
+                n = self.stdout.readinto(view) or 0
+            except (OSError, ValueError):
+                n = 0
+        self.child.moved(n)
+        return n
+
+    def write(self, data: memoryview) -> None:
+        """Write all of ``data`` to stdin, as a wait on the child; raises OSError once it is gone."""
+        with self.child.waiting():
+            self.stdin.write(data)
+        self.child.moved(len(data))
+
     def _read_stderr(self) -> None:
         stream = self._proc.stderr
         assert stream is not None
         for raw in iter(stream.readline, b""):
+            self.child.moved()
             line = raw.decode("utf-8", "replace").rstrip()
             if not line:
                 continue
@@ -225,8 +279,10 @@ class FFmpegProcess:
         return self._proc.poll()
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for exit and for the stderr thread to have read everything; returns the exit code."""
-        code = self._proc.wait(timeout)
+        """Wait for exit (a wait the progress deadline judges) and for the stderr thread to have read
+        everything; returns the exit code."""
+        with self.child.waiting():
+            code = self._proc.wait(timeout)
         self._drain.join(timeout=10)
         for stream in (self._proc.stdin, self._proc.stdout):
             if stream is not None and not stream.closed:
@@ -234,15 +290,18 @@ class FFmpegProcess:
                     stream.close()
                 except OSError:
                     pass
+        self.children.untrack(self.child)
         return code
+
+    def failure(self) -> Exception | None:
+        """Once it ended: ``Aborted`` when its job's stop ended it, ``ChildFailed`` when it was killed
+        for making no progress or died by a signal (or crashed, on Windows), else None (its exit code
+        and stderr say the rest)."""
+        return child_failure(self.child, self._proc.returncode, children=self.children, title=self.title)
 
     def kill(self) -> None:
         """End the child now (idempotent) and reap it."""
-        if self._proc.poll() is None:
-            try:
-                self._proc.kill()
-            except ProcessLookupError:
-                pass
+        _kill_group(self._proc)
         try:
             self.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -259,21 +318,44 @@ class Completed:
         return "\n".join(self.stderr.strip().splitlines()[-lines:])
 
 
-def run(cmd: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S) -> Completed:
+def run(cmd: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, children: Children | None = None,
+        name: str | None = None) -> Completed:
     """Run a command to completion, both outputs captured (communicate drains them: no hang).
 
-    Past ``timeout`` seconds the command is killed and :class:`TransientError` says which one hung.
+    Past ``timeout`` seconds the command is killed and :class:`TransientError` says which one hung;
+    killed for making no progress, or dead by a signal, it is a :class:`ChildFailed`; ended by its
+    job's stop, ``Aborted``.
     """
+    title = name or Path(cmd[0]).name
+    children = children or Children()
+    proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            **process_group_options())  # type: ignore[call-overload]
+    child = children.track(name=title, pid=proc.pid, kill=lambda: _kill_group(proc))
     try:
-        proc = subprocess.run(
-            list(cmd), stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-            **process_group_options(),  # type: ignore[arg-type]
-        )
-    except subprocess.TimeoutExpired:
-        raise TransientError(
-            f"{Path(cmd[0]).name} did not finish within {timeout:.0f} s and was stopped: {describe_command(cmd)}"
-        ) from None
-    return Completed(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+        with child.waiting():
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                try:
+                    proc.communicate(timeout=30)
+                except subprocess.TimeoutExpired:  # unkillable for now (stuck in the kernel): do not wait on
+                    pass
+                if child.killed is None:
+                    raise TransientError(f"{title} did not finish within {timeout:.0f} s and was stopped: "
+                                         f"{describe_command(cmd)}") from None
+                stdout, stderr = b"", b""
+    except BaseException:  # a second Ctrl-C: the child is in a session of its own, nobody else ends it
+        _kill_group(proc)
+        raise
+    finally:
+        children.untrack(child)
+    failed = child_failure(child, proc.returncode, children=children, title=title)
+    if failed is not None:
+        if isinstance(failed, ChildFailed):
+            failed.args = (f"{failed}: {describe_command(cmd)}",)
+        raise failed
+    return Completed(proc.returncode, stdout, stderr.decode("utf-8", "replace"))
 
 
 def describe_command(cmd: Sequence[str], *, limit: int = 300) -> str:

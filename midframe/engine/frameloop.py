@@ -14,6 +14,7 @@ import numpy as np
 
 from midframe.config import EngineConfig
 from midframe.engine import scenes
+from midframe.engine.eta import SteadyRate
 from midframe.engine.interpolators.base import FramePair, Interpolator
 from midframe.engine.job import JobControl, Progress, ProgressCallback
 from midframe.engine.stages import END, Decoder, Encoder
@@ -70,9 +71,9 @@ class FrameLoop:
         self._batch: list[FramePair] = []
         self._pending: list[np.ndarray | _Slot] = []
         self._since_checkpoint = 0
-        self._started = time.monotonic()
+        self._rate = SteadyRate(frames=start, now=time.monotonic())
         self._last_progress = 0.0
-        self._paused_s = 0.0
+        self._preparing: str | None = None
 
     def _fetch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Source frame ``index`` and its thumbnail, reading ahead to it."""
@@ -161,9 +162,19 @@ class FrameLoop:
     def _between_batches(self) -> None:
         self._since_checkpoint = 0
         self._progress()
-        before = time.monotonic()
-        self.control.checkpoint()
-        self._paused_s += time.monotonic() - before
+        self._rate.pause(now=time.monotonic())
+        try:
+            self.control.checkpoint()
+        finally:
+            self._rate.resume(now=time.monotonic())
+
+    def preparing(self, text: str | None) -> None:
+        """The engine says it is doing one-time work for this frame size (``text``), or is done with
+        it (None): reported at once, and the speed measured afresh after it."""
+        self._preparing = text
+        self._progress(force=True)
+        if text is not None:
+            self._rate.rewarm()  # after the sample above, so the preparation counts as warm-up
 
     def _progress(self, *, force: bool = False) -> None:
         if self.on_progress is None:
@@ -172,9 +183,8 @@ class FrameLoop:
         if not force and now - self._last_progress < PROGRESS_INTERVAL_S:
             return
         self._last_progress = now
-        elapsed = now - self._started - self._paused_s
-        made = self.sent - self.start
-        fps = made / elapsed if elapsed > 0 else 0.0
-        remaining = self.timeline.frames_out - self.sent
-        eta = remaining / fps if fps > 0 else (0.0 if remaining == 0 else None)
-        self.on_progress(Progress(self.sent, self.timeline.frames_out, fps, elapsed, eta))
+        rate = self._rate
+        rate.sample(self.sent, now=now)
+        eta = None if self._preparing else rate.eta_s(self.timeline.frames_out)
+        self.on_progress(Progress(self.sent, self.timeline.frames_out, rate.fps(), rate.active_s(now=now), eta,
+                                  preparing=self._preparing))

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from midframe.engine.children import Children
 from midframe.errors import Aborted
 
 
@@ -18,6 +19,9 @@ class Progress:
     fps: float
     elapsed_s: float
     eta_s: float | None
+    # One-time work under way that makes no frames, in words: "preparing RIFE for 1920x1080 (once per
+    # size, about 30 s)"; None once frames are made.
+    preparing: str | None = None
 
     @property
     def fraction(self) -> float:
@@ -28,9 +32,13 @@ ProgressCallback = Callable[[Progress], None]
 
 
 class JobControl:
-    """Flags the frame loop reads between batches: pause holds it, abort ends it with ``Aborted``."""
+    """Flags the frame loop reads between batches: pause holds it, abort ends it with ``Aborted``.
 
-    def __init__(self) -> None:
+    ``children``: the job's ffmpeg children and their progress deadline; an abort also bounds every
+    wait on them (``Children.stop``), so a stop never hangs on a stuck child."""
+
+    def __init__(self, *, children: Children | None = None) -> None:
+        self.children = children or Children()
         self._running = threading.Event()
         self._running.set()
         self._aborted = threading.Event()
@@ -45,6 +53,7 @@ class JobControl:
     def abort(self, reason: str = "stopped") -> None:
         self._reason = reason
         self._aborted.set()
+        self.children.stop(reason)
         self._running.set()
 
     @property
@@ -54,6 +63,11 @@ class JobControl:
     @property
     def aborted(self) -> bool:
         return self._aborted.is_set()
+
+    def raise_if_aborted(self) -> None:
+        """Raise ``Aborted`` once abort was asked for; never blocks (for loops that wait on threads)."""
+        if self._aborted.is_set():
+            raise Aborted(self._reason)
 
     def checkpoint(self, *, poll_s: float = 0.5) -> None:
         """Block while paused; raise ``Aborted`` once abort was asked for."""

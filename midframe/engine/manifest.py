@@ -53,6 +53,18 @@ class Fingerprint:
             tail = hashlib.sha256(handle.read(_HASH_BYTES)).hexdigest()
         return cls(size=stat.st_size, mtime_ns=stat.st_mtime_ns, head=head, tail=tail)
 
+    def content_change(self, other: Fingerprint) -> str | None:
+        """How the file ``other`` was taken of differs in content from this one's, in words; None when it
+        does not. The mtime is left aside: a copy or another machine's view keeps the bytes, not always
+        the time."""
+        if other.size != self.size:
+            return f"has {other.size} bytes, not {self.size}"
+        if other.head != self.head:
+            return "differs in its first MiB"
+        if other.tail != self.tail:
+            return "differs in its last MiB"
+        return None
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -120,8 +132,8 @@ class Manifest:
             with contextlib.suppress(OSError):  # a read-only folder: the error below says so
                 temporary.unlink(missing_ok=True)
             if exc.errno == errno.ENOSPC:
-                raise OutputError(work_dir, "disk full: no space left on device") from None
-            raise OutputError(target, f"cannot write the work manifest: {exc.strerror or exc}") from None
+                raise OutputError(work_dir, "disk full: no space left on device", errno=exc.errno) from None
+            raise OutputError(target, f"cannot write the work manifest: {exc.strerror or exc}", errno=exc.errno) from None
 
 
 def load_manifest(work_dir: Path) -> Manifest | None:

@@ -42,7 +42,8 @@ from midframe.engine.timeline import Timeline
 from midframe.engine.verify import verify_output
 from midframe.engine.videoinfo import VideoInfo
 from midframe.engine.workdir import Job, Renderer, move_into_place, prepare
-from midframe.errors import OutputError, VerificationError, WeightsError
+from midframe.engine.sniff import frame_size_refusal
+from midframe.errors import MediaError, OutputError, VerificationError, WeightsError
 
 MakeInterpolator = Callable[[EngineConfig], Interpolator]
 AUTO_BATCH = 4  # engine.batch_size auto, for an engine that does not say what suits it
@@ -109,14 +110,16 @@ def run_frames(
     threads = thread_plan_for(interpolator)
     batch_size = batch_size_for(engine, interpolator)
     size = queue_frames(reader.frame_bytes, batch_size)
-    decoder = Decoder(reader, size)
-    encoder = Encoder(sink, size)
+    decoder = Decoder(reader, size, interrupted=control.raise_if_aborted)
+    encoder = Encoder(sink, size, interrupted=control.raise_if_aborted)
     loop = FrameLoop(timeline=timeline, start=start, engine=engine, batch_size=batch_size,
                      interpolator=interpolator, decoder=decoder, encoder=encoder, control=control,
                      on_progress=on_progress)
     opencv_threads = cv2.getNumThreads()
     if threads.opencv is not None:
         cv2.setNumThreads(threads.opencv)  # process-wide; given back below
+    if hasattr(interpolator, "on_preparing"):  # an engine with one-time work per frame size (see base)
+        interpolator.on_preparing = loop.preparing
     decoder.start()
     encoder.start()
     try:
@@ -136,6 +139,8 @@ def run_frames(
         raise
     finally:
         cv2.setNumThreads(opencv_threads)
+        if hasattr(interpolator, "on_preparing"):
+            interpolator.on_preparing = None
     decoder.stop()
     encoder.finish()
     waits: dict[str, Any] = {
@@ -235,7 +240,11 @@ def convert(
     started = time.monotonic()
     source, destination, work_dir = Path(source), Path(destination), Path(work_dir)
     control = control or JobControl()
+    ffmpeg = ffmpeg.watched_by(control.children)  # every child of this job: its deadline, and the stop
     info = probe(source, ffmpeg=ffmpeg)
+    too_big = frame_size_refusal(width=info.width, height=info.height, max_pixels=engine.max_frame_pixels)
+    if too_big is not None:
+        raise MediaError(source, too_big)
     fingerprint = Fingerprint.of(source)
     if destination.exists():
         raise OutputError(destination, "already exists; not overwriting it")

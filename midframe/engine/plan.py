@@ -28,7 +28,7 @@ from loguru import logger
 from midframe.config import EngineConfig, OutputConfig, ResumeConfig
 from midframe.engine import formats
 from midframe.engine.colour import is_rgb_pix_fmt, svtav1_params, x265_params
-from midframe.engine.ffmpeg import QUIET, FFmpeg, run
+from midframe.engine.ffmpeg import QUIET, FFmpeg
 from midframe.engine.probe import probe
 from midframe.engine.probe_tools import first_error_line
 from midframe.engine.reader import decode_pix_fmt
@@ -137,7 +137,7 @@ def _choose_encoder(info: VideoInfo, output: OutputConfig, requested: str) -> st
         return formats.follow_source(info.codec, bit_depth=info.bit_depth)
     problem = formats.settings_problem(output.codec, requested) if explicit else None
     if problem:
-        raise ConfigError(problem)
+        raise ConfigError(problem, key="output.codec")
     return output.codec
 
 
@@ -216,13 +216,13 @@ class _Preflight:
     def encode(self, spec: EncodeSpec) -> str | None:
         """None when ffmpeg encodes two frames with ``spec``; else its error."""
         source = ["-f", "lavfi", "-i", f"color=c=gray:s={spec.width}x{spec.height}:r={spec.fps}", "-frames:v", "2"]
-        done = run(spec.command(self.ffmpeg, self.sample, source=source), timeout=120)
+        done = self.ffmpeg.run(spec.command(self.ffmpeg, self.sample, source=source), timeout=120)
         return None if done.returncode == 0 else first_error_line(done.stderr)
 
     def mux_video(self, rotation: int, bitstream_filter: str | None) -> str | None:
         before, after = rotation_args(self.ffmpeg, rotation)
         bsf = ["-bsf:v", bitstream_filter] if bitstream_filter else []
-        done = run(
+        done = self.ffmpeg.run(
             [self.ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", *before, "-i", str(self.sample),
              "-map", "0:v:0", "-c", "copy", *bsf, *after, str(self.final)],
             timeout=120,
@@ -236,7 +236,7 @@ class _Preflight:
             return False
 
     def mux_stream(self, source: Path, index: int, codec_args: list[str]) -> bool:
-        done = run(
+        done = self.ffmpeg.run(
             [self.ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", "-i", str(source), "-map", f"0:{index}",
              *codec_args, "-t", "1", str(self.final)],
             timeout=120,
@@ -325,7 +325,8 @@ def make_plan(
     (the one-shot command sets it from ``-o``), else a wish that falls back to ``mkv``.
     """
     if not destination.suffix:
-        raise ConfigError(f"{destination}: the output needs a file extension (.mp4, .mkv, ...) to choose its container")
+        raise ConfigError(f"{destination}: the output needs a file extension (.mp4, .mkv, ...) to choose its container",
+                          key="output.name")
     requested = destination.suffix.lower().lstrip(".")
     encoder = _choose_encoder(info, output, requested)
     container = _choose_container(info, output, requested, encoder)
@@ -343,12 +344,12 @@ def make_plan(
         if error:
             raise ConfigError(
                 f"output.codec (--codec) {encoder!r} with output.pix_fmt (--pix-fmt) {spec.pix_fmt!r} cannot encode "
-                f"{spec.width}x{spec.height} video: {error}"
+                f"{spec.width}x{spec.height} video: {error}", key="output.codec"
             )
         error = check.mux_video(0, bitstream_filter)
         if error:
             raise ConfigError(f"output.codec (--codec) {encoder}: a .{container} file (output.container or the "
-                              f"output's extension) cannot hold its video: {error}")
+                              f"output's extension) cannot hold its video: {error}", key="output.codec")
         if info.rotation and not (check.mux_video(info.rotation, bitstream_filter) is None
                                   and check.rotation_kept(info.rotation)):
             logger.info("{}: a .{} file cannot carry the rotation here; the frames are turned upright instead",
@@ -357,7 +358,8 @@ def make_plan(
             spec = replace(spec, width=info.display_size[0], height=info.display_size[1])
             error = check.encode(spec)
             if error:
-                raise ConfigError(f"output.codec (--codec) {encoder} cannot encode {spec.width}x{spec.height}: {error}")
+                raise ConfigError(f"output.codec (--codec) {encoder} cannot encode {spec.width}x{spec.height}: {error}",
+                                  key="output.codec")
         streams = _plan_streams(info, container, check)
         if engine.mode == "slowmo":
             streams = _slow_motion_streams(info, streams, container, check, factor=engine.factor,

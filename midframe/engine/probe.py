@@ -59,7 +59,7 @@ def _precheck(path: Path) -> int:
         raise MediaError(path, f"cannot be read: {exc.strerror or exc}") from None
     size = path.stat().st_size
     if size == 0:
-        raise MediaError(path, "is empty (0 bytes)")
+        raise MediaError(path, "is empty (0 bytes)", incomplete=True)
     return size
 
 
@@ -109,9 +109,8 @@ def _hdr(path: Path, ffmpeg: FFmpeg, stream: dict[str, Any], index: int) -> HdrM
         first_frame_side_data(path, ffmpeg, index))
 
 
-def probe(path: Path, *, ffmpeg: FFmpeg) -> VideoInfo:
-    """Everything the pipeline needs to know about ``path``; ``MediaError`` says why it is unusable."""
-    path = Path(path)
+def _looked_at(path: Path, ffmpeg: FFmpeg) -> tuple[int, RawHeader, dict[str, Any]]:
+    """The checks that need only the file's header: its size, header and first video stream."""
     size = _precheck(path)
     header = read_header(path, ffmpeg)
     if STILL_IMAGE_FORMATS.search(header.format_name):
@@ -121,22 +120,39 @@ def probe(path: Path, *, ffmpeg: FFmpeg) -> VideoInfo:
     if refusal is not None:
         raise MediaError(path, refusal)
     stream = _video_stream(path, header.streams)
-    index = int(stream["index"])
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     if width <= 0 or height <= 0:
         raise MediaError(path, "has a video stream of unknown size (damaged header)")
+    return size, header, stream
+
+
+def sniff(path: Path, *, ffmpeg: FFmpeg) -> None:
+    """The quick part of :func:`probe` (one look at the header, no packets read): ``MediaError`` when
+    ``path`` is plainly not a video (text, a still image, a container its name does not name, no video
+    stream). The daemon asks this as a file settles, so a non-video fails then, not at its turn."""
+    _looked_at(Path(path), ffmpeg)
+
+
+def probe(path: Path, *, ffmpeg: FFmpeg) -> VideoInfo:
+    """Everything the pipeline needs to know about ``path``; ``MediaError`` says why it is unusable."""
+    path = Path(path)
+    size, header, stream = _looked_at(path, ffmpeg)
+    index = int(stream["index"])
+    width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
 
     packets, time_base = read_packets(path, ffmpeg, index, positive_fraction(stream.get("time_base")))
     if not packets.pts:
-        raise MediaError(path, "has a video stream without any frames (truncated or damaged)")
+        raise MediaError(path, "has a video stream without any frames (truncated or damaged)", incomplete=True)
     refusal = frames_refusal(frame_count=len(packets.pts), duration=header.format_duration)
     if refusal is not None:
         raise MediaError(path, refusal)
     if any(marker in packets.stderr for marker in TRUNCATION_MARKERS):
-        raise MediaError(path, f"is truncated: its video data ends early ({last_error_line(packets.stderr, path)})")
+        raise MediaError(path, f"is truncated: its video data ends early ({last_error_line(packets.stderr, path)})",
+                         incomplete=True)
     declared = parse_int(str(stream.get("nb_frames", "")))
     if declared and ("mp4" in header.format_name or "mov" in header.format_name) and packets.all_count < declared:
-        raise MediaError(path, f"is truncated: its index lists {declared} frames but only {packets.all_count} are there")
+        raise MediaError(path, f"is truncated: its index lists {declared} frames but only {packets.all_count} are there",
+                         incomplete=True)
 
     last = packets.durations[packets.decode_order_pts.index(packets.pts[-1])] if packets.durations else 0
     found = timing(pts=packets.pts, last_duration=last, time_base=time_base,

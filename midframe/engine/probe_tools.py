@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from midframe.engine.ffmpeg import QUIET, FFmpeg, run, timeout_for_bytes
+from midframe.engine.ffmpeg import QUIET, FFmpeg, timeout_for_bytes
 from midframe.engine.rates import snap_rate
 from midframe.errors import MediaError
 from midframe.regular import open_regular
@@ -78,7 +78,7 @@ def open_failure(path: Path, stderr: str) -> MediaError:
     last = last_error_line(stderr, path)
     if _looks_like_a_container(path):
         detail = "moov atom not found" if "moov atom not found" in stderr else last
-        return MediaError(path, f"is truncated or damaged: ffmpeg cannot open it ({detail})")
+        return MediaError(path, f"is truncated or damaged: ffmpeg cannot open it ({detail})", incomplete=True)
     return MediaError(path, f"is not a video file (ffmpeg cannot read it: {last or 'unknown format'})")
 
 
@@ -104,7 +104,7 @@ class RawHeader:
 
 def _ffprobe_header(path: Path, ffmpeg: FFmpeg) -> RawHeader:
     assert ffmpeg.ffprobe
-    done = run([ffmpeg.ffprobe, "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)])
+    done = ffmpeg.run([ffmpeg.ffprobe, "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)])
     if done.returncode != 0:
         raise open_failure(path, done.stderr)
     try:
@@ -159,13 +159,13 @@ def _ffprobe_packets(path: Path, ffmpeg: FFmpeg, index: int | None) -> dict[int,
     """Packets of stream ``index`` (None: of every stream, in one pass), by stream index."""
     assert ffmpeg.ffprobe
     select = ["-select_streams", str(index)] if index is not None else []
-    done = run(
+    done = ffmpeg.run(
         [ffmpeg.ffprobe, "-v", "error", *select,
          "-show_entries", "packet=stream_index,pts,dts,duration,flags", "-of", "csv=p=0", str(path)],
         timeout=_scan_timeout(path),
     )
     if done.returncode != 0:
-        raise MediaError(path, f"is truncated or damaged: reading its video failed ({done.tail(1)})")
+        raise MediaError(path, f"is truncated or damaged: reading its video failed ({done.tail(1)})", incomplete=True)
     rows: dict[int, list[list[str]]] = {}
     for line in done.stdout.decode("ascii", "replace").splitlines():
         parts = line.split(",")
@@ -214,7 +214,7 @@ def _channels(line: str) -> int | None:
 
 
 def _ffmpeg_header(path: Path, ffmpeg: FFmpeg) -> tuple[RawHeader, str]:
-    done = run([ffmpeg.ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)])
+    done = ffmpeg.run([ffmpeg.ffmpeg, "-hide_banner", "-nostdin", "-i", str(path)])
     text = done.stderr
     if "Input #0" not in text:
         raise open_failure(path, text)
@@ -278,13 +278,13 @@ def _ffmpeg_header(path: Path, ffmpeg: FFmpeg) -> tuple[RawHeader, str]:
 
 def _ffmpeg_packets(path: Path, ffmpeg: FFmpeg, index: int | None) -> dict[int, tuple[RawPackets, Fraction]]:
     """Packets and time base of stream ``index`` (None: every stream, in one pass), by stream index."""
-    done = run(
+    done = ffmpeg.run(
         [ffmpeg.ffmpeg, *QUIET, "-v", "error", "-copyts", "-i", str(path), "-map", "0" if index is None else f"0:{index}",
          "-c", "copy", "-f", "framecrc", "-"],
         timeout=_scan_timeout(path),
     )
     if done.returncode != 0:
-        raise MediaError(path, f"is truncated or damaged: reading its video failed ({done.tail(1)})")
+        raise MediaError(path, f"is truncated or damaged: reading its video failed ({done.tail(1)})", incomplete=True)
     bases: dict[int, Fraction] = {}
     rows: dict[int, list[list[str]]] = {}
     for line in done.stdout.decode("ascii", "replace").splitlines():
@@ -333,7 +333,7 @@ def first_frame_side_data(path: Path, ffmpeg: FFmpeg, index: int) -> list[dict[s
     """The side data of stream ``index``'s first decoded frame (empty without ffprobe or on failure)."""
     if not ffmpeg.ffprobe:
         return []
-    done = run([ffmpeg.ffprobe, "-v", "error", "-select_streams", str(index), "-read_intervals", "%+#1",
+    done = ffmpeg.run([ffmpeg.ffprobe, "-v", "error", "-select_streams", str(index), "-read_intervals", "%+#1",
                 "-show_frames", "-of", "json", str(path)])
     if done.returncode != 0:
         return []

@@ -99,13 +99,14 @@ def render_range(
     final = work_dir / segment_name(start, plan.segment_ext)
     part = final.with_name(f"{final.name}{PART_MARK}{token}")
     threads = thread_plan_for(interpolator)
+    control = control or JobControl()
+    ffmpeg = ffmpeg.watched_by(control.children)
     reader = frame_reader(info, plan, ffmpeg=ffmpeg, start=timeline.frame(start).source, threads=threads.decode)
     sink = _OneFile(part, plan, ffmpeg=ffmpeg, threads=threads.encode)
     try:
         # The same timeline, ending at this segment: the loop stops there and reads no further.
         counts, _waits = run_frames(timeline=replace(timeline, frames_out=end), start=start, engine=engine,
-                                    interpolator=interpolator, reader=reader, sink=sink,
-                                    control=control or JobControl())
+                                    interpolator=interpolator, reader=reader, sink=sink, control=control)
         if sink.writer.frames != end - start:
             raise EngineError(f"segment {start}..{end} got {sink.writer.frames} of {end - start} frames")
         os.replace(part, final)

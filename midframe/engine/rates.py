@@ -33,6 +33,22 @@ def snap_rate(value: Fraction) -> Fraction:
     return value.limit_denominator(1001)
 
 
+# A declared rate this close to a whole or NTSC rate is that rate, written with smaller terms.
+DECLARED_SNAP = Fraction(1, 100_000)
+
+
+def exact_declared(value: Fraction | None) -> Fraction | None:
+    """The container's declared rate, undoing a demuxer's approximation: ffmpeg 5.1 reads a Matroska
+    DefaultDuration as a fraction with terms up to 30000, so 48000/1001 comes back as 7001/146 and
+    60000/1001 as 19001/317 (within 2e-7 of the rate meant); any other rate stays as declared."""
+    if value is None or value <= 0:
+        return value
+    for candidate in (Fraction(round(value)), Fraction(round(value * Fraction(1001, 1000)) * 1000, 1001)):
+        if candidate > 0 and abs(candidate - value) / value < DECLARED_SNAP:
+            return candidate
+    return value
+
+
 def is_vfr(pts: Sequence[int], time_base: Fraction) -> bool:
     """True when frame intervals vary by more than container rounding.
 
@@ -112,6 +128,7 @@ def timing(
 ) -> Timing:
     """The timing of a video stream from its frames' presentation times (sorted, absolute ticks) and the
     last frame's packet duration (0 when unknown)."""
+    declared_rate = exact_declared(declared_rate)
     first = pts[0]
     relative = [stamp - first for stamp in pts]
     for i in range(1, len(relative)):  # broken files repeat timestamps; keep them strictly increasing

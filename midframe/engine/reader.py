@@ -65,7 +65,9 @@ class FrameReader:
     ``keep_rotation``: frames as stored (the writer copies the rotation into the output's metadata);
     otherwise ffmpeg turns them upright. ``conversion``: the YUV -> RGB mapping (the plan's; by
     default the one the source's tags call for). A short read, a decode failure or fewer frames than the
-    probe counted raise ``MediaError``. ``close()`` (any thread) stops it.
+    probe counted raise ``MediaError``; a decoder killed by a signal, or killed for making no
+    progress while a frame was awaited (``ffmpeg.children``' deadline), raises ``ChildFailed``: that
+    says nothing about the file. ``close()`` (any thread) stops it.
     """
 
     def __init__(
@@ -140,13 +142,9 @@ class FrameReader:
         if proc is None:
             return 0
         view = memoryview(frame).cast("B")
-        stdout = proc.stdout
         got = 0
         while got < self.frame_bytes:
-            try:
-                n = stdout.readinto(view[got:])
-            except (OSError, ValueError):
-                n = 0
+            n = proc.read_into(view[got:])
             if not n:
                 break
             got += n
@@ -158,20 +156,35 @@ class FrameReader:
         if got == self.frame_bytes:
             return frame
         if got and not self._closed:
-            raise MediaError(self.info.path, f"is truncated or damaged: a frame ended after {got} of {self.frame_bytes} bytes")
+            self._raise_if_killed()
+            raise MediaError(self.info.path, f"is truncated or damaged: a frame ended after {got} of {self.frame_bytes} bytes",
+                             incomplete=True)
         return None
+
+    def _raise_if_killed(self) -> None:
+        """After the pipe ended early: the decoder's death by a signal or by its deadline, not the file's fault."""
+        proc = self._proc
+        if proc is None:
+            return
+        proc.wait()
+        failure = proc.failure()
+        if failure is not None:
+            raise failure
 
     def _start(self, cmd: list[str], on_line=None) -> None:
         with self._lock:
             if self._closed:
                 return
-            self._proc = FFmpegProcess(cmd, stdout=True, on_line=on_line, name="decode")
+            self._proc = FFmpegProcess(cmd, stdout=True, on_line=on_line, name="decode",
+                                       children=self.ffmpeg.children, title="the decoder")
 
     def _open_seeked(self) -> np.ndarray | None:
         """Start at ``self.start`` by seeking; the first frame, or None when it did not land exactly."""
         first_time = _FirstFrameTime()
         self._start(self._seek_command(), on_line=first_time)
         frame = self._next_frame()
+        if frame is None and not self._closed:
+            self._raise_if_killed()
         if frame is None or self._closed:
             return None
         first_time.seen.wait(10)
@@ -215,6 +228,9 @@ class FrameReader:
             self._stop_process()
             return
         code = proc.wait()
+        failure = proc.failure()
+        if failure is not None:
+            raise failure
         reason = last_error_line(proc.stderr_tail(3), self.info.path)
         if code != 0:
             raise MediaError(self.info.path, f"cannot be decoded: {reason or f'ffmpeg exited with {code}'}")
@@ -223,6 +239,7 @@ class FrameReader:
             self.info.path,
             f"is truncated or damaged: decoding stopped at frame {frame_no} of {self.info.frame_count}"
             + (f" ({reason})" if reason else ""),
+            incomplete=True,
         )
 
     def _stop_process(self) -> None:

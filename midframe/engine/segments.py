@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from midframe.engine.ffmpeg import QUIET, FFmpeg, run, timeout_for_bytes
+from midframe.engine.ffmpeg import QUIET, FFmpeg, timeout_for_bytes
 from midframe.engine.manifest import Manifest, Segment, fsync_file
 from midframe.engine.plan import OutputPlan, rotation_args
 from midframe.engine.timeline import Timeline
@@ -207,8 +207,8 @@ def join(
     # The join reads every segment and the source once and writes the segments' bytes again.
     segment_bytes = sum((work_dir / segment.file).stat().st_size for segment in segments
                         if (work_dir / segment.file).exists())
-    done = run(join_command(ffmpeg=ffmpeg, concat_list=concat_list, info=info, plan=plan, output=output),
-               timeout=timeout_for_bytes(info.size_bytes + 2 * segment_bytes))
+    done = ffmpeg.run(join_command(ffmpeg=ffmpeg, concat_list=concat_list, info=info, plan=plan, output=output),
+                      timeout=timeout_for_bytes(info.size_bytes + 2 * segment_bytes), name="the muxer")
     if done.returncode != 0:
         output.unlink(missing_ok=True)
         raise encoder_failure(output, done.returncode, done.tail(), what="joining the segments into")

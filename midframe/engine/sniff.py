@@ -97,3 +97,17 @@ def frames_refusal(*, frame_count: int, duration: Fraction | None) -> str | None
         return (f"is not a video (ffmpeg found {frame_count} frame{'s' if frame_count != 1 else ''} "
                 "and no duration in it)")
     return None
+
+
+EIGHT_K_PIXELS = 7680 * 4320  # engine.max_frame_pixels's default
+
+
+def frame_size_refusal(*, width: int, height: int, max_pixels: int) -> str | None:
+    """Why frames of ``width`` x ``height`` are refused, or None. A file can declare any size in a few
+    bytes; decoding it takes width x height x 3 bytes a frame, several frames at a time."""
+    pixels = width * height
+    if pixels <= max_pixels:
+        return None
+    return (f"has {width}x{height} frames ({pixels / 1e6:.1f} megapixels), more than engine.max_frame_pixels "
+            f"allows ({max_pixels} pixels, {max_pixels / 1e6:.1f} megapixels; 8K is 7680x4320); raise "
+            "engine.max_frame_pixels if the machine has the memory for it")

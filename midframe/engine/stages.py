@@ -1,7 +1,9 @@
 """The two ffmpeg-side threads of the frame loop, and the bounded queues between them and the model.
 
 ``Decoder`` reads frames ahead and makes their scene thumbnails; ``Encoder`` writes frames behind
-and rolls segments over. Either hands its failure to the model loop, which raises it.
+and rolls segments over. Either hands its failure to the model loop, which raises it. While the model
+loop waits on either, it also looks at its job's stop (``interrupted`` raises ``Aborted``): a thread
+held up by a stuck ffmpeg child must not hold up a stop.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,9 +31,10 @@ def queue_frames(frame_bytes: int, batch_size: int) -> int:
 class Decoder(threading.Thread):
     """Reads frames ahead and makes their thumbnails; hands out ``(index, frame, thumbnail)``."""
 
-    def __init__(self, reader: FrameReader, size: int) -> None:
+    def __init__(self, reader: FrameReader, size: int, *, interrupted: Callable[[], None] = lambda: None) -> None:
         super().__init__(name="midframe-decode", daemon=True)
         self.reader = reader
+        self._interrupted = interrupted
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=size)
         self._halt = threading.Event()
         self.wait_s = 0.0
@@ -63,6 +67,7 @@ class Decoder(threading.Thread):
                 if not self.is_alive():
                     item = END
                     break
+                self._interrupted()
         self.wait_s += time.perf_counter() - started
         if isinstance(item, BaseException):
             raise item
@@ -85,9 +90,10 @@ class FrameSink(Protocol):
 class Encoder(threading.Thread):
     """Writes frames behind the model loop; ``finish`` closes the open segment cleanly."""
 
-    def __init__(self, sink: FrameSink, size: int) -> None:
+    def __init__(self, sink: FrameSink, size: int, *, interrupted: Callable[[], None] = lambda: None) -> None:
         super().__init__(name="midframe-encode", daemon=True)
         self.sink = sink
+        self._interrupted = interrupted
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=size)
         self.error: BaseException | None = None
         self.wait_s = 0.0
@@ -104,7 +110,7 @@ class Encoder(threading.Thread):
             self.error = exc
             self.sink.abort()
 
-    def put(self, frame: Any) -> None:
+    def put(self, frame: Any, *, interruptible: bool = True) -> None:
         started = time.perf_counter()
         while True:
             if self.error is not None:
@@ -115,13 +121,14 @@ class Encoder(threading.Thread):
                 self.queue.put(frame, timeout=0.2)
                 break
             except queue.Full:
-                continue
+                if interruptible:
+                    self._interrupted()
         self.wait_s += time.perf_counter() - started
 
     def finish(self, timeout: float | None = None) -> None:
         """Let everything queued be written and the open segment be closed; raise what failed."""
         if self.is_alive():
-            self.put(END)
+            self.put(END, interruptible=False)  # after a stop too: its children's deadline bounds this
         self.join(timeout)
         if self.error is not None:
             raise self.error

@@ -62,7 +62,8 @@ def _reset_work_dir(work_dir: Path) -> None:
     try:
         work_dir.mkdir(parents=True)
     except OSError as exc:
-        raise OutputError(work_dir.parent, f"cannot create the work folder: {exc.strerror or exc}") from None
+        raise OutputError(work_dir.parent, f"cannot create the work folder: {exc.strerror or exc}",
+                          errno=exc.errno) from None
 
 
 def _matching_manifest(work_dir: Path, fingerprint: Fingerprint, destination: Path, resume: ResumeConfig) -> Manifest | None:
@@ -147,11 +148,11 @@ def move_into_place(joined: Path, destination: Path) -> None:
         return
     except OSError as exc:
         if exc.errno != errno.EXDEV:  # on another file system: copy beside the destination first
-            raise OutputError(destination, f"cannot write it: {exc.strerror or exc}") from None
+            raise OutputError(destination, f"cannot write it: {exc.strerror or exc}", errno=exc.errno) from None
     partial = destination.with_name(f".{destination.name}.midframe-partial")
     try:
         shutil.copyfile(joined, partial)
         os.replace(partial, destination)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise OutputError(destination, f"cannot write it: {exc.strerror or exc}") from None
+        raise OutputError(destination, f"cannot write it: {exc.strerror or exc}", errno=exc.errno) from None

@@ -3,12 +3,14 @@
 ``EncodeSpec`` says everything about how frames are encoded (codec, quality, speed, pixel format,
 the RGB -> YUV conversion, colour tags, HDR parameters, rate); ``FrameWriter`` runs one ffmpeg that
 reads raw frames on stdin. ``finish()``
-checks ffmpeg's exit code: a crash is a ``TransientError`` carrying ffmpeg's last stderr lines, a
-full disk an ``OutputError``. ``abort()`` kills it.
+checks ffmpeg's exit code: a failure is a ``TransientError`` carrying ffmpeg's last stderr lines, a
+death by a signal or a stall (no progress while a frame was written or its end awaited) a
+``ChildFailed``, a full disk an ``OutputError``. ``abort()`` kills it.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -191,8 +193,9 @@ class EncodeSpec:
 
 
 def encoder_failure(path: Path, code: int, stderr_tail: str, what: str = "encoding") -> Exception:
+    # ffmpeg reports a full disk only in words: the one place they are read, turned into an errno here.
     if looks_like_disk_full(stderr_tail):
-        return OutputError(path.parent, "disk full: no space left on device")
+        return OutputError(path.parent, "disk full: no space left on device", errno=errno.ENOSPC)
     detail = stderr_tail.strip() or "no message"
     return TransientError(f"ffmpeg failed {what} {path} (exit code {code}): {detail}")
 
@@ -205,7 +208,8 @@ class FrameWriter:
         self.spec = spec
         self.frames = 0
         self._expected_bytes = spec.width * spec.height * 3 * spec.dtype.itemsize
-        self._proc = FFmpegProcess(spec.command(ffmpeg, self.path, threads=threads), stdin=True, name="encode")
+        self._proc = FFmpegProcess(spec.command(ffmpeg, self.path, threads=threads), stdin=True, name="encode",
+                                   children=ffmpeg.children, title="the encoder")
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != self.spec.frame_shape or frame.dtype != self.spec.dtype:
@@ -215,11 +219,14 @@ class FrameWriter:
             )
         data = memoryview(np.ascontiguousarray(frame)).cast("B")
         try:
-            self._proc.stdin.write(data)
+            self._proc.write(data)
         except (BrokenPipeError, OSError, ValueError):
             code = self._proc.wait()
-            raise encoder_failure(self.path, code, self._proc.stderr_tail()) from None
+            raise self._failure(code) from None
         self.frames += 1
+
+    def _failure(self, code: int) -> Exception:
+        return self._proc.failure() or encoder_failure(self.path, code, self._proc.stderr_tail())
 
     def close_input(self) -> None:
         """Signal the end of the frames; ffmpeg goes on writing the file (see ``running``, ``finish``)."""
@@ -241,7 +248,7 @@ class FrameWriter:
             self._proc.kill()
             raise
         if code != 0:
-            raise encoder_failure(self.path, code, self._proc.stderr_tail())
+            raise self._failure(code)
 
     def abort(self) -> None:
         self._proc.kill()

@@ -50,19 +50,33 @@ def _join(base: str, rest: list[str]) -> str:
     return anchor + "/".join(parts) if anchor else "/".join(parts)
 
 
+def _entry(path: str, path_map: Mapping[str, str]) -> tuple[int, str, str] | None:
+    """The longest folder of ``path_map`` that holds ``path``: (its depth, it, what it maps to)."""
+    key_anchor, key_parts = _key(path)
+    best: tuple[int, str, str] | None = None
+    for here, there in path_map.items():
+        anchor, parts = _key(here)
+        if anchor == key_anchor and key_parts[: len(parts)] == parts and (best is None or len(parts) > best[0]):
+            best = (len(parts), here, there)
+    return best
+
+
 def map_path(path: str, path_map: Mapping[str, str]) -> str:
     """``path`` with the longest matching folder of ``path_map`` replaced by what it maps to.
 
     A path under no mapped folder is returned unchanged (both sides see the share at the same
     place). Only whole components match: ``/mnt/nas`` does not match ``/mnt/nasty``.
     """
-    key_anchor, key_parts = _key(path)
-    best: tuple[int, str] | None = None
-    for here, there in path_map.items():
-        anchor, parts = _key(here)
-        if anchor == key_anchor and key_parts[: len(parts)] == parts and (best is None or len(parts) > best[0]):
-            best = (len(parts), there)
+    best = _entry(path, path_map)
     if best is None:
         return path
-    depth, there = best
+    depth, _, there = best
     return _join(there, _parts(path)[1][depth:])
+
+
+def mapping_said(path: str, path_map: Mapping[str, str]) -> str:
+    """Which entry of ``farm.path_map`` turned the coordinator's ``path`` into this worker's, in words."""
+    best = _entry(path, path_map)
+    if best is None:
+        return "no entry of farm.path_map covers it, so this worker reads the coordinator's path as it is"
+    return f"farm.path_map maps {best[1]} to {best[2]} on this worker"

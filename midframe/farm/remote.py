@@ -13,13 +13,20 @@ from typing import Any
 
 from midframe import errors
 
+# The kind of a worker's refusal to make a segment from a file that is not the coordinator's source
+# (``farm.path_map`` pointing at another copy): the coordinator gives the segment to another worker.
+MISMATCH = "SourceMismatch"
+# What the outcome table reads of an error (see midframe.errors): carried across as plain values.
+ATTRIBUTES = ("incomplete", "key", "errno", "command", "signal", "stalled", "stalled_s")
+
 
 class FarmTaskError(Exception):
     """A segment task failed on ``worker``; ``unfit``: that worker takes no more tasks."""
 
     def __init__(self, kind: str, message: str, *, worker: str, path: str | None = None,
-                 reason: str | None = None, unfit: bool = False) -> None:
+                 reason: str | None = None, unfit: bool = False, attributes: dict[str, Any] | None = None) -> None:
         super().__init__(message)
+        self.attributes = dict(attributes or {})
         self.kind = kind
         self.message = message
         self.worker = worker
@@ -28,15 +35,16 @@ class FarmTaskError(Exception):
         self.unfit = unfit
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_task_error, (self.kind, self.message, self.worker, self.path, self.reason, self.unfit))
+        return (_rebuild_task_error, (self.kind, self.message, self.worker, self.path, self.reason, self.unfit,
+                                      self.attributes))
 
     def __str__(self) -> str:
         return f"on farm worker {self.worker}: {self.message}"
 
 
 def _rebuild_task_error(kind: str, message: str, worker: str, path: str | None, reason: str | None,
-                        unfit: bool) -> FarmTaskError:
-    return FarmTaskError(kind, message, worker=worker, path=path, reason=reason, unfit=unfit)
+                        unfit: bool, attributes: dict[str, Any] | None = None) -> FarmTaskError:
+    return FarmTaskError(kind, message, worker=worker, path=path, reason=reason, unfit=unfit, attributes=attributes)
 
 
 def to_remote(error: BaseException, *, worker: str, unfit: bool = False) -> FarmTaskError:
@@ -45,8 +53,10 @@ def to_remote(error: BaseException, *, worker: str, unfit: bool = False) -> Farm
     reason = getattr(error, "reason", None)
     kind = type(error).__name__ if isinstance(error, errors.MidframeError) else "TransientError"
     message = str(error) if isinstance(error, errors.MidframeError) else f"{type(error).__name__}: {error}"
+    attributes = {name: getattr(error, name) for name in ATTRIBUTES
+                  if isinstance(getattr(error, name, None), (bool, int, float, str))}
     return FarmTaskError(kind, message, worker=worker, path=None if path is None else str(path),
-                         reason=reason, unfit=unfit)
+                         reason=reason, unfit=unfit, attributes=attributes)
 
 
 def from_remote(error: FarmTaskError) -> errors.MidframeError:
@@ -54,9 +64,13 @@ def from_remote(error: FarmTaskError) -> errors.MidframeError:
     cls = getattr(errors, error.kind, None)
     if not (isinstance(cls, type) and issubclass(cls, errors.MidframeError)):
         cls = errors.TransientError
+    extra = error.attributes
     if error.path is not None and error.reason is not None and issubclass(cls, (errors.MediaError, errors.OutputError)):
-        return cls(error.path, f"{error.reason} (on farm worker {error.worker})")
+        try:
+            return cls(error.path, f"{error.reason} (on farm worker {error.worker})", **extra)
+        except TypeError:  # attributes of another release
+            return cls(error.path, f"{error.reason} (on farm worker {error.worker})")
     try:
-        return cls(f"{error.message} (on farm worker {error.worker})")
+        return cls(f"{error.message} (on farm worker {error.worker})", **extra)
     except TypeError:  # an error whose constructor wants more than a message
         return errors.TransientError(f"{error.message} (on farm worker {error.worker})")

@@ -4,6 +4,12 @@ died), submits the others to the farm a window at a time, collects each as it co
 with the worker that made it) into the manifest, and on a stop or an error cancels what is out and waits
 until nothing more is written into the work folder. The Dask client and the farm's state are the
 coordinator's (:mod:`midframe.farm.coordinator`).
+
+Only a segment made from the job's own source is kept: each task carries the manifest's fingerprint
+of the source, and each record says which file its worker read (``source``). A worker that refused a
+segment because it reads another file there (``SourceMismatch``), or whose record names another file
+or none, gets no more of the job's segments (its segment file is deleted and made elsewhere); with no
+other worker left the job fails this attempt with the worker's reason, which names its ``farm.path_map``.
 """
 
 from __future__ import annotations
@@ -23,13 +29,13 @@ from loguru import logger
 
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.job import JobControl, Progress, ProgressCallback
-from midframe.engine.manifest import VERIFY_LAST_SEGMENTS, Manifest, Segment, segment_problem
+from midframe.engine.manifest import VERIFY_LAST_SEGMENTS, Fingerprint, Manifest, Segment, segment_problem
 from midframe.engine.plan import OutputPlan
 from midframe.engine.probe import VideoInfo, count_video_packets
 from midframe.engine.ranges import PART_MARK, segment_ranges
 from midframe.engine.segments import segment_name
-from midframe.errors import FarmUnavailable, TransientError
-from midframe.farm.remote import FarmTaskError, from_remote
+from midframe.errors import FarmUnavailable, SourceChanged, TransientError
+from midframe.farm.remote import MISMATCH, FarmTaskError, from_remote
 from midframe.farm.slots import SLOT
 from midframe.farm.task import RECORD_SUFFIX, SegmentTask, render_segment
 
@@ -47,6 +53,16 @@ def _record(work_dir: Path, segment: Segment) -> dict[str, Any]:
         return json.loads((work_dir / f"{segment.file}{RECORD_SUFFIX}").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+def _made_from(record: Mapping[str, Any], expected: Fingerprint) -> str | None:
+    """Why the segment of ``record`` may not be from the source ``expected`` fingerprints; None if it is."""
+    try:
+        seen = Fingerprint(**record["source"])
+    except (KeyError, TypeError):
+        return "its record does not say which file it was made from"
+    change = expected.content_change(seen)
+    return None if change is None else f"was made from another file (it {change})"
 
 
 def _newest_files(work_dir: Path, segments: list[Segment], count: int) -> set[str]:
@@ -72,6 +88,7 @@ class JobRenderer:
         self.workers: Counter[str] = Counter()
         self.times: list[dict[str, Any]] = []
         self._probed: Any = None
+        self.refused: dict[str, FarmTaskError] = {}  # worker -> why it may not make this job's segments
 
     def _probe_on_farm(self, client: Client, info: VideoInfo) -> Any:
         """The source's probe as Dask data: it travels once to each worker that needs it (from here or
@@ -98,6 +115,8 @@ class JobRenderer:
                 record = _record(work_dir, Segment(file=segment_name(start, plan.segment_ext), start=start,
                                                    end=end, source_end=0))
                 if record.get("start") != start or record.get("end") != end:
+                    continue
+                if _made_from(record, manifest.fingerprint) is not None:
                     continue
                 segment = Segment(file=record["file"], start=start, end=end, source_end=int(record["source_end"]),
                                   size=record.get("size"))
@@ -140,10 +159,12 @@ class JobRenderer:
                 while todo and not control.paused and len(pending) < self.coordinator.window():
                     start, end = todo.popleft()
                     task = SegmentTask(job=work_dir.name, work_dir=str(work_dir), source=str(self.source), start=start,
-                                       end=end, token=uuid.uuid4().hex[:12], stop_event=stop.name)
+                                       end=end, token=uuid.uuid4().hex[:12], stop_event=stop.name,
+                                       fingerprint=manifest.fingerprint)
                     future = client.submit(render_segment, task, self._probe_on_farm(client, info),
                                            key=f"{KEY_PREFIX}-{work_dir.name}-{start}-{task.token}",
-                                           resources=self.coordinator.resources, pure=False)
+                                           resources=self.coordinator.resources, pure=False,
+                                           **self._placement(client))
                     pending[future] = ((start, end), time.monotonic())
                     future.add_done_callback(lambda _future: woken.set())
                     logger.info("{}: segment {}..{} submitted", work_dir.name, start, end)
@@ -171,6 +192,14 @@ class JobRenderer:
             record = future.result()
             segment = Segment(file=record["file"], start=start, end=end, source_end=int(record["source_end"]),
                               size=record.get("size"))
+            foreign = _made_from(record, manifest.fingerprint)
+            if foreign is not None:
+                (work_dir / segment.file).unlink(missing_ok=True)
+                (work_dir / f"{segment.file}{RECORD_SUFFIX}").unlink(missing_ok=True)
+                self._refuse(client, FarmTaskError(MISMATCH, f"{self.source}: its segment {start}..{end} {foreign}",
+                                                   worker=str(record.get("worker", "unknown"))), manifest)
+                todo.appendleft(span)
+                return
             problem = segment_problem(work_dir / segment.file, segment, read_back=True, ffmpeg=self.ffmpeg,
                                       count_frames=self._count_frames)
             if problem is not None:
@@ -195,6 +224,10 @@ class JobRenderer:
                 raise FarmUnavailable(f"farm.scheduler: lost {self.coordinator.scheduler} while converting")
             todo.appendleft(span)  # the scheduler forgot it (restarted): submit it again
             return
+        if isinstance(error, FarmTaskError) and error.kind == MISMATCH:
+            self._refuse(client, error, manifest)
+            todo.appendleft(span)
+            return
         if isinstance(error, FarmTaskError) and error.unfit:
             logger.error("{}: segment {}..{}: {}; trying another worker", work_dir.name, start, end, error)
             if self.coordinator.state()["workers"] <= 1 and not self._fit_workers(client):
@@ -206,6 +239,29 @@ class JobRenderer:
         if isinstance(error, KilledWorker):
             raise TransientError(f"segment {start}..{end} was on {error.last_worker} and two others when they died")
         raise TransientError(f"segment {start}..{end} failed on the farm: {type(error).__name__}: {error}")
+
+    def _refuse(self, client: Client, error: FarmTaskError, manifest: Manifest) -> None:
+        """``error.worker`` reads another file than the job's source: none of the job's segments go there
+        any more. Unless the source itself changed here (then the job is over: ``SourceChanged``), or no
+        other worker is left (the job fails this attempt with the worker's reason)."""
+        change = manifest.fingerprint.content_change(Fingerprint.of(self.source))
+        if change is not None:
+            raise SourceChanged(self.source, f"changed (it {change})")
+        self.refused[error.worker] = error
+        logger.error("{}: {}; its segments go to other workers", self.source.name, error)
+        self._placement(client)
+
+    def _placement(self, client: Client) -> dict[str, Any]:
+        """Where the job's segments may go: anywhere, or the fit workers that did not refuse its source;
+        the last refusal, raised, when there are none."""
+        if not self.refused:
+            return {}
+        workers = client.scheduler_info(n_workers=-1).get("workers", {})
+        allowed = [address for address, meta in workers.items()
+                   if address not in self.refused and meta.get("resources", {}).get(SLOT, 0) > 0]
+        if not allowed:
+            raise from_remote(list(self.refused.values())[-1])
+        return {"workers": allowed, "allow_other_workers": False}
 
     @staticmethod
     def _fit_workers(client: Client) -> bool:

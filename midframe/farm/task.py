@@ -1,14 +1,18 @@
 """The segment task a farm worker runs, and the worker plugin that keeps its engine warm.
 
 A task carries names, not video: the job's work folder and source as the coordinator sees them, the
-segment's output frames, and the coordinator's probe of the source (Dask moves it once to each worker
+segment's output frames, the coordinator's fingerprint of the source (its size and the hashes of its
+first and last MiB: the worker renders only from a file with the same, and says which file it read in
+the segment's record), and the coordinator's probe of the source (Dask moves it once to each worker
 that needs it, so no worker reads a whole film over the share to probe it again). The worker maps the
 names (``farm.path_map``), reads the plan from the work folder's manifest, makes the segment there
 (``midframe.engine.ranges.render_range``) and returns its record. The plugin lives as long as the
 worker process: engines are loaded once per device and reused by every task with the same settings.
 
 A worker that cannot see the shared folder, or lacks what the engine needs (weights, the device),
-says so in the error it returns and offers no slots from then on, so it gets no more tasks.
+says so in the error it returns and offers no slots from then on, so it gets no more tasks. A worker
+that sees another file under the source's name (``farm.path_map`` pointing at another copy) refuses
+the segment with a ``SourceMismatch`` naming the mapping; the coordinator gives it to another worker.
 """
 
 from __future__ import annotations
@@ -31,14 +35,14 @@ from midframe.config import EngineConfig
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.interpolators.base import Interpolator
 from midframe.engine.job import JobControl
-from midframe.engine.manifest import load_manifest
+from midframe.engine.manifest import Fingerprint, load_manifest
 from midframe.engine.pipeline import use_recorded_scenes
 from midframe.engine.plan import OutputPlan, build_timeline
 from midframe.engine.probe import VideoInfo
 from midframe.engine.ranges import render_range
 from midframe.errors import Aborted, DeviceError, MidframeError, TransientError, WeightsError
-from midframe.farm.paths import map_path
-from midframe.farm.remote import FarmTaskError, to_remote
+from midframe.farm.paths import map_path, mapping_said
+from midframe.farm.remote import MISMATCH, FarmTaskError, to_remote
 from midframe.farm.slots import SLOT
 
 PLUGIN_NAME = "midframe"
@@ -59,6 +63,7 @@ class SegmentTask:
     end: int
     token: str  # unique per submission: the part file's name, and the stop event's
     stop_event: str
+    fingerprint: Fingerprint | None = None  # the coordinator's of the source (None: the manifest's)
 
 
 def render_segment(task: SegmentTask, info: VideoInfo) -> dict[str, Any]:
@@ -161,13 +166,11 @@ class FarmPlugin(WorkerPlugin):
             raise FarmTaskError("TransientError", f"no work manifest in {task.work_dir}", worker=self.address)
         engine = EngineConfig.model_validate(manifest.engine)
         plan = OutputPlan.from_json(manifest.plan)
+        expected = task.fingerprint or manifest.fingerprint
         device = self._free.get()
         logger.info("job {}: making segment {}..{} on {}", task.job, task.start, task.end, device)
         try:
-            size = source.stat().st_size
-            if size != manifest.fingerprint.size:
-                raise TransientError(f"{task.source}: this worker sees {size} bytes at {source}, the coordinator "
-                                     f"{manifest.fingerprint.size}; is farm.path_map pointing at another copy?")
+            self._same_source(task, source, expected)
             info = replace(probed, path=source)
             timeline = build_timeline(info, engine)
             if timeline.frames_out != manifest.frames_out:
@@ -183,6 +186,11 @@ class FarmPlugin(WorkerPlugin):
                 work_dir=work_dir, token=task.token, interpolator=interpolator, ffmpeg=self.ffmpeg,
                 control=_StopControl(Event(task.stop_event)),
             )
+            try:  # and still the same once it is made (replaced meanwhile: never handed back)
+                seen = self._same_source(task, source, expected)
+            except FarmTaskError:
+                (work_dir / segment.file).unlink(missing_ok=True)
+                raise
         except FarmTaskError:
             raise
         except Aborted as exc:
@@ -195,12 +203,24 @@ class FarmPlugin(WorkerPlugin):
             raise self._remote(exc, renames) from None
         finally:
             self._free.put(device)
-        record = {**asdict(segment), "worker": self.address, "device": device, "times": asdict(times)}
+        record = {**asdict(segment), "worker": self.address, "device": device, "times": asdict(times),
+                  "source": asdict(seen)}
         (work_dir / f"{segment.file}{RECORD_SUFFIX}").write_text(json.dumps(record), encoding="utf-8")
         self.segments_done += 1
         logger.info("job {}: made segment {}..{} in {:.1f} s on {}", task.job, task.start, task.end,
                     times.total_s, device)
         return record
+
+    def _same_source(self, task: SegmentTask, source: Path, expected: Fingerprint) -> Fingerprint:
+        """This worker's fingerprint of ``source``; a ``SourceMismatch`` naming the path mapping when its
+        content is not the coordinator's (``expected``)."""
+        seen = Fingerprint.of(source)
+        change = expected.content_change(seen)
+        if change is not None:
+            raise FarmTaskError(MISMATCH, f"{task.source}: this worker reads another file at {source} (it {change}); "
+                                f"{mapping_said(task.source, self.path_map)}; point farm.path_map in this worker's "
+                                "config at the share the coordinator reads", worker=self.address)
+        return seen
 
     def _remote(self, error: BaseException, renames: Mapping[str, str]) -> FarmTaskError:
         remote = to_remote(error, worker=self.address)

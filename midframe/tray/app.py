@@ -82,6 +82,7 @@ class TrayApp:
         self.wake = threading.Event()
         self.quit_requested = threading.Event()
         self.view: TrayView = offline_view()
+        self._status: dict[str, Any] = {}  # the daemon's last status answer
 
     # --- talking to the daemon -----------------------------------------------------------------
 
@@ -105,7 +106,8 @@ class TrayApp:
             return self._offline()
         self._starting_until = 0.0
         self.start_error = None
-        self.view = view_from_status(status)
+        self._status = status
+        self.view = view_from_status(status, events)
         return self._new_notifications(events)
 
     def _client_or_none(self) -> Any:
@@ -167,6 +169,8 @@ class TrayApp:
         logger.debug("tray action: {}", action)
         if action in ("open_inbox", "open_outbox", "open_log"):
             self._open(action)
+        elif action == "open_failed":
+            self._open_failed()
         elif action == "start_daemon":
             self.start_error = None
             try:
@@ -190,6 +194,19 @@ class TrayApp:
         folder.mkdir(parents=True, exist_ok=True)
         log_file = folder / LOG_FILE_NAME
         self._opener(log_file if action == "open_log" and log_file.exists() else folder)
+
+    def _open_failed(self) -> None:
+        """The failures line: show failed/ (the files and their .error.txt), and they count as seen."""
+        self._paths.failed_dir.mkdir(parents=True, exist_ok=True)
+        self._opener(self._paths.failed_dir)
+        client = self._client_or_none()
+        if client is None:
+            return
+        try:
+            self.view = view_from_status(self._status, client.failures_seen())
+        except ControlError as exc:
+            logger.warning("marking the failures seen failed: {}", exc)
+            self._client = None
 
     def finish(self) -> None:
         """On quit: stop the daemon too when this tray is the face of ``midframe run``."""
@@ -273,7 +290,7 @@ class TrayIcon:
             self._desktop = DesktopNotifier.detect()
             self._desktop_chosen = True
         if self._desktop is not None:
-            self._desktop.send(notification.title, notification.body)
+            self._desktop.send(notification.title, notification.body, kind=notification.kind)
         elif self.icon.notifications_work and self.icon.HAS_NOTIFICATION:
             # A fresh bubble each time (not a replacement), so the desktop's history keeps them all.
             self.icon.remove_notification()

@@ -15,12 +15,15 @@ _BACKGROUND = {
     "paused": (239, 150, 0),  # amber
     "offline": (198, 40, 40),  # red: the daemon does not answer
 }
+BADGE = (229, 0, 0)  # the dot for failures not yet seen: redder than the offline disc
 _WHITE = (255, 255, 255, 255)
 _TRACK = (255, 255, 255, 90)
 
 
-def draw_icon(state: TrayState, progress: float | None = None, *, size: int = SIZE) -> Image.Image:
-    """An RGBA square: a coloured disc with a white glyph (frames, ring, pause bars or a cross)."""
+def draw_icon(state: TrayState, progress: float | None = None, *, size: int = SIZE,
+              badge: bool = False) -> Image.Image:
+    """An RGBA square: a coloured disc with a white glyph (frames, ring, pause bars or a cross); with
+    ``badge``, a red dot ringed in white at the top right (failures not yet seen)."""
     scale = 4  # drawn large, then reduced, for smooth edges
     big = size * scale
     image = Image.new("RGBA", (big, big), (0, 0, 0, 0))
@@ -39,6 +42,9 @@ def draw_icon(state: TrayState, progress: float | None = None, *, size: int = SI
         width = round(1.8 * unit)
         draw.line((5 * unit, 5 * unit, 11 * unit, 11 * unit), fill=_WHITE, width=width)
         draw.line((11 * unit, 5 * unit, 5 * unit, 11 * unit), fill=_WHITE, width=width)
+    if badge:
+        draw.ellipse((9.6 * unit, 0, 16 * unit - 1, 6.4 * unit), fill=_WHITE)
+        draw.ellipse((10.4 * unit, 0.8 * unit, 15.2 * unit, 5.6 * unit), fill=(*BADGE, 255))
     return image.resize((size, size), Image.Resampling.LANCZOS)
 
 

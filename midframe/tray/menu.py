@@ -9,7 +9,8 @@ from typing import Any, Literal
 from midframe.tray.view import TrayView
 
 Action = Literal[
-    "pause", "resume", "open_inbox", "open_outbox", "open_log", "start_daemon", "stop_daemon", "quit"
+    "pause", "resume", "open_inbox", "open_outbox", "open_log", "open_failed", "start_daemon", "stop_daemon",
+    "quit",
 ]
 
 
@@ -30,6 +31,7 @@ SEPARATOR = None
 def menu_entries(view: TrayView, *, quit_text: str = "Quit tray") -> list[Entry | None]:
     """The menu for ``view``, top to bottom; ``None`` is a separator."""
     entries: list[Entry | None] = [Entry(view.status_line), *([Entry(view.why_line)] if view.why_line else []),
+                                   *([Entry(view.failed_line, "open_failed")] if view.failed_line else []),
                                    SEPARATOR]
     if view.state == "paused":
         entries.append(Entry("Resume", "resume"))

@@ -30,20 +30,22 @@ class TrayView:
     tooltip: str
     ring: int | None = None  # progress in percent (RING_STEP steps) while working
     why_line: str = ""  # paused: the disabled line under the status line that says why
+    failed_line: str = ""  # failures not yet seen: the menu item that opens failed/ and marks them seen
 
     @property
     def online(self) -> bool:
         return self.state != "offline"
 
     @property
-    def icon_key(self) -> tuple[TrayState, int | None]:
+    def icon_key(self) -> tuple[TrayState, int | None, bool]:
         """Two views with the same key draw the same picture."""
-        return self.state, self.ring
+        return self.state, self.ring, bool(self.failed_line)
 
 
 def picture(view: TrayView) -> Image.Image:
-    """The icon for ``view``: the ring drawn from its percent as the 0..1 fraction ``draw_icon`` takes."""
-    return draw_icon(view.state, None if view.ring is None else view.ring / 100)
+    """The icon for ``view``: the ring drawn from its percent as the 0..1 fraction ``draw_icon`` takes,
+    with a red dot while failures are unseen."""
+    return draw_icon(view.state, None if view.ring is None else view.ring / 100, badge=bool(view.failed_line))
 
 
 def offline_view(reason: str = "", *, line: str = "Daemon not answering") -> TrayView:
@@ -51,8 +53,9 @@ def offline_view(reason: str = "", *, line: str = "Daemon not answering") -> Tra
     return TrayView("offline", _clip(escape(line), TOOLTIP_MAX), _clip(tooltip, TOOLTIP_MAX))
 
 
-def view_from_status(status: dict[str, Any]) -> TrayView:
-    """The view of a ``status --json`` answer (DESIGN.md section 3)."""
+def view_from_status(status: dict[str, Any], unseen: dict[str, Any] | None = None) -> TrayView:
+    """The view of a ``status --json`` answer (DESIGN.md section 3), with the failures not yet seen
+    from ``unseen`` (``GET /events``'s ``failed_unseen`` and ``failed_unseen_names``)."""
     state: TrayState = status.get("state") if status.get("state") in ("idle", "working", "paused") else "idle"
     queued = int(status.get("queued") or 0)
     queue_text = f"{queued} queued" + _farm_text(status.get("farm"))
@@ -62,9 +65,13 @@ def view_from_status(status: dict[str, Any]) -> TrayView:
     if current:
         progress = float(current.get("progress") or 0.0)
         percent = progress * 100
-        job = f"{escape(str(current.get('name', '?')))} {percent:.0f}% ETA {format_duration(current.get('eta_s'))}"
+        stalled = current.get("stalled")  # an ffmpeg process made no progress: no ETA then, and why
+        when = "stalled" if stalled else f"ETA {format_duration(current.get('eta_s'))}"
+        job = f"{escape(str(current.get('name', '?')))} {percent:.0f}% {when}"
+        if current.get("preparing") and not stalled:  # no frames yet: what it does, not 0% ETA ?
+            job = f"{escape(str(current.get('name', '?')))}: {escape(str(current['preparing']))}"
         status_line = f"{state.capitalize()}: {job} · {queue_text}"
-        said = f"{job}, {queue_text}"
+        said = f"{job} ({escape(str(stalled))}), {queue_text}" if stalled else f"{job}, {queue_text}"
         tooltip = f"midframe {state}: {said}"
         if state == "working":
             ring = min(int(percent // RING_STEP) * RING_STEP, 100)
@@ -75,7 +82,21 @@ def view_from_status(status: dict[str, Any]) -> TrayView:
     if why:  # first, so that a clipped tooltip loses the file name rather than the reason
         tooltip = f"midframe paused: {why} · {said}"
     why_line = _clip(f"Why: {why}", WHY_MAX) if why else ""
-    return TrayView(state, status_line, _clip(tooltip, TOOLTIP_MAX), ring, why_line)
+    failed = failed_text(unseen or {})
+    if failed:  # first of all: it stays news until seen, whatever runs now
+        tooltip = f"{failed} · {tooltip}"
+    failed_line = _clip(f"{failed} — open failed folder", WHY_MAX) if failed else ""
+    return TrayView(state, status_line, _clip(tooltip, TOOLTIP_MAX), ring, why_line, failed_line)
+
+
+def failed_text(unseen: dict[str, Any]) -> str:
+    """``1 failed: x.mp4`` / ``3 failed: c.mp4, b.mp4, …`` for the failures not yet seen; "" for none."""
+    count = int(unseen.get("failed_unseen") or 0)
+    if count <= 0:
+        return ""
+    names = [escape(str(name)) for name in unseen.get("failed_unseen_names") or []]
+    more = ", …" if count > len(names) else ""
+    return f"{count} failed: {', '.join(names)}{more}" if names else f"{count} failed"
 
 
 def _farm_text(farm: dict[str, Any] | None) -> str:

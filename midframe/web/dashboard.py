@@ -22,13 +22,13 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from midframe.config import Config
+from midframe.config import Config, EngineConfig
 from midframe.daemon import files
-from midframe.daemon.httpd import Head, Request, Response, Stream, error
+from midframe.daemon.httpd import BodyIncomplete, Head, Request, Response, Stream, error
 from midframe.web import assets as pages
 from midframe.web.sessions import Sessions, clear_cookie, cookie_name, session_of, set_cookie
 from midframe.web.upload import UploadRefused, receive, safe_name, upload_folder
-from midframe.web.view import dashboard_state
+from midframe.web.view import dashboard_state, unseen_view
 
 UPLOAD = ("POST", "/dashboard/upload")
 
@@ -38,13 +38,28 @@ class DashboardTarget(Protocol):
     def jobs(self) -> list[dict[str, Any]]: ...
 
 
+def rate_rule(engine: EngineConfig) -> tuple[str, list[str]]:
+    """Which of factor and target_fps decides the output's frames, in words, and the key not used."""
+    if engine.mode == "slowmo":
+        return (f"slow motion: factor {engine.factor} makes it {engine.factor} times longer at the source's rate",
+                ["engine.target_fps"])
+    if engine.target_fps is not None:
+        return (f"target_fps {engine.target_fps} applies: every output frame at its time on the source's "
+                "timeline; factor is not used", ["engine.factor"])
+    return (f"factor {engine.factor} applies: {engine.factor} times the source's frames over the same time "
+            "(target_fps is null)", ["engine.target_fps"])
+
+
 def effective_settings(config: Config, inbox: Path) -> list[dict[str, Any]]:
-    """What a file dropped in each folder is converted with: the inbox's, then each profile's."""
+    """What a file dropped in each folder is converted with: the inbox's, then each profile's; with
+    ``applies``, which of factor and target_fps decides its frame rate, and ``unused``, the other."""
     rows = []
     for name in (None, *config.profiles):
         mine = config.effective(name)
+        applies, unused = rate_rule(mine.engine)
         rows.append({"profile": name, "folder": str(inbox / name if name else inbox),
-                     "engine": mine.engine.model_dump(mode="json"), "output": mine.output.model_dump(mode="json")})
+                     "engine": mine.engine.model_dump(mode="json"), "output": mine.output.model_dump(mode="json"),
+                     "applies": applies, "unused": unused})
     return rows
 
 
@@ -57,13 +72,16 @@ class Dashboard:
     token_routes = frozenset({("POST", "/dashboard/login")})
 
     def __init__(self, target: DashboardTarget, *, sessions: Sessions, config: Callable[[], Config], inbox: Path,
-                 assets: dict[str, pages.Asset], free_bytes: Callable[[Path], int] = files.free_bytes) -> None:
+                 assets: dict[str, pages.Asset], free_bytes: Callable[[Path], int] = files.free_bytes,
+                 unseen: Callable[[], dict[str, Any]] = lambda: {"failed_unseen": 0, "failed_unseen_names": []},
+                 ) -> None:
         self._target = target
         self._sessions = sessions
         self._config = config
         self._inbox = inbox
         self._assets = assets
         self._free_bytes = free_bytes
+        self._unseen = unseen  # failures not yet seen (midframe.daemon.unseen)
         self._port = 0
         self._urls: tuple[str, ...] = ()
 
@@ -102,8 +120,9 @@ class Dashboard:
 
     def state(self) -> dict[str, Any]:
         config = self._config()
-        return dashboard_state(self._target.status(), self._target.jobs(), folders=["", *profile_names(config)],
-                               upload_max_bytes=config.daemon.upload_max_mb << 20)
+        state = dashboard_state(self._target.status(), self._target.jobs(), folders=["", *profile_names(config)],
+                                upload_max_bytes=config.daemon.upload_max_mb << 20)
+        return {**state, "unseen": unseen_view(self._unseen())}
 
     def _login(self, code: str) -> Response:
         session = self._sessions.redeem(code) if code else None
@@ -140,6 +159,8 @@ class Dashboard:
                                free_bytes=self._free_bytes)
         except UploadRefused as exc:
             return error(exc.status, str(exc))
+        except BodyIncomplete:
+            raise  # the client's doing, not the disk's: the server answers 400 "the body ended early"
         except OSError as exc:
             logger.warning("dashboard: could not save the upload {} in {}: {}", name, folder, exc.strerror or exc)
             return error(HTTPStatus.INSUFFICIENT_STORAGE, f"{name}: could not be saved: {exc.strerror or exc}")

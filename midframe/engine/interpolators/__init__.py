@@ -31,7 +31,8 @@ def _factory(name: str) -> Factory:
     try:
         target = ENGINES[name]
     except KeyError:
-        raise ConfigError(f"engine.name = {name!r}: unknown engine; choose one of {', '.join(ENGINES)}") from None
+        raise ConfigError(f"engine.name = {name!r}: unknown engine; choose one of {', '.join(ENGINES)}",
+                          key="engine.name") from None
     module_name, function_name = target.split(":")
     return getattr(import_module(module_name), function_name)
 
@@ -55,8 +56,9 @@ def create_interpolator(settings: EngineConfig, *, models_dir: Path, fallback: b
         if not fallback or settings.name == FALLBACK_ENGINE:
             raise
         # The engine's own error already says how to get its weights.
-        logger.warning("{}; no engine was chosen, so the {} engine is used instead (name one in the config "
-                       "or with --engine to make this an error)", exc, FALLBACK_ENGINE)
+        # once per process: the settings check and every job build the engine, and the answer is the same
+        logger.bind(once=True).warning("{}; no engine was chosen, so the {} engine is used instead (name one in "
+                                       "the config or with --engine to make this an error)", exc, FALLBACK_ENGINE)
         return _factory(FALLBACK_ENGINE)(settings, models_dir)
 
 

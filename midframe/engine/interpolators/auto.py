@@ -161,8 +161,9 @@ def create(settings: EngineConfig, models_dir: Path) -> Any:
         try:
             engines[name] = create_interpolator(settings.model_copy(update={"name": name}), models_dir=models_dir)
         except WeightsError as exc:
-            logger.warning("{}; engine auto chooses among the engines installed, so the dis engine is used instead "
-                           "(install the weights to let it choose)", exc)
+            # once per process: the settings check and every job build the engine, and the answer is the same
+            logger.bind(once=True).warning("{}; engine auto chooses among the engines installed, so the dis engine "
+                                           "is used instead (install the weights to let it choose)", exc)
     if list(engines) == ["dis"]:
         return engines["dis"]
     return AutoInterpolator(engines)

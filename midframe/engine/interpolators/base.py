@@ -23,6 +23,10 @@ class FramePair:
     t: float
 
 
+# An engine whose first batch at a frame size does long one-time work (RIFE converting its graph for
+# OpenVINO) may also have an attribute ``on_preparing: Callable[[str | None], None] | None``: the frame
+# loop sets it, and the engine calls it with a sentence ("preparing RIFE for 1920x1080 (once per size,
+# about 30 s)") when that work starts and with None when it is done, so a status can say so.
 @runtime_checkable
 class Interpolator(Protocol):
     name: str

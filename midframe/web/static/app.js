@@ -130,6 +130,7 @@ function showLogin() {
   loggedOut = true;
   $("app").hidden = true;
   $("login-needed").hidden = false;
+  $("logout").hidden = true;  // nothing to log out of
   setBadge("logged out");
   for (const id of ["pause", "resume", "stop"]) $(id).disabled = true;
 }
@@ -167,8 +168,22 @@ function drawStatus(status) {
   $("current-frames").textContent = `${current.frames_done} / ${current.frames_total}`;
   $("current-fps").textContent = current.fps ? `${current.fps.toFixed(1)} fps` : "–";
   $("current-elapsed").textContent = duration(current.elapsed_s);
-  $("current-eta").textContent = status.state === "paused" ? "paused" : duration(current.eta_s);
+  // While a model is prepared for this size no frames come: say so, and roughly for how long.
+  $("current-eta").textContent = status.state === "paused" ? "paused"
+    : current.preparing ? current.preparing : duration(current.eta_s);
   $("current-cancel").dataset.id = current.id;
+}
+
+// Failures stay news until someone presses "Mark seen" here (or picks the tray's "N failed" line).
+function drawUnseen(unseen) {
+  const count = (unseen && unseen.failed_unseen) || 0;
+  const names = (unseen && unseen.failed_unseen_names) || [];
+  $("unseen").hidden = count === 0;
+  $("unseen-count-box").hidden = count === 0;
+  $("count-unseen").textContent = count;
+  const more = count > names.length ? ", …" : "";
+  $("unseen-text").textContent = count ?
+    `${count} failed, not seen yet: ${names.join(", ")}${more} (see History for why)` : "";
 }
 
 // Rows are rebuilt only when what they show changed, so a button is never replaced under the pointer.
@@ -217,6 +232,8 @@ function drawHistory(history, total) {
   replaceRows($("history"), history.map((job) => {
     const result = el("td", { class: "result" }, el("span", { class: "badge", "data-state": job.state, text: job.state }));
     if (job.error) result.append(el("div", { class: "reason", text: job.error }));
+    // A linked duplicate made nothing: say whose output it is, and show no conversion time.
+    if (job.linked) result.append(el("div", { class: "reason linked", text: job.linked }));
     if (job.engines) {
       result.append(el("div", { class: "engines", title: job.engines.scenes.join("\n"), text: job.engines.line }));
     }
@@ -289,12 +306,19 @@ async function drawSettings() {
   const head = el("tr", {}, el("th", { text: "Setting" }), ...list.map((item) =>
     el("th", { "data-profile": item.profile || "", title: `files dropped into ${item.folder}` },
        item.profile ? `profile ${item.profile}` : "inbox", el("div", { class: "hint", text: item.folder }))));
+  // Which of factor and target_fps decides the frame rate, per folder; the other is marked unused.
+  const applies = el("tr", { class: "applies" }, el("th", { class: "key", text: "frame rate" }),
+    ...list.map((item) => el("td", { text: item.applies || "" })));
   const rows = keys.map(([section, key]) => el("tr", {}, el("th", { class: "key", text: `${section}.${key}` }),
     ...list.map((item) => {
       const value = shown(item[section][key]);
-      return el("td", { class: item !== base && value !== shown(base[section][key]) ? "differs" : null, text: value });
+      const unused = (item.unused || []).includes(`${section}.${key}`);
+      const differs = item !== base && value !== shown(base[section][key]);
+      return el("td", { class: unused ? "unused" : differs ? "differs" : null,
+                        text: unused ? `${value} (not used)` : value });
     })));
-  $("settings").replaceChildren(el("table", { class: "settings" }, el("thead", {}, head), el("tbody", {}, ...rows)));
+  $("settings").replaceChildren(el("table", { class: "settings" }, el("thead", {}, head),
+    el("tbody", {}, applies, ...rows)));
 }
 
 // --- polling ---------------------------------------------------------------------------------------
@@ -307,7 +331,9 @@ async function poll(once) {
     last = state;
     $("login-needed").hidden = true;
     $("app").hidden = false;
+    $("logout").hidden = false;
     drawStatus(state.status);
+    drawUnseen(state.unseen);
     drawQueue(state.queue);
     drawHistory(state.history, state.history_total);
     drawFarm(state.farm, state.status.current);
@@ -411,6 +437,7 @@ function setUpUploads() {
 function start() {
   $("pause").addEventListener("click", () => act("POST", "/pause", "Paused: the current job holds after its batch"));
   $("resume").addEventListener("click", () => act("POST", "/resume", "Resumed"));
+  $("unseen-seen").addEventListener("click", () => act("POST", "/failures/seen", null));
   $("stop").addEventListener("click", async () => {
     if (!window.confirm("Stop the daemon? The current job resumes where it stopped at the next start.")) return;
     const result = await act("POST", "/stop", "The daemon is stopping");

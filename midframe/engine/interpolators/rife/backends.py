@@ -49,12 +49,13 @@ def choose_backend(requested: str, *, device_type: str, openvino_installed: bool
         if device_type != "cpu":
             raise ConfigError(
                 f"engine.backend = 'openvino' runs on the CPU only, but engine.device resolved to {device_type}; "
-                "use engine.backend: auto or torch, or engine.device: cpu"
+                "use engine.backend: auto or torch, or engine.device: cpu", key="engine.backend"
             )
         if not openvino_installed:
             raise ConfigError(
                 "engine.backend = 'openvino': the openvino package is not installed "
-                "(pip install openvino), or use engine.backend: auto or torch"
+                "(pip install openvino), or use engine.backend: auto or torch", key="engine.backend"
             )
         return Choice("openvino", True, "OpenVINO on the CPU (engine.backend: openvino)")
-    raise ConfigError(f"engine.backend = {requested!r}: unknown; choose auto, {', '.join(BACKENDS)}")
+    raise ConfigError(f"engine.backend = {requested!r}: unknown; choose auto, {', '.join(BACKENDS)}",
+                      key="engine.backend")

@@ -150,7 +150,8 @@ class OpenVinoNetwork:
 
     def __init__(self, model: Callable[[], IFNet], *, weights_sha256: str, cache_dir: Path, threads: int,
                  model_scale: float, pad_multiple: int, streams: int = 1,
-                 say: Callable[[str], None] = logger.info) -> None:
+                 say: Callable[[str], None] = logger.info,
+                 preparing: Callable[[str | None], None] = lambda text: None) -> None:
         self._ov = import_openvino()
         self._core = self._ov.Core()
         self._model = model  # loads the weights; called only to convert a size not cached yet
@@ -161,6 +162,7 @@ class OpenVinoNetwork:
         self._model_scale = model_scale
         self._multiple = pad_multiple
         self._say = say
+        self._preparing = preparing  # a status line: what this one-time work is and how long it takes
         self._graphs: dict[tuple[int, int, str], _Graphs] = {}
 
     # --- the Network interface (see runner) ---
@@ -228,7 +230,9 @@ class OpenVinoNetwork:
                  pad: tuple[int, int]) -> None:
         height, width = size
         model = self._model()  # a WeightsError (missing, corrupt) comes before the promise below
-        self._say(f"compiling RIFE for {width}x{height} with OpenVINO (once per size, ~{self._guess_s():.0f} s)")
+        guess = self._guess_s()
+        self._say(f"compiling RIFE for {width}x{height} with OpenVINO (once per size, ~{guess:.0f} s)")
+        self._preparing(f"preparing RIFE for {width}x{height} (once per size, about {guess:.0f} s)")
         started = time.monotonic()
         try:
             store_atomically(entry, lambda folder: self._write(folder, model, key, size, dtype, pad))
@@ -237,6 +241,8 @@ class OpenVinoNetwork:
         except (RuntimeError, TypeError, ValueError, AssertionError) as exc:  # torch.export / convert failures
             raise OpenVinoFailure(f"OpenVINO could not convert RIFE for {width}x{height}: {type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        finally:
+            self._preparing(None)
         seconds = time.monotonic() - started
         self._record_s(seconds)
         self._say(f"RIFE for {width}x{height} compiled with OpenVINO in {seconds:.0f} s (cached in {entry.parent})")

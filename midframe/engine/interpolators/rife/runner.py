@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -95,6 +95,7 @@ class RifeInterpolator:
         self._auto_batch = settings.batch_size == "auto"
         self.batch_size = self._batch_size(settings.batch_size)  # lowered for good after an out-of-memory
         self._previous_threads: int | None = None
+        self.on_preparing: Callable[[str | None], None] | None = None  # set by the frame loop (see base)
         self._model: IFNet | None = None
         self._network: Network | None = None
         # (frame index, mirrored) -> (fingerprint, prepared frame); the newest few frames only
@@ -124,8 +125,8 @@ class RifeInterpolator:
     def load(self) -> None:
         if self._network is not None:
             return
-        for warning in self._warnings:
-            logger.warning(warning)
+        for warning in self._warnings:  # about this machine: once per process, not once per job
+            logger.bind(once=True).warning(warning)
         self._network = self._make_network()
         self._prepared.clear()
         logger.info("RIFE v4.25 on {} with {}, batch {}{}", self.device, self.choice.reason, self.batch_size,
@@ -137,10 +138,15 @@ class RifeInterpolator:
                 # The weights load only if a frame size has no cached graphs yet (see openvino_net).
                 return OpenVinoNetwork(self._ifnet, weights_sha256=self._weights_id(), cache_dir=self._cache_dir,
                                        threads=self._threads, model_scale=self.model_scale, pad_multiple=self._pad,
-                                       streams=min(self._openvino_streams(), self.batch_size))
+                                       streams=min(self._openvino_streams(), self.batch_size),
+                                       preparing=self._preparing)
             except (ImportError, RuntimeError) as exc:  # a broken openvino install
                 self._openvino_failed(exc)
         return self._torch_network()
+
+    def _preparing(self, text: str | None) -> None:
+        if self.on_preparing is not None:
+            self.on_preparing(text)
 
     def _openvino_streams(self) -> int:
         """Two inferences side by side where there are two threads for them (see openvino_net)."""
