@@ -56,3 +56,10 @@ def test_engine_summary_in_words():
     assert summary == {"line": "auto: rife for 2 scenes, dis for 1 scene", "scenes": [
         "frames 0-9: rife (rife 31.00 dB, dis 30.50 dB)", "frames 10-11: rife (not sampled)",
         "frames 12-39: dis (rife 28.00 dB, dis 33.25 dB)"]}
+
+
+def test_a_film_of_many_scenes_is_summed_up_not_listed_in_full():
+    scenes = [{"start": 2 * i, "end": 2 * i + 2, "engine": "dis" if i % 3 else "rife", "scores": {}} for i in range(100)]
+    summary = engine_summary(scenes)
+    assert summary["line"] == "auto: rife for 34 scenes, dis for 66 scenes"
+    assert len(summary["scenes"]) == 21 and summary["scenes"][-1].startswith("... and 80 more scenes")
