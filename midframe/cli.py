@@ -88,6 +88,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     engine = with_overrides(
         config.engine,
         name=args.engine,
+        quality=args.quality,
         device=args.device,
         batch_size=args.batch_size,
         model_scale=args.model_scale,
@@ -281,7 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     rate = interpolate.add_mutually_exclusive_group()
     rate.add_argument("--factor", type=int, help="exactly N times the frames, same duration (2..16)")
     rate.add_argument("--fps", type=_fps_option, help="exact output frame rate, e.g. 60 or 60000/1001")
-    interpolate.add_argument("--engine", choices=["rife", "dis", "blend"])
+    from midframe.engine.interpolators import ENGINES
+
+    interpolate.add_argument("--engine", choices=list(ENGINES),
+                             help="auto (default where RIFE's weights are installed: the better of rife and dis "
+                                  "for each scene), or one engine for the whole video")
+    interpolate.add_argument("--quality", choices=["standard", "high"],
+                             help="high: RIFE averages several passes (engine.tta: 4 or 2) for sharper frames, "
+                                  "at that many times the model time")
     interpolate.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     interpolate.add_argument("--batch-size", type=int)
     interpolate.add_argument("--model-scale", type=float)

@@ -203,4 +203,5 @@ def test_a_chosen_engine_runs_or_the_command_fails_and_only_a_default_falls_back
                                 str(report), config=config, env=env))
     assert code == 0 and "the dis engine is used instead" in err, err
     data = json.loads(report.read_text())
-    assert (data["engine_requested"], data["engine"], data["frames_out"]) == ("rife", "dis", 100)
+    # The default is auto (issue 21): without weights it is dis alone.
+    assert (data["engine_requested"], data["engine"], data["frames_out"]) == ("auto", "dis", 100)

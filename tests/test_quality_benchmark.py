@@ -53,3 +53,16 @@ def test_whole_protocol_on_a_generated_clip(tmp_path):
     # half.mkv holds the even frames at half the rate.
     assert quality.frame_rate(tmp_path / "half.mkv") == Fraction(25, 2)
     assert len(quality.decode(tmp_path / "half.mkv")) == 6
+
+
+def test_the_new_modes_run_or_say_why_not(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", seconds=0.44, fps="25", size="160x120", audio=False)
+    result = quality.benchmark(clip, engines=("blend", "auto", "rife-high", "dedup"), workdir=tmp_path,
+                               models_dir=tmp_path / "no-models", device="cpu", rounds=2, log=lambda message: None)
+    rows = {row.method: row for row in result.rows + result.cli_rows}
+    # Without RIFE's weights auto is dis alone (said as a warning), and scored like any engine.
+    assert rows["engine auto"].psnr is not None and rows["engine auto"].frames == result.scored
+    assert rows["engine rife-high"].psnr is None and rows["engine rife-high"].note.startswith("skipped")
+    assert "median of 2 rounds" in rows["engine blend"].note
+    dedup = [row for row in result.cli_rows if "dedup" in row.method]
+    assert dedup and (dedup[0].note.startswith("skipped") or dedup[0].psnr is not None)

@@ -298,7 +298,7 @@ import numpy as np
 from pathlib import Path
 from midframe.config import EngineConfig
 from midframe.engine.interpolators import FramePair, create_interpolator
-engine = create_interpolator(EngineConfig(device="cpu"), models_dir=Path({str(rife_weights)!r}))
+engine = create_interpolator(EngineConfig(name="rife", device="cpu"), models_dir=Path({str(rife_weights)!r}))
 engine._cache_dir = Path({str(openvino_cache)!r})
 engine.load()
 a, b = np.load({str(tmp_path / "a.npy")!r}), np.load({str(tmp_path / "b.npy")!r})

@@ -58,7 +58,8 @@ class _Section(BaseModel):
 
 
 class EngineConfig(_Section):
-    name: Literal["rife", "dis", "blend"] = "rife"
+    # auto: per scene, the engine that rebuilds the scene's own frames best (rife or dis); the default.
+    name: Literal["auto", "rife", "dis", "blend"] = "auto"
     factor: int = Field(2, ge=2, le=16)
     target_fps: Fraction | None = None
     # smooth: more frames over the same time. slowmo: the source's frame rate, `factor` times longer.
@@ -72,6 +73,10 @@ class EngineConfig(_Section):
     fp16: Literal["auto"] | bool = "auto"
     model_scale: float = Field(1.0, ge=0.25, le=2.0)
     scene_detect: bool = True
+    # high: RIFE's frames are the mean of several passes (test-time augmentation), ``tta`` of them: 4 (as
+    # given, mirrored, time-reversed, both) or 2 (as given, mirrored); it costs that many times the model.
+    quality: Literal["standard", "high"] = "standard"
+    tta: Literal[2, 4] = 4
     # Mean absolute difference (0..1) of 64x36 grey thumbnails left after block motion compensation,
     # above which two frames are a cut (midframe.engine.scenes; measured on real footage).
     scene_threshold: float = Field(0.08, gt=0.0, le=1.0)

@@ -298,8 +298,8 @@ class Daemon:
         return self.worker is None or self.worker.pauses.get(SETTINGS) is None
 
     def _prepare_engine(self) -> None:
-        """With engine rife, fetch the weights if they are missing, before the first job."""
-        if self.settings.current().engine.name != "rife" or importlib.util.find_spec(RIFE_WEIGHTS_MODULE) is None:
+        """With engine rife or auto, fetch the weights if they are missing, before the first job."""
+        if self.settings.current().engine.name not in ("rife", "auto") or importlib.util.find_spec(RIFE_WEIGHTS_MODULE) is None:
             return
         from midframe.engine.interpolators.rife.weights import ensure_weights
 
@@ -355,7 +355,10 @@ class Daemon:
     def jobs(self) -> list[dict[str, Any]]:
         rows = [job.to_dict() for job in self.store.jobs()]
         made = self.store.workers()
+        chosen = self.store.scenes()
         for row in rows:
+            if row["id"] in chosen:
+                row["scenes"] = chosen[row["id"]]  # engine auto: {start, end, engine, scores, samples} per scene
             live = None
             if self.farm is not None and self.worker is not None and row["state"] == "running":
                 live = self.farm.live_workers(self.worker.work_dir(row["id"]))

@@ -226,6 +226,8 @@ class JobFlow:
         job = running.job
         if report is not None and report.extra.get("workers"):
             self.store.set_workers(job.id, report.extra["workers"])  # before the job shows as done
+        if report is not None and report.scenes:
+            self.store.set_scenes(job.id, report.scenes)  # engine auto's choice per scene, for the history
         final = self.finisher.publish(job, staged, report, config)
         if report is not None:
             self.store.set_progress(job.id, frames_done=report.frames_out, frames_total=report.frames_out,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ class MemoryJobStore:
     def __init__(self) -> None:
         self._jobs: dict[int, Job] = {}
         self._flags: dict[str, str] = {}
+        self._scenes: dict[int, list[dict[str, Any]]] = {}
         self._workers: dict[int, dict[str, int]] = {}
         self._lock = threading.Lock()
         self._next_id = 1
@@ -209,6 +210,14 @@ class MemoryJobStore:
     def workers(self) -> dict[int, dict[str, int]]:
         with self._lock:
             return {job_id: dict(found) for job_id, found in self._workers.items()}
+
+    def set_scenes(self, job_id: int, scenes: Sequence[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self._scenes[job_id] = [dict(scene) for scene in scenes]
+
+    def scenes(self) -> dict[int, list[dict[str, Any]]]:
+        with self._lock:
+            return {job_id: [dict(scene) for scene in found] for job_id, found in self._scenes.items()}
 
     def close(self) -> None:
         pass

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,11 @@ CREATE TABLE IF NOT EXISTS job_workers (
     worker   TEXT    NOT NULL,
     segments INTEGER NOT NULL,
     PRIMARY KEY (job_id, worker)
+);
+-- With engine auto: the engine chosen for each scene (JSON list of {start, end, engine, scores, samples}).
+CREATE TABLE IF NOT EXISTS job_engine_scenes (
+    job_id INTEGER PRIMARY KEY,
+    scenes TEXT    NOT NULL
 );
 """
 _SCHEMA_VERSION = 4
@@ -380,6 +386,16 @@ class SqliteJobStore:
                 self.path.chmod(0o600)
             self._db = self._connect()
             return happened
+
+    def set_scenes(self, job_id: int, scenes: Sequence[Mapping[str, Any]]) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO job_engine_scenes (job_id, scenes) VALUES (?, ?)"
+                       " ON CONFLICT (job_id) DO UPDATE SET scenes = excluded.scenes", (job_id, json.dumps(list(scenes))))
+
+    def scenes(self) -> dict[int, list[dict[str, Any]]]:
+        with self._lock:
+            return {job_id: json.loads(text) for job_id, text in
+                    self._db.execute("SELECT job_id, scenes FROM job_engine_scenes")}
 
     def close(self) -> None:
         with self._lock:

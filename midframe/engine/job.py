@@ -95,6 +95,8 @@ class PipelineReport:
     dedup_repeats: int = 0  # source frames dedup treated as repeats of a held drawing
     resumed_from_frame: int = 0
     engine_requested: str = ""  # the engine asked for; ``engine`` differs only after a default fell back
+    # engine auto: per scene {start, end, engine, scores, samples} (source frames start .. end - 1)
+    scenes: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

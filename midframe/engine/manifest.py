@@ -91,6 +91,9 @@ class Manifest:
     frames_out: int
     segments: list[Segment] = field(default_factory=list)
     version: int = VERSION
+    # engine auto: the engine chosen for each scene (chooser.SceneChoice.to_json), once chosen; a resumed
+    # job and every farm segment use these instead of choosing again.
+    engine_scenes: list[dict[str, Any]] | None = None
 
     @property
     def frames_done(self) -> int:
@@ -112,6 +115,7 @@ class Manifest:
             frames_out=int(data["frames_out"]),
             segments=[Segment(**item) for item in data.get("segments", [])],
             version=int(data.get("version", 0)),
+            engine_scenes=data.get("engine_scenes"),
         )
 
     def save(self, work_dir: Path) -> None:

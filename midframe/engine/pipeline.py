@@ -24,11 +24,14 @@ import cv2
 from loguru import logger
 
 from midframe.config import EngineConfig, OutputConfig, ResumeConfig
+from midframe.engine import scenes
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.frameloop import Counts, FrameLoop, first_source
+from midframe.engine.interpolators.auto import AutoInterpolator
 from midframe.engine.interpolators.base import Interpolator
+from midframe.engine.interpolators.chooser import SceneChoice, stride_for
 from midframe.engine.job import JobControl, PipelineReport, Progress, ProgressCallback
-from midframe.engine.manifest import Fingerprint
+from midframe.engine.manifest import Fingerprint, Manifest
 from midframe.engine.plan import OutputPlan, describe_conversion
 from midframe.engine.probe import probe
 from midframe.engine.reader import FrameReader
@@ -151,6 +154,53 @@ def run_frames(
     return loop.counts, waits
 
 
+def use_recorded_scenes(interpolator: Interpolator, manifest: Manifest) -> list[SceneChoice]:
+    """Give an ``auto`` engine the per-scene choices recorded in ``manifest`` (a resumed job, a farm
+    segment); the choices, or [] when none are recorded or the engine is not ``auto``."""
+    if manifest.engine_scenes is None:
+        return []
+    choices = [SceneChoice.from_json(item) for item in manifest.engine_scenes]
+    if isinstance(interpolator, AutoInterpolator):
+        interpolator.use(choices)
+    elif any(choice.engine != interpolator.name for choice in choices):
+        # auto without RIFE's weights is dis alone: it must not make the scenes chosen for RIFE.
+        wanted = sorted({choice.engine for choice in choices})
+        raise WeightsError(f"this job's scenes were chosen for the {', '.join(wanted)} engine(s); only "
+                           f"{interpolator.name} can run here (`midframe models fetch` installs RIFE's weights)")
+    return choices
+
+
+def choose_scenes(job: Job, info: VideoInfo, interpolator: Interpolator, *, work_dir: Path, ffmpeg: FFmpeg,
+                  control: JobControl) -> list[SceneChoice]:
+    """With engine ``auto`` (loaded): the engine of each scene, chosen once per job by rebuilding a few of
+    the source's own frames with every candidate (``chooser``) and recorded in the manifest; a job that
+    has them recorded uses those. [] for any other engine."""
+    if not isinstance(interpolator, AutoInterpolator):
+        return []
+    recorded = use_recorded_scenes(interpolator, job.manifest)
+    if job.manifest.engine_scenes is not None:
+        return recorded
+    started = time.monotonic()
+    model_frames = sum(1 for out in job.timeline.frames() if out.t != 0.0)
+    stride = stride_for(frames_in=info.frame_count, model_frames=model_frames)
+    engine = job.engine
+
+    def classify(a: Any, b: Any) -> str:
+        return scenes.classify(a, b, scene_threshold=engine.scene_threshold, static_threshold=engine.static_threshold,
+                               scene_detect=engine.scene_detect).kind
+
+    with frame_reader(info, job.plan, ffmpeg=ffmpeg, start=0, threads=None) as reader:
+        frames = ((index, frame, scenes.thumbnail(frame)) for index, frame in reader)
+        choices = interpolator.choose(frames, classify=classify, stride=stride, checkpoint=control.checkpoint)
+    job.manifest.engine_scenes = [choice.to_json() for choice in choices]
+    job.manifest.save(work_dir)
+    made = {name: sum(1 for choice in choices if choice.engine == name) for name in interpolator.engines}
+    logger.info("{}: engine auto chose per scene ({} samples, {:.1f} s): {}", info.path.name,
+                sum(choice.samples for choice in choices), time.monotonic() - started,
+                ", ".join(f"{name} {count} scene(s)" for name, count in made.items()))
+    return choices
+
+
 def _record_engine(job: Job, name: str, *, work_dir: Path, resuming: bool) -> None:
     """The manifest names the engine that really runs, so a resumed job never mixes two engines."""
     if name == job.engine.name:
@@ -208,6 +258,15 @@ def convert(
     engine_name, device = job.engine.name, job.engine.device
     if renderer is not None:
         start = sum(segment.frames for segment in job.manifest.segments)
+        if job.engine.name == "auto" and job.manifest.engine_scenes is None:
+            # Chosen here, once: every farm worker then makes its segments with the recorded choices.
+            chooser = make_interpolator(job.engine)
+            try:
+                _record_engine(job, chooser.name, work_dir=work_dir, resuming=start > 0)
+                chooser.load()
+                choose_scenes(job, info, chooser, work_dir=work_dir, ffmpeg=ffmpeg, control=control)
+            finally:
+                chooser.close()
         counts, extra = renderer.render(job, info, work_dir=work_dir, control=control, on_progress=on_progress)
         device = "farm"
     elif start < job.timeline.frames_out:
@@ -217,6 +276,7 @@ def convert(
             _record_engine(job, interpolator.name, work_dir=work_dir, resuming=start > 0)
             interpolator.load()
             engine_name, device = interpolator.name, interpolator.device
+            choose_scenes(job, info, interpolator, work_dir=work_dir, ffmpeg=ffmpeg, control=control)
             counts, extra = _render(job, info, work_dir=work_dir, interpolator=interpolator, ffmpeg=ffmpeg,
                                     control=control, on_progress=on_progress)
         finally:
@@ -256,6 +316,7 @@ def convert(
         frames_cut=counts.cut,
         dedup_repeats=counts.dedup_repeats,
         resumed_from_frame=start,
+        scenes=list(job.manifest.engine_scenes or []),
         extra={
             **extra,
             "join_s": round(verifying - joining, 3),
@@ -265,5 +326,6 @@ def convert(
             "codec": job.plan.encode.codec,
             "container": job.plan.container,
             "colour": describe_conversion(info),
+            "quality": job.engine.quality if job.engine.quality == "standard" else f"high (tta {job.engine.tta})",
         },
     )

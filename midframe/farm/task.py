@@ -36,6 +36,7 @@ from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.interpolators.base import Interpolator
 from midframe.engine.job import JobControl
 from midframe.engine.manifest import Fingerprint, load_manifest
+from midframe.engine.pipeline import use_recorded_scenes
 from midframe.engine.plan import OutputPlan, build_timeline
 from midframe.engine.probe import VideoInfo
 from midframe.engine.ranges import render_range
@@ -179,6 +180,7 @@ class FarmPlugin(WorkerPlugin):
                 interpolator = self._interpolator(engine, device)
             except (WeightsError, DeviceError) as exc:
                 self._retire(f"cannot run the {engine.name} engine on {device}: {exc}")
+            use_recorded_scenes(interpolator, manifest)  # engine auto: the coordinator's per-scene choice
             segment, times = render_range(
                 info=info, plan=plan, timeline=timeline, engine=engine, start=task.start, end=task.end,
                 work_dir=work_dir, token=task.token, interpolator=interpolator, ffmpeg=self.ffmpeg,

@@ -19,6 +19,7 @@ from typing import Any
 from midframe.sentences import said
 
 HISTORY_ROWS = 100
+SCENE_LINES = 20  # engine auto's scenes listed per finished job
 FINAL_STATES = ("done", "failed", "cancelled")
 
 
@@ -71,7 +72,26 @@ def _finished(job: Mapping[str, Any]) -> dict[str, Any]:
         "duplicate_of": job.get("duplicate_of"),
         "linked": linked,
         "workers": job.get("workers"),  # farm workers: {address: segments made}
+        "engines": engine_summary(job.get("scenes") or []),
     }
+
+
+def engine_summary(scenes: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Engine auto's choices for a finished job in words: a line, and one line per scene (None without)."""
+    if not scenes:
+        return None
+    counts: dict[str, int] = {}
+    for scene in scenes:
+        counts[scene["engine"]] = counts.get(scene["engine"], 0) + 1
+    line = "auto: " + ", ".join(f"{name} for {count} scene{'' if count == 1 else 's'}" for name, count in counts.items())
+    details = []
+    for scene in scenes[:SCENE_LINES]:  # the page polls every second: a film's hundreds of scenes stay out
+        scores = ", ".join(f"{name} {value:.2f} dB" for name, value in (scene.get("scores") or {}).items())
+        details.append(f"frames {scene['start']}-{scene['end'] - 1}: {scene['engine']}"
+                       + (f" ({scores})" if scores else " (not sampled)"))
+    if len(scenes) > SCENE_LINES:
+        details.append(f"... and {len(scenes) - SCENE_LINES} more scenes (midframe jobs --json lists them all)")
+    return {"line": line, "scenes": details}
 
 
 def dashboard_state(status: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]], *,

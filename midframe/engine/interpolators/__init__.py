@@ -18,6 +18,7 @@ Factory = Callable[[EngineConfig, Path], Interpolator]
 
 # name -> "module:function"; the function takes (settings, models_dir) and returns an unloaded engine.
 ENGINES: dict[str, str] = {
+    "auto": "midframe.engine.interpolators.auto:create",  # per scene, the better of rife and dis (chooser)
     "rife": "midframe.engine.interpolators.rife:create",
     "dis": "midframe.engine.interpolators.dis:create",
     "blend": "midframe.engine.interpolators.blend:create",

@@ -234,6 +234,9 @@ function drawHistory(history, total) {
     if (job.error) result.append(el("div", { class: "reason", text: job.error }));
     // A linked duplicate made nothing: say whose output it is, and show no conversion time.
     if (job.linked) result.append(el("div", { class: "reason linked", text: job.linked }));
+    if (job.engines) {
+      result.append(el("div", { class: "engines", title: job.engines.scenes.join("\n"), text: job.engines.line }));
+    }
     const retry = job.state === "done" ? null :
       el("button", { type: "button", class: "small retry",
                      onclick: () => act("POST", `/jobs/${job.id}/retry`, `${job.name} queued again`) }, "Retry");

@@ -2,7 +2,8 @@
 
 The interpolator owns what every runtime shares: device and backend choice, batching, the cache of
 prepared frames (each source frame's encoder features are computed once and reused by the pairs on
-both sides of it), out-of-memory handling. A ``Network`` (``torch_net``, ``openvino_net``) runs IFNet.
+both sides of it), out-of-memory handling, and test-time augmentation (``engine.quality: high``, see
+``tta``: each batch runs once per pass, so every backend gets it). A ``Network`` (``torch_net``, ``openvino_net``) runs IFNet.
 torch and the weights load when a network needs them: OpenVINO with cached graphs needs neither.
 """
 
@@ -19,7 +20,7 @@ from loguru import logger
 
 from midframe.config import EngineConfig
 from midframe.engine.interpolators.base import FramePair
-from midframe.engine.interpolators.rife import allocator
+from midframe.engine.interpolators.rife import allocator, tta
 from midframe.engine.interpolators.rife.backends import choose_backend, importable
 from midframe.engine.interpolators.rife.devices import CudaView, cpu_threads, resolve_device
 from midframe.engine.interpolators.rife.geometry import pad_multiple
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 _MAX_VALUE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 Fingerprint = tuple[tuple[int, ...], str, bytes]
+# A prepared frame's key: its source frame index, and whether it is the mirrored picture.
+FrameKey = tuple[int, bool]
 
 
 def _is_out_of_memory(exc: RuntimeError) -> bool:
@@ -82,6 +85,7 @@ class RifeInterpolator:
             self._warnings.append(f"fp16 is for CUDA devices; RIFE uses float32 on {self.device}")
         self.fp16 = on_cuda and settings.fp16 in ("auto", True)
         self.model_scale = settings.model_scale
+        self.passes = tta.passes(settings.tta if settings.quality == "high" else 1)
         self._pad = pad_multiple(settings.model_scale)
         installed = importable("openvino") if openvino_installed is None else openvino_installed
         self.choice = choose_backend(settings.backend, device_type=self._device.type,
@@ -94,8 +98,8 @@ class RifeInterpolator:
         self.on_preparing: Callable[[str | None], None] | None = None  # set by the frame loop (see base)
         self._model: IFNet | None = None
         self._network: Network | None = None
-        # frame index -> (fingerprint, prepared frame); the newest few frames only
-        self._prepared: OrderedDict[int, tuple[Fingerprint, Any]] = OrderedDict()
+        # (frame index, mirrored) -> (fingerprint, prepared frame); the newest few frames only
+        self._prepared: OrderedDict[FrameKey, tuple[Fingerprint, Any]] = OrderedDict()
 
     def _batch_size(self, requested: int | str) -> int:
         if requested != "auto":
@@ -125,7 +129,8 @@ class RifeInterpolator:
             logger.bind(once=True).warning(warning)
         self._network = self._make_network()
         self._prepared.clear()
-        logger.info("RIFE v4.25 on {} with {}, batch {}", self.device, self.choice.reason, self.batch_size)
+        logger.info("RIFE v4.25 on {} with {}, batch {}{}", self.device, self.choice.reason, self.batch_size,
+                    f", quality high ({len(self.passes)} passes a frame)" if len(self.passes) > 1 else "")
 
     def _make_network(self) -> Network:
         if self.backend == "openvino":
@@ -258,28 +263,38 @@ class RifeInterpolator:
         ) from None
 
     def _run(self, pairs: Sequence[FramePair]) -> list[np.ndarray]:
+        """The batch through the network once per pass (``tta``), the passes' frames averaged."""
         assert self._network is not None
-        first = self._frames([(p.index, p.a) for p in pairs])
-        second = self._frames([(p.b_index, p.b) for p in pairs])
-        return self._network.interpolate(first, second, [p.t for p in pairs], like=pairs[0].a)
+        made: list[list[np.ndarray]] = []
+        for how in self.passes:
+            first = self._frames([(p.index, p.a) for p in pairs], mirrored=how.mirrored)
+            second = self._frames([(p.b_index, p.b) for p in pairs], mirrored=how.mirrored)
+            times = [p.t for p in pairs]
+            if how.reversed:
+                first, second, times = second, first, [1.0 - t for t in times]
+            made.append(tta.undo(self._network.interpolate(first, second, times, like=pairs[0].a), how))
+        return [tta.mean_frames(frames) for frames in zip(*made, strict=True)]
 
-    def _frames(self, frames: list[tuple[int, np.ndarray]]) -> list[Any]:
-        """The prepared form of each frame; computed once per source frame."""
+    def _frames(self, frames: list[tuple[int, np.ndarray]], *, mirrored: bool = False) -> list[Any]:
+        """The prepared form of each frame (or of its mirror image); computed once per source frame."""
         assert self._network is not None
+        keys = [(index, mirrored) for index, _ in frames]
         marks = [_fingerprint(array) for _, array in frames]
-        missing: dict[int, tuple[Fingerprint, np.ndarray]] = {}
-        for (index, array), mark in zip(frames, marks, strict=True):
-            cached = self._prepared.get(index)
+        missing: dict[FrameKey, tuple[Fingerprint, np.ndarray]] = {}
+        for key, (_, array), mark in zip(keys, frames, marks, strict=True):
+            cached = self._prepared.get(key)
             if cached is None or cached[0] != mark:
-                missing[index] = (mark, array)
+                missing[key] = (mark, array)
         if missing:
-            prepared = self._network.prepare([array for _, array in missing.values()])
-            for (index, (mark, _)), item in zip(missing.items(), prepared, strict=True):
-                self._prepared[index] = (mark, item)
-        for index, _ in frames:
-            self._prepared.move_to_end(index)
-        found = [self._prepared[index][1] for index, _ in frames]
-        while len(self._prepared) > self.batch_size + 2:
+            pictures = [tta.mirror(array) if mirrored else array for _, array in missing.values()]
+            prepared = self._network.prepare(pictures)
+            for (key, (mark, _)), item in zip(missing.items(), prepared, strict=True):
+                self._prepared[key] = (mark, item)
+        for key in keys:
+            self._prepared.move_to_end(key)
+        found = [self._prepared[key][1] for key in keys]
+        mirrors = 2 if any(how.mirrored for how in self.passes) else 1
+        while len(self._prepared) > (self.batch_size + 2) * mirrors:
             self._prepared.popitem(last=False)
         return found
 
