@@ -339,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     import_ = models_sub.add_parser("import", parents=[common],
                                     help="import a weights file you already have (RIFE: a v4.25 flownet.pkl)")
     import_.add_argument("path", type=Path)
-    import_.add_argument("--engine", choices=with_weights, default=with_weights[0],
-                         help=f"whose weights the file holds (default {with_weights[0]})")
+    import_.add_argument("--engine", choices=with_weights, default=next(iter(with_weights), None),
+                         help="whose weights the file holds (default: the first, rife)")
 
     service = add("service", cmd_service, "install midframe as a service that starts at boot")
     service.add_argument("service_command", choices=["install", "uninstall", "status"])
