@@ -70,7 +70,8 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("dtype", DEPTHS)
-def test_one_frame_per_pair_in_order_shape_and_dtype_with_the_inputs_untouched(engine, crops, dtype):
+def test_one_frame_per_pair_in_order_shape_and_dtype_with_the_inputs_untouched(
+        engine: Interpolator, crops: list[np.ndarray], dtype: type) -> None:
     sky, grass = ([at_depth(frame, dtype) for frame in place] for place in crops)
     batch = [FramePair(0, sky[0], sky[1], 0.5), FramePair(10, grass[0], grass[1], 0.25),
              FramePair(1, sky[1], sky[2], 0.75), FramePair(11, grass[1], grass[2], 0.5)]
@@ -93,7 +94,8 @@ def panned(bigbuckbunny: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(wide[:, :SIZE[0]]), np.ascontiguousarray(wide[:, 8:])
 
 
-def test_a_reused_index_with_new_pictures_is_made_afresh(engine, crops, panned):
+def test_a_reused_index_with_new_pictures_is_made_afresh(engine: Interpolator, crops: list[np.ndarray],
+                                                        panned: tuple[np.ndarray, np.ndarray]) -> None:
     """A new job numbers its frames from 0 again: per-frame work kept under an index (features, flows)
     must not leak into it. The still sky first, then the moving grass under the same index."""
     sky = crops[0]
@@ -103,7 +105,7 @@ def test_a_reused_index_with_new_pictures_is_made_afresh(engine, crops, panned):
     assert distance(reused, fresh) < 0.5  # the same picture, up to rounding in another batch
 
 
-def test_close_is_safe_twice_and_on_an_engine_never_loaded(engine, rife_weights):
+def test_close_is_safe_twice_and_on_an_engine_never_loaded(engine: Interpolator, rife_weights: Path) -> None:
     engine.close()
     engine.close()
     unloaded = create_interpolator(EngineConfig(name=engine.name, device="cpu"), models_dir=rife_weights)
@@ -112,7 +114,8 @@ def test_close_is_safe_twice_and_on_an_engine_never_loaded(engine, rife_weights)
 
 
 @pytest.mark.parametrize("name", list(ENGINES))
-def test_each_engine_keeps_the_capabilities_its_spec_declares(name, crops, rife_weights, tmp_path):
+def test_each_engine_keeps_the_capabilities_its_spec_declares(name: str, crops: list[np.ndarray], rife_weights: Path,
+                                                              tmp_path: Path) -> None:
     spec = ENGINES[name]
     declared = spec.capabilities
     assert all(other in ENGINES for other in declared.runs)
@@ -141,7 +144,7 @@ def test_each_engine_keeps_the_capabilities_its_spec_declares(name, crops, rife_
         engine.close()
 
 
-def test_weights_come_from_the_specs_that_have_them(rife_weights):
+def test_weights_come_from_the_specs_that_have_them(rife_weights: Path) -> None:
     """`midframe models` and the daemon's preparation find the weights through the registry."""
     owners = {name for name, spec in ENGINES.items() if spec.weights is not None}
     assert owners == {"rife"}
@@ -156,7 +159,7 @@ def test_weights_come_from_the_specs_that_have_them(rife_weights):
     assert provider.ensure(rife_weights) == rife_weights / "rife.safetensors"
 
 
-def test_auto_passes_the_frame_loop_s_listener_to_every_candidate(rife_weights):
+def test_auto_passes_the_frame_loop_s_listener_to_every_candidate(rife_weights: Path) -> None:
     """RIFE announces its once-per-size preparation whichever engine auto dispatches to first."""
     auto = create_interpolator(EngineConfig(name="auto", device="cpu"), models_dir=rife_weights)
     heard: list[str | None] = []
