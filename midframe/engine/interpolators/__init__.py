@@ -6,8 +6,9 @@ CLI's ``--engine`` choices, ``midframe models fetch|list|import`` (where it has 
 the daemon's weights preparation all read this list; ``tests/test_engine_contract.py`` runs every engine
 in it through the protocol's contract.
 
-This module imports no engine and not the config (which validates against ``ENGINE_NAMES``), so the
-list costs nothing to read.
+This module imports no engine (only ``base``, which needs no numpy at run time) and not the config,
+which imports it to validate ``engine.name`` against ``ENGINE_NAMES``: the config may depend on the list,
+and the list never on the config, so there is no circle.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import TYPE_CHECKING, cast
 from loguru import logger
 
 from midframe.engine.interpolators.base import FramePair, Interpolator, Preparing, WeightsProvider
-from midframe.engine.interpolators.chooser import CANDIDATES
 from midframe.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
@@ -97,9 +97,10 @@ _PACKAGE = "midframe.engine.interpolators"
 ENGINES: dict[str, EngineSpec] = {
     spec.name: spec
     for spec in (
-        # per scene, the better of rife and dis (chooser); dis alone where RIFE's weights are missing
+        # per scene, the better of rife and dis (chooser; a tie goes to the first); dis alone where RIFE's
+        # weights are missing
         EngineSpec("auto", f"{_PACKAGE}.auto:create",
-                   Capabilities(chooses_batch=True, reuses_frames=True, prepares_per_size=True, runs=CANDIDATES)),
+                   Capabilities(chooses_batch=True, reuses_frames=True, prepares_per_size=True, runs=("rife", "dis"))),
         EngineSpec("rife", f"{_PACKAGE}.rife:create",
                    Capabilities(needs_weights=True, chooses_batch=True, reuses_frames=True, prepares_per_size=True),
                    weights=f"{_PACKAGE}.rife.weights:RifeWeights"),

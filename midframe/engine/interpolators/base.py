@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np  # annotations only: the registry (and the config through it) stays light to import
 
 # Called by an engine with a sentence ("preparing RIFE for 1920x1080 (once per size, about 30 s)") when long
 # one-time work starts, and with None when it is done, so a status can say what a job waits for.
