@@ -27,6 +27,7 @@ from midframe.config import (
     with_overrides,
     write_example_config,
 )
+from midframe.engine.interpolators import ENGINES, WeightsProvider
 from midframe.errors import ConfigError, DaemonNotRunning, MidframeError
 from midframe.log import configure_logging
 from midframe.sentences import (
@@ -192,20 +193,27 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 # --- models, services, config ------------------------------------------------------------------
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from midframe.engine.interpolators.rife import weights
+def _weights_providers() -> dict[str, WeightsProvider]:
+    """Every registered engine's weights, by engine, in the registry's order."""
+    found = {name: spec.weights_provider() for name, spec in ENGINES.items()}
+    return {name: provider for name, provider in found.items() if provider is not None}
 
+
+def cmd_models(args: argparse.Namespace) -> int:
     models_dir = resolve_paths(_config(args)).models_dir
-    if args.models_command == "fetch":
-        path = weights.fetch_weights(models_dir, force=args.force)
-        print(f"RIFE weights ready: {path}")
-    elif args.models_command == "import":
-        installed = weights.import_weights(args.path, models_dir)
+    providers = _weights_providers()
+    if args.models_command == "import":
+        installed = providers[args.engine].import_file(args.path, models_dir)
         print(f"imported {installed.version}: {installed.path}")
-    else:
-        found = weights.list_weights(models_dir)
+        return 0
+    for provider in providers.values():
+        if args.models_command == "fetch":
+            path = provider.fetch(models_dir, force=args.force)
+            print(f"{provider.title} weights ready: {path}")
+            continue
+        found = provider.installed(models_dir)
         if not found:
-            print(f"no weights installed in {models_dir}; {weights.HOW_TO_GET}")
+            print(f"no weights installed in {models_dir}; {provider.how_to_get}")
         for item in found:
             print(f"{item.version}  {item.path}  sha256 {item.sha256[:16]}  from {item.source}")
     return 0
@@ -282,8 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
     rate = interpolate.add_mutually_exclusive_group()
     rate.add_argument("--factor", type=int, help="exactly N times the frames, same duration (2..16)")
     rate.add_argument("--fps", type=_fps_option, help="exact output frame rate, e.g. 60 or 60000/1001")
-    from midframe.engine.interpolators import ENGINES
-
     interpolate.add_argument("--engine", choices=list(ENGINES),
                              help="auto (default where RIFE's weights are installed: the better of rife and dis "
                                   "for each scene), or one engine for the whole video")
@@ -325,11 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = add("models", cmd_models, "install and list model weights")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    fetch = models_sub.add_parser("fetch", parents=[common], help="fetch and verify the RIFE v4.25 weights")
+    with_weights = list(_weights_providers())  # the registry's engines that have weights: rife
+    fetch = models_sub.add_parser("fetch", parents=[common],
+                                  help=f"fetch and verify the weights of {', '.join(with_weights)}")
     fetch.add_argument("--force", action="store_true", help="fetch again even if installed")
     models_sub.add_parser("list", parents=[common], help="show installed weights")
-    import_ = models_sub.add_parser("import", parents=[common], help="import a flownet.pkl you already have")
+    import_ = models_sub.add_parser("import", parents=[common],
+                                    help="import a weights file you already have (RIFE: a v4.25 flownet.pkl)")
     import_.add_argument("path", type=Path)
+    import_.add_argument("--engine", choices=with_weights, default=next(iter(with_weights), None),
+                         help="whose weights the file holds (default: the first, rife)")
 
     service = add("service", cmd_service, "install midframe as a service that starts at boot")
     service.add_argument("service_command", choices=["install", "uninstall", "status"])

@@ -12,7 +12,7 @@ import numpy as np
 from midframe.config import EngineConfig, OutputConfig, ResumeConfig
 from midframe.engine.ffmpeg import find_ffmpeg, run
 from midframe.engine.interpolators.base import FramePair
-from midframe.engine.interpolators.blend import blend
+from midframe.engine.interpolators.blend import BlendInterpolator, blend
 from midframe.engine.pipeline import convert
 from midframe.engine.plan import rotation_args
 from tests.media import make_clip, probe_json
@@ -25,13 +25,11 @@ VFR_ARGS = ["-vf", "settb=1/1000,setpts=(N+0.4*mod(N\\,2))/25/TB", *FF.fps_mode(
             "-enc_time_base", "1/1000"]
 
 
-class RecordingBlend:
+class RecordingBlend(BlendInterpolator):
     """The blend engine, recording every batch it is given; ``delay_s`` slows each batch down."""
 
-    name = "blend"
-    device = "cpu"
-
     def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__()
         self.delay_s = delay_s
         self.batches: list[list[tuple[int, float]]] = []
         self.loaded = self.closed = False

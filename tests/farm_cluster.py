@@ -20,7 +20,8 @@ import yaml
 from tests.daemon_process import ROOT, wait_for
 
 # The CLI with the blend engine replaced by its slowed-down twin (the same frames).
-SLOW_BLEND = ("import sys, midframe.engine.interpolators as i; i.ENGINES['blend'] = 'tests.engine_helpers:create'; "
+SLOW_BLEND = ("import dataclasses, sys, midframe.engine.interpolators as i; "
+              "i.ENGINES['blend'] = dataclasses.replace(i.ENGINES['blend'], factory='tests.engine_helpers:create'); "
               "from midframe.cli import main; sys.exit(main(sys.argv[1:]))")
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from midframe.engine.interpolators.auto import AutoInterpolator
-from midframe.engine.interpolators.base import FramePair
+from midframe.engine.interpolators.base import FramePair, Preparing
 from midframe.engine.interpolators.blend import BlendInterpolator
 from midframe.engine.interpolators.chooser import (
     SampleSchedule,
@@ -123,9 +123,14 @@ class Holder:
 
     name = "dis"
     device = "cpu"
+    batch_size: int | None = None
+    threads = 0
+    uses_opencv = False
+    backend: str | None = None
 
     def __init__(self) -> None:
         self.seen: list[int] = []
+        self.on_preparing: Preparing | None = None
 
     def load(self) -> None:
         pass

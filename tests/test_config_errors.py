@@ -27,7 +27,7 @@ def error_of(tmp_path, text: str) -> list[str]:
     ("engine:\n  factor: 2\n  batch_size: two\n",
      "engine.batch_size = 'two' (line 9, column 15): use auto or a whole number"),
     ("engine:\n  fp16: maybe\n", "engine.fp16 = 'maybe' (line 8, column 9): use auto, true or false"),
-    ("engine:\n  name: sora\n", "engine.name = 'sora' (line 8, column 9): use rife, dis or blend"),
+    ("engine:\n  name: sora\n", "engine.name = 'sora' (line 8, column 9): use auto, rife, dis or blend"),
     ("engine:\n  factor: three\n", "engine.factor = 'three' (line 8, column 11): use a whole number from 2 to 16"),
     ("engine:\n  model_scale: big\n", "engine.model_scale = 'big' (line 8, column 16): use a number from 0.25 to 2"),
     ("engine:\n  scene_detect: sometimes\n", "engine.scene_detect = 'sometimes' (line 8, column 17): use true or false"),

@@ -29,8 +29,8 @@ from tests.media import make_clip, read_frames
 ROOT = Path(__file__).resolve().parents[1]
 # Runs the CLI with the blend engine slowed down by $MIDFRAME_TEST_DELAY seconds a batch.
 SLOW_CLI = (
-    "import sys; from midframe.engine import interpolators as i; "
-    "i.ENGINES['blend'] = 'tests.engine_helpers:create'; "
+    "import dataclasses, sys; from midframe.engine import interpolators as i; "
+    "i.ENGINES['blend'] = dataclasses.replace(i.ENGINES['blend'], factory='tests.engine_helpers:create'); "
     "from midframe.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 

@@ -9,9 +9,17 @@ import re
 import shlex
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from midframe.engine.interpolators import ENGINE_NAMES
+
+if TYPE_CHECKING:
+    EngineName = str
+else:
+    # engine.name takes exactly the registry's names; a Literal (not a validator) so that an error lists them.
+    EngineName = Literal[ENGINE_NAMES]
 
 VIDEO_EXTENSIONS = (
     "mp4", "mkv", "mov", "avi", "webm", "m4v", "mts", "m2ts", "wmv", "flv", "ts", "mpg",
@@ -59,7 +67,8 @@ class _Section(BaseModel):
 
 class EngineConfig(_Section):
     # auto: per scene, the engine that rebuilds the scene's own frames best (rife or dis); the default.
-    name: Literal["auto", "rife", "dis", "blend"] = "auto"
+    # The names the engine registry holds (EngineName).
+    name: EngineName = "auto"
     factor: int = Field(2, ge=2, le=16)
     target_fps: Fraction | None = None
     # smooth: more frames over the same time. slowmo: the source's frame rate, `factor` times longer.

@@ -7,7 +7,6 @@ reloads, signals) and stopping it are ``midframe.daemon.host``'s, for every entr
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 from collections.abc import Mapping
@@ -49,7 +48,6 @@ from midframe.log import LOG_FILE_NAME
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
 FARM_CONNECT_WAIT_S = 8.0
 SINK_CLOSE_S = 10.0  # at a stop, how long queued Apprise messages and after-job commands may still take
-RIFE_WEIGHTS_MODULE = "midframe.engine.interpolators.rife.weights"
 
 
 class Daemon:
@@ -298,12 +296,12 @@ class Daemon:
         return self.worker is None or self.worker.pauses.get(SETTINGS) is None
 
     def _prepare_engine(self) -> None:
-        """With engine rife or auto, fetch the weights if they are missing, before the first job."""
-        if self.settings.current().engine.name not in ("rife", "auto") or importlib.util.find_spec(RIFE_WEIGHTS_MODULE) is None:
-            return
-        from midframe.engine.interpolators.rife.weights import ensure_weights
+        """Fetch the weights the configured engine runs with (rife's, auto's) if they are missing, before
+        the first job; the registry says which."""
+        from midframe.engine.interpolators import weights_providers
 
-        ensure_weights(self.paths.models_dir)
+        for provider in weights_providers(self.settings.current().engine.name).values():
+            provider.ensure(self.paths.models_dir)
 
     def _make_interpolator(self, settings: EngineConfig) -> Any:
         from midframe.engine.interpolators import create_interpolator, engine_chosen

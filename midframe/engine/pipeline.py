@@ -51,15 +51,15 @@ AUTO_BATCH = 4  # engine.batch_size auto, for an engine that does not say what s
 
 def batch_size_for(engine: EngineConfig, interpolator: Interpolator) -> int:
     """Pairs per interpolate() call: the setting, or with ``auto`` what the (loaded) engine chose."""
-    chosen = getattr(interpolator, "batch_size", None)
-    if isinstance(chosen, int) and chosen > 0:
+    chosen = interpolator.batch_size
+    if chosen is not None and chosen > 0:
         return chosen
     return engine.batch_size if isinstance(engine.batch_size, int) else AUTO_BATCH
 
 
 def thread_plan_for(interpolator: Interpolator) -> ThreadPlan:
-    return plan_threads(cores=usable_cores(), model_threads=int(getattr(interpolator, "threads", 0) or 0),
-                        model_uses_opencv=bool(getattr(interpolator, "uses_opencv", False)))
+    return plan_threads(cores=usable_cores(), model_threads=interpolator.threads,
+                        model_uses_opencv=interpolator.uses_opencv)
 
 
 def _render(
@@ -118,8 +118,7 @@ def run_frames(
     opencv_threads = cv2.getNumThreads()
     if threads.opencv is not None:
         cv2.setNumThreads(threads.opencv)  # process-wide; given back below
-    if hasattr(interpolator, "on_preparing"):  # an engine with one-time work per frame size (see base)
-        interpolator.on_preparing = loop.preparing
+    interpolator.on_preparing = loop.preparing  # called by an engine with one-time work per frame size
     decoder.start()
     encoder.start()
     try:
@@ -139,8 +138,7 @@ def run_frames(
         raise
     finally:
         cv2.setNumThreads(opencv_threads)
-        if hasattr(interpolator, "on_preparing"):
-            interpolator.on_preparing = None
+        interpolator.on_preparing = None
     decoder.stop()
     encoder.finish()
     waits: dict[str, Any] = {
@@ -148,9 +146,8 @@ def run_frames(
         "batch_size": batch_size,
         "threads": {"decode": threads.decode, "encode": threads.encode, "opencv": threads.opencv},
     }
-    backend = getattr(interpolator, "backend", None)
-    if backend:
-        waits["backend"] = backend
+    if interpolator.backend:
+        waits["backend"] = interpolator.backend
     return loop.counts, waits
 
 

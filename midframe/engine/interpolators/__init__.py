@@ -1,40 +1,138 @@
-"""Engines by name: a plain registry of factories, imported only when chosen."""
+"""Engines by name: the one list of engines, their weights and capabilities; each imported only when chosen.
+
+To add an engine: write a module with a ``create(settings, models_dir)`` factory that returns an unloaded
+``Interpolator`` (``base``), and add its ``EngineSpec`` to ``ENGINES``. The config's ``engine.name``, the
+CLI's ``--engine`` choices, ``midframe models fetch|list|import`` (where it has a ``WeightsProvider``) and
+the daemon's weights preparation all read this list; ``tests/test_engine_contract.py`` runs every engine
+in it through the protocol's contract.
+
+This module imports no engine (only ``base``, which needs no numpy at run time) and not the config,
+which imports it to validate ``engine.name`` against ``ENGINE_NAMES``: the config may depend on the list,
+and the list never on the config, so there is no circle.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from loguru import logger
 
-from midframe.config import Config, EngineConfig
-from midframe.engine.interpolators.base import FramePair, Interpolator
+from midframe.engine.interpolators.base import FramePair, Interpolator, Preparing, WeightsProvider
 from midframe.errors import ConfigError, WeightsError
 
-__all__ = ["ENGINES", "FramePair", "Interpolator", "check_engine", "create_interpolator", "engine_chosen"]
+if TYPE_CHECKING:
+    from midframe.config import Config, EngineConfig
 
-Factory = Callable[[EngineConfig, Path], Interpolator]
+__all__ = [
+    "ENGINES",
+    "ENGINE_NAMES",
+    "Capabilities",
+    "EngineSpec",
+    "FramePair",
+    "Interpolator",
+    "Preparing",
+    "WeightsProvider",
+    "check_engine",
+    "create_interpolator",
+    "engine_chosen",
+    "spec_of",
+    "weights_providers",
+]
 
-# name -> "module:function"; the function takes (settings, models_dir) and returns an unloaded engine.
-ENGINES: dict[str, str] = {
-    "auto": "midframe.engine.interpolators.auto:create",  # per scene, the better of rife and dis (chooser)
-    "rife": "midframe.engine.interpolators.rife:create",
-    "dis": "midframe.engine.interpolators.dis:create",
-    "blend": "midframe.engine.interpolators.blend:create",
+Factory = Callable[["EngineConfig", Path], Interpolator]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine is, known before it is built. What a built engine chose (its batch size, threads,
+    backend) it says through the ``Interpolator`` protocol; ``tests/test_engine_contract`` holds each
+    engine to what it declares here."""
+
+    # Building it without its weights raises WeightsError (the registry may then fall back to dis).
+    needs_weights: bool = False
+    # With engine.batch_size auto it picks its own batch_size at load (else the pipeline's default).
+    chooses_batch: bool = False
+    # Keeps per-frame work keyed by FramePair.index across pairs (checked against the frame's content).
+    reuses_frames: bool = False
+    # May do long one-time work at a new frame size, announced through ``on_preparing``.
+    prepares_per_size: bool = False
+    # Other engines it runs (auto): their weights are its weights.
+    runs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine: how to build it, where its weights come from, what it can do.
+
+    ``factory`` and ``weights`` are ``"module:attribute"`` references, imported on use: the factory takes
+    ``(settings, models_dir)`` and returns an unloaded engine; the weights attribute is a class whose
+    instances are the engine's ``WeightsProvider``.
+    """
+
+    name: str
+    factory: str
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    weights: str | None = None
+
+    def create(self, settings: EngineConfig, models_dir: Path) -> Interpolator:
+        return cast(Factory, _resolve(self.factory))(settings, models_dir)
+
+    def weights_provider(self) -> WeightsProvider | None:
+        if self.weights is None:
+            return None
+        return cast(WeightsProvider, _resolve(self.weights)())
+
+
+def _resolve(target: str) -> Callable[..., object]:
+    module_name, attribute = target.split(":")
+    return cast(Callable[..., object], getattr(import_module(module_name), attribute))
+
+
+_PACKAGE = "midframe.engine.interpolators"
+# The registry. Its order is the order names are offered in (config errors, --engine).
+ENGINES: dict[str, EngineSpec] = {
+    spec.name: spec
+    for spec in (
+        # per scene, the better of rife and dis (chooser; a tie goes to the first); dis alone where RIFE's
+        # weights are missing
+        EngineSpec("auto", f"{_PACKAGE}.auto:create",
+                   Capabilities(chooses_batch=True, reuses_frames=True, prepares_per_size=True, runs=("rife", "dis"))),
+        EngineSpec("rife", f"{_PACKAGE}.rife:create",
+                   Capabilities(needs_weights=True, chooses_batch=True, reuses_frames=True, prepares_per_size=True),
+                   weights=f"{_PACKAGE}.rife.weights:RifeWeights"),
+        EngineSpec("dis", f"{_PACKAGE}.dis:create", Capabilities(reuses_frames=True)),
+        EngineSpec("blend", f"{_PACKAGE}.blend:create"),
+    )
 }
+# What engine.name accepts (the config's type is built from this when it is imported).
+ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 
 FALLBACK_ENGINE = "dis"
 
 
-def _factory(name: str) -> Factory:
+def spec_of(name: str) -> EngineSpec:
+    """The spec of engine ``name``; ``ConfigError`` (key ``engine.name``) for a name not registered."""
     try:
-        target = ENGINES[name]
+        return ENGINES[name]
     except KeyError:
         raise ConfigError(f"engine.name = {name!r}: unknown engine; choose one of {', '.join(ENGINES)}",
                           key="engine.name") from None
-    module_name, function_name = target.split(":")
-    return getattr(import_module(module_name), function_name)
+
+
+def weights_providers(name: str) -> dict[str, WeightsProvider]:
+    """The weights engine ``name`` runs with, by the engine that owns them: its own and those of the
+    engines it runs (auto: RIFE's). Empty for an engine that needs none."""
+    spec = spec_of(name)
+    found: dict[str, WeightsProvider] = {}
+    for owner in (spec.name, *spec.capabilities.runs):
+        provider = spec_of(owner).weights_provider()
+        if provider is not None:
+            found[owner] = provider
+    return found
 
 
 def engine_chosen(config: Config) -> bool:
@@ -51,7 +149,7 @@ def create_interpolator(settings: EngineConfig, *, models_dir: Path, fallback: b
     device lacks).
     """
     try:
-        return _factory(settings.name)(settings, models_dir)
+        return spec_of(settings.name).create(settings, models_dir)
     except WeightsError as exc:
         if not fallback or settings.name == FALLBACK_ENGINE:
             raise
@@ -59,7 +157,7 @@ def create_interpolator(settings: EngineConfig, *, models_dir: Path, fallback: b
         # once per process: the settings check and every job build the engine, and the answer is the same
         logger.bind(once=True).warning("{}; no engine was chosen, so the {} engine is used instead (name one in "
                                        "the config or with --engine to make this an error)", exc, FALLBACK_ENGINE)
-        return _factory(FALLBACK_ENGINE)(settings, models_dir)
+        return spec_of(FALLBACK_ENGINE).create(settings, models_dir)
 
 
 def check_engine(settings: EngineConfig, *, models_dir: Path, fallback: bool = False) -> str:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from loguru import logger
 
 from midframe.config import EngineConfig
-from midframe.engine.interpolators.base import FramePair, Interpolator
+from midframe.engine.interpolators.base import FramePair, Interpolator, Preparing
 from midframe.engine.interpolators.chooser import (
     CANDIDATES,
     SampleSchedule,
@@ -47,6 +46,7 @@ class AutoInterpolator:
         self.engines = dict(engines)
         self.default = next(iter(self.engines))
         self._plan = ScenePlan([], default=self.default)
+        self._on_preparing: Preparing | None = None
 
     # What the pipeline asks an engine about (threads, batch, backend) is the default's: it makes most frames.
     @property
@@ -59,15 +59,30 @@ class AutoInterpolator:
 
     @property
     def batch_size(self) -> int | None:
-        return getattr(self._main, "batch_size", None)
+        return self._main.batch_size
 
     @property
     def threads(self) -> int:
-        return int(getattr(self._main, "threads", 0) or 0)
+        return self._main.threads
+
+    @property
+    def uses_opencv(self) -> bool:
+        return self._main.uses_opencv
 
     @property
     def backend(self) -> str | None:
-        return getattr(self._main, "backend", None)
+        return self._main.backend
+
+    # Every candidate hears the frame loop: RIFE prepares per frame size whichever scene comes first.
+    @property
+    def on_preparing(self) -> Preparing | None:
+        return self._on_preparing
+
+    @on_preparing.setter
+    def on_preparing(self, listener: Preparing | None) -> None:
+        self._on_preparing = listener
+        for engine in self.engines.values():
+            engine.on_preparing = listener
 
     @property
     def choices(self) -> list[SceneChoice]:
@@ -152,7 +167,7 @@ class AutoInterpolator:
         return [(k, slot) for (k, _, _, _), slot in zip(waiting, scores, strict=True)]
 
 
-def create(settings: EngineConfig, models_dir: Path) -> Any:
+def create(settings: EngineConfig, models_dir: Path) -> Interpolator:
     """The candidates that can run here; only ``dis`` (returned as itself) where RIFE's weights are missing."""
     from midframe.engine.interpolators import create_interpolator
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from midframe.config import EngineConfig
-from midframe.engine.interpolators.base import FramePair
+from midframe.engine.interpolators.base import FramePair, Preparing
 
 __all__ = ["BlendInterpolator", "blend", "create"]
 
@@ -24,6 +24,13 @@ def blend(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 class BlendInterpolator:
     name = "blend"
     device = "cpu"
+    batch_size: int | None = None
+    threads = 0  # a cross-fade keeps no core busy
+    uses_opencv = False
+    backend: str | None = None
+
+    def __init__(self) -> None:
+        self.on_preparing: Preparing | None = None
 
     def load(self) -> None:
         pass

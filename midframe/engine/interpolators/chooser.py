@@ -23,9 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from midframe.engine.interpolators import ENGINES
+
 __all__ = ["SceneChoice", "ScenePlan", "SampleSchedule", "pick", "psnr", "scene_choices", "stride_for"]
 
-CANDIDATES = ("rife", "dis")  # in order of preference: a tie, or no evidence, keeps the first
+# auto's engines, from the registry, in order of preference: a tie, or no evidence, keeps the first
+CANDIDATES = ENGINES["auto"].capabilities.runs
 # Share of the model's frames spent on samples (each costs one frame of every candidate). At 720p on a
 # CPU, dis costs about a tenth of RIFE, so 7% of the frames sampled is about 8% more model time.
 SAMPLE_SHARE = 0.07

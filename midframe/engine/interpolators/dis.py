@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from midframe.config import EngineConfig
-from midframe.engine.interpolators.base import FramePair
+from midframe.engine.interpolators.base import FramePair, Preparing
 from midframe.engine.interpolators.blend import blend
 from midframe.engine.threads import usable_cores
 
@@ -111,10 +111,13 @@ class DisInterpolator:
     name = "dis"
     device = "cpu"
     uses_opencv = True  # its threads are OpenCV's: the pipeline leaves cv2.setNumThreads alone
+    batch_size: int | None = None  # pair by pair: any batch size does
+    backend: str | None = None
 
     def __init__(self, options: DisOptions | None = None) -> None:
         self.options = options or DisOptions()
         self.threads = usable_cores()
+        self.on_preparing: Preparing | None = None
         self._dis: cv2.DISOpticalFlow | None = None
         self._cache: _Flows | None = None
         self._grids: dict[tuple[int, int], np.ndarray] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +19,7 @@ import numpy as np
 from loguru import logger
 
 from midframe.config import EngineConfig
-from midframe.engine.interpolators.base import FramePair
+from midframe.engine.interpolators.base import FramePair, Preparing
 from midframe.engine.interpolators.rife import allocator, tta
 from midframe.engine.interpolators.rife.backends import choose_backend, importable
 from midframe.engine.interpolators.rife.devices import CudaView, cpu_threads, resolve_device
@@ -63,6 +63,7 @@ class RifeInterpolator:
     """RIFE v4.25. Reuses each frame's prepared tensor (image + encoder features) across pairs."""
 
     name = "rife"
+    uses_opencv = False  # torch's or OpenVINO's threads; OpenCV gets what the pipeline leaves
 
     def __init__(
         self,
@@ -95,7 +96,7 @@ class RifeInterpolator:
         self._auto_batch = settings.batch_size == "auto"
         self.batch_size = self._batch_size(settings.batch_size)  # lowered for good after an out-of-memory
         self._previous_threads: int | None = None
-        self.on_preparing: Callable[[str | None], None] | None = None  # set by the frame loop (see base)
+        self.on_preparing: Preparing | None = None  # set by the frame loop (see base)
         self._model: IFNet | None = None
         self._network: Network | None = None
         # (frame index, mirrored) -> (fingerprint, prepared frame); the newest few frames only

@@ -315,3 +315,22 @@ def load_state_dict(models_dir: Path) -> dict[str, torch.Tensor]:
         return load_file(str(present.path))
     except Exception as exc:  # safetensors raises its own error type for a damaged file
         raise WeightsError(f"{present.path}: unreadable ({exc}); run `midframe models fetch --force`") from None
+
+
+class RifeWeights:
+    """RIFE's ``WeightsProvider`` (``base``): the functions above, as the registry and ``midframe models`` use them."""
+
+    title = "RIFE"
+    how_to_get = HOW_TO_GET
+
+    def fetch(self, models_dir: Path, *, force: bool = False) -> Path:
+        return fetch_weights(models_dir, force=force)
+
+    def installed(self, models_dir: Path) -> list[InstalledWeights]:
+        return list_weights(models_dir)
+
+    def import_file(self, path: Path, models_dir: Path) -> InstalledWeights:
+        return import_weights(path, models_dir)
+
+    def ensure(self, models_dir: Path) -> Path | None:
+        return ensure_weights(models_dir)
