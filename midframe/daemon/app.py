@@ -29,9 +29,9 @@ from midframe.daemon.apprise_sink import apprise_sink
 from midframe.daemon.arrivals import Arrivals
 from midframe.daemon.checks import SettingsCheck
 from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
+from midframe.daemon.folders import check_folders
 from midframe.daemon.jobs import JobStore
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
-from midframe.daemon.folders import check_folders
 from midframe.daemon.lock import InboxLock, StateLock
 from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier
 from midframe.daemon.pauses import SETTINGS

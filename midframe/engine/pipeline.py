@@ -36,13 +36,13 @@ from midframe.engine.plan import OutputPlan, describe_conversion
 from midframe.engine.probe import probe
 from midframe.engine.reader import FrameReader
 from midframe.engine.segments import SegmentSink, join
+from midframe.engine.sniff import frame_size_refusal
 from midframe.engine.stages import Decoder, Encoder, FrameSink, queue_frames
 from midframe.engine.threads import ThreadPlan, plan_threads, usable_cores
 from midframe.engine.timeline import Timeline
 from midframe.engine.verify import verify_output
 from midframe.engine.videoinfo import VideoInfo
 from midframe.engine.workdir import Job, Renderer, move_into_place, prepare
-from midframe.engine.sniff import frame_size_refusal
 from midframe.errors import MediaError, OutputError, VerificationError, WeightsError
 
 MakeInterpolator = Callable[[EngineConfig], Interpolator]
