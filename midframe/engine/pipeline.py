@@ -254,8 +254,10 @@ def convert(
     if final != destination and final.exists():
         raise OutputError(final, "already exists; not overwriting it")
     start = job.manifest.frames_done
-    counts, extra = Counts(), {}
-    engine_name, device = job.engine.name, job.engine.device
+    counts = Counts()
+    extra: dict[str, Any] = {}
+    engine_name: str = job.engine.name
+    device = job.engine.device
     if renderer is not None:
         start = sum(segment.frames for segment in job.manifest.segments)
         if job.engine.name == "auto" and job.manifest.engine_scenes is None:
