@@ -170,7 +170,6 @@ def main() -> int:
             cluster.stop()
         segment_frames = int(local_report.frames_out / local_report.extra["segments"])
         seek = seek_cost(clip, ffmpeg, at=segment_frames // 2 * 3)  # a segment start in the middle
-        source_mb = clip.stat().st_size / 1e6
         output_mb = local.stat().st_size / 1e6
     load_after = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import socket
+import stat
 import subprocess
 import sys
 import urllib.error

@@ -18,7 +18,6 @@ from tests.engine_helpers import FF, VFR_ARGS, b_frame_clip, rotated_copy
 from tests.media import ffmpeg_exe, make_clip, probe_json
 
 
-
 def _fake_binary(folder: Path, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name

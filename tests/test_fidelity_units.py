@@ -181,7 +181,7 @@ def _info(found: rates.Timing, time_base: Fraction) -> VideoInfo:
 F = Fraction
 
 
-def span(kind: str, start, end, *, packets=10, first=None, last=None, codec="aac", longest=F(1, 50)) -> StreamSpan:
+def span(kind: str, start, end, *, packets=10, first=None, last=None, codec="aac", longest=Fraction(1, 50)) -> StreamSpan:
     return StreamSpan(index=0, kind=kind, codec=codec, first=F(first if first is not None else start),
                       last=F(last if last is not None else end), start=F(start), end=F(end), packets=packets,
                       longest=longest)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from midframe.config import EngineConfig, OutputConfig, ResumeConfig, resolve_paths, Config
+from midframe.config import Config, EngineConfig, OutputConfig, ResumeConfig, resolve_paths
 from midframe.engine.job import JobControl
 from midframe.engine.manifest import load_manifest
 from midframe.engine.oneshot import interpolate_file, work_dir_for

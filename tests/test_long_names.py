@@ -15,7 +15,6 @@ from midframe.daemon.memory_store import MemoryJobStore
 from midframe.daemon.naming import NUMBER_ROOM, cut_to_bytes, fit_name, name_bytes, output_name
 
 
-
 def long_name(total: int, extension: str = ".mp4") -> str:
     """A name of exactly ``total`` bytes, mostly two-byte letters."""
     body = "ü" * ((total - len(extension)) // 2)

@@ -19,11 +19,17 @@ from midframe.engine.probe import probe
 from midframe.engine.reader import FrameReader
 from midframe.errors import Aborted, OutputError
 from tests.engine_helpers import (
-    FF, LOSSLESS, VFR_ARGS, RecordingBlend, assert_audio_in_sync, b_frame_clip, rotated_copy, run_convert,
+    FF,
+    LOSSLESS,
+    VFR_ARGS,
+    RecordingBlend,
+    assert_audio_in_sync,
+    b_frame_clip,
+    rotated_copy,
+    run_convert,
     stream,
 )
 from tests.media import make_clip, probe_json, read_frames
-
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ from loguru import logger
 
 from midframe.config import EngineConfig
 from midframe.engine.interpolators.base import FramePair
+from midframe.engine.interpolators.rife import openvino_net
 from midframe.engine.interpolators.rife.backends import choose_backend, importable
 from midframe.engine.interpolators.rife.model import IFNet
-from midframe.engine.interpolators.rife import openvino_net
 from midframe.engine.interpolators.rife.openvino_net import cache_key, entry_name, import_openvino, run_requests
 from midframe.engine.interpolators.rife.runner import RifeInterpolator
 from midframe.engine.interpolators.rife.weights import installed_weights, load_state_dict

@@ -19,8 +19,16 @@ import pytest
 
 from midframe.daemon.control import ControlClient
 from tests.media import make_clip
-from tests.test_tray_desktop import MISSING, Desktop, choose, docked_icon, history, status, wait_for
-from tests.test_tray_desktop import desktop  # noqa: F401 (the fixture)
+from tests.test_tray_desktop import (
+    MISSING,
+    Desktop,
+    choose,
+    desktop,  # noqa: F401 (the fixture)
+    docked_icon,
+    history,
+    status,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.desktop,

@@ -21,8 +21,14 @@ from pathlib import Path
 import pytest
 
 from tests.media import make_clip
-from tests.test_tray_desktop import MISSING, Desktop, docked_icon, history, wait_for
-from tests.test_tray_desktop import desktop  # noqa: F401 (the fixture)
+from tests.test_tray_desktop import (
+    MISSING,
+    Desktop,
+    desktop,  # noqa: F401 (the fixture)
+    docked_icon,
+    history,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.desktop,

@@ -21,7 +21,7 @@ from midframe.web import Dashboard, Sessions, load_assets
 from midframe.web.sessions import cookie_name, cookie_value
 from midframe.web.upload import TEMP_PREFIX, UploadRefused, receive, remove_stale_uploads, safe_name, upload_folder
 from midframe.web.view import dashboard_state
-from tests.net_helpers import raw, request
+from tests.net_helpers import request
 
 EXTENSIONS = ("mp4", "mkv", "mov")
 

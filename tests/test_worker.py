@@ -16,9 +16,9 @@ import pytest
 from midframe.config import Config, Paths, config_from_mapping
 from midframe.daemon.files import fingerprint
 from midframe.daemon.finishing import ReadBack
+from midframe.daemon.memory_store import MemoryJobStore
 from midframe.daemon.naming import format_fps, output_name
 from midframe.daemon.notify import EventLog, Notifier
-from midframe.daemon.memory_store import MemoryJobStore
 from midframe.daemon.worker import Worker
 from midframe.engine.job import PipelineReport, Progress
 from midframe.errors import ConfigError, DeviceError, MediaError, OutOfMemory, OutputError, TransientError
@@ -719,9 +719,9 @@ def test_config_is_reread_when_the_file_changes_and_a_bad_edit_is_ignored(tmp_pa
 
 
 def test_the_real_pipeline_through_the_worker(tmp_path):
+    from midframe.daemon.worker import _pipeline_convert
     from midframe.engine.ffmpeg import find_ffmpeg
     from midframe.engine.interpolators import create_interpolator
-    from midframe.daemon.worker import _pipeline_convert
     from tests.media import make_clip, probe_json
 
     h = Harness(tmp_path)

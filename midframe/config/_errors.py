@@ -5,7 +5,7 @@ branch; they become one sentence. Pure: errors and positions in, text out."""
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -122,19 +122,19 @@ def _dotted(loc: Sequence[Any]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def describe_errors(errors: Sequence[dict[str, Any]], *, root: type[BaseModel], source: str,
+def describe_errors(errors: Sequence[Mapping[str, Any]], *, root: type[BaseModel], source: str,
                     locate: Locate | None = None) -> list[str]:
     """One line per key in error: ``SOURCE: KEY = VALUE (line L, column C): what to write instead``,
     in the file's order."""
     lines: list[tuple[tuple[float, float], str]] = []
-    by_key: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    by_key: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for error in errors:
         if error["type"] == "extra_forbidden":
             loc = error["loc"]
             here = _walk(root, loc[:-1])[1]
-            keys = list(here.model_fields) if isinstance(here, type) and issubclass(here, BaseModel) else []
+            known_keys = list(here.model_fields) if isinstance(here, type) and issubclass(here, BaseModel) else []
             lines.append((_order(locate, loc, True), f"{source}: unknown key {_dotted(loc)!r}"
-                                                     f"{_where(locate, loc, at_key=True)}; allowed here: {', '.join(keys)}"))
+                                                     f"{_where(locate, loc, at_key=True)}; allowed here: {', '.join(known_keys)}"))
             continue
         by_key.setdefault(_walk(root, error["loc"])[0], []).append(error)
     for keys, group in by_key.items():

@@ -5,6 +5,7 @@ defaults) read and written."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from midframe.config._yaml import describe_yaml_error, position, read_yaml
 from midframe.errors import ConfigError
 
 
-def _inherited(error: dict[str, Any], data: dict[str, Any]) -> bool:
+def _inherited(error: Mapping[str, Any], data: dict[str, Any]) -> bool:
     """An error in a profile's section about a key the profile took from the top level: the top
     level's own error says it already."""
     loc = error["loc"]

@@ -28,9 +28,9 @@ from midframe.daemon.apprise_sink import apprise_sink
 from midframe.daemon.arrivals import Arrivals
 from midframe.daemon.checks import SettingsCheck
 from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
+from midframe.daemon.folders import check_folders
 from midframe.daemon.jobs import JobStore
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
-from midframe.daemon.folders import check_folders
 from midframe.daemon.lock import InboxLock, StateLock
 from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier
 from midframe.daemon.pauses import SETTINGS
@@ -134,7 +134,7 @@ class Daemon:
         self._settings_check = SettingsCheck.real(paths, ffmpeg=ffmpeg)
         convert = self._convert
         if config.farm.scheduler:
-            convert = self._start_farm(config, ffmpeg)
+            convert = self._start_farm(config, ffmpeg, config.farm.scheduler)
         worker = self.worker = Worker(
             self._store, paths, config=self.settings.current, notifier=self.notifier, ffmpeg=ffmpeg,
             make_interpolator=self._make_interpolator, convert=convert, prepare=self._prepare_engine,
@@ -188,12 +188,12 @@ class Daemon:
         if self._store_watch is not None:
             self._store_watch.check()
 
-    def _start_farm(self, config: Config, ffmpeg: Any) -> Convert:
+    def _start_farm(self, config: Config, ffmpeg: Any, scheduler: str) -> Convert:
         """The coordinator (imported only here: a daemon without a farm never loads Dask)."""
         from midframe.farm.coordinator import FarmCoordinator
 
         farm = config.farm
-        self.farm = FarmCoordinator(farm.scheduler, resources=farm.resources, fallback_local=farm.fallback_local,
+        self.farm = FarmCoordinator(scheduler, resources=farm.resources, fallback_local=farm.fallback_local,
                                     convert=self._convert, ffmpeg=ffmpeg, on_change=self._on_farm_change)
         self.farm.start()
         # A moment for the first connection, so a daemon that starts with its farm does not pause for it.

@@ -72,9 +72,10 @@ class AppriseSender:
                                    "and parts", redact(url))
                 continue
             said: list[str] = []
+            # The callback runs inside notify(), in this iteration, so binding the loop's `said` late is safe.
             result = sender.notify(body=event.body or event.title, title=event.title,
                                    notify_type=_TYPES.get(event.kind, "info"), timeout=settings.send_timeout_s,
-                                   log_callback=lambda entry, _service: said.append(str(entry.message)))
+                                   log_callback=lambda entry, _service: said.append(str(entry.message)))  # noqa: B023
             if result:
                 logger.debug("sent {!r} to {}", event.title, redact(url))
             else:

@@ -12,6 +12,7 @@ never here against a source we do not have.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -126,7 +127,7 @@ class SettingsCheck:
         wanted = dict(self.folders)
         if config.daemon.on_success != "move":
             del wanted["daemon.done_dir"]
-        attempts: list[Callable[[], object]] = [lambda folder=folder: self._probes.folder(folder)
+        attempts: list[Callable[[], object]] = [functools.partial(self._probes.folder, folder)
                                                 for folder in dict.fromkeys(wanted.values())]
         problems = self._problems([*attempts, *self._settings_attempts(config)])
         for name in config.profiles:  # each profile's own engine and output, where they differ

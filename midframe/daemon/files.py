@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from midframe.daemon.naming import NAME_MAX, fit_name
 from midframe.regular import open_regular
@@ -92,6 +93,12 @@ class Content:
     @property
     def identity(self) -> Identity:
         return Identity.of(self.info)
+
+
+@overload
+def read_content(path: Path) -> Content: ...
+@overload
+def read_content(path: Path, *, keep_going: Callable[[], bool]) -> Content | None: ...
 
 
 def read_content(path: Path, *, keep_going: Callable[[], bool] = lambda: True) -> Content | None:

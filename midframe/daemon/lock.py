@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,7 +40,7 @@ class LocksUnsupported(OSError):
 def _try_lock(handle: IO[str], offset: int = 0) -> bool:
     """Take the OS lock without waiting; False when another process holds it. ``LocksUnsupported``
     when the file system has no locks."""
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         try:

@@ -200,13 +200,13 @@ class DesktopNotifier:
         self._passing = 0 if kind in STICKY_KINDS else (found or 0)
 
     def _call(self, args: list[str]) -> str | None:
+        done: subprocess.CompletedProcess[str] | None
         try:
             done = subprocess.run([self.command, *args], capture_output=True, text=True, timeout=self.timeout_s,
                                   check=False)
+            reason = done.stderr.strip()
         except (OSError, subprocess.TimeoutExpired) as exc:
             done, reason = None, str(exc)
-        else:
-            reason = done.stderr.strip()
         if done is None or done.returncode != 0:
             if not self._failed:
                 logger.info("desktop notifications unavailable ({}); logging only", reason or "no server")

@@ -17,8 +17,8 @@ from pathlib import Path
 from loguru import logger
 
 from midframe.config import Config
-from midframe.daemon.naming import estimate_output_bytes
 from midframe.daemon.jobs import Job, JobStore
+from midframe.daemon.naming import estimate_output_bytes
 from midframe.daemon.notify import Notifier
 
 ROOM_RECHECK_S = 15.0

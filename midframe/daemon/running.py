@@ -15,7 +15,6 @@ from midframe.daemon.notify import Notifier, format_duration
 from midframe.engine.job import Progress
 from midframe.errors import StoreUnwritable
 
-
 # Before the first frame count: the file is probed and the output tried (one trial mux for all its streams).
 PLANNING = "preparing the output (reading the file, trying the settings)"
 

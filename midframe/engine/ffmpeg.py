@@ -20,6 +20,7 @@ Windows), so a Ctrl-C on the terminal reaches midframe, which then stops its chi
 from __future__ import annotations
 
 import functools
+import io
 import os
 import re
 import shlex
@@ -32,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 from midframe.engine.children import Child, Children, child_failure
 from midframe.errors import ChildFailed, ConfigError, TransientError
@@ -60,7 +61,7 @@ def timeout_for_bytes(nbytes: int, *, base_s: float = 60.0) -> float:
     return min(base_s + max(nbytes, 0) / READ_BYTES_PER_S, MAX_TIMEOUT_S)
 
 
-def process_group_options(platform: str = sys.platform) -> dict[str, object]:
+def process_group_options(platform: str = sys.platform) -> dict[str, Any]:
     """Popen options that put a child in a process group of its own, away from the console's Ctrl-C."""
     if platform == "win32":
         return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
@@ -218,7 +219,7 @@ class FFmpegProcess:
             stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             bufsize=0,
-            **process_group_options(),  # type: ignore[arg-type]
+            **process_group_options(),
         )
         for pipe in (self._proc.stdin, self._proc.stdout):
             if pipe is not None:
@@ -247,7 +248,7 @@ class FFmpegProcess:
         """One ``readinto`` from stdout, as a wait on the child; 0 at its end (or once it is killed)."""
         with self.child.waiting():
             try:
-                n = self.stdout.readinto(view) or 0
+                n = cast(io.RawIOBase, self.stdout).readinto(view) or 0  # bufsize=0: a raw FileIO
             except (OSError, ValueError):
                 n = 0
         self.child.moved(n)
@@ -329,7 +330,7 @@ def run(cmd: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT_S, children: Chi
     title = name or Path(cmd[0]).name
     children = children or Children()
     proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            **process_group_options())  # type: ignore[call-overload]
+                            **process_group_options())
     child = children.track(name=title, pid=proc.pid, kill=lambda: _kill_group(proc))
     try:
         with child.waiting():

@@ -146,6 +146,7 @@ class FrameLoop:
             if self._batch:
                 self._pending.append(item)
             else:
+                assert not isinstance(item, _Slot)  # a slot is in the batch, which is then not empty
                 self._send(item)
             if len(self._batch) >= batch_size:
                 self._flush()

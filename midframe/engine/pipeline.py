@@ -36,13 +36,13 @@ from midframe.engine.plan import OutputPlan, describe_conversion
 from midframe.engine.probe import probe
 from midframe.engine.reader import FrameReader
 from midframe.engine.segments import SegmentSink, join
+from midframe.engine.sniff import frame_size_refusal
 from midframe.engine.stages import Decoder, Encoder, FrameSink, queue_frames
 from midframe.engine.threads import ThreadPlan, plan_threads, usable_cores
 from midframe.engine.timeline import Timeline
 from midframe.engine.verify import verify_output
 from midframe.engine.videoinfo import VideoInfo
 from midframe.engine.workdir import Job, Renderer, move_into_place, prepare
-from midframe.engine.sniff import frame_size_refusal
 from midframe.errors import MediaError, OutputError, VerificationError, WeightsError
 
 MakeInterpolator = Callable[[EngineConfig], Interpolator]
@@ -251,8 +251,10 @@ def convert(
     if final != destination and final.exists():
         raise OutputError(final, "already exists; not overwriting it")
     start = job.manifest.frames_done
-    counts, extra = Counts(), {}
-    engine_name, device = job.engine.name, job.engine.device
+    counts = Counts()
+    extra: dict[str, Any] = {}
+    engine_name: str = job.engine.name
+    device = job.engine.device
     if renderer is not None:
         start = sum(segment.frames for segment in job.manifest.segments)
         if job.engine.name == "auto" and job.manifest.engine_scenes is None:

@@ -24,10 +24,10 @@ import numpy as np
 
 from midframe.config import EngineConfig
 from midframe.engine.ffmpeg import FFmpeg
+from midframe.engine.frameloop import first_source
 from midframe.engine.interpolators.base import Interpolator
 from midframe.engine.job import JobControl
 from midframe.engine.manifest import Segment, fsync_file
-from midframe.engine.frameloop import first_source
 from midframe.engine.pipeline import frame_reader, run_frames, thread_plan_for
 from midframe.engine.plan import OutputPlan
 from midframe.engine.probe import VideoInfo

@@ -141,7 +141,7 @@ class FrameReader:
         proc = self._proc
         if proc is None:
             return 0
-        view = memoryview(frame).cast("B")
+        view = frame.data.cast("B")
         got = 0
         while got < self.frame_bytes:
             n = proc.read_into(view[got:])

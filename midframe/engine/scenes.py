@@ -75,6 +75,7 @@ def difference(a: np.ndarray, b: np.ndarray, *, max_shift: int = MAX_SHIFT, bloc
             error = np.abs(a - padded[dy : dy + h, dx : dx + w])
             per_block = error.reshape(h // block, block, w // block, block).mean(axis=(1, 3))
             best = per_block if best is None else np.minimum(best, per_block)
+    assert best is not None  # the loops run at least once (max_shift >= 0)
     return float(best.mean())
 
 

@@ -19,8 +19,10 @@ ATEMPO_MIN = Fraction(1, 2)
 
 
 class _Stream(Protocol):
-    kind: str
-    action: str
+    @property
+    def kind(self) -> str: ...
+    @property
+    def action(self) -> str: ...
 
 
 S = TypeVar("S", bound=_Stream)

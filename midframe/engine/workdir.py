@@ -34,6 +34,7 @@ from midframe.engine.timeline import Timeline
 from midframe.engine.videoinfo import VideoInfo
 from midframe.errors import OutputError
 
+
 class Renderer(Protocol):
     """Makes a job's missing segments elsewhere (the render farm) instead of in this process.
 

@@ -217,7 +217,7 @@ class FrameWriter:
                 f"frame {frame.shape} {frame.dtype} does not match the encoder's "
                 f"{self.spec.frame_shape} {self.spec.dtype}"
             )
-        data = memoryview(np.ascontiguousarray(frame)).cast("B")
+        data = np.ascontiguousarray(frame).data.cast("B")
         try:
             self._proc.write(data)
         except (BrokenPipeError, OSError, ValueError):

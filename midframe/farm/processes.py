@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import signal
 import socket
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 

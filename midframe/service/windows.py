@@ -156,15 +156,22 @@ def _remove_service() -> None:
     win32serviceutil.RemoveService(SERVICE_NAME)
 
 
-def _set_autostart(command: str) -> None:
+def _winreg() -> Any:
+    """The winreg module, loosely typed: typeshed declares its contents for Windows only, and mypy runs on Linux."""
     import winreg
+
+    return winreg
+
+
+def _set_autostart(command: str) -> None:
+    winreg = _winreg()
 
     with winreg.OpenKey(winreg.HKEY_CURRENT_USER, RUN_KEY, 0, winreg.KEY_SET_VALUE) as key:
         winreg.SetValueEx(key, RUN_VALUE, 0, winreg.REG_SZ, command)
 
 
 def _remove_autostart() -> None:
-    import winreg
+    winreg = _winreg()
 
     with winreg.OpenKey(winreg.HKEY_CURRENT_USER, RUN_KEY, 0, winreg.KEY_SET_VALUE) as key:
         try:
@@ -174,7 +181,7 @@ def _remove_autostart() -> None:
 
 
 def _status_text() -> str:
-    import winreg
+    winreg = _winreg()
 
     import pywintypes
     import win32service

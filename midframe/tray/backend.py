@@ -133,7 +133,7 @@ class _SilentNotifier:
 def icon_class(pystray: ModuleType) -> type:
     """pystray's Icon, extended to survive a failing D-Bus notifier and to keep our SIGINT handler."""
 
-    class MidframeIcon(pystray.Icon):  # type: ignore[name-defined,misc]
+    class MidframeIcon(pystray.Icon):  # type: ignore[name-defined]
         notifications_work = bool(getattr(pystray.Icon, "HAS_NOTIFICATION", False))
         _saved_sigint: Any = None
 

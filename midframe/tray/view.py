@@ -56,7 +56,8 @@ def offline_view(reason: str = "", *, line: str = "Daemon not answering") -> Tra
 def view_from_status(status: dict[str, Any], unseen: dict[str, Any] | None = None) -> TrayView:
     """The view of a ``status --json`` answer (DESIGN.md section 3), with the failures not yet seen
     from ``unseen`` (``GET /events``'s ``failed_unseen`` and ``failed_unseen_names``)."""
-    state: TrayState = status.get("state") if status.get("state") in ("idle", "working", "paused") else "idle"
+    said = status.get("state")
+    state: TrayState = said if said in ("idle", "working", "paused") else "idle"
     queued = int(status.get("queued") or 0)
     queue_text = f"{queued} queued" + _farm_text(status.get("farm"))
     current = status.get("current")

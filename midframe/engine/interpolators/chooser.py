@@ -138,8 +138,8 @@ def scene_choices(spans: Sequence[tuple[int, int]], samples: Iterable[tuple[int,
         for name, value in scores.items():
             collected[found].setdefault(name, []).append(value)
     choices = []
-    for (start, end), scores, count in zip(spans, collected, counts, strict=True):
-        winner = pick(scores, order=order, margin=margin) or default
-        means = {name: float(np.mean(values)) for name, values in scores.items()}
+    for (start, end), by_engine, count in zip(spans, collected, counts, strict=True):
+        winner = pick(by_engine, order=order, margin=margin) or default
+        means = {name: float(np.mean(values)) for name, values in by_engine.items()}
         choices.append(SceneChoice(start=start, end=end, engine=winner, scores=means, samples=count))
     return choices

@@ -251,7 +251,7 @@ class DisInterpolator:
         share_a = weight_a / (weight_a + weight_b)
         grid = self._grid(h, w)
         if (fh, fw) != (h, w):
-            scale = np.float32([w / fw, h / fh])
+            scale = np.array([w / fw, h / fh], dtype=np.float32)
             # The maps of the two warps, built in place: enlarged flow, scaled to pixels, plus the grid.
             map_a = cv2.resize(to_a, (w, h), interpolation=cv2.INTER_LINEAR)
             map_b = cv2.resize(to_b, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -28,6 +28,8 @@ no counterpart here and are dropped when the weights are converted.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -158,7 +160,7 @@ class IFBlock(nn.Module):
 
     def forward_grouped(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` of inputs ordered frame by frame: ``[f0 (image, features), f1, t, rest]``."""
-        first = self.conv0[0][0]
+        first = cast(nn.Conv2d, cast(nn.Sequential, self.conv0[0])[0])  # built by _downsample
         order = _GROUPED_ORDER[: first.in_channels]
         x = _leaky(F.conv2d(x, first.weight[:, order], first.bias, 2, 1))
         return self.lastconv(self.convblock(self.conv0[1](x)))
@@ -290,6 +292,7 @@ class IFNet(nn.Module):
             flow = out[:, :4] * scale if flow is None else flow + out[:, :4] * scale
             extra = out[:, 4:]
             del out  # extra keeps the part still needed
+        assert flow is not None and extra is not None  # BLOCK_SCALES is not empty
         warped = self.warp(frames[:, :3], self._both(flow))
         weight = torch.sigmoid(extra[:, :1])
         return torch.lerp(warped[count:], warped[:count], weight)

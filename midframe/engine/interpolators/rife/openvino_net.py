@@ -221,7 +221,7 @@ class OpenVinoNetwork:
         config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": self._threads,
                   "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT", "NUM_STREAMS": streams,
                   "ENABLE_CPU_PINNING": False}
-        return tuple(  # type: ignore[return-value]
+        return tuple(
             self._core.compile_model(self._core.read_model(str(entry / f"{name}.xml")), "CPU", config)
             for name in ("prepare", "forward")
         )

@@ -55,7 +55,9 @@ class TorchNetwork:
         self._cuda = device.type == "cuda"
         self._fast = fast and self._cuda
         self._format = torch.channels_last if self._fast else torch.contiguous_format
-        self._model = model.to(device, dtype, memory_format=self._format) if self._fast else model.to(device, dtype)
+        # Module.to takes memory_format (it parses its arguments as Tensor.to does); torch's stubs leave it out.
+        self._model = (model.to(device, dtype, memory_format=self._format)  # type: ignore[call-overload]
+                       if self._fast else model.to(device, dtype))
         self._forward: Callable[..., torch.Tensor] = self._model
         self._upload = torch.cuda.Stream(device) if self._fast else None
         want_compile = self._fast if compile_model is None else compile_model

@@ -142,7 +142,7 @@ def guess_version(state: Mapping[str, torch.Tensor]) -> str | None:
         return "v4.0-v4.4"
     last = state.get("block0.lastconv.0.weight")
     outputs = int(last.shape[1]) if last is not None else None
-    known = {
+    known: dict[tuple[tuple[int | None, ...], int | None, int | None], str] = {
         ((192, 128, 96, 64, 32), 4, 52): "v4.25 or v4.26",
         ((192, 128, 96, 64, 24), 4, 52): "v4.25 lite",
         ((384, 256, 192, 128, 64), 4, 52): "v4.25 heavy",
@@ -182,7 +182,7 @@ def _version_of(sha256: str) -> str:
     return "v4.25" if sha256 == PUBLISHED_SHA256 else "v4.25-compatible"
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     partial = path.with_name(f".{path.name}.part")
     try:
         write(partial)
@@ -211,20 +211,21 @@ def _install(data: bytes, *, source: str, models_dir: Path, progress: Progress) 
     target = models_dir / WEIGHTS_FILE
     tensors = {name: tensor.detach().float().contiguous() for name, tensor in state.items()}
     _atomic_write(target, lambda p: save_file(tensors, str(p), metadata={"version": version}))
+    file_sha256 = _file_sha256(target)
     sidecar = {
         "format": 1,
         "architecture": ARCHITECTURE,
         "version": version,
         "source": source,
         "source_sha256": sha256,
-        "file_sha256": _file_sha256(target),
+        "file_sha256": file_sha256,
         "tensors": len(tensors),
     }
     text = json.dumps(sidecar, indent=2) + "\n"
     _atomic_write(models_dir / SIDECAR_FILE, lambda p: p.write_text(text, encoding="utf-8"))
     progress(f"RIFE {version} weights installed: {target} ({len(tensors)} tensors, source sha256 {sha256[:16]}...)")
     return InstalledWeights(
-        version=version, path=target, sha256=sha256, source=source, file_sha256=sidecar["file_sha256"]
+        version=version, path=target, sha256=sha256, source=source, file_sha256=file_sha256
     )
 
 
