@@ -137,7 +137,9 @@ def test_a_resumed_job_and_farm_segments_equal_the_whole_run(clips, tmp_path):
         run_convert(clip, out, engine=BLEND, output=LOSSLESS, resume=segments, work_dir=work, control=control,
                     on_progress=stop, interpolator=RecordingBlend(delay_s=0.1))
     done = load_manifest(work).frames_done
-    assert 0 < done < 48 and done % 6 == 0
+    # A stop keeps the segment under way, closed where the stop came (Ctrl-C loses no finished frame),
+    # so the resume starts wherever that was: inside a hold or not, it must decide as the whole run.
+    assert 0 < done < 48
     resumed = run_convert(clip, out, engine=BLEND, output=LOSSLESS, resume=segments, work_dir=work)
     assert resumed.resumed_from_frame == done
     assert np.array_equal(read_frames(out), reference)

@@ -142,13 +142,13 @@ def test_a_config_written_after_the_start_takes_without_a_restart(tmp_path):
             f"the running midframe daemon (pid {daemon.pid}) reads this file: a saved edit applies from its next "
             "job on (folders, watcher and port settings after a restart)"]
         text = config_path.read_text(encoding="utf-8")
-        assert "  name: rife\n" in text and "  factor: 2\n" in text
-        edited = text.replace("  name: rife\n", "  name: blend\n").replace("  factor: 2\n", "  factor: 3\n")
+        assert "  name: auto\n" in text and "  factor: 2\n" in text
+        edited = text.replace("  name: auto\n", "  name: blend\n").replace("  factor: 2\n", "  factor: 3\n")
         config_path.write_text(edited, encoding="utf-8")
         wait_for(lambda: "engine.factor 2 -> 3" in log.read_text(errors="replace"), timeout=30, step=0.2,
                  what="the reload in the log")
         reloaded = [line for line in log.read_text(errors="replace").splitlines() if "engine.factor 2 -> 3" in line]
-        assert (f"config reloaded from {config_path}: engine changed: engine.name rife -> blend, engine.factor 2 -> 3 "
+        assert (f"config reloaded from {config_path}: engine changed: engine.name auto -> blend, engine.factor 2 -> 3 "
                 "(from the next job on)") in reloaded[-1]
 
         clip = make_clip(tmp_path / "clip.mp4", seconds=1, fps="10", size="64x48")
