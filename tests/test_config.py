@@ -122,3 +122,13 @@ def test_write_example_never_overwrites(tmp_path):
     assert load_config(target) == Config()
     with pytest.raises(ConfigError, match="already exists"):
         write_example_config(target)
+
+
+def test_dedup_off_unquoted_in_yaml_means_off(tmp_path):
+    # YAML 1.1 makes an unquoted `off` the boolean false; the user means the word.
+    from midframe.config import load_config
+
+    for written, meant in (("off", "off"), ("'off'", "off"), ("no", "off"), ("on", "auto"), ("auto", "auto")):
+        path = tmp_path / "c.yaml"
+        path.write_text(f"engine:\n  dedup: {written}\n", encoding="utf-8")
+        assert load_config(path).engine.dedup == meant, written

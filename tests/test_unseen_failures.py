@@ -66,6 +66,8 @@ def test_the_dashboard_keeps_a_failure_visible_while_later_jobs_run(tmp_path: Pa
             drop(long_clip, daemon.inbox, "long.mkv")
             wait_for(lambda: (daemon.status()["current"] or {}).get("name") == "long.mkv", timeout=30,
                      what="the long job under way")
+            # Held between two batches, so a quiet machine cannot finish it before the failure comes.
+            assert daemon.client().pause()["state"] == "paused"
             (daemon.inbox / "notes.mp4").write_text("a shopping list, not a video\n" * 40)
 
             def banner() -> str | None:
@@ -77,6 +79,7 @@ def test_the_dashboard_keeps_a_failure_visible_while_later_jobs_run(tmp_path: Pa
             assert driver.find_element("id", "count-unseen").text == "1"
             assert (daemon.status()["current"] or {}).get("name") == "long.mkv"  # it came while a job ran
 
+            assert daemon.client().resume()["state"] in ("working", "idle")
             drop(later, daemon.inbox, "later.mp4")
             wait_for(lambda: daemon.status()["done"] == 2, timeout=120, what="the long job and a later one done")
             driver.refresh()

@@ -107,6 +107,14 @@ class EngineConfig(_Section):
     def _fps(cls, value: Any) -> Fraction | None:
         return None if value is None else parse_fps(value)
 
+    @field_validator("dedup", mode="before")
+    @classmethod
+    def _dedup(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted off/on/no/yes as a boolean: `dedup: off` means off.
+        if isinstance(value, bool):
+            return "auto" if value else "off"
+        return value
+
     @field_validator("batch_size")
     @classmethod
     def _batch_size(cls, value: Any) -> Any:
