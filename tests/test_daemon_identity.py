@@ -22,6 +22,7 @@ import pytest
 from midframe.daemon.files import FINGERPRINT_CHUNK, fingerprint
 from tests.daemon_process import ROOT, DaemonProcess, sha256, wait_for
 from tests.media import ffmpeg_exe, make_clip, probe_json, psnr, read_frames
+from tests.mounts import can_mount, mount
 
 pytestmark = pytest.mark.slow
 
@@ -256,21 +257,6 @@ def test_an_outbox_equal_to_the_inbox_or_a_second_daemon_on_the_inbox_is_refused
 # --- output problems ------------------------------------------------------------------------------
 
 
-def _mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True)
-
-
-def can_mount(tmp_path: Path) -> bool:
-    probe = tmp_path / "mount-probe"
-    probe.mkdir()
-    try:
-        _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe))
-    except (OSError, subprocess.CalledProcessError):
-        return False
-    subprocess.run(["umount", str(probe)], check=True)
-    return True
-
-
 def test_an_outbox_that_turns_read_only_or_full_mid_job_pauses_and_resumes_by_itself(tmp_path, media):
     if not (hasattr(os, "geteuid") and os.geteuid() == 0 and can_mount(tmp_path)):
         pytest.skip("needs root with mount (a tmpfs outbox and a read-only bind mount over it); the worker "
@@ -278,15 +264,15 @@ def test_an_outbox_that_turns_read_only_or_full_mid_job_pauses_and_resumes_by_it
     daemon = DaemonProcess(tmp_path / "run", {"output": {"codec": "libx264", "preset": "ultrafast"},
                                               "resume": {"segment_frames": 24}})
     daemon.outbox.mkdir()
-    _mount("-t", "tmpfs", "-o", "size=24m", "tmpfs", str(daemon.outbox))
+    mount("-t", "tmpfs", "-o", "size=24m", "tmpfs", str(daemon.outbox))
     overlaid = False
     try:
         daemon.start()
         clip = make_clip(media / "steady.mkv", seconds=4, size=SIZE)
         copy_in(daemon, clip, "ro.mkv")
         wait_converting(daemon, "ro.mkv")
-        _mount("--bind", str(daemon.outbox), str(daemon.outbox))       # the outbox turns read-only
-        _mount("-o", "remount,bind,ro", str(daemon.outbox))
+        mount("--bind", str(daemon.outbox), str(daemon.outbox))       # the outbox turns read-only
+        mount("-o", "remount,bind,ro", str(daemon.outbox))
         overlaid = True
         paused = wait_for(lambda: (s := daemon.status())["state"] == "paused" and s, timeout=60, what="a pause")
         assert paused["paused_reason"].startswith(f"outbox ({daemon.outbox}) cannot be written (Read-only file system)")

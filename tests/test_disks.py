@@ -19,27 +19,12 @@ import pytest
 
 from tests.daemon_process import DaemonProcess, wait_for
 from tests.media import make_clip
+from tests.mounts import can_mount
+from tests.mounts import mount as mount_fs
 
 pytestmark = pytest.mark.slow
 
 SIZE = "160x96"
-
-
-def _mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True)
-
-
-def can_mount(tmp_path: Path) -> bool:
-    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount")):
-        return False
-    probe = tmp_path / "mount-probe"
-    probe.mkdir()
-    try:
-        _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe))
-    except (OSError, subprocess.CalledProcessError):
-        return False
-    subprocess.run(["umount", str(probe)], check=True)
-    return True
 
 
 def fill(folder: Path) -> Path:
@@ -79,7 +64,7 @@ def mounts(tmp_path):
 
     def mount(folder: Path, size: str) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
-        _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder))
+        mount_fs("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder))
         mounted.append(folder)
         return folder
 
