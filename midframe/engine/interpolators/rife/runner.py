@@ -266,10 +266,13 @@ class RifeInterpolator:
     def _run(self, pairs: Sequence[FramePair]) -> list[np.ndarray]:
         """The batch through the network once per pass (``tta``), the passes' frames averaged."""
         assert self._network is not None
+        # Each side's frames prepared once per orientation: the time-reversed passes use the same ones.
+        sides = {mirrored: (self._frames([(p.index, p.a) for p in pairs], mirrored=mirrored),
+                            self._frames([(p.b_index, p.b) for p in pairs], mirrored=mirrored))
+                 for mirrored in dict.fromkeys(how.mirrored for how in self.passes)}
         made: list[list[np.ndarray]] = []
         for how in self.passes:
-            first = self._frames([(p.index, p.a) for p in pairs], mirrored=how.mirrored)
-            second = self._frames([(p.b_index, p.b) for p in pairs], mirrored=how.mirrored)
+            first, second = sides[how.mirrored]
             times = [p.t for p in pairs]
             if how.reversed:
                 first, second, times = second, first, [1.0 - t for t in times]
