@@ -26,6 +26,7 @@ from midframe.daemon.finishing import ERROR_SUFFIX
 from midframe.daemon.jobs import Job
 from midframe.daemon.notify import Event
 from midframe.daemon.sinks import QueuedSink
+from midframe.engine.ffmpeg import process_group_options
 
 OUTPUT_LIMIT = 4000  # characters of a command's output that are logged
 ENV_NAMES = ("MIDFRAME_EVENT", "MIDFRAME_JOB_ID", "MIDFRAME_NAME", "MIDFRAME_STATE", "MIDFRAME_SOURCE",
@@ -80,11 +81,9 @@ def run_command(command: list[str], *, env: Mapping[str, str], timeout_s: float,
     """Run ``command`` to its end or for ``timeout_s``; log its output and outcome. Its exit status,
     None when it could not start or was killed."""
     program = Path(command[0]).name
-    options: dict[str, object] = ({"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
-                                  if sys.platform == "win32" else {"start_new_session": True})
     try:
         process = subprocess.Popen(command, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, **options)  # type: ignore[call-overload]
+                                   stderr=subprocess.STDOUT, **process_group_options())
     except OSError as exc:
         logger.warning("after-job command {} ({}) could not start: {}", program, what, exc.strerror or exc)
         return None
