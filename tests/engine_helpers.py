@@ -14,7 +14,7 @@ from midframe.engine.ffmpeg import find_ffmpeg, run
 from midframe.engine.interpolators.base import FramePair
 from midframe.engine.interpolators.blend import BlendInterpolator, blend
 from midframe.engine.pipeline import convert
-from midframe.engine.plan import rotation_args
+from midframe.engine.preflight import rotation_args
 from tests.media import make_clip, probe_json
 
 FF = find_ffmpeg()

@@ -104,7 +104,3 @@ class Drawings:
                    if other != a):
             return None
         return a - 1, run[1] + 1
-
-    def span(self, i: int) -> tuple[int, int]:
-        """The two drawings frame ``i`` lies between: its hold, or ``(i, i + 1)``."""
-        return self.hold(i) or (i, i + 1)

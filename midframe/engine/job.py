@@ -73,8 +73,7 @@ class JobControl:
         """Block while paused; raise ``Aborted`` once abort was asked for."""
         while not self._running.wait(poll_s):
             pass
-        if self._aborted.is_set():
-            raise Aborted(self._reason)
+        self.raise_if_aborted()
 
 
 @dataclass

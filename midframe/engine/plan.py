@@ -32,7 +32,6 @@ from midframe.engine import formats
 from midframe.engine.colour import is_rgb_pix_fmt, svtav1_params, x265_params
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.preflight import Preflight, Trial
-from midframe.engine.preflight import rotation_args as rotation_args  # segments imports it from here
 from midframe.engine.reader import decode_pix_fmt
 from midframe.engine.slowmo import slow_streams
 from midframe.engine.timeline import Timeline, factor_timeline, fps_timeline, slow_motion

@@ -21,7 +21,8 @@ import numpy as np
 
 from midframe.engine.ffmpeg import QUIET, FFmpeg, timeout_for_bytes
 from midframe.engine.manifest import Manifest, Segment, fsync_file
-from midframe.engine.plan import OutputPlan, rotation_args
+from midframe.engine.plan import OutputPlan
+from midframe.engine.preflight import rotation_args
 from midframe.engine.timeline import Timeline
 from midframe.engine.videoinfo import VideoInfo
 from midframe.engine.writer import FrameWriter, encoder_failure

@@ -99,8 +99,6 @@ def frames_refusal(*, frame_count: int, duration: Fraction | None) -> str | None
     return None
 
 
-EIGHT_K_PIXELS = 7680 * 4320  # engine.max_frame_pixels's default
-
 
 def frame_size_refusal(*, width: int, height: int, max_pixels: int) -> str | None:
     """Why frames of ``width`` x ``height`` are refused, or None. A file can declare any size in a few

@@ -68,9 +68,10 @@ def view_from_status(status: dict[str, Any], unseen: dict[str, Any] | None = Non
         percent = progress * 100
         stalled = current.get("stalled")  # an ffmpeg process made no progress: no ETA then, and why
         when = "stalled" if stalled else f"ETA {format_duration(current.get('eta_s'))}"
-        job = f"{escape(str(current.get('name', '?')))} {percent:.0f}% {when}"
+        name = escape(str(current.get("name", "?")))
+        job = f"{name} {percent:.0f}% {when}"
         if current.get("preparing") and not stalled:  # no frames yet: what it does, not 0% ETA ?
-            job = f"{escape(str(current.get('name', '?')))}: {escape(str(current['preparing']))}"
+            job = f"{name}: {escape(str(current['preparing']))}"
         status_line = f"{state.capitalize()}: {job} · {queue_text}"
         said = f"{job} ({escape(str(stalled))}), {queue_text}" if stalled else f"{job}, {queue_text}"
         tooltip = f"midframe {state}: {said}"
