@@ -27,7 +27,7 @@ from midframe.config import (
     with_overrides,
     write_example_config,
 )
-from midframe.engine.interpolators import ENGINES, WeightsProvider
+from midframe.engine.interpolators import ENGINES, weights_providers
 from midframe.errors import ConfigError, DaemonNotRunning, MidframeError
 from midframe.log import configure_logging
 from midframe.sentences import (
@@ -193,15 +193,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 # --- models, services, config ------------------------------------------------------------------
 
 
-def _weights_providers() -> dict[str, WeightsProvider]:
-    """Every registered engine's weights, by engine, in the registry's order."""
-    found = {name: spec.weights_provider() for name, spec in ENGINES.items()}
-    return {name: provider for name, provider in found.items() if provider is not None}
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     models_dir = resolve_paths(_config(args)).models_dir
-    providers = _weights_providers()
+    providers = weights_providers()
     if args.models_command == "import":
         installed = providers[args.engine].import_file(args.path, models_dir)
         print(f"imported {installed.version}: {installed.path}")
@@ -331,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = add("models", cmd_models, "install and list model weights")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    with_weights = list(_weights_providers())  # the registry's engines that have weights: rife
+    with_weights = list(weights_providers())  # the registry's engines that have weights: rife
     fetch = models_sub.add_parser("fetch", parents=[common],
                                   help=f"fetch and verify the weights of {', '.join(with_weights)}")
     fetch.add_argument("--force", action="store_true", help="fetch again even if installed")

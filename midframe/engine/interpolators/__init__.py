@@ -123,12 +123,13 @@ def spec_of(name: str) -> EngineSpec:
                           key="engine.name") from None
 
 
-def weights_providers(name: str) -> dict[str, WeightsProvider]:
+def weights_providers(name: str | None = None) -> dict[str, WeightsProvider]:
     """The weights engine ``name`` runs with, by the engine that owns them: its own and those of the
-    engines it runs (auto: RIFE's). Empty for an engine that needs none."""
-    spec = spec_of(name)
+    engines it runs (auto: RIFE's). Empty for an engine that needs none. With no ``name``: every
+    registered engine's, in the registry's order (``midframe models``)."""
+    owners = list(ENGINES) if name is None else [name, *spec_of(name).capabilities.runs]
     found: dict[str, WeightsProvider] = {}
-    for owner in (spec.name, *spec.capabilities.runs):
+    for owner in owners:
         provider = spec_of(owner).weights_provider()
         if provider is not None:
             found[owner] = provider
