@@ -256,17 +256,20 @@ class JobRenderer:
         the last refusal, raised, when there are none."""
         if not self.refused:
             return {}
-        workers = client.scheduler_info(n_workers=-1).get("workers", {})
-        allowed = [address for address, meta in workers.items()
-                   if address not in self.refused and meta.get("resources", {}).get(SLOT, 0) > 0]
+        allowed = [address for address in self._fit_addresses(client) if address not in self.refused]
         if not allowed:
             raise from_remote(list(self.refused.values())[-1])
         return {"workers": allowed, "allow_other_workers": False}
 
     @staticmethod
-    def _fit_workers(client: Client) -> bool:
+    def _fit_addresses(client: Client) -> list[str]:
+        """The workers that offer a segment slot (one that found it cannot work offers none)."""
         workers = client.scheduler_info(n_workers=-1).get("workers", {})
-        return any(meta.get("resources", {}).get(SLOT, 0) > 0 for meta in workers.values())
+        return [address for address, meta in workers.items() if meta.get("resources", {}).get(SLOT, 0) > 0]
+
+    @classmethod
+    def _fit_workers(cls, client: Client) -> bool:
+        return bool(cls._fit_addresses(client))
 
     @staticmethod
     def _cancel(client: Client, stop: Event, pending: Mapping[Any, Any]) -> None:
