@@ -154,19 +154,26 @@ def test_pause_holds_the_loop_and_abort_keeps_the_work(clips, tmp_path):
     work = tmp_path / "work"
     paused_at: list[float] = []
 
+    reported_after_pause: list[float] = []
+
     def on_progress(progress):
+        if paused_at:
+            reported_after_pause.append(time.monotonic())
+        # The abort comes from a report after the one that paused: an abort beside the pause lifts it.
+        if paused_at and progress.frames_done >= 24:
+            control.abort("test stop")
         if progress.frames_done >= 8 and not paused_at:
             paused_at.append(time.monotonic())
             control.pause()
             threading.Timer(0.6, control.resume).start()
-        if progress.frames_done >= 24:
-            control.abort("test stop")
 
     started = time.monotonic()
     with pytest.raises(Aborted, match="test stop"):
+        # 0.2 s a batch (8 of the 50 output frames): reports (every 0.25 s) come while the job runs.
         run_convert(clips["mkv"], target, work_dir=work, control=control, on_progress=on_progress,
-                    interpolator=RecordingBlend(delay_s=0.02))
+                    interpolator=RecordingBlend(delay_s=0.2))
     assert time.monotonic() - started >= 0.6
+    assert reported_after_pause[0] - paused_at[0] >= 0.6  # no frame made while paused
     assert not target.exists()
     manifest = load_manifest(work)
     assert manifest is not None and manifest.frames_done >= 24
