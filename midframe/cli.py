@@ -1,6 +1,6 @@
 """The ``midframe`` command: parses arguments and calls into the package; no logic of its own.
 
-Control commands find the daemon through ``midframe.daemon.locate`` (the config's state dir, else the
+Control commands find the daemon through ``midframe.api.locate`` (the config's state dir, else the
 one the running daemon recorded), print a sentence (``--json`` for the daemon's answer), log at INFO
 unless ``--verbose``, and a closed pipe (``midframe jobs | head``) ends them quietly. The sentences
 (names escaped as in log lines) are ``midframe.sentences``.
@@ -57,13 +57,13 @@ def _fps_option(value: str) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from midframe.launch import main_job
+    from midframe.run_command import main_job
 
     return main_job(args.config)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from midframe.daemon.host import watch_in_foreground
+    from midframe.daemon.startup import watch_in_foreground
 
     return watch_in_foreground(args.config, log_to_stderr=not args.quiet)
 
@@ -78,14 +78,14 @@ def cmd_tray(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    from midframe.engine.oneshot import interpolate_file
+    from midframe.interpolate_command import interpolate_file
 
     config = _config(args)
     if args.factor is not None and args.fps is not None:
         raise ConfigError("--factor and --fps: give one or the other")
     from midframe.engine.interpolators import engine_chosen
 
-    chosen = args.engine is not None or engine_chosen(config)
+    chosen = args.engine is not None or engine_chosen(config.engine)
     engine = with_overrides(
         config.engine,
         name=args.engine,
@@ -130,8 +130,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from midframe.daemon import locate
-    from midframe.daemon.control import ControlClient
+    from midframe.api import locate
+    from midframe.api.control import ControlClient
 
     pointer = locate.pointer_path()
     location = locate.locate_state_dir(args.config, pointer=pointer)
@@ -222,8 +222,8 @@ def cmd_service(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     target = args.config or default_config_path()
     if args.config_command == "init":
-        from midframe.daemon import locate
-        from midframe.daemon.control_client import process_alive
+        from midframe.api import locate
+        from midframe.api.client import process_alive
 
         print(f"wrote {write_example_config(target, overwrite=args.force)}")
         print(locate.config_pickup(target, pointer=locate.pointer_path(), alive=process_alive))

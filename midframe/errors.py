@@ -27,8 +27,10 @@
     └── ControlError              the control API is unreachable or refused the request
         └── DaemonNotRunning      no daemon answers on the state dir's control.json
 
+    JobStateError (a ValueError)  a job cannot make the asked change now (``missing``: no such job)
+
 Bad input (``ConfigError``, ``MediaError``, ``OutputError``) exits with code 2. Errors carry what the
-outcome table (``midframe.daemon.outcomes``) needs as attributes; their messages are for people only.
+outcome table (``midframe.daemon.jobs.outcomes``) needs as attributes; their messages are for people only.
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ from pathlib import Path
 
 class MidframeError(Exception):
     exit_code = 1
+
+
+class JobStateError(ValueError):
+    """The job is not in a state that allows the requested change (e.g. retry of a done job); ``missing``:
+    there is no such job at all (the control API answers 404 rather than 409)."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class ConfigError(MidframeError):

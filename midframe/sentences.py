@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from midframe.daemon.notify import format_duration
 from midframe.log import escape
 
 
@@ -71,3 +70,14 @@ def jobs_sentence(jobs: list[dict[str, Any]]) -> str:
 def cancelled_sentence(job: dict[str, Any]) -> str:
     later = " after its current batch" if job.get("state") == "running" else ""
     return f"job {job['id']} ({said(job['name'])}) is cancelled{later}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -11,7 +11,7 @@ from tests import footage
 
 @pytest.fixture(scope="session", autouse=True)
 def private_state_home(tmp_path_factory):
-    """Daemons record where they run in the platform's state dir (midframe.daemon.locate); tests,
+    """Daemons record where they run in the platform's state dir (midframe.api.locate); tests,
     and the daemons and CLIs they start, use a folder of their own, not the user's."""
     import os
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from midframe.daemon.control import ControlClient
+from midframe.api.control import ControlClient
 from midframe.daemon.lock import INBOX_LOCK_FILE
 from midframe.errors import ControlError
 

@@ -18,9 +18,9 @@ from midframe.engine.interpolators.base import FramePair
 from midframe.engine.interpolators.dis import DisInterpolator
 from midframe.engine.job import JobControl
 from midframe.engine.manifest import Manifest, load_manifest
-from midframe.engine.oneshot import interpolate_file, work_dir_for
 from midframe.engine.pipeline import convert, use_recorded_scenes
 from midframe.errors import Aborted, WeightsError
+from midframe.interpolate_command import interpolate_file, work_dir_for
 from tests.auto_clips import FAST, SLOW, spliced_clip
 from tests.engine_helpers import FF
 from tests.media import psnr, read_frames

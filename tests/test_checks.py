@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from midframe.config import Paths, config_from_mapping
-from midframe.daemon.checks import SettingsCheck
+from midframe.daemon.jobs.settings_check import SettingsCheck
 from midframe.daemon.settings import ConfigSource
 from midframe.engine.ffmpeg import find_ffmpeg
 from tests.engine_helpers import missing_cuda_device

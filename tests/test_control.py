@@ -13,16 +13,16 @@ import urllib.request
 
 import pytest
 
-from midframe.daemon.control import (
+from midframe.api.control import (
     ControlClient,
     ControlServer,
     new_token,
     remove_control_file,
     write_control_file,
 )
-from midframe.daemon.control_files import hello_proof
-from midframe.daemon.notify import EventLog
-from midframe.daemon.store import JobStateError
+from midframe.api.control_files import hello_proof
+from midframe.daemon.jobs.events import EventLog
+from midframe.daemon.store.sqlite import JobStateError
 from midframe.errors import ControlError, DaemonNotRunning
 from tests.net_helpers import Impostor, raw, request
 

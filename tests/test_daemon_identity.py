@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from midframe.daemon.files import FINGERPRINT_CHUNK, fingerprint
+from midframe.fs.files import FINGERPRINT_CHUNK, fingerprint
 from tests.daemon_process import ROOT, DaemonProcess, sha256, wait_for
 from tests.media import ffmpeg_exe, make_clip, probe_json, psnr, read_frames
 from tests.mounts import can_mount, mount

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from midframe.daemon.running import doing
+from midframe.daemon.jobs.running import doing
 from midframe.engine.eta import SteadyRate
 from midframe.engine.interpolators.base import FramePair
 from midframe.sentences import status_sentence

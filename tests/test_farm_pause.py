@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from midframe.daemon.outcomes import Context, SourceFacts, classify
+from midframe.daemon.jobs.outcomes import Context, SourceFacts, classify
 from midframe.errors import FarmUnavailable
 from midframe.farm.remote import FarmTaskError, from_remote
 from tests.test_worker import Harness

@@ -39,7 +39,7 @@ def test_a_command_that_ends_in_time_is_not_touched():
 
 
 def test_time_limits_grow_with_the_bytes_read_and_stay_under_the_watchdog():
-    from midframe.daemon.liveness import STUCK_AFTER_S
+    from midframe.daemon.jobs.liveness import STUCK_AFTER_S
 
     assert timeout_for_bytes(0) == 60
     two_hour_film = 4_000_000_000  # about 4 GB at 4.5 Mbit/s

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from midframe.daemon.httpd import BadRequest, HttpServer, Limits, Response, error, parse_head
+from midframe.api.server import BadRequest, HttpServer, Limits, Response, error, parse_head
 
 
 def parse(text: str, max_body_bytes: int = 65536):

@@ -20,9 +20,9 @@ import pytest
 from midframe.config import Config, EngineConfig, OutputConfig, ResumeConfig, resolve_paths
 from midframe.engine.job import JobControl
 from midframe.engine.manifest import load_manifest
-from midframe.engine.oneshot import interpolate_file, work_dir_for
 from midframe.engine.probe import probe
 from midframe.errors import Aborted
+from midframe.interpolate_command import interpolate_file, work_dir_for
 from tests.engine_helpers import FF, LOSSLESS, assert_audio_in_sync, run_convert
 from tests.media import make_clip, read_frames
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from midframe import launch
-from midframe.daemon.app import build_daemon
-from midframe.daemon.control import CONTROL_FILE, ControlClient
-from midframe.daemon.host import start_daemon
+from midframe import run_command as launch
+from midframe.api.control import CONTROL_FILE, ControlClient
 from midframe.daemon.lifecycle import NoLifecycle
+from midframe.daemon.root import build_daemon
+from midframe.daemon.startup import start_daemon
 from midframe.errors import ControlError
-from midframe.launch import run_with_tray
+from midframe.run_command import run_with_tray
 from midframe.signals import SignalFlags
 from midframe.tray import desktop
 

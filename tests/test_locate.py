@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from midframe.api import locate
 from midframe.config import Config, resolve_paths
-from midframe.daemon import locate
 from tests.daemon_process import ROOT, DaemonProcess, wait_for
 
 

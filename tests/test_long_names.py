@@ -9,10 +9,11 @@ from fractions import Fraction
 from pathlib import Path
 
 from midframe.config import Config, Paths, config_from_mapping
-from midframe.daemon import files
-from midframe.daemon.finishing import Finisher
-from midframe.daemon.memory_store import MemoryJobStore
-from midframe.daemon.naming import NUMBER_ROOM, cut_to_bytes, fit_name, name_bytes, output_name
+from midframe.daemon.jobs.finishing import Finisher
+from midframe.daemon.jobs.naming import output_name
+from midframe.daemon.store.memory import MemoryJobStore
+from midframe.fs import files
+from midframe.fs.names import NUMBER_ROOM, cut_to_bytes, fit_name, name_bytes
 
 
 def long_name(total: int, extension: str = ".mp4") -> str:

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from loguru import logger
 
-from midframe.daemon.dbtext import from_db, to_db
-from midframe.daemon.store import SqliteJobStore
+from midframe.daemon.store.dbtext import from_db, to_db
+from midframe.daemon.store.sqlite import SqliteJobStore
 from midframe.log import LOG_FILE_NAME, configure_logging, escape
 
 NOT_UTF8 = os.fsdecode(b"caf\xe9 \xff.mp4")                    # as os.listdir hands it over

@@ -16,16 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from midframe.daemon.notify import (
-    TRAY_GRACE_S,
-    TRAY_TTL_S,
-    DesktopNotifier,
-    EventLog,
-    Notifier,
-    format_duration,
-    notification_id,
-)
+from midframe.daemon.jobs.events import TRAY_GRACE_S, TRAY_TTL_S, EventLog, Notifier
+from midframe.desktop_bubbles import DesktopNotifier, notification_id
 from midframe.engine.job import Progress
+from midframe.sentences import format_duration
 
 
 class Clock:
@@ -152,7 +146,8 @@ def test_notification_ids_are_read_from_the_answer_not_from_uint32():
 
 DESKTOP_SCRIPT = r"""
 import json
-from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier
+from midframe.daemon.jobs.events import EventLog, Notifier
+from midframe.desktop_bubbles import DesktopNotifier
 desktop = DesktopNotifier.detect()
 assert desktop is not None, "no notifier found on the session bus"
 notifier = Notifier(EventLog(), desktop=desktop)

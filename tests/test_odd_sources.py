@@ -19,7 +19,7 @@ import pytest
 
 from benchmarks import fidelity
 from midframe.config import EngineConfig, OutputConfig, ResumeConfig
-from midframe.daemon.outcomes import Context, SourceFacts, classify
+from midframe.daemon.jobs.outcomes import Context, SourceFacts, classify
 from midframe.engine import colour
 from midframe.engine import ffmpeg as ffmpeg_module
 from midframe.engine.ffmpeg import run
@@ -168,8 +168,8 @@ def test_a_file_the_encoder_refuses_fails_alone_and_names_itself(tmp_path):
 
 
 def test_status_says_preparing_before_a_job_has_its_frame_count():
-    from midframe.daemon.jobs import Job
-    from midframe.daemon.running import job_status
+    from midframe.daemon.jobs.running import job_status
+    from midframe.daemon.store.records import Job
     from midframe.engine.job import Progress
     from midframe.sentences import status_sentence
 

@@ -1,4 +1,4 @@
-"""The outcome table (midframe.daemon.outcomes): one test per row, with the engine's real error texts
+"""The outcome table (midframe.daemon.jobs.outcomes): one test per row, with the engine's real error texts
 where they can be had (the real probe on cut files, the real RIFE device check)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from midframe.daemon.outcomes import (
+from midframe.daemon.jobs.outcomes import (
     Context,
     SourceFacts,
     backoff_s,

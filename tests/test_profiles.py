@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from midframe.config import Config, config_from_mapping, example_config_text
-from midframe.daemon.memory_store import MemoryJobStore
-from midframe.daemon.naming import settings_json, settings_key
+from midframe.daemon.jobs.naming import settings_json, settings_key
 from midframe.daemon.profiles import make_profile_folders, profile_of
-from midframe.daemon.store import SqliteJobStore
+from midframe.daemon.store.memory import MemoryJobStore
+from midframe.daemon.store.sqlite import SqliteJobStore
 from midframe.engine.plan import build_timeline
 from midframe.engine.timeline import factor_timeline, fps_timeline, slow_motion
 from midframe.errors import ConfigError, DaemonError

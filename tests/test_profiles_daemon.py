@@ -105,7 +105,7 @@ def test_each_folder_is_converted_with_its_profile(tmp_path):
 
 def test_slow_motion_without_stretch_leaves_the_audio_out(tmp_path):
     from midframe.config import config_from_mapping, resolve_paths
-    from midframe.engine.oneshot import interpolate_file
+    from midframe.interpolate_command import interpolate_file
 
     config = config_from_mapping({"engine": {"name": "blend", "mode": "slowmo", "factor": 3},
                                   "output": {"preset": "ultrafast"}})

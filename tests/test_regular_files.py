@@ -13,11 +13,11 @@ import pytest
 from loguru import logger
 
 from midframe.config import VIDEO_EXTENSIONS
-from midframe.daemon.files import fingerprint, read_content
 from midframe.daemon.watcher import InboxScanner, can_open
 from midframe.engine.ffmpeg import find_ffmpeg
 from midframe.engine.probe import probe
 from midframe.errors import MediaError
+from midframe.fs.files import fingerprint, read_content
 from midframe.regular import NotRegularFile, open_regular
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs and unix sockets are POSIX")

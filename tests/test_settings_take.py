@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
+from midframe.api import locate
+from midframe.api.client import ControlClient, process_alive
 from midframe.config import Config, config_from_mapping
-from midframe.daemon import locate
-from midframe.daemon.control_client import ControlClient, process_alive
 from midframe.daemon.settings import ConfigSource, config_changes
 from midframe.errors import ControlError
 from tests.daemon_process import ROOT, wait_for

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from midframe import __version__
+from midframe.commandline import midframe_command
 from midframe.service import systemd
-from midframe.service.commandline import midframe_command
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
-from midframe.daemon.store import SqliteJobStore
+from midframe.daemon.store.sqlite import SqliteJobStore
 from midframe.errors import DaemonError
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX modes")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from midframe.daemon.memory_store import MemoryJobStore
-from midframe.daemon.store import JobStateError, SqliteJobStore
+from midframe.daemon.store.memory import MemoryJobStore
+from midframe.daemon.store.sqlite import JobStateError, SqliteJobStore
 
 
 @pytest.fixture(params=["memory", "sqlite"])

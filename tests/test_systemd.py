@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from midframe.daemon.sd_notify import SystemdNotifier
 from midframe.service import commands, systemd
-from midframe.service.systemd import SystemdNotifier
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="systemd is Linux only")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from midframe.daemon.control import ControlClient
+from midframe.api.control import ControlClient
 from tests.media import make_clip
 from tests.test_tray_desktop import (
     MISSING,

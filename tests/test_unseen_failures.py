@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from midframe.daemon.jobs import Job
-from midframe.daemon.memory_store import MemoryJobStore
+from midframe.daemon.store.memory import MemoryJobStore
+from midframe.daemon.store.records import Job
 from midframe.daemon.unseen import SEEN_FLAG, UnseenFailures
 from tests import browser
 from tests.daemon_process import DaemonProcess, wait_for

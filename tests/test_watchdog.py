@@ -15,9 +15,9 @@ import time
 import psutil
 import pytest
 
-from midframe.daemon.host import finish, serve, start_daemon
-from midframe.daemon.liveness import StuckWatch
-from midframe.service.systemd import SystemdNotifier
+from midframe.daemon.jobs.liveness import StuckWatch
+from midframe.daemon.sd_notify import SystemdNotifier
+from midframe.daemon.startup import finish, serve, start_daemon
 from tests.media import make_clip
 from tests.test_systemd import FakeSystemd
 
@@ -113,7 +113,7 @@ def test_keepalives_stop_while_the_job_is_stuck(tmp_path):
 
 
 def test_stall_news_goes_out_once_per_stall_of_a_job():
-    from midframe.daemon.host import StallNews
+    from midframe.daemon.startup import StallNews
 
     said: list[tuple[int, str, str]] = []
     news = StallNews(lambda job_id, name, sentence: said.append((job_id, name, sentence)))

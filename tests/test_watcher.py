@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from midframe.config import VIDEO_EXTENSIONS
-from midframe.daemon.files import is_partial_name, is_video_name
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
+from midframe.fs.files import is_partial_name, is_video_name
 
 INBOX = Path("/inbox")
 

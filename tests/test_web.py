@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from midframe.api.control import ControlServer, host_names, new_token
+from midframe.api.server import Limits
 from midframe.config import config_from_mapping
-from midframe.daemon.control import ControlServer, host_names, new_token
-from midframe.daemon.httpd import Limits
-from midframe.daemon.memory_store import MemoryJobStore
-from midframe.daemon.store import JobStateError, SqliteJobStore
+from midframe.daemon.store.memory import MemoryJobStore
+from midframe.daemon.store.sqlite import JobStateError, SqliteJobStore
 from midframe.web import Dashboard, Sessions, load_assets
 from midframe.web.sessions import cookie_name, cookie_value
 from midframe.web.upload import TEMP_PREFIX, UploadRefused, receive, remove_stale_uploads, safe_name, upload_folder

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from midframe.config import Config, Paths, config_from_mapping
-from midframe.daemon.files import fingerprint
-from midframe.daemon.finishing import ReadBack
-from midframe.daemon.memory_store import MemoryJobStore
-from midframe.daemon.naming import format_fps, output_name
-from midframe.daemon.notify import EventLog, Notifier
-from midframe.daemon.worker import Worker
+from midframe.daemon.jobs.events import EventLog, Notifier
+from midframe.daemon.jobs.finishing import ReadBack
+from midframe.daemon.jobs.naming import format_fps, output_name
+from midframe.daemon.jobs.worker import Worker
+from midframe.daemon.store.memory import MemoryJobStore
 from midframe.engine.job import PipelineReport, Progress
 from midframe.errors import ConfigError, DeviceError, MediaError, OutOfMemory, OutputError, TransientError
+from midframe.fs.files import fingerprint
 
 
 class FakeConvert:
@@ -719,7 +719,7 @@ def test_config_is_reread_when_the_file_changes_and_a_bad_edit_is_ignored(tmp_pa
 
 
 def test_the_real_pipeline_through_the_worker(tmp_path):
-    from midframe.daemon.worker import _pipeline_convert
+    from midframe.daemon.jobs.worker import _pipeline_convert
     from midframe.engine.ffmpeg import find_ffmpeg
     from midframe.engine.interpolators import create_interpolator
     from tests.media import make_clip, probe_json
@@ -758,7 +758,7 @@ def test_a_source_replaced_while_its_job_ran_leaves_the_new_content_to_a_new_job
 
 
 def test_a_stop_while_the_source_is_hashed_puts_the_job_back(h, monkeypatch):
-    from midframe.daemon import files
+    from midframe.fs import files
 
     job_id = h.drop("a.mp4", b"x" * (9 << 20))                        # three chunks
     real = files.read_content
@@ -775,7 +775,7 @@ def test_a_stop_while_the_source_is_hashed_puts_the_job_back(h, monkeypatch):
 
 def test_the_real_pipeline_names_the_output_after_the_container_it_chose(tmp_path):
     # codec libx264 with container: null, for a .webm source: the plan writes .mkv, and the outbox says so.
-    from midframe.daemon.worker import _pipeline_convert
+    from midframe.daemon.jobs.worker import _pipeline_convert
     from midframe.engine.ffmpeg import find_ffmpeg
     from midframe.engine.interpolators import create_interpolator
     from tests.media import make_clip, probe_json

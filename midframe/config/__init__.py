@@ -28,8 +28,8 @@ from midframe.config._sections import (
     OutputConfig,
     Profile,
     ResumeConfig,
-    parse_fps,
 )
+from midframe.engine.settings import parse_fps
 
 __all__ = [
     "APP_NAME",

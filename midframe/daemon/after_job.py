@@ -22,10 +22,10 @@ from pathlib import Path
 from loguru import logger
 
 from midframe.config import NotificationsConfig
-from midframe.daemon.finishing import ERROR_SUFFIX
-from midframe.daemon.jobs import Job
-from midframe.daemon.notify import Event
+from midframe.daemon.jobs.events import Event
+from midframe.daemon.jobs.finishing import ERROR_SUFFIX
 from midframe.daemon.sinks import QueuedSink
+from midframe.daemon.store.records import Job
 from midframe.engine.ffmpeg import process_group_options
 
 OUTPUT_LIMIT = 4000  # characters of a command's output that are logged

@@ -16,7 +16,7 @@ from typing import Any
 from loguru import logger
 
 from midframe.config import NotificationsConfig
-from midframe.daemon.notify import Event
+from midframe.daemon.jobs.events import Event
 from midframe.daemon.sinks import QueuedSink
 
 # "stalled": the housekeeping loop emits it once per stall of the current job's ffmpeg child.

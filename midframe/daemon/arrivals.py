@@ -16,11 +16,11 @@ from typing import Any
 
 from loguru import logger
 
-from midframe.daemon.files import Identity, fingerprint
-from midframe.daemon.jobs import JobStore
+from midframe.daemon.jobs.worker import Worker
 from midframe.daemon.profiles import profile_of
-from midframe.daemon.worker import Worker
+from midframe.daemon.store.records import JobStore
 from midframe.errors import MediaError, TransientError
+from midframe.fs.files import Identity, fingerprint
 
 
 def _sniff(path: Path, *, ffmpeg: Any) -> None:

@@ -20,7 +20,7 @@ from itertools import combinations
 from pathlib import Path
 
 from midframe.config import Config, Paths
-from midframe.daemon.checks import folders_of, write_problem
+from midframe.daemon.jobs.settings_check import folders_of, write_problem
 from midframe.errors import ConfigError
 
 STATE = "daemon.state_dir"

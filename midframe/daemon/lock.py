@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from loguru import logger
 
-from midframe.daemon.control_files import read_control_file
+from midframe.api.control_files import read_control_file
 from midframe.errors import AlreadyRunning
 
 LOCK_FILE = "daemon.lock"
@@ -92,7 +92,7 @@ class StateLock:
 
 
 def _pid_alive(pid: int) -> bool:
-    from midframe.daemon.control_client import process_alive
+    from midframe.api.client import process_alive
 
     return process_alive(pid)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from loguru import logger
 
-from midframe.daemon.notify import Event
+from midframe.daemon.jobs.events import Event
 
 Deliver = Callable[[Event], None]
 

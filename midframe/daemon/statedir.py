@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from midframe.daemon.store import SqliteJobStore
+from midframe.daemon.store.sqlite import SqliteJobStore
 from midframe.errors import DaemonError
 
 # SQLite's result codes for a file that is damaged or not a database at all.

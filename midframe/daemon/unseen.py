@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from midframe.daemon.jobs import JobStore
+from midframe.daemon.store.records import JobStore
 
 SEEN_FLAG = "failures_seen_at"
 NAMES_SHOWN = 3  # the latest unseen failures named in status (the count says how many there are)

@@ -21,8 +21,8 @@ from typing import Literal
 
 import numpy as np
 
-from midframe.config import EngineConfig
 from midframe.engine import drawings, scenes
+from midframe.engine.settings import EngineConfig
 from midframe.engine.timeline import Timeline
 
 __all__ = ["Step", "PairPlanner", "context"]

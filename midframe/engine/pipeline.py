@@ -23,7 +23,6 @@ from typing import Any
 import cv2
 from loguru import logger
 
-from midframe.config import EngineConfig, OutputConfig, ResumeConfig
 from midframe.engine import scenes
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.frameloop import Counts, FrameLoop, first_source
@@ -36,6 +35,7 @@ from midframe.engine.plan import OutputPlan, describe_conversion
 from midframe.engine.probe import probe
 from midframe.engine.reader import FrameReader
 from midframe.engine.segments import SegmentSink, join
+from midframe.engine.settings import EngineConfig, OutputConfig, ResumeConfig
 from midframe.engine.sniff import frame_size_refusal
 from midframe.engine.stages import Decoder, Encoder, FrameSink, queue_frames
 from midframe.engine.threads import ThreadPlan, plan_threads, usable_cores

@@ -27,12 +27,12 @@ from typing import Any
 
 from loguru import logger
 
-from midframe.config import EngineConfig, OutputConfig, ResumeConfig
 from midframe.engine import formats
 from midframe.engine.colour import is_rgb_pix_fmt, svtav1_params, x265_params
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.preflight import Preflight, Trial
 from midframe.engine.reader import decode_pix_fmt
+from midframe.engine.settings import EngineConfig, OutputConfig, ResumeConfig
 from midframe.engine.slowmo import slow_streams
 from midframe.engine.timeline import Timeline, factor_timeline, fps_timeline, slow_motion
 from midframe.engine.videoinfo import StreamInfo, VideoInfo

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from midframe.config import EngineConfig
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.frameloop import first_source
 from midframe.engine.interpolators.base import Interpolator
@@ -32,6 +31,7 @@ from midframe.engine.pipeline import frame_reader, run_frames, thread_plan_for
 from midframe.engine.plan import OutputPlan
 from midframe.engine.probe import VideoInfo
 from midframe.engine.segments import segment_name, source_end
+from midframe.engine.settings import EngineConfig
 from midframe.engine.timeline import Timeline
 from midframe.engine.writer import FrameWriter
 from midframe.errors import EngineError

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from midframe.config import EngineConfig, OutputConfig, ResumeConfig
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.job import JobControl, ProgressCallback
 from midframe.engine.manifest import (
@@ -30,6 +29,7 @@ from midframe.engine.manifest import (
     verified_segments,
 )
 from midframe.engine.plan import OutputPlan, build_timeline, make_plan
+from midframe.engine.settings import EngineConfig, OutputConfig, ResumeConfig
 from midframe.engine.timeline import Timeline
 from midframe.engine.videoinfo import VideoInfo
 from midframe.errors import OutputError

@@ -4,7 +4,7 @@ midframe's exceptions carry objects (paths) and keyword arguments that do not su
 way Dask sends a task's error, and a worker may run another patch release. A worker therefore
 raises ``FarmTaskError``, made of plain strings, and the coordinator turns it back into the
 midframe error it stands for, so the job's outcome is decided by the one table
-(``midframe.daemon.outcomes``) as for any local error.
+(``midframe.daemon.jobs.outcomes``) as for any local error.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from distributed import Client, Event, KilledWorker
 from loguru import logger
@@ -39,8 +39,20 @@ from midframe.farm.remote import MISMATCH, FarmTaskError, from_remote
 from midframe.farm.slots import SLOT
 from midframe.farm.task import RECORD_SUFFIX, SegmentTask, render_segment
 
-if TYPE_CHECKING:
-    from midframe.farm.coordinator import FarmCoordinator
+
+class FarmConnection(Protocol):
+    """What a job's renderer needs of the farm (``coordinator.FarmCoordinator`` is the one): the connected
+    client, how many segments to keep submitted, the resources a task asks for, the farm's state."""
+
+    @property
+    def scheduler(self) -> str: ...
+    @property
+    def resources(self) -> Mapping[str, float]: ...
+
+    def client(self) -> Client: ...
+    def window(self) -> int: ...
+    def state(self) -> dict[str, Any]: ...
+
 
 WAIT_STEP_S = 0.5
 STOP_GRACE_S = 15.0
@@ -79,7 +91,7 @@ def _newest_files(work_dir: Path, segments: list[Segment], count: int) -> set[st
 class JobRenderer:
     """``pipeline.Renderer`` for one job: which segments stand, and the farm makes the others."""
 
-    def __init__(self, coordinator: FarmCoordinator, *, source: Path, ffmpeg: FFmpeg,
+    def __init__(self, coordinator: FarmConnection, *, source: Path, ffmpeg: FFmpeg,
                  count_frames: Callable[..., int | None] = count_video_packets) -> None:
         self.coordinator = coordinator
         self.source = source

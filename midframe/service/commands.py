@@ -9,38 +9,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from midframe.config import default_config_path, load_config, write_example_config
-from midframe.errors import MidframeError
+from midframe.service.config_file import Output, ServiceError, prepare_config, service_config_path
 
 Runner = Callable[[Sequence[str]], int]
-Output = Callable[[str], None]
-
-
-class ServiceError(MidframeError):
-    """The service manager is missing or refused."""
 
 
 def run_command(command: Sequence[str]) -> int:
     print("$ " + " ".join(command), flush=True)
     return subprocess.run(list(command), check=False).returncode
-
-
-def service_config_path(config_path: Path | None) -> Path:
-    """The config file a service reads, as an absolute path (a service has another working dir)."""
-    return Path(config_path or default_config_path()).expanduser().absolute()
-
-
-def prepare_config(config_path: Path | None, *, dry_run: bool, out: Output) -> Path:
-    """The absolute config path; writes the example config there if none exists, and validates it."""
-    path = service_config_path(config_path)
-    if not path.exists():
-        if dry_run:
-            out(f"# would write the example config to {path}")
-            return path
-        write_example_config(path)
-        out(f"wrote {path} (the defaults; edit it, then reload the service)")
-    load_config(path)
-    return path
 
 
 def dispatch(

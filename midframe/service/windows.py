@@ -87,7 +87,7 @@ def check_config_for_service(config: Config) -> list[str]:
 
 
 def dispatch(action: str, *, scope: str, dry_run: bool, config_path: Path | None, out: Callable[[str], None]) -> int:
-    from midframe.service.commands import ServiceError, prepare_config, service_config_path
+    from midframe.service.config_file import ServiceError, prepare_config, service_config_path
 
     path = prepare_config(config_path, dry_run=dry_run, out=out) if action == "install" else service_config_path(config_path)
     steps = plan(scope, path)
@@ -233,7 +233,7 @@ def service_class() -> type:
             self._daemon: Any = None
 
         def SvcDoRun(self) -> None:  # noqa: N802 (pywin32's names)
-            from midframe.daemon.host import finish, serve, start_daemon
+            from midframe.daemon.startup import finish, serve, start_daemon
             from midframe.errors import MidframeError
 
             self.ReportServiceStatus(win32service.SERVICE_START_PENDING)

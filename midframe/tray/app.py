@@ -22,7 +22,7 @@ from typing import Any
 from loguru import logger
 
 from midframe.config import Config, Paths, load_config, resolve_paths
-from midframe.daemon.notify import DesktopNotifier
+from midframe.desktop_bubbles import DesktopNotifier
 from midframe.errors import ConfigError, ControlError
 from midframe.log import LOG_FILE_NAME, configure_logging
 from midframe.signals import SignalFlags, install_signals
@@ -309,8 +309,8 @@ def load_tray_toolkit() -> ModuleType:
 def make_app(config_path: Path | None, config: Config, *, state_dir: Path | None = None, **options: Any) -> TrayApp:
     """A TrayApp for ``config``'s folders that talks to the daemon on ``state_dir`` (``midframe run``: its
     own), else to the one ``locate`` finds at each (re)connection."""
-    from midframe.daemon import locate
-    from midframe.daemon.control import ControlClient
+    from midframe.api import locate
+    from midframe.api.client import ControlClient
 
     def connect() -> ControlClient:
         found = state_dir

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from midframe.service.commandline import midframe_command
+from midframe.commandline import midframe_command
 
 START_LOG = "daemon-start.log"  # in the log dir: what a daemon started from the menu said on stderr
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from PIL import Image
 
-from midframe.daemon.notify import format_duration
 from midframe.log import escape
+from midframe.sentences import format_duration
 from midframe.tray.icons import TrayState, draw_icon
 
 # Windows cuts tooltips at 127 characters; the others show long ones badly.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
 
-from midframe.daemon.httpd import Response
+from midframe.api.server import Response
 
 FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),

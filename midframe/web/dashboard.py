@@ -1,4 +1,4 @@
-"""The dashboard's routes on the control API's port (see :class:`midframe.daemon.control.WebRoutes`).
+"""The dashboard's routes on the control API's port (see :class:`midframe.api.control.WebRoutes`).
 
     GET  /  /app.js  /app.css  /favicon.svg   the page (no login needed to load it; it holds nothing)
     GET  /login?code=CODE                     trade a one-time code for the session cookie
@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 from loguru import logger
 
+import midframe.web.assets as pages
+from midframe.api.server import BodyIncomplete, Head, Request, Response, Stream, error
 from midframe.config import Config, EngineConfig
-from midframe.daemon import files
-from midframe.daemon.httpd import BodyIncomplete, Head, Request, Response, Stream, error
-from midframe.web import assets as pages
+from midframe.fs import files
 from midframe.web.sessions import Sessions, clear_cookie, cookie_name, session_of, set_cookie
 from midframe.web.upload import UploadRefused, receive, safe_name, upload_folder
 from midframe.web.view import dashboard_state, unseen_view

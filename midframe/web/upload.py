@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 
-from midframe.daemon import files
+from midframe.fs import files
 
 TEMP_PREFIX = ".midframe-upload-"
 TEMP_SUFFIX = ".part"

@@ -6,9 +6,9 @@ CLI's ``--engine`` choices, ``midframe models fetch|list|import`` (where it has 
 the daemon's weights preparation all read this list; ``tests/test_engine_contract.py`` runs every engine
 in it through the protocol's contract.
 
-This module imports no engine (only ``base``, which needs no numpy at run time) and not the config,
-which imports it to validate ``engine.name`` against ``ENGINE_NAMES``: the config may depend on the list,
-and the list never on the config, so there is no circle.
+This module imports no engine (only ``base``, which needs no numpy at run time) and not the engine's
+settings, which import it to validate ``engine.name`` against ``ENGINE_NAMES``: the settings may depend on
+the list, and the list never on the settings (they are named for type checking only), so there is no circle.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from midframe.engine.interpolators.base import FramePair, Interpolator, Preparin
 from midframe.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
-    from midframe.config import Config, EngineConfig
+    from midframe.engine.settings import EngineConfig
 
 __all__ = [
     "ENGINES",
@@ -136,9 +136,9 @@ def weights_providers(name: str | None = None) -> dict[str, WeightsProvider]:
     return found
 
 
-def engine_chosen(config: Config) -> bool:
+def engine_chosen(settings: EngineConfig) -> bool:
     """Whether the config file names the engine (a default may fall back; a choice may not)."""
-    return "name" in config.engine.model_fields_set
+    return "name" in settings.model_fields_set
 
 
 def create_interpolator(settings: EngineConfig, *, models_dir: Path, fallback: bool = False) -> Interpolator:

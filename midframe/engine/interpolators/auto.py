@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 from loguru import logger
 
-from midframe.config import EngineConfig
 from midframe.engine.interpolators.base import FramePair, Interpolator, Preparing
 from midframe.engine.interpolators.chooser import (
     CANDIDATES,
@@ -27,6 +26,7 @@ from midframe.engine.interpolators.chooser import (
     psnr,
     scene_choices,
 )
+from midframe.engine.settings import EngineConfig
 from midframe.errors import WeightsError
 
 __all__ = ["AutoInterpolator", "create"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from midframe.config import EngineConfig
 from midframe.engine.interpolators.base import FramePair, Preparing
+from midframe.engine.settings import EngineConfig
 
 __all__ = ["BlendInterpolator", "blend", "create"]
 

@@ -37,9 +37,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from midframe.config import EngineConfig
 from midframe.engine.interpolators.base import FramePair, Preparing
 from midframe.engine.interpolators.blend import blend
+from midframe.engine.settings import EngineConfig
 from midframe.engine.threads import usable_cores
 
 __all__ = ["DisInterpolator", "DisOptions", "create"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from midframe.config import EngineConfig
 from midframe.engine.interpolators.rife.weights import ensure_weights, installed_weights
+from midframe.engine.settings import EngineConfig
 from midframe.errors import WeightsError
 
 if TYPE_CHECKING:

@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from loguru import logger
 
-from midframe.config import EngineConfig
+import midframe.engine.interpolators.rife.allocator as allocator
+import midframe.engine.interpolators.rife.tta as tta
 from midframe.engine.interpolators.base import FramePair, Preparing
-from midframe.engine.interpolators.rife import allocator, tta
 from midframe.engine.interpolators.rife.backends import choose_backend, importable
 from midframe.engine.interpolators.rife.devices import CudaView, cpu_threads, resolve_device
 from midframe.engine.interpolators.rife.geometry import pad_multiple
 from midframe.engine.interpolators.rife.openvino_net import OpenVinoFailure, OpenVinoNetwork
 from midframe.engine.interpolators.rife.weights import installed_weights
+from midframe.engine.settings import EngineConfig
 from midframe.errors import EngineError, OutOfMemory
 
 if TYPE_CHECKING:

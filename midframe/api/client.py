@@ -16,7 +16,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from midframe.daemon.control_files import hello_proof, new_nonce, read_control_file, read_token
+from midframe.api.control_files import hello_proof, new_nonce, read_control_file, read_token
 from midframe.errors import ControlError, DaemonNotRunning
 
 HELLO_MAX_BYTES = 4096

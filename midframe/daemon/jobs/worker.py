@@ -2,7 +2,7 @@
 their own with a render farm's slots), the jobs under way, the pauses (a person's and the automatic
 ones) and what the control API asks of it (pause, resume, cancel, retry, the current job), and start-up
 recovery after a crash. What happens to one claimed job, from its checks to its outcome, is
-:mod:`midframe.daemon.jobflow`.
+:mod:`midframe.daemon.jobs.flow`.
 
 A job database that cannot be written (``StoreUnwritable``: its disk full, say) pauses the worker
 (``daemon.state_dir (...): the disk is full``): a job it stopped stays running on record and is shown
@@ -23,19 +23,19 @@ from typing import Any
 from loguru import logger
 
 from midframe.config import Config, Paths
-from midframe.daemon import files
-from midframe.daemon.checks import write_problem
-from midframe.daemon.finishing import Finisher
-from midframe.daemon.jobflow import Convert, JobFlow, MakeInterpolator
-from midframe.daemon.jobs import Job, JobStore
-from midframe.daemon.notify import Notifier
-from midframe.daemon.pauses import FARM, SETTINGS, Pause, Pauses
-from midframe.daemon.room import Room
-from midframe.daemon.routing import Router
-from midframe.daemon.running import Running, job_status
-from midframe.daemon.store_pause import store_pause
+from midframe.daemon.jobs.events import Notifier
+from midframe.daemon.jobs.finishing import Finisher
+from midframe.daemon.jobs.flow import Convert, JobFlow, MakeInterpolator
+from midframe.daemon.jobs.outbox_space import Room
+from midframe.daemon.jobs.pauses import FARM, SETTINGS, Pause, Pauses
+from midframe.daemon.jobs.routes import Router
+from midframe.daemon.jobs.running import Running, job_status
+from midframe.daemon.jobs.settings_check import write_problem
+from midframe.daemon.jobs.store_pause import store_pause
+from midframe.daemon.store.records import Job, JobStore
 from midframe.engine.job import PipelineReport
 from midframe.errors import MediaError, StoreUnwritable
+from midframe.fs import files
 
 __all__ = ["Convert", "MakeInterpolator", "Worker"]
 

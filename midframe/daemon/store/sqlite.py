@@ -1,6 +1,6 @@
 """The job table in SQLite (WAL): ``<state_dir>/jobs.sqlite3``, its schema and its migrations. The job
-record, its states and the store interface are midframe.daemon.jobs (re-exported here); the table's
-in-memory twin is midframe.daemon.memory_store.
+record, its states and the store interface are midframe.daemon.store.records (re-exported here); the table's
+in-memory twin is midframe.daemon.store.memory.
 
 A write that fails because of the disk (full, read-only, I/O error) is rolled back whole and raised as
 ``StoreUnwritable`` (an OSError with its errno and the database's path), which the worker turns into a
@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from midframe.daemon.dbtext import TextSafeConnection
-from midframe.daemon.jobs import (  # the record, its states and errors: importable from here as before
+from midframe.daemon.store.dbtext import TextSafeConnection
+from midframe.daemon.store.records import (  # the record, its states and errors: importable from here as before
     FINAL_STATES,
     STATES,
     Job,

@@ -1,4 +1,4 @@
-"""Doing what an outcome says: one route per kind of outcome (see :mod:`midframe.daemon.outcomes`).
+"""Doing what an outcome says: one route per kind of outcome (see :mod:`midframe.daemon.jobs.outcomes`).
 
 =================  ==========================================================================
 outcome            route
@@ -29,14 +29,23 @@ from typing import ClassVar
 from loguru import logger
 
 from midframe.config import Config
-from midframe.daemon import files
-from midframe.daemon.checks import folders_of, write_problem
-from midframe.daemon.finishing import Finisher
-from midframe.daemon.jobs import Job, JobStore
-from midframe.daemon.naming import output_extension
-from midframe.daemon.notify import Notifier, format_duration
-from midframe.daemon.outcomes import Context, Outcome, SourceFacts, backoff_s, classify, retry_or_fail, source_outcome
-from midframe.daemon.pauses import DISK, FARM, FOLDER, QUICK_RECHECK_S, SETTINGS, Pause, Recheck
+from midframe.daemon.jobs.events import Notifier
+from midframe.daemon.jobs.finishing import Finisher
+from midframe.daemon.jobs.naming import output_extension
+from midframe.daemon.jobs.outcomes import (
+    Context,
+    Outcome,
+    SourceFacts,
+    backoff_s,
+    classify,
+    retry_or_fail,
+    source_outcome,
+)
+from midframe.daemon.jobs.pauses import DISK, FARM, FOLDER, QUICK_RECHECK_S, SETTINGS, Pause, Recheck
+from midframe.daemon.jobs.settings_check import folders_of, write_problem
+from midframe.daemon.store.records import Job, JobStore
+from midframe.fs import files
+from midframe.sentences import format_duration
 
 # A job sent back to settling is looked at again after this long even if the watcher never hands the
 # file on again (it always should; this only keeps a lost event from parking a job for good).

@@ -2,7 +2,7 @@
 
 Threads: the watchdog observer and the settle loop (watcher), the worker (one job at a time), the
 control API server, and the desktop notifier's sender. Starting it, the housekeeping loop (heartbeats,
-reloads, signals) and stopping it are ``midframe.daemon.host``'s, for every entry point alike.
+reloads, signals) and stopping it are ``midframe.daemon.startup``'s, for every entry point alike.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from loguru import logger
 
+from midframe.api.control import ControlServer, new_token, remove_control_file, write_control_file
 from midframe.config import (
     Config,
     EngineConfig,
@@ -26,23 +27,23 @@ from midframe.config import (
 from midframe.daemon.after_job import after_job_sink
 from midframe.daemon.apprise_sink import apprise_sink
 from midframe.daemon.arrivals import Arrivals
-from midframe.daemon.checks import SettingsCheck
-from midframe.daemon.control import ControlServer, new_token, remove_control_file, write_control_file
 from midframe.daemon.folders import check_folders
-from midframe.daemon.jobs import JobStore
+from midframe.daemon.jobs.events import EventLog, Notifier
+from midframe.daemon.jobs.pauses import SETTINGS
+from midframe.daemon.jobs.running import doing
+from midframe.daemon.jobs.settings_check import SettingsCheck
+from midframe.daemon.jobs.store_pause import StoreFileWatch
+from midframe.daemon.jobs.worker import Convert, Worker, _pipeline_convert
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.lock import InboxLock, StateLock
-from midframe.daemon.notify import DesktopNotifier, EventLog, Notifier
-from midframe.daemon.pauses import SETTINGS
 from midframe.daemon.profiles import make_profile_folders
-from midframe.daemon.running import doing
 from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
-from midframe.daemon.store import DB_NAME
-from midframe.daemon.store_pause import StoreFileWatch
+from midframe.daemon.store.records import JobStore
+from midframe.daemon.store.sqlite import DB_NAME
 from midframe.daemon.unseen import UnseenFailures
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
-from midframe.daemon.worker import Convert, Worker, _pipeline_convert
+from midframe.desktop_bubbles import DesktopNotifier
 from midframe.log import LOG_FILE_NAME
 
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
@@ -306,7 +307,7 @@ class Daemon:
     def _make_interpolator(self, settings: EngineConfig) -> Any:
         from midframe.engine.interpolators import create_interpolator, engine_chosen
 
-        fallback = not engine_chosen(self.settings.current_cached())
+        fallback = not engine_chosen(self.settings.current_cached().engine)
         return create_interpolator(settings, models_dir=self.paths.models_dir, fallback=fallback)
 
     def _resettle(self, path: Path, quiet_s: float) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 from loguru import logger
 
 from midframe.config import load_config
-from midframe.daemon.app import Daemon
-from midframe.daemon.host import finish, serve, start_daemon
+from midframe.daemon.root import Daemon
+from midframe.daemon.startup import finish, serve, start_daemon
 from midframe.errors import AlreadyRunning
 from midframe.signals import SignalFlags, install_signals
 from midframe.tray.app import TrayIcon, load_tray_toolkit, make_app

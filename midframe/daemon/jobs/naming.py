@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-import unicodedata
 from fractions import Fraction
 from pathlib import Path
 
 from midframe.config import EngineConfig, OutputConfig
+from midframe.fs.names import NUMBER_ROOM, fit_name, fit_stem, name_bytes
 
 LOSSLESS_CODECS = frozenset({"ffv1", "huffyuv", "ffvhuff", "utvideo", "rawvideo", "png", "qtrle", "magicyuv"})
 
@@ -26,71 +25,6 @@ def format_fps(fps: Fraction | float | str) -> str:
 
 def output_extension(source: Path, output: OutputConfig) -> str:
     return f".{output.container}" if output.container else source.suffix
-
-
-# --- names that fit -------------------------------------------------------------------------------
-
-NAME_MAX = 255                      # bytes in a file name on most file systems (os.pathconf tells)
-NUMBER_ROOM = len(" (9999)")        # what numbering a taken name can add (files.numbered goes to 9999)
-TAG_LENGTH = 8                      # hex digits of the hash that keeps two shortened names apart
-LONGEST_EXTENSION = 16              # a "suffix" longer than this is part of the name, not its extension
-
-
-def name_bytes(name: str) -> int:
-    """The length of ``name`` as the file system stores it (bytes the OS gave back as they were)."""
-    return len(os.fsencode(name))
-
-
-def _extends(char: str) -> bool:
-    """A character that belongs to the one before it (an accent, a variation selector, a joiner)."""
-    return unicodedata.category(char) in ("Mn", "Me", "Mc") or char == "\u200d" or "\ufe00" <= char <= "\ufe0f"
-
-
-def cut_to_bytes(text: str, limit: int) -> str:
-    """The longest start of ``text`` that takes at most ``limit`` bytes, cut between characters (never
-    between a letter and its accent)."""
-    used = end = 0
-    for char in text:
-        size = name_bytes(char)
-        if used + size > limit:
-            break
-        used += size
-        end += 1
-    while 0 < end < len(text) and _extends(text[end]):
-        end -= 1
-    return text[:end]
-
-
-def name_tag(text: str) -> str:
-    """``~`` and a short hash of ``text``: what a shortened name ends with, so two long names that share
-    their start are still told apart."""
-    return "~" + hashlib.sha256(os.fsencode(text)).hexdigest()[:TAG_LENGTH]
-
-
-def fit_stem(stem: str, limit: int) -> str:
-    """``stem`` if it takes at most ``limit`` bytes, else its start and :func:`name_tag` of all of it."""
-    if name_bytes(stem) <= limit:
-        return stem
-    tag = name_tag(stem)
-    # A name ending in a space or dot is awkward (Windows drops them): the tag follows the cut at once.
-    return cut_to_bytes(stem, max(0, limit - len(tag))).rstrip(" .") + tag
-
-
-def split_extension(name: str) -> tuple[str, str]:
-    """``clip.mp4`` -> (``clip``, ``.mp4``); a name without a short extension keeps it all in the stem."""
-    suffix = Path(name).suffix
-    if not suffix or name_bytes(suffix) > LONGEST_EXTENSION or suffix == name:
-        return name, ""
-    return name[: -len(suffix)], suffix
-
-
-def fit_name(name: str, limit: int | None, *, extra: str = "") -> str:
-    """``name`` with ``extra`` (`` (2)``) before its extension, the stem shortened so that it all takes
-    at most ``limit`` bytes (None: as it is). The extension is always kept."""
-    stem, suffix = split_extension(name)
-    if limit is None:
-        return stem + extra + suffix
-    return fit_stem(stem, limit - name_bytes(extra) - name_bytes(suffix)) + extra + suffix
 
 
 def output_name(source: Path, *, output: OutputConfig, fps_out: Fraction | str, factor: int | str,

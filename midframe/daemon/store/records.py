@@ -1,6 +1,6 @@
 """The job record and what every job store promises: the ``Job`` row, its states, the ``JobStore``
-interface, and the checks on a change of state that the SQLite table (midframe.daemon.store) and its
-in-memory twin (midframe.daemon.memory_store) share.
+interface, and the checks on a change of state that the SQLite table (midframe.daemon.store.sqlite) and its
+in-memory twin (midframe.daemon.store.memory) share.
 
 A job is never deleted when taken (unlike huey's queue): ``claim`` moves it from ``queued`` to
 ``running``, and only the worker's outcome moves it on, so a crash loses nothing.
@@ -24,13 +24,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from midframe.errors import JobStateError
+
 State = Literal["queued", "running", "done", "failed", "cancelled"]
 STATES: tuple[State, ...] = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES = frozenset({"done", "failed", "cancelled"})
-
-
-class JobStateError(ValueError):
-    """The job is not in a state that allows the requested change (e.g. retry of a done job)."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,7 @@ def wall_time(now: float | None) -> float:
 def check_state(job: Job | None, job_id: int, allowed: frozenset[str] | set[str], action: str) -> Job:
     """``job`` if it exists and is in an ``allowed`` state; else JobStateError says why ``action`` cannot be."""
     if job is None:
-        raise JobStateError(f"no job {job_id}")
+        raise JobStateError(f"no job {job_id}", missing=True)
     if job.state not in allowed:
         raise JobStateError(f"job {job_id} is {job.state}; only a {' or '.join(sorted(allowed))} job can be {action}")
     return job

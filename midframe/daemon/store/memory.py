@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from midframe.daemon.jobs import FINAL_STATES, STATES, Job, State, check_state, same_file, wall_time
+from midframe.daemon.store.records import FINAL_STATES, STATES, Job, State, check_state, same_file, wall_time
 
 
 class MemoryJobStore:

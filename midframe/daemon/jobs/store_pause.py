@@ -16,12 +16,12 @@ from pathlib import Path
 from loguru import logger
 
 from midframe.config import Config, Paths
-from midframe.daemon.checks import folders_of
-from midframe.daemon.jobs import JobStore
-from midframe.daemon.outcomes import setting_outcome
-from midframe.daemon.pauses import QUICK_RECHECK_S, STORE, Pause
-from midframe.daemon.routing import SPACE_MARGIN
-from midframe.daemon.store import SqliteJobStore
+from midframe.daemon.jobs.outcomes import setting_outcome
+from midframe.daemon.jobs.pauses import QUICK_RECHECK_S, STORE, Pause
+from midframe.daemon.jobs.routes import SPACE_MARGIN
+from midframe.daemon.jobs.settings_check import folders_of
+from midframe.daemon.store.records import JobStore
+from midframe.daemon.store.sqlite import SqliteJobStore
 from midframe.errors import StoreUnwritable
 
 WRITE_TEST_FLAG = "write-test"

@@ -2,15 +2,15 @@
 runs; this module what happens to it).
 
 One job's flow (:meth:`JobFlow.run`): is its profile still there; is the source still the file that
-settled; read it in full (its SHA-256 and identity, :mod:`midframe.daemon.identity`); a duplicate of a
-done job?; room for it on the outbox's disk (:mod:`midframe.daemon.room`, else it waits and the next job
+settled; read it in full (its SHA-256 and identity, :mod:`midframe.daemon.jobs.source_identity`); a duplicate of a
+done job?; room for it on the outbox's disk (:mod:`midframe.daemon.jobs.outbox_space`, else it waits and the next job
 goes); convert, with the source's identity checked between batches and before the join; check it once
 more; publish.
 
 A job's work lives in ``<outbox>/.midframe-work/job-<id>`` (hidden); the finished video is first
 ``job-<id>-result<ext>`` beside it, then takes its real name in the outbox (never overwriting), and only
-then is the job on record as done (:mod:`midframe.daemon.finishing`). Whatever goes wrong is handed to
-the outcome table (:mod:`midframe.daemon.outcomes`), and the router (:mod:`midframe.daemon.routing`)
+then is the job on record as done (:mod:`midframe.daemon.jobs.finishing`). Whatever goes wrong is handed to
+the outcome table (:mod:`midframe.daemon.jobs.outcomes`), and the router (:mod:`midframe.daemon.jobs.routes`)
 does what it says: fail the input, pause for a setting, settle the source again, or retry later.
 """
 
@@ -23,20 +23,21 @@ from typing import Any
 from loguru import logger
 
 from midframe.config import Config, EngineConfig
-from midframe.daemon import files
-from midframe.daemon.finishing import Finisher
-from midframe.daemon.identity import GuardedControl, SourceGuard
-from midframe.daemon.jobs import Job, JobStore
-from midframe.daemon.naming import output_extension, settings_json, settings_key
-from midframe.daemon.notify import Notifier, format_duration
-from midframe.daemon.outcomes import Outcome
-from midframe.daemon.room import Room
-from midframe.daemon.routing import Router
-from midframe.daemon.running import Running
+from midframe.daemon.jobs.events import Notifier
+from midframe.daemon.jobs.finishing import Finisher
+from midframe.daemon.jobs.naming import output_extension, settings_json, settings_key
+from midframe.daemon.jobs.outbox_space import Room
+from midframe.daemon.jobs.outcomes import Outcome
+from midframe.daemon.jobs.routes import Router
+from midframe.daemon.jobs.running import Running
+from midframe.daemon.jobs.source_identity import GuardedControl, SourceGuard
+from midframe.daemon.store.records import Job, JobStore
 from midframe.engine.children import Children
 from midframe.engine.formats import FALLBACK_CONTAINER
 from midframe.engine.job import PipelineReport
 from midframe.errors import Aborted, MediaError, StoreUnwritable
+from midframe.fs import files
+from midframe.sentences import format_duration
 
 Convert = Callable[..., PipelineReport]
 MakeInterpolator = Callable[[EngineConfig], Any]

@@ -1,6 +1,6 @@
 """The control API's HTTP messages: limits, the request head and its parser, answers, streamed bodies.
 
-Pure: no sockets here (the server is :mod:`midframe.daemon.httpd`, which re-exports these names).
+Pure: no sockets here (the server is :mod:`midframe.api.server`, which re-exports these names).
 """
 
 from __future__ import annotations

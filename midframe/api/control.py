@@ -4,7 +4,7 @@ the CLI and tray use; the web dashboard (:mod:`midframe.web`) is served beside i
 The daemon writes a fresh secret to ``<state_dir>/control.token`` (mode 0600) at every start, then
 ``<state_dir>/control.json`` (``{"url", "pid"}``) once it listens. Requests carry
 ``Authorization: Bearer <token>``; a client sends it only after the server has proved it knows the
-token (``GET /hello``, see :mod:`midframe.daemon.control_files`).
+token (``GET /hello``, see :mod:`midframe.api.control_files`).
 
     GET  /hello?nonce=HEX        no token: {"proof": HMAC(token, nonce, port, pid), "pid"}
     GET  /status                 DESIGN.md's ``status --json``
@@ -19,7 +19,7 @@ the Host must name an address this server listens on, with its port (against DNS
 request that says it comes from another web site (``Origin``, ``Sec-Fetch-Site``) is refused; every
 route but ``/hello`` and the dashboard's page and login needs the token, or the dashboard's session
 cookie, and a request that changes something on the strength of the cookie must carry the page's own
-``Origin``. The server itself (:mod:`midframe.daemon.httpd`) bounds connections, threads and sizes.
+``Origin``. The server itself (:mod:`midframe.api.server`) bounds connections, threads and sizes.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from midframe.daemon.control_client import ControlClient
-from midframe.daemon.control_files import (
+from midframe.api.client import ControlClient
+from midframe.api.control_files import (
     CONTROL_FILE,
     TOKEN_FILE,
     hello_proof,
@@ -47,9 +47,8 @@ from midframe.daemon.control_files import (
     valid_nonce,
     write_control_file,
 )
-from midframe.daemon.httpd import Head, HttpServer, Limits, Request, Response, Stream, error
-from midframe.daemon.jobs import JobStateError
-from midframe.errors import DaemonError
+from midframe.api.server import Head, HttpServer, Limits, Request, Response, Stream, error
+from midframe.errors import DaemonError, JobStateError
 
 __all__ = [
     "CONTROL_FILE", "TOKEN_FILE", "ControlClient", "ControlServer", "ControlTarget", "Gate", "Limits",
@@ -277,7 +276,7 @@ class ControlServer:
         except _NotFound as exc:
             return error(HTTPStatus.NOT_FOUND, f"no such endpoint: {exc}")
         except JobStateError as exc:
-            status = HTTPStatus.NOT_FOUND if str(exc).startswith("no job") else HTTPStatus.CONFLICT
+            status = HTTPStatus.NOT_FOUND if exc.missing else HTTPStatus.CONFLICT
             return error(status, str(exc))
         except ValueError as exc:
             return error(HTTPStatus.BAD_REQUEST, str(exc))

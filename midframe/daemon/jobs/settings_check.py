@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from midframe.config import Config, EngineConfig, OutputConfig, Paths
-from midframe.daemon.files import WORK_DIR_NAME
-from midframe.daemon.outcomes import setting_outcome
+from midframe.daemon.jobs.outcomes import setting_outcome
 from midframe.errors import ConfigError, MidframeError, OutputError
+from midframe.fs.files import WORK_DIR_NAME
 
 TRIAL_SIZE = 64  # pixels square: every encoder accepts it
 AUTO = "auto"
@@ -150,7 +150,7 @@ class SettingsCheck:
         """The engine and encoder checks of one set of settings (the top level's or a profile's)."""
         from midframe.engine.interpolators import engine_chosen
 
-        attempts: list[Callable[[], object]] = [lambda: self._probes.engine(config.engine, not engine_chosen(config))]
+        attempts: list[Callable[[], object]] = [lambda: self._probes.engine(config.engine, not engine_chosen(config.engine))]
         if config.output.codec != AUTO:
             attempts.append(lambda: self._probes.encoder(config.output))
         return attempts

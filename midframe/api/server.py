@@ -35,7 +35,7 @@ from typing import Any
 
 from loguru import logger
 
-from midframe.daemon.http_message import (
+from midframe.api.messages import (
     BadRequest,
     BodyIncomplete,
     Head,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from midframe.config import Config
-from midframe.daemon.jobs import JobStore
+from midframe.daemon.store.records import JobStore
 
 FLAG = "paused"
 USER = "user"

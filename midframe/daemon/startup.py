@@ -20,12 +20,12 @@ from pathlib import Path
 
 from loguru import logger
 
-from midframe.daemon import locate
-from midframe.daemon.app import Daemon, build_daemon
+from midframe.api import locate
+from midframe.daemon.jobs.liveness import StuckWatch
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
-from midframe.daemon.liveness import StuckWatch
-from midframe.daemon.notify import format_duration
+from midframe.daemon.root import Daemon, build_daemon
 from midframe.log import configure_logging
+from midframe.sentences import format_duration
 from midframe.signals import SignalFlags, install_signals
 
 HEARTBEAT_S = 2.0  # status line and watchdog keep-alive; systemd's WatchdogSec is far longer
@@ -34,8 +34,8 @@ TICK_S = 0.25  # how soon a signal flag is acted on
 
 def service_lifecycle(environ: Mapping[str, str] = os.environ) -> LifecycleListener:
     """systemd's sd_notify when systemd started us (``$NOTIFY_SOCKET``), else a listener that ignores all."""
-    if environ.get("NOTIFY_SOCKET") and importlib.util.find_spec("midframe.service.systemd") is not None:
-        from midframe.service.systemd import SystemdNotifier
+    if environ.get("NOTIFY_SOCKET") and importlib.util.find_spec("midframe.daemon.sd_notify") is not None:
+        from midframe.daemon.sd_notify import SystemdNotifier
 
         notifier = SystemdNotifier.from_environment(environ)
         if notifier is not None:

@@ -27,11 +27,11 @@ from typing import Any
 from loguru import logger
 
 from midframe.config import Config, Paths
-from midframe.daemon import files
-from midframe.daemon.jobs import Job, JobStore
-from midframe.daemon.naming import error_text, output_name
+from midframe.daemon.jobs.naming import error_text, output_name
+from midframe.daemon.store.records import Job, JobStore
 from midframe.engine.job import PipelineReport
 from midframe.errors import MediaError
+from midframe.fs import files
 
 ERROR_SUFFIX = ".error.txt"
 # An output's mtime may trail the job's finishing time this much (a share's clock) and still count

@@ -17,9 +17,9 @@ from pathlib import Path
 from loguru import logger
 
 from midframe.config import Config
-from midframe.daemon.jobs import Job, JobStore
-from midframe.daemon.naming import estimate_output_bytes
-from midframe.daemon.notify import Notifier
+from midframe.daemon.jobs.events import Notifier
+from midframe.daemon.jobs.naming import estimate_output_bytes
+from midframe.daemon.store.records import Job, JobStore
 
 ROOM_RECHECK_S = 15.0
 

@@ -16,11 +16,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from midframe.daemon import files
-from midframe.daemon.jobs import Job
+from midframe.daemon.store.records import Job
 from midframe.engine.children import Children
 from midframe.engine.job import JobControl
 from midframe.errors import SourceChanged
+from midframe.fs import files
 
 Change = Callable[[Job, os.stat_result], "str | None"]
 

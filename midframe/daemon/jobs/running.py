@@ -9,11 +9,12 @@ from typing import Any
 
 from loguru import logger
 
-from midframe.daemon.identity import GuardedControl
-from midframe.daemon.jobs import Job, JobStore
-from midframe.daemon.notify import Notifier, format_duration
+from midframe.daemon.jobs.events import Notifier
+from midframe.daemon.jobs.source_identity import GuardedControl
+from midframe.daemon.store.records import Job, JobStore
 from midframe.engine.job import Progress
 from midframe.errors import StoreUnwritable
+from midframe.sentences import format_duration
 
 # Before the first frame count: the file is probed and the output tried (one trial mux for all its streams).
 PLANNING = "preparing the output (reading the file, trying the settings)"

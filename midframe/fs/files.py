@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
 
-from midframe.daemon.naming import NAME_MAX, fit_name
+from midframe.fs.names import NAME_MAX, fit_name
 from midframe.regular import open_regular
 
 FINGERPRINT_CHUNK = 1 << 20
