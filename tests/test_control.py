@@ -52,7 +52,7 @@ class FakeDaemon:
 
     def retry(self, job_id):
         if job_id == 404:
-            raise JobStateError("no job 404")
+            raise JobStateError("no job 404", missing=True)
         if job_id == 409:
             raise JobStateError("job 409 is done; only a failed job can be retried")
         self.calls.append(("retry", job_id))
