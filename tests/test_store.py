@@ -274,3 +274,15 @@ def test_a_deleted_or_replaced_database_file_is_written_back_from_the_open_one(t
         assert store.claim().id == job.id and store.get(job.id).state == "running"
     finally:
         store.close()
+
+
+def test_failures_after_counts_and_names_the_latest(store):
+    for index, (name, finished) in enumerate([("a.mp4", 10.0), ("b.mp4", 30.0), ("c.mp4", 20.0), ("d.mp4", 40.0)]):
+        job = add(store, name)
+        store.claim(now=1.0 + index)
+        store.finish(job.id, "failed" if name != "d.mp4" else "done", now=finished, error="x")
+    count, latest = store.failures_after(15.0, limit=1)
+    assert (count, [job.name for job in latest]) == (2, ["b.mp4"])       # b at 30 and c at 20; d is done
+    count, latest = store.failures_after(0.0, limit=5)
+    assert (count, [job.name for job in latest]) == (3, ["b.mp4", "c.mp4", "a.mp4"])
+    assert store.failures_after(30.0, limit=5) == (0, [])

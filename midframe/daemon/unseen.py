@@ -33,11 +33,8 @@ class UnseenFailures:
     def status(self) -> dict[str, Any]:
         """``failed_unseen`` (how many) and ``failed_unseen_names`` (latest first), as ``GET /events``
         and the dashboard's state carry them."""
-        seen = self.seen_at()
-        unseen = sorted((job for job in self._store.jobs()
-                         if job.state == "failed" and (job.finished_at or 0.0) > seen),
-                        key=lambda job: (job.finished_at or 0.0, job.id), reverse=True)
-        return {"failed_unseen": len(unseen), "failed_unseen_names": [job.name for job in unseen[:NAMES_SHOWN]]}
+        count, latest = self._store.failures_after(self.seen_at(), limit=NAMES_SHOWN)
+        return {"failed_unseen": count, "failed_unseen_names": [job.name for job in latest]}
 
     def mark_seen(self) -> None:
         self._store.set_flag(SEEN_FLAG, repr(self._clock()))

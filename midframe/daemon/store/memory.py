@@ -68,6 +68,13 @@ class MemoryJobStore:
         with self._lock:
             return sorted(self._jobs.values(), key=lambda j: j.id)
 
+    def failures_after(self, finished_after: float, *, limit: int) -> tuple[int, list[Job]]:
+        with self._lock:
+            found = sorted((job for job in self._jobs.values()
+                            if job.state == "failed" and (job.finished_at or 0.0) > finished_after),
+                           key=lambda job: (job.finished_at or 0.0, job.id), reverse=True)
+        return len(found), found[:limit]
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             found = Counter(j.state for j in self._jobs.values())

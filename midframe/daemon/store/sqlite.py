@@ -211,6 +211,15 @@ class SqliteJobStore:
     def jobs(self) -> list[Job]:
         return self._read("SELECT * FROM jobs ORDER BY id")
 
+    def failures_after(self, finished_after: float, *, limit: int) -> tuple[int, list[Job]]:
+        # GET /events asks this every second for each tray: it reads the failed rows, never the history
+        where = "FROM jobs WHERE state = 'failed' AND COALESCE(finished_at, 0) > ?"
+        with self._lock:
+            count = self._db.execute(f"SELECT COUNT(*) {where}", (finished_after,)).fetchone()[0]
+        latest = self._read(f"SELECT * {where} ORDER BY COALESCE(finished_at, 0) DESC, id DESC LIMIT ?",
+                            finished_after, limit)
+        return int(count), latest
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
