@@ -29,6 +29,7 @@ from midframe.config import (
 )
 from midframe.engine.interpolators import ENGINES, weights_providers
 from midframe.errors import ConfigError, DaemonNotRunning, MidframeError
+from midframe.fs.safe_write import atomic_write
 from midframe.log import configure_logging
 from midframe.sentences import (
     cancelled_sentence,
@@ -117,7 +118,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
     )
     if args.report is not None:
-        args.report.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        atomic_write(args.report, json.dumps(report.to_json(), indent=2) + "\n")
     if not args.quiet:
         print(
             f"{said(report.output)}: {report.frames_out} frames at {report.fps_out} fps from {report.frames_in} "

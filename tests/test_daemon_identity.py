@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from midframe.fs.files import FINGERPRINT_CHUNK, fingerprint
+from midframe.fs.identity import FINGERPRINT_CHUNK, Fingerprint
 from tests.daemon_process import ROOT, DaemonProcess, sha256, wait_for
 from tests.media import ffmpeg_exe, make_clip, probe_json, psnr, read_frames
 from tests.mounts import can_mount, mount
@@ -115,7 +115,7 @@ def test_two_files_sharing_size_head_and_tail_are_both_converted(daemon, media):
     first, second = raw_twins(media)
     a, b = first.read_bytes(), second.read_bytes()
     assert len(a) == len(b) > 2 * FINGERPRINT_CHUNK and a[:FINGERPRINT_CHUNK] == b[:FINGERPRINT_CHUNK]
-    assert a[-FINGERPRINT_CHUNK:] == b[-FINGERPRINT_CHUNK:] and fingerprint(first) == fingerprint(second)
+    assert a[-FINGERPRINT_CHUNK:] == b[-FINGERPRINT_CHUNK:] and Fingerprint.of(first) == Fingerprint.of(second)
     assert sha256(first) != sha256(second) and frames(first) == frames(second) == 125
     copy_in(daemon, first, first.name)
     copy_in(daemon, second, second.name)

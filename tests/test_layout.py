@@ -21,7 +21,7 @@ BASE = {"midframe", "midframe.errors", "midframe.regular", "midframe.signals", "
 ALLOWED: dict[str, set[str]] = {
     "midframe.fs": set(),
     "midframe.engine": {"midframe.fs"},
-    "midframe.config": {"midframe.engine"},
+    "midframe.config": {"midframe.engine", "midframe.fs"},
     "midframe.farm": {"midframe.engine", "midframe.config", "midframe.fs"},
     "midframe.api": {"midframe.config", "midframe.fs"},
     "midframe.web": {"midframe.api", "midframe.fs", "midframe.config"},
@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "midframe.run_command": {"midframe.daemon", "midframe.tray", "midframe.config"},
     "midframe.cli": {"midframe.interpolate_command", "midframe.run_command", "midframe.daemon", "midframe.service",
                      "midframe.tray", "midframe.web", "midframe.api", "midframe.farm", "midframe.engine",
-                     "midframe.config"},
+                     "midframe.config", "midframe.fs"},
     "midframe.__main__": {"midframe.cli"},
 }
 for room in BASE:

@@ -12,7 +12,7 @@ from midframe.config import Config, Paths, config_from_mapping
 from midframe.daemon.jobs.finishing import Finisher
 from midframe.daemon.jobs.naming import output_name
 from midframe.daemon.store.memory import MemoryJobStore
-from midframe.fs import files
+from midframe.fs import names, publish
 from midframe.fs.names import NUMBER_ROOM, cut_to_bytes, fit_name, name_bytes
 
 
@@ -49,26 +49,26 @@ def test_output_names_fit_with_room_for_numbering_and_keep_what_the_pattern_adds
 
 def test_numbering_refits_the_name_and_keeps_its_extension():
     name = long_name(255)
-    assert name_bytes(files.numbered(name, 1, 255)) == 255
-    second = files.numbered(name, 2, 255)
+    assert name_bytes(names.numbered(name, 1, 255)) == 255
+    second = names.numbered(name, 2, 255)
     assert name_bytes(second) <= 255 and second.endswith(" (2).mp4")
-    assert files.numbered("clip.mp4", 3, 255) == "clip (3).mp4" and files.numbered("clip.mp4", 3) == "clip (3).mp4"
+    assert names.numbered("clip.mp4", 3, 255) == "clip (3).mp4" and names.numbered("clip.mp4", 3) == "clip (3).mp4"
     assert fit_name("no-extension-" + "a" * 300, 100).startswith("no-extension-")
 
 
 def test_long_names_on_the_real_file_system(tmp_path):
-    limit = files.name_limit(tmp_path)
-    assert limit == os.pathconf(tmp_path, "PC_NAME_MAX") and files.name_limit(tmp_path / "not" / "yet") == limit
+    limit = names.name_limit(tmp_path)
+    assert limit == os.pathconf(tmp_path, "PC_NAME_MAX") and names.name_limit(tmp_path / "not" / "yet") == limit
     folder = tmp_path / "done"
     name = long_name(limit)
     first, second = tmp_path / "a", tmp_path / "b"
     first.write_bytes(b"1")
     second.write_bytes(b"2")
-    placed = [files.move_no_clobber(first, folder, name), files.move_no_clobber(second, folder, name)]
+    placed = [publish.move_no_clobber(first, folder, name), publish.move_no_clobber(second, folder, name)]
     assert placed[0].name == name and placed[1].name.endswith(" (2).mp4")
     assert [p.read_bytes() for p in placed] == [b"1", b"2"]
-    assert files.find_link(placed[1], folder, name) == placed[1]
-    copy = files.link_or_copy(placed[0], folder, name)
+    assert publish.find_link(placed[1], folder, name) == placed[1]
+    copy = publish.link_or_copy(placed[0], folder, name)
     assert copy.name.endswith(" (3).mp4") and os.path.samefile(copy, placed[0])
 
 
@@ -78,7 +78,7 @@ def test_a_failed_input_with_a_long_name_gets_its_error_file_beside_it(tmp_path)
                   cache_dir=tmp_path / "cache")
     paths.inbox.mkdir()
     store = MemoryJobStore()
-    name = long_name(files.name_limit(tmp_path) - 2)
+    name = long_name(names.name_limit(tmp_path) - 2)
     source = paths.inbox / name
     source.write_bytes(b"not a video")
     job = store.add(source, relpath=name, size=11, mtime=source.stat().st_mtime, fingerprint="f")

@@ -17,7 +17,7 @@ from midframe.daemon.watcher import InboxScanner, can_open
 from midframe.engine.ffmpeg import find_ffmpeg
 from midframe.engine.probe import probe
 from midframe.errors import MediaError
-from midframe.fs.files import fingerprint, read_content
+from midframe.fs.identity import Fingerprint, read_content
 from midframe.regular import NotRegularFile, open_regular
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs and unix sockets are POSIX")
@@ -86,7 +86,7 @@ def test_only_regular_files_arrive_and_each_other_kind_is_said_once(specials, lo
 def test_a_fifo_in_place_of_a_settled_file_never_blocks(specials):
     fifo = specials / "y.mp4"
     assert within(5, can_open, fifo) is False
-    for read in (fingerprint, read_content):
+    for read in (Fingerprint.of, read_content):
         with pytest.raises(NotRegularFile, match="FIFO"):
             within(5, read, fifo)
     with pytest.raises(NotRegularFile, match="character device"):

@@ -14,7 +14,7 @@ import pytest
 
 from midframe.config import VIDEO_EXTENSIONS
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
-from midframe.fs.files import is_partial_name, is_video_name
+from midframe.fs.incoming import is_partial_name, is_video_name
 
 INBOX = Path("/inbox")
 

@@ -21,7 +21,7 @@ from midframe.daemon.jobs.worker import Worker
 from midframe.daemon.store.memory import MemoryJobStore
 from midframe.engine.job import PipelineReport, Progress
 from midframe.errors import ConfigError, DeviceError, MediaError, OutOfMemory, OutputError, TransientError
-from midframe.fs.files import fingerprint
+from midframe.fs.identity import Fingerprint
 
 
 class FakeConvert:
@@ -34,9 +34,9 @@ class FakeConvert:
         self.after = None         # called once the result is in place, after the last checkpoint
 
     def __call__(self, source, destination, *, work_dir, engine, output, resume, make_interpolator, ffmpeg,
-                 control=None, on_progress=None):
+                 control=None, on_progress=None, fingerprint=None):
         self.calls.append({"source": Path(source), "destination": Path(destination), "work_dir": Path(work_dir),
-                           "engine": engine.name, "codec": output.codec})
+                           "engine": engine.name, "codec": output.codec, "fingerprint": fingerprint})
         data = Path(source).read_bytes()
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         (Path(work_dir) / "manifest.json").write_text("{}")
@@ -106,7 +106,7 @@ class Harness:
         path.write_bytes(content)
         info = path.stat()
         return self.store.add(path, relpath=name, size=info.st_size, mtime=info.st_mtime,
-                              fingerprint=fingerprint(path)).id
+                              fingerprint=Fingerprint.of(path).text()).id
 
     def job(self, job_id: int):
         return self.store.get(job_id)
@@ -446,7 +446,7 @@ def settle(h: Harness, job_id: int) -> None:
     """What the watcher does once the file has been quiet for settle_seconds."""
     path = Path(h.job(job_id).path)
     info = path.stat()
-    h.store.resettled(job_id, size=info.st_size, mtime=info.st_mtime, fingerprint=fingerprint(path))
+    h.store.resettled(job_id, size=info.st_size, mtime=info.st_mtime, fingerprint=Fingerprint.of(path).text())
 
 
 def test_a_source_that_grew_while_it_was_converted_is_not_published_and_converted_again(tmp_path):
@@ -746,7 +746,7 @@ def test_a_source_replaced_while_its_job_ran_leaves_the_new_content_to_a_new_job
         (h.paths.inbox / "a.mp4").write_bytes(b"the new recording")
         info = (h.paths.inbox / "a.mp4").stat()
         h.store.add(h.paths.inbox / "a.mp4", relpath="a.mp4", size=info.st_size, mtime=info.st_mtime,
-                    fingerprint=fingerprint(h.paths.inbox / "a.mp4"))       # the watcher queued it meanwhile
+                    fingerprint=Fingerprint.of(h.paths.inbox / "a.mp4").text())       # the watcher queued it meanwhile
         raise MediaError(h.paths.inbox / "a.mp4", "is truncated: its video data ends early", incomplete=True)
 
     h.convert.during = replaced
@@ -758,16 +758,16 @@ def test_a_source_replaced_while_its_job_ran_leaves_the_new_content_to_a_new_job
 
 
 def test_a_stop_while_the_source_is_hashed_puts_the_job_back(h, monkeypatch):
-    from midframe.fs import files
+    from midframe.fs import identity
 
     job_id = h.drop("a.mp4", b"x" * (9 << 20))                        # three chunks
-    real = files.read_content
+    real = identity.read_content
 
     def stop_midway(path, *, keep_going):
         h.worker.request_stop()
         return real(path, keep_going=keep_going)
 
-    monkeypatch.setattr(files, "read_content", stop_midway)
+    monkeypatch.setattr(identity, "read_content", stop_midway)
     h.worker.run_once()
     job = h.job(job_id)
     assert (job.state, job.attempts, job.sha256) == ("queued", 0, None) and h.convert.calls == []
@@ -811,3 +811,11 @@ def test_an_output_that_keeps_failing_verification_leaves_advice_to_act_on(h):
     text = (h.paths.failed_dir / "trim.mp4.error.txt").read_text()
     assert "0.300 s away" in text and "may be fine" not in text
     assert '`ffmpeg -i "trim.mp4" -map 0 -c copy "trim.remux.mkv"`' in text and "into the inbox" in text
+
+
+def test_the_engine_is_handed_the_fingerprint_the_job_was_queued_with(h):
+    """Taken once, as the file settled: the engine records it instead of hashing the source again."""
+    job_id = h.drop("a.mp4", b"clip")
+    queued = Fingerprint.parse(h.job(job_id).fingerprint)
+    h.worker.run_once()
+    assert queued is not None and h.convert.calls[0]["fingerprint"] == queued

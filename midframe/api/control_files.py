@@ -17,6 +17,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from midframe.fs.safe_write import atomic_write
+
 CONTROL_FILE = "control.json"
 TOKEN_FILE = "control.token"
 NONCE_BYTES = 32
@@ -24,16 +26,7 @@ NONCE_BYTES = 32
 
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by the owner only, replacing it atomically."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o600)  # the mode given to open() is masked by the umask
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(partial, path)
+    atomic_write(path, text, mode=0o600)
 
 
 def new_token(state_dir: Path) -> str:

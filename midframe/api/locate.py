@@ -22,6 +22,7 @@ import platformdirs
 
 from midframe.config import APP_NAME, Config, load_config, resolve_paths
 from midframe.errors import ConfigError
+from midframe.fs.safe_write import atomic_write
 
 POINTER_FILE = "running.json"
 Source = Literal["config", "recorded", "default"]
@@ -45,9 +46,7 @@ def record(pointer: Path, *, state_dir: Path, config_path: Path | None, pid: int
     data = {"state_dir": str(state_dir), "pid": os.getpid() if pid is None else pid,
             "config": str(config_path) if config_path is not None else None}
     pointer.parent.mkdir(parents=True, exist_ok=True)
-    partial = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(data) + "\n", encoding="utf-8")
-    os.replace(partial, pointer)
+    atomic_write(pointer, json.dumps(data) + "\n")
 
 
 def read_recorded(pointer: Path) -> Recorded | None:

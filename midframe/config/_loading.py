@@ -18,6 +18,8 @@ from midframe.config._paths import default_config_path
 from midframe.config._sections import PROFILE_SECTIONS, Config, _Section
 from midframe.config._yaml import describe_yaml_error, position, read_yaml
 from midframe.errors import ConfigError
+from midframe.fs.publish import publish
+from midframe.fs.safe_write import atomic_write, temporary_name
 
 
 def _inherited(error: Mapping[str, Any], data: dict[str, Any]) -> bool:
@@ -78,8 +80,20 @@ def example_config_text() -> str:
 
 
 def write_example_config(path: Path, *, overwrite: bool = False) -> Path:
+    """The example config at ``path``, complete or not at all; never over a config that is there (one
+    written meanwhile too), unless ``overwrite``."""
     if path.exists() and not overwrite:
         raise ConfigError(f"{path}: already exists; not overwriting it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(example_config_text(), encoding="utf-8")
+    if overwrite:
+        atomic_write(path, example_config_text())
+        return path
+    staged = temporary_name(path)
+    try:
+        atomic_write(staged, example_config_text())
+        publish(staged, path)
+    except FileExistsError:
+        raise ConfigError(f"{path}: already exists; not overwriting it") from None
+    finally:
+        staged.unlink(missing_ok=True)
     return path

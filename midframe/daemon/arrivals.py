@@ -20,7 +20,7 @@ from midframe.daemon.jobs.worker import Worker
 from midframe.daemon.profiles import profile_of
 from midframe.daemon.store.records import JobStore
 from midframe.errors import MediaError, TransientError
-from midframe.fs.files import Identity, fingerprint
+from midframe.fs.identity import Fingerprint, Identity
 
 
 def _sniff(path: Path, *, ffmpeg: Any) -> None:
@@ -53,7 +53,7 @@ class Arrivals:
                 self._worker.wake()
             return
         try:
-            print_ = fingerprint(path, size=info.st_size)
+            print_ = Fingerprint.of(path, size=info.st_size).text()
         except OSError as exc:
             logger.warning("{}: cannot read it ({}); skipping it until it changes", path, exc.strerror or exc)
             return

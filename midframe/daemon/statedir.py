@@ -17,22 +17,19 @@ from pathlib import Path
 
 from midframe.daemon.store.sqlite import SqliteJobStore
 from midframe.errors import DaemonError
+from midframe.fs.publish import move_aside
+from midframe.fs.safe_write import make_private
 
 # SQLite's result codes for a file that is damaged or not a database at all.
 _CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 _COMPANIONS = ("-wal", "-shm", "-journal")
 
 
-def _private(path: Path, mode: int) -> None:
-    if os.name != "nt" and path.stat().st_mode & 0o077:
-        path.chmod(mode)
-
-
 def prepare_state_dir(state_dir: Path) -> None:
     """Create ``state_dir`` owner-only (0700, tightened if it is not) and check it can be written."""
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _private(state_dir, 0o700)
+        make_private(state_dir, 0o700)
         probe = state_dir / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
@@ -74,32 +71,18 @@ def _damage(path: Path) -> str | None:
     return None if found == ["ok"] else "; ".join(found[:3])
 
 
-def _move_aside(path: Path, now: float) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    for number in range(1, 1000):
-        suffix = f".corrupt-{stamp}" + (f"-{number}" if number > 1 else "")
-        target = path.with_name(path.name + suffix)
-        if not target.exists():
-            break
-    for companion in _COMPANIONS:  # a damaged database's WAL belongs with it, not with the new one
-        extra = path.with_name(path.name + companion)
-        if extra.exists():
-            os.replace(extra, target.with_name(target.name + companion))
-    os.replace(path, target)
-    return target
-
-
 def open_job_store(path: Path, *, clock: Callable[[], float] = time.time) -> OpenedStore:
     """The job store at ``path``, owner-only; a damaged one moved aside and a new one started."""
     try:
         if path.exists():
             for file in (path, *(path.with_name(path.name + c) for c in _COMPANIONS)):
                 if file.exists():
-                    _private(file, 0o600)
+                    make_private(file, 0o600)
         else:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite's files take this mode
         damaged = _damage(path)
-        moved = _move_aside(path, clock()) if damaged else None
+        # A damaged database's WAL belongs with it, not with the new one.
+        moved = move_aside(path, "corrupt", now=clock(), companions=_COMPANIONS) if damaged else None
         if moved is not None:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         return OpenedStore(SqliteJobStore(path), damaged, moved)

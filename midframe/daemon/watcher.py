@@ -25,7 +25,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from midframe.errors import StoreUnwritable
-from midframe.fs.files import is_partial_name, is_video_name, open_for_writing
+from midframe.fs.incoming import is_partial_name, is_video_name, open_for_writing
 from midframe.regular import kind_of, open_regular
 
 Arrival = Callable[[Path, os.stat_result], None]

@@ -1,19 +1,20 @@
 """The work folder's record of a conversion: which source, which settings, which segments are done.
 
-``manifest.json`` is replaced atomically (temporary file, fsync, ``os.replace``, fsync of the folder)
-and only after the segment it adds is closed and synced, so after a kill at any moment it names only
-complete segments. ``verified_segments`` trusts that record for all but the last few segments (a
-cheap size check), and reads the last ones back with ffprobe, so a resume costs a second, not a
-read of every finished segment.
+The source is named by its fingerprint (``midframe.fs.identity.Fingerprint``: the daemon's, handed
+down, or one taken here) and its mtime: a resume goes on only when both are the same, so work made
+from another file's content is never joined to this one's.
+
+``manifest.json`` is replaced atomically (``midframe.fs.safe_write.atomic_write``: temporary file,
+fsync, ``os.replace``, fsync of the folder) and only after the segment it adds is closed and synced,
+so after a kill at any moment it names only complete segments. ``verified_segments`` trusts that
+record for all but the last few segments (a cheap size check), and reads the last ones back with
+ffprobe, so a resume costs a second, not a read of every finished segment.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,46 +25,17 @@ from loguru import logger
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.probe import count_video_packets
 from midframe.errors import OutputError
+from midframe.fs.identity import Fingerprint
+from midframe.fs.safe_write import atomic_write
 
 MANIFEST_NAME = "manifest.json"
 VERSION = 2
 # Segments read back with ffprobe on resume, counted from the end; the others are trusted when
 # their size is the recorded one (they were fsynced before the manifest named them).
 VERIFY_LAST_SEGMENTS = 2
-_HASH_BYTES = 1 << 20
-# Names midframe itself creates in a work folder; anything else there means it is not ours.
-OWN_PREFIXES = ("manifest.json", "seg-", "preflight-", "joined", "segments.ffconcat")
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """Identifies a source file's content cheaply: size, mtime, and hashes of its first and last MiB."""
-
-    size: int
-    mtime_ns: int
-    head: str
-    tail: str
-
-    @classmethod
-    def of(cls, path: Path) -> Fingerprint:
-        stat = os.stat(path)
-        with open(path, "rb") as handle:
-            head = hashlib.sha256(handle.read(_HASH_BYTES)).hexdigest()
-            handle.seek(max(0, stat.st_size - _HASH_BYTES))
-            tail = hashlib.sha256(handle.read(_HASH_BYTES)).hexdigest()
-        return cls(size=stat.st_size, mtime_ns=stat.st_mtime_ns, head=head, tail=tail)
-
-    def content_change(self, other: Fingerprint) -> str | None:
-        """How the file ``other`` was taken of differs in content from this one's, in words; None when it
-        does not. The mtime is left aside: a copy or another machine's view keeps the bytes, not always
-        the time."""
-        if other.size != self.size:
-            return f"has {other.size} bytes, not {self.size}"
-        if other.head != self.head:
-            return "differs in its first MiB"
-        if other.tail != self.tail:
-            return "differs in its last MiB"
-        return None
+# Names midframe itself creates in a work folder; anything else there means it is not ours. A dot
+# before the first two: the temporary names of their atomic writes, left by a kill.
+OWN_PREFIXES = ("manifest.json", "seg-", ".manifest.json.", ".seg-", "preflight-", "joined", "segments.ffconcat")
 
 
 @dataclass(frozen=True)
@@ -94,6 +66,9 @@ class Manifest:
     # engine auto: the engine chosen for each scene (chooser.SceneChoice.to_json), once chosen; a resumed
     # job and every farm segment use these instead of choosing again.
     engine_scenes: list[dict[str, Any]] | None = None
+    # The source's mtime as the work started: a file touched since is another file for a resume
+    # (a rewritten middle keeps the size and both ends the fingerprint reads).
+    source_mtime_ns: int | None = None
 
     @property
     def frames_done(self) -> int:
@@ -106,7 +81,7 @@ class Manifest:
     def from_json(cls, data: dict[str, Any]) -> Manifest:
         return cls(
             source=data["source"],
-            fingerprint=Fingerprint(**data["fingerprint"]),
+            fingerprint=Fingerprint.from_json(data["fingerprint"]),
             destination_suffix=data["destination_suffix"],
             engine=data["engine"],
             output=data["output"],
@@ -116,21 +91,15 @@ class Manifest:
             segments=[Segment(**item) for item in data.get("segments", [])],
             version=int(data.get("version", 0)),
             engine_scenes=data.get("engine_scenes"),
+            # An older manifest kept the mtime inside its fingerprint.
+            source_mtime_ns=data.get("source_mtime_ns", data["fingerprint"].get("mtime_ns")),
         )
 
     def save(self, work_dir: Path) -> None:
         target = work_dir / MANIFEST_NAME
-        temporary = work_dir / f"{MANIFEST_NAME}.tmp"
         try:
-            with open(temporary, "w", encoding="utf-8") as handle:
-                json.dump(self.to_json(), handle, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-            fsync_dir(work_dir)
+            atomic_write(target, json.dumps(self.to_json(), indent=1))
         except OSError as exc:
-            with contextlib.suppress(OSError):  # a read-only folder: the error below says so
-                temporary.unlink(missing_ok=True)
             if exc.errno == errno.ENOSPC:
                 raise OutputError(work_dir, "disk full: no space left on device", errno=exc.errno) from None
             raise OutputError(target, f"cannot write the work manifest: {exc.strerror or exc}", errno=exc.errno) from None
@@ -144,28 +113,13 @@ def load_manifest(work_dir: Path) -> Manifest | None:
         manifest = Manifest.from_json(data)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         logger.warning("{}: unreadable work manifest ({}); starting over", path, exc)
         return None
     if manifest.version != VERSION:
         logger.info("{}: work manifest of another version; starting over", path)
         return None
     return manifest
-
-
-def fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
 
 
 def _size(path: Path) -> int | None:

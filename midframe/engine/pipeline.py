@@ -30,7 +30,7 @@ from midframe.engine.interpolators.auto import AutoInterpolator
 from midframe.engine.interpolators.base import Interpolator
 from midframe.engine.interpolators.chooser import SceneChoice, stride_for
 from midframe.engine.job import JobControl, PipelineReport, Progress, ProgressCallback
-from midframe.engine.manifest import Fingerprint, Manifest
+from midframe.engine.manifest import Manifest
 from midframe.engine.plan import OutputPlan, describe_conversion
 from midframe.engine.probe import probe
 from midframe.engine.reader import FrameReader
@@ -44,6 +44,7 @@ from midframe.engine.verify import verify_output
 from midframe.engine.videoinfo import VideoInfo
 from midframe.engine.workdir import Job, Renderer, move_into_place, prepare
 from midframe.errors import MediaError, OutputError, VerificationError, WeightsError
+from midframe.fs.identity import Fingerprint
 
 MakeInterpolator = Callable[[EngineConfig], Interpolator]
 AUTO_BATCH = 4  # engine.batch_size auto, for an engine that does not say what suits it
@@ -225,8 +226,11 @@ def convert(
     control: JobControl | None = None,
     on_progress: ProgressCallback | None = None,
     renderer: Renderer | None = None,
+    fingerprint: Fingerprint | None = None,
 ) -> PipelineReport:
     """Convert ``source`` into ``destination`` (which must not exist); see the module doc.
+
+    ``fingerprint``: the source's, as the caller (the daemon) took it; without one it is taken here.
 
     The output's container is ``destination``'s extension. With ``output.container`` null that is a
     wish: where it cannot hold the output (a .webm for H.264, bitmap subtitles in .mp4) the plan
@@ -242,7 +246,7 @@ def convert(
     too_big = frame_size_refusal(width=info.width, height=info.height, max_pixels=engine.max_frame_pixels)
     if too_big is not None:
         raise MediaError(source, too_big)
-    fingerprint = Fingerprint.of(source)
+    fingerprint = fingerprint or Fingerprint.of(source)
     if destination.exists():
         raise OutputError(destination, "already exists; not overwriting it")
     job = prepare(info, fingerprint=fingerprint, destination=destination, work_dir=work_dir, engine=engine,

@@ -26,7 +26,7 @@ from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.frameloop import first_source
 from midframe.engine.interpolators.base import Interpolator
 from midframe.engine.job import JobControl
-from midframe.engine.manifest import Segment, fsync_file
+from midframe.engine.manifest import Segment
 from midframe.engine.pipeline import frame_reader, run_frames, thread_plan_for
 from midframe.engine.plan import OutputPlan
 from midframe.engine.probe import VideoInfo
@@ -35,6 +35,7 @@ from midframe.engine.settings import EngineConfig
 from midframe.engine.timeline import Timeline
 from midframe.engine.writer import FrameWriter
 from midframe.errors import EngineError
+from midframe.fs.safe_write import fsync_file
 
 PART_MARK = ".part-"
 

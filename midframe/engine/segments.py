@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from midframe.engine.ffmpeg import QUIET, FFmpeg, timeout_for_bytes
-from midframe.engine.manifest import Manifest, Segment, fsync_file
+from midframe.engine.manifest import Manifest, Segment
 from midframe.engine.plan import OutputPlan
 from midframe.engine.preflight import rotation_args
 from midframe.engine.timeline import Timeline
 from midframe.engine.videoinfo import VideoInfo
 from midframe.engine.writer import FrameWriter, encoder_failure
+from midframe.fs.safe_write import fsync_file
 
 CONCAT_LIST = "segments.ffconcat"
 JOINED_STEM = "joined"

@@ -1,9 +1,9 @@
 """The work folder of one conversion: starting it afresh, or finding the work a resumed job can keep.
 
 ``prepare`` returns the job's manifest, plan, engine settings and timeline: the recorded ones when
-the folder holds matching work (same source, same requested container, same timeline), with its
-verified segments; else a new plan in an emptied folder. ``move_into_place`` publishes the result
-without ever overwriting.
+the folder holds matching work (same source: its fingerprint and mtime; same requested container,
+same timeline), with its verified segments; else a new plan in an emptied folder.
+``move_into_place`` publishes the result without ever overwriting.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.job import JobControl, ProgressCallback
 from midframe.engine.manifest import (
     MANIFEST_NAME,
-    Fingerprint,
     Manifest,
     Segment,
     is_work_folder,
@@ -33,6 +32,8 @@ from midframe.engine.settings import EngineConfig, OutputConfig, ResumeConfig
 from midframe.engine.timeline import Timeline
 from midframe.engine.videoinfo import VideoInfo
 from midframe.errors import OutputError
+from midframe.fs.identity import Fingerprint
+from midframe.fs.publish import copy_no_clobber, publish
 
 
 class Renderer(Protocol):
@@ -67,13 +68,21 @@ def _reset_work_dir(work_dir: Path) -> None:
                           errno=exc.errno) from None
 
 
-def _matching_manifest(work_dir: Path, fingerprint: Fingerprint, destination: Path, resume: ResumeConfig) -> Manifest | None:
+def _mtime_ns(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _matching_manifest(work_dir: Path, fingerprint: Fingerprint, mtime_ns: int | None, destination: Path,
+                       resume: ResumeConfig) -> Manifest | None:
     if not resume.enabled or not work_dir.is_dir():
         return None
     manifest = load_manifest(work_dir)
     if manifest is None:
         return None
-    if manifest.fingerprint != fingerprint:
+    if manifest.fingerprint != fingerprint or mtime_ns is None or manifest.source_mtime_ns != mtime_ns:
         logger.info("{}: the source changed since this work was started; starting over", work_dir)
         return None
     if manifest.destination_suffix != destination.suffix.lower():
@@ -104,7 +113,8 @@ def prepare(
     ffmpeg: FFmpeg,
     renderer: Renderer | None = None,
 ) -> Job:
-    manifest = _matching_manifest(work_dir, fingerprint, destination, resume)
+    mtime_ns = _mtime_ns(info.path)
+    manifest = _matching_manifest(work_dir, fingerprint, mtime_ns, destination, resume)
     if manifest is not None:
         engine = EngineConfig.model_validate(manifest.engine)
         plan = OutputPlan.from_json(manifest.plan)
@@ -135,6 +145,7 @@ def prepare(
         resume=resume.model_dump(mode="json"),
         plan=plan.to_json(),
         frames_out=timeline.frames_out,
+        source_mtime_ns=mtime_ns,
     )
     manifest.save(work_dir)
     return Job(manifest, plan, engine, timeline)
@@ -142,18 +153,20 @@ def prepare(
 
 
 def move_into_place(joined: Path, destination: Path) -> None:
-    if destination.exists():
-        raise OutputError(destination, "already exists; not overwriting it")
+    """Give the joined result the name ``destination``, never over a file: neither one that was there
+    nor one that another program creates meanwhile (``midframe.fs.publish``: a hard link, which fails
+    when the name is taken). On another file system it is copied beside ``destination`` first."""
     try:
-        os.replace(joined, destination)
+        publish(joined, destination)
         return
+    except FileExistsError:
+        raise OutputError(destination, "already exists; not overwriting it") from None
     except OSError as exc:
-        if exc.errno != errno.EXDEV:  # on another file system: copy beside the destination first
+        if exc.errno != errno.EXDEV:
             raise OutputError(destination, f"cannot write it: {exc.strerror or exc}", errno=exc.errno) from None
-    partial = destination.with_name(f".{destination.name}.midframe-partial")
     try:
-        shutil.copyfile(joined, partial)
-        os.replace(partial, destination)
+        copy_no_clobber(joined, destination)
+    except FileExistsError:
+        raise OutputError(destination, "already exists; not overwriting it") from None
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise OutputError(destination, f"cannot write it: {exc.strerror or exc}", errno=exc.errno) from None

@@ -29,7 +29,7 @@ from loguru import logger
 
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.job import JobControl, Progress, ProgressCallback
-from midframe.engine.manifest import VERIFY_LAST_SEGMENTS, Fingerprint, Manifest, Segment, segment_problem
+from midframe.engine.manifest import VERIFY_LAST_SEGMENTS, Manifest, Segment, segment_problem
 from midframe.engine.plan import OutputPlan
 from midframe.engine.probe import VideoInfo, count_video_packets
 from midframe.engine.ranges import PART_MARK, segment_ranges
@@ -38,6 +38,7 @@ from midframe.errors import FarmUnavailable, SourceChanged, TransientError
 from midframe.farm.remote import MISMATCH, FarmTaskError, from_remote
 from midframe.farm.slots import SLOT
 from midframe.farm.task import RECORD_SUFFIX, SegmentTask, render_segment
+from midframe.fs.identity import Fingerprint
 
 
 class FarmConnection(Protocol):
@@ -70,11 +71,20 @@ def _record(work_dir: Path, segment: Segment) -> dict[str, Any]:
 def _made_from(record: Mapping[str, Any], expected: Fingerprint) -> str | None:
     """Why the segment of ``record`` may not be from the source ``expected`` fingerprints; None if it is."""
     try:
-        seen = Fingerprint(**record["source"])
-    except (KeyError, TypeError):
+        seen = Fingerprint.from_json(record["source"])
+    except (KeyError, TypeError, ValueError):
         return "its record does not say which file it was made from"
     change = expected.content_change(seen)
     return None if change is None else f"was made from another file (it {change})"
+
+
+def segment_task(manifest: Manifest, *, work_dir: Path, source: Path, span: tuple[int, int],
+                 stop_event: str) -> SegmentTask:
+    """The task of one segment (``span``: its output frames) of the job ``manifest`` records: it carries
+    the manifest's fingerprint of the source (the daemon's, when the daemon started the job), which the
+    worker checks the file it reads against."""
+    return SegmentTask(job=work_dir.name, work_dir=str(work_dir), source=str(source), start=span[0], end=span[1],
+                       token=uuid.uuid4().hex[:12], stop_event=stop_event, fingerprint=manifest.fingerprint)
 
 
 def _newest_files(work_dir: Path, segments: list[Segment], count: int) -> set[str]:
@@ -170,9 +180,8 @@ class JobRenderer:
                     raise _Stop
                 while todo and not control.paused and len(pending) < self.coordinator.window():
                     start, end = todo.popleft()
-                    task = SegmentTask(job=work_dir.name, work_dir=str(work_dir), source=str(self.source), start=start,
-                                       end=end, token=uuid.uuid4().hex[:12], stop_event=stop.name,
-                                       fingerprint=manifest.fingerprint)
+                    task = segment_task(manifest, work_dir=work_dir, source=self.source, span=(start, end),
+                                        stop_event=stop.name)
                     future = client.submit(render_segment, task, self._probe_on_farm(client, info),
                                            key=f"{KEY_PREFIX}-{work_dir.name}-{start}-{task.token}",
                                            resources=self.coordinator.resources, pure=False,

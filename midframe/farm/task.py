@@ -35,7 +35,7 @@ from midframe.config import EngineConfig
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.interpolators.base import Interpolator
 from midframe.engine.job import JobControl
-from midframe.engine.manifest import Fingerprint, load_manifest
+from midframe.engine.manifest import load_manifest
 from midframe.engine.pipeline import use_recorded_scenes
 from midframe.engine.plan import OutputPlan, build_timeline
 from midframe.engine.probe import VideoInfo
@@ -44,6 +44,8 @@ from midframe.errors import Aborted, DeviceError, MidframeError, TransientError,
 from midframe.farm.paths import map_path, mapping_said
 from midframe.farm.remote import MISMATCH, FarmTaskError, to_remote
 from midframe.farm.slots import SLOT
+from midframe.fs.identity import Fingerprint
+from midframe.fs.safe_write import atomic_write
 
 PLUGIN_NAME = "midframe"
 RECORD_SUFFIX = ".json"
@@ -204,8 +206,8 @@ class FarmPlugin(WorkerPlugin):
         finally:
             self._free.put(device)
         record = {**asdict(segment), "worker": self.address, "device": device, "times": asdict(times),
-                  "source": asdict(seen)}
-        (work_dir / f"{segment.file}{RECORD_SUFFIX}").write_text(json.dumps(record), encoding="utf-8")
+                  "source": seen.to_json()}
+        atomic_write(work_dir / f"{segment.file}{RECORD_SUFFIX}", json.dumps(record))
         self.segments_done += 1
         logger.info("job {}: made segment {}..{} in {:.1f} s on {}", task.job, task.start, task.end,
                     times.total_s, device)

@@ -1,5 +1,6 @@
 """Names that fit the file system: a name's length in bytes as stored, cutting without splitting a
-character, a short hash tag that keeps two shortened names apart, the extension kept (pure)."""
+character, a short hash tag that keeps two shortened names apart, the extension kept; numbered names
+(``clip (2).mp4``) and the longest name a folder's file system takes (the one look at the disk here)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import unicodedata
 from pathlib import Path
 
 NAME_MAX = 255                      # bytes in a file name on most file systems (os.pathconf tells)
-NUMBER_ROOM = len(" (9999)")        # what numbering a taken name can add (files.numbered goes to 9999)
+NUMBER_ROOM = len(" (9999)")        # what numbering a taken name can add (numbered goes to 9999)
 TAG_LENGTH = 8                      # hex digits of the hash that keeps two shortened names apart
 LONGEST_EXTENSION = 16              # a "suffix" longer than this is part of the name, not its extension
+WORK_DIR_NAME = ".midframe-work"    # the outbox's hidden folder of work in progress
 
 
 def name_bytes(name: str) -> int:
@@ -69,3 +71,21 @@ def fit_name(name: str, limit: int | None, *, extra: str = "") -> str:
     if limit is None:
         return stem + extra + suffix
     return fit_stem(stem, limit - name_bytes(extra) - name_bytes(suffix)) + extra + suffix
+
+
+def numbered(name: str, number: int, limit: int | None = None) -> str:
+    """``clip.mp4`` with 2 -> ``clip (2).mp4``; with ``limit`` (bytes) the stem is shortened to fit."""
+    return fit_name(name, limit, extra=f" ({number})" if number >= 2 else "")
+
+
+def name_limit(folder: Path) -> int:
+    """The longest file name, in bytes, that the file system holding ``folder`` (or its nearest existing
+    parent) takes: ``os.pathconf`` where the OS has it, else 255."""
+    probe = Path(folder)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        limit = os.pathconf(probe, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        return NAME_MAX
+    return limit if limit and limit > 0 else NAME_MAX

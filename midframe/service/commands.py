@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from midframe.fs.safe_write import atomic_write
 from midframe.service.config_file import Output, ServiceError, prepare_config, service_config_path
 
 Runner = Callable[[Sequence[str]], int]
@@ -68,9 +68,7 @@ def systemd_dispatch(
         raise ServiceError("systemctl is not on PATH: this system does not run systemd")
     if action == "install":
         unit.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = unit.path.with_name(unit.path.name + ".tmp")
-        partial.write_text(unit.text, encoding="utf-8")
-        os.replace(partial, unit.path)
+        atomic_write(unit.path, unit.text)
         out(f"wrote {unit.path}")
         for step in steps:
             if (code := run(step)) != 0:

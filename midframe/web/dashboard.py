@@ -25,7 +25,7 @@ from loguru import logger
 import midframe.web.assets as pages
 from midframe.api.server import BodyIncomplete, Head, Request, Response, Stream, error
 from midframe.config import Config, EngineConfig
-from midframe.fs import files
+from midframe.fs import folders
 from midframe.web.sessions import Sessions, clear_cookie, cookie_name, session_of, set_cookie
 from midframe.web.upload import UploadRefused, receive, safe_name, upload_folder
 from midframe.web.view import dashboard_state, unseen_view
@@ -72,7 +72,7 @@ class Dashboard:
     token_routes = frozenset({("POST", "/dashboard/login")})
 
     def __init__(self, target: DashboardTarget, *, sessions: Sessions, config: Callable[[], Config], inbox: Path,
-                 assets: dict[str, pages.Asset], free_bytes: Callable[[Path], int] = files.free_bytes,
+                 assets: dict[str, pages.Asset], free_bytes: Callable[[Path], int] = folders.free_bytes,
                  unseen: Callable[[], dict[str, Any]] = lambda: {"failed_unseen": 0, "failed_unseen_names": []},
                  ) -> None:
         self._target = target

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 
-from midframe.fs import files
+from midframe.fs import folders, incoming, publish
 
 TEMP_PREFIX = ".midframe-upload-"
 TEMP_SUFFIX = ".part"
@@ -46,7 +46,7 @@ def safe_name(raw: str, *, extensions: Iterable[str]) -> str:
     if not name:
         raise UploadRefused(HTTPStatus.BAD_REQUEST, f"{raw[:80]!r} is not a usable file name")
     extensions = tuple(extensions)
-    if not files.is_video_name(name, extensions):
+    if not incoming.is_video_name(name, extensions):
         raise UploadRefused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                             f"{name}: not a video file name (the inbox takes {', '.join(extensions)})")
     stem, _, ext = name.rpartition(".")
@@ -62,7 +62,7 @@ def upload_folder(inbox: Path, folder: str, *, profiles: Iterable[str]) -> Path:
     if folder and folder not in set(profiles):
         raise UploadRefused(HTTPStatus.BAD_REQUEST, f"{folder[:80]!r} is not a profile of this daemon")
     target = inbox / folder if folder else inbox
-    if not files.is_within(target, inbox) or (folder and target.resolve() == inbox.resolve()):
+    if not folders.is_within(target, inbox) or (folder and target.resolve() == inbox.resolve()):
         raise UploadRefused(HTTPStatus.FORBIDDEN, f"{target} leads outside the inbox; not writing there")
     if not target.is_dir():
         raise UploadRefused(HTTPStatus.CONFLICT, f"{target} is not a folder")
@@ -76,7 +76,7 @@ class Received:
 
 
 def receive(pieces: Iterator[bytes], *, folder: Path, name: str, length: int,
-            free_bytes: Callable[[Path], int] = files.free_bytes) -> Received:
+            free_bytes: Callable[[Path], int] = folders.free_bytes) -> Received:
     """Write ``pieces`` (``length`` bytes in all) to ``folder/name``, or ``name (2)`` if that is taken.
 
     The bytes go to a hidden temporary file first, synced to disk before the rename, so the watcher
@@ -98,7 +98,7 @@ def receive(pieces: Iterator[bytes], *, folder: Path, name: str, length: int,
             os.fsync(handle.fileno())
         if written != length:
             raise UploadRefused(HTTPStatus.BAD_REQUEST, f"{name}: {written} bytes arrived of {length}")
-        final = files.move_no_clobber(temp, folder, name)
+        final = publish.move_no_clobber(temp, folder, name)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

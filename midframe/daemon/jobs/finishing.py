@@ -31,7 +31,11 @@ from midframe.daemon.jobs.naming import error_text, output_name
 from midframe.daemon.store.records import Job, JobStore
 from midframe.engine.job import PipelineReport
 from midframe.errors import MediaError
-from midframe.fs import files
+from midframe.fs.folders import remove_tree
+from midframe.fs.identity import Identity, identity_change
+from midframe.fs.names import WORK_DIR_NAME, name_limit
+from midframe.fs.publish import find_link, link_or_copy, move_no_clobber
+from midframe.fs.safe_write import atomic_write
 
 ERROR_SUFFIX = ".error.txt"
 # An output's mtime may trail the job's finishing time this much (a share's clock) and still count
@@ -52,7 +56,7 @@ class Finisher:
                  read_back: Callable[[Path], ReadBack] | None = None) -> None:
         self.store = store
         self.paths = paths
-        self.work_root = paths.outbox / files.WORK_DIR_NAME
+        self.work_root = paths.outbox / WORK_DIR_NAME
         self._ffmpeg = ffmpeg
         self._read_back = read_back or self._probe
         self.moves_pending = False  # a source's move failed: recover_moves is worth calling again
@@ -65,7 +69,7 @@ class Finisher:
         return self.work_root / f"job-{job.id}-result{extension}"
 
     def remove_work(self, job: Job) -> None:
-        files.remove_tree(self.work_dir(job.id))
+        remove_tree(self.work_dir(job.id))
         if job.staged:
             Path(job.staged).unlink(missing_ok=True)
 
@@ -87,7 +91,7 @@ class Finisher:
         factor = config.engine.factor if config.engine.target_fps is None else "x"
         # ext: the container the file really has (the plan may have chosen mkv for container: null).
         return output_name(Path(job.name), output=config.output, fps_out=fps_out, factor=factor, engine=engine,
-                           limit=files.name_limit(self.output_folder(job)), ext=made.suffix)
+                           limit=name_limit(self.output_folder(job)), ext=made.suffix)
 
     def output_folder(self, job: Job) -> Path:
         return self.paths.outbox / Path(job.relpath).parent
@@ -99,7 +103,7 @@ class Finisher:
         done, then retire the source."""
         name = self.output_name(job, staged, report, config)
         folder = self.output_folder(job)
-        final = files.find_link(staged, folder, name) or files.move_no_clobber(staged, folder, name, keep=True)
+        final = find_link(staged, folder, name) or move_no_clobber(staged, folder, name, keep=True)
         self.store.finish(job.id, "done", output=str(final))
         staged.unlink(missing_ok=True)
         self.dispose_source(self.store.get(job.id) or job, config)
@@ -127,7 +131,7 @@ class Finisher:
         made = Path(earlier.output or "")
         name = self.output_name(job, made, read, config)
         folder = self.output_folder(job)
-        final = files.find_link(made, folder, name) or files.link_or_copy(made, folder, name)
+        final = find_link(made, folder, name) or link_or_copy(made, folder, name)
         self.store.set_progress(job.id, frames_done=read.frames, frames_total=read.frames)
         self.store.finish(job.id, "done", output=str(final), duplicate_of=earlier.id)
         self.dispose_source(self.store.get(job.id) or job, config)
@@ -137,12 +141,12 @@ class Finisher:
     def source_change(job: Job, info: os.stat_result) -> str | None:
         """How the file ``info`` describes differs from the job's source as it settled (or as it was
         hashed), in words; None if it is the same file, unchanged (its ctime aside: see
-        ``files.Identity``)."""
-        then = files.Identity.parse(job.identity)
-        now = files.Identity.of(info)
+        ``Identity``)."""
+        then = Identity.parse(job.identity)
+        now = Identity.of(info)
         if then is None:  # a job from before identities were recorded: size and mtime
             return None if (info.st_size, info.st_mtime) == (job.size, job.mtime) else "was modified"
-        return files.identity_change(then, now)
+        return identity_change(then, now)
 
     def still_the_source(self, job: Job) -> bool:
         """Whether the file at ``job.path`` is still the one the job settled on."""
@@ -165,7 +169,7 @@ class Finisher:
                                job.id, source)
             return
         try:
-            target = files.move_no_clobber(source, self.paths.done_dir / Path(job.relpath).parent, Path(job.name).name)
+            target = move_no_clobber(source, self.paths.done_dir / Path(job.relpath).parent, Path(job.name).name)
         except OSError as exc:
             self._move_failed(job, "daemon.done_dir", self.paths.done_dir, exc)
             return
@@ -204,7 +208,7 @@ class Finisher:
         else:
             try:
                 # Shortened if need be so that its error file's name fits beside it too.
-                target = files.move_no_clobber(source, folder, Path(job.name).name, room=len(ERROR_SUFFIX))
+                target = move_no_clobber(source, folder, Path(job.name).name, room=len(ERROR_SUFFIX))
             except OSError as exc:
                 self._move_failed(job, "daemon.failed_dir", self.paths.failed_dir, exc)
                 return
@@ -213,12 +217,9 @@ class Finisher:
                           advice=advice or "check the file", job_id=job.id, attempts=job.attempts,
                           max_attempts=config.daemon.max_attempts)
         error_file = target.with_name(target.name + ERROR_SUFFIX)
-        partial = error_file.with_name(f".midframe-error-{job.id}.tmp")
         try:
-            partial.write_text(text, encoding="utf-8", errors="surrogateescape")  # a name's bytes as the OS gave them
-            os.replace(partial, error_file)
+            atomic_write(error_file, text, errors="surrogateescape")  # a name's bytes as the OS gave them
         except OSError as exc:
-            partial.unlink(missing_ok=True)
             logger.warning("job {}: cannot write {} ({}); `midframe jobs` has the reason", job.id, error_file,
                            exc.strerror or exc)
 
@@ -232,7 +233,7 @@ class Finisher:
             number = entry.name.removeprefix("job-").split("-")[0].split(".")[0]
             if not (number.isdigit() and int(number) in active):
                 logger.info("removing stale work {}", entry)
-                files.remove_tree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+                remove_tree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
 
     def recover_moves(self, jobs: list[Job], config: Config, *, retrying: bool = False) -> None:
         """Finish moving the sources of done and failed jobs that a crash (or, ``retrying``, a failed

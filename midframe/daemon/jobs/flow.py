@@ -36,7 +36,8 @@ from midframe.engine.children import Children
 from midframe.engine.formats import FALLBACK_CONTAINER
 from midframe.engine.job import PipelineReport
 from midframe.errors import Aborted, MediaError, StoreUnwritable
-from midframe.fs import files
+from midframe.fs import folders, identity
+from midframe.fs.identity import Fingerprint
 from midframe.sentences import format_duration
 
 Convert = Callable[..., PipelineReport]
@@ -123,7 +124,7 @@ class JobFlow:
                     Path(job.path), staged, work_dir=self.finisher.work_dir(job.id), engine=config.engine,
                     output=config.output, resume=config.resume, make_interpolator=self._make_interpolator,
                     ffmpeg=self._ffmpeg, control=running.control,
-                    on_progress=running.on_progress,
+                    on_progress=running.on_progress, fingerprint=Fingerprint.parse(job.fingerprint),
                 )
                 if report.output != staged:  # the plan chose another container (output.container: null)
                     staged = Path(report.output)
@@ -157,7 +158,7 @@ class JobFlow:
             if job.settings_key != key:
                 self.store.set_content(job.id, sha256=job.sha256, settings_key=key)
             return self.store.get(job.id) or job
-        content = files.read_content(Path(job.path), keep_going=lambda: not self._stopping())
+        content = identity.read_content(Path(job.path), keep_going=lambda: not self._stopping())
         if content is None:
             self.store.requeue(job.id, interrupted=True)
             return None
@@ -179,7 +180,7 @@ class JobFlow:
     def _begin(self, job: Job, control: GuardedControl, config: Config) -> Running:
         job = self.store.get(job.id) or job
         if not config.resume.enabled:
-            files.remove_tree(self.finisher.work_dir(job.id))
+            folders.remove_tree(self.finisher.work_dir(job.id))
         self.store.set_settings(job.id, settings_json(config.engine, config.output))
         running = Running(job, control, started=self._clock(), store=self.store, notifier=self._notifier,
                           on_status=self._on_status, clock=self._clock)
@@ -218,7 +219,7 @@ class JobFlow:
         running.store_progress()
         self.store.requeue(job.id, interrupted=True)
         if not config.resume.enabled:
-            files.remove_tree(self.finisher.work_dir(job.id))
+            folders.remove_tree(self.finisher.work_dir(job.id))
         done = running.progress.fraction if running.progress else 0.0
         logger.info("job {} interrupted at {:.0%}: {}; it {} at the next start", job.id, done, job.name,
                     "resumes from its last checkpoint" if config.resume.enabled else "starts over")

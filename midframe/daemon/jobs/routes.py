@@ -44,7 +44,7 @@ from midframe.daemon.jobs.outcomes import (
 from midframe.daemon.jobs.pauses import DISK, FARM, FOLDER, QUICK_RECHECK_S, SETTINGS, Pause, Recheck
 from midframe.daemon.jobs.settings_check import folders_of, write_problem
 from midframe.daemon.store.records import Job, JobStore
-from midframe.fs import files
+from midframe.fs.identity import Fingerprint, Identity
 from midframe.sentences import format_duration
 
 # A job sent back to settling is looked at again after this long even if the watcher never hands the
@@ -221,7 +221,7 @@ class Router:
         source = Path(job.path)
         try:
             info = source.stat()
-            print_ = files.fingerprint(source, size=info.st_size)
+            print_ = Fingerprint.of(source, size=info.st_size).text()
         except OSError:
             self.store.finish(job.id, "cancelled", error=f"{outcome.problem}; it is gone now")
             logger.warning("job {}: {}; it is gone now", job.id, outcome.problem)
@@ -230,7 +230,7 @@ class Router:
         # changed file by itself too, and whichever comes first is the one job for it.
         newer, _ = self.store.add_unless_queued(
             source, relpath=job.relpath, size=info.st_size, mtime=info.st_mtime, fingerprint=print_,
-            profile=job.profile, identity=files.Identity.of(info).text(), not_before=self._wall() + SETTLE_FALLBACK_S)
+            profile=job.profile, identity=Identity.of(info).text(), not_before=self._wall() + SETTLE_FALLBACK_S)
         self.store.finish(job.id, "cancelled", error=f"{outcome.problem}; its new content is job {newer.id}")
         self._resettle(source, 0.0)
         logger.warning("job {}: {}; {} (job {})", job.id, outcome.problem, outcome.advice, newer.id)

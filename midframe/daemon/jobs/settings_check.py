@@ -24,7 +24,7 @@ from typing import Any
 from midframe.config import Config, EngineConfig, OutputConfig, Paths
 from midframe.daemon.jobs.outcomes import setting_outcome
 from midframe.errors import ConfigError, MidframeError, OutputError
-from midframe.fs.files import WORK_DIR_NAME
+from midframe.fs.names import WORK_DIR_NAME
 
 TRIAL_SIZE = 64  # pixels square: every encoder accepts it
 AUTO = "auto"

@@ -1,7 +1,7 @@
 """Is the job's source still the file it started on? Checked between batches, right before the join
 (which reads the source's audio) and right before publishing.
 
-A job remembers its source's identity (``files.Identity``: device, inode, size, mtime, ctime) when
+A job remembers its source's identity (``Identity``: device, inode, size, mtime, ctime) when
 the watcher settles it, and again from the open file while the whole file is hashed (the hash that
 duplicates are told by). A file replaced by another, grown (a recording still going), shrunk or
 rewritten raises :class:`~midframe.errors.SourceChanged`, which the outcome table turns into
@@ -20,7 +20,7 @@ from midframe.daemon.store.records import Job
 from midframe.engine.children import Children
 from midframe.engine.job import JobControl
 from midframe.errors import SourceChanged
-from midframe.fs import files
+from midframe.fs.identity import Content, Identity, read_content
 
 Change = Callable[[Job, os.stat_result], "str | None"]
 
@@ -29,7 +29,7 @@ class SourceGuard:
     """The identity checks of one job (``job`` as it was once hashed)."""
 
     def __init__(self, job: Job, *, change: Change, stat: Callable[[Path], os.stat_result] = os.stat,
-                 read: Callable[[Path], files.Content] = files.read_content) -> None:
+                 read: Callable[[Path], Content] = read_content) -> None:
         self.job = job
         self.path = Path(job.path)
         self._change = change
@@ -46,8 +46,8 @@ class SourceGuard:
         change = self._change(self.job, info)
         if change is not None:
             raise SourceChanged(self.path, change)
-        then = files.Identity.parse(self.job.identity)
-        if not rehash or then is None or files.Identity.of(info).ctime_ns == then.ctime_ns:
+        then = Identity.parse(self.job.identity)
+        if not rehash or then is None or Identity.of(info).ctime_ns == then.ctime_ns:
             return
         content = self._read(self.path)
         if not content.steady or content.sha256 != self.job.sha256:

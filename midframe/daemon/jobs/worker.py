@@ -35,7 +35,7 @@ from midframe.daemon.jobs.store_pause import store_pause
 from midframe.daemon.store.records import Job, JobStore
 from midframe.engine.job import PipelineReport
 from midframe.errors import MediaError, StoreUnwritable
-from midframe.fs import files
+from midframe.fs import folders, incoming
 
 __all__ = ["Convert", "MakeInterpolator", "Worker"]
 
@@ -64,8 +64,8 @@ class Worker:
         check_farm: Callable[[Config], str | None] = lambda config: None,
         slots: Callable[[Config], int] = lambda config: 1,
         resettle: Callable[[Path, float], None] = lambda path, quiet_s: None,
-        writing: Callable[[Path], bool] = files.open_for_writing,
-        free_bytes: Callable[[Path], int] = files.free_bytes,
+        writing: Callable[[Path], bool] = incoming.open_for_writing,
+        free_bytes: Callable[[Path], int] = folders.free_bytes,
         folder_test: Callable[[Path], str | None] = write_problem,
         on_status: Callable[[str], None] = lambda text: None,
         clock: Callable[[], float] = time.monotonic,
@@ -370,7 +370,7 @@ class Worker:
         config = self._config()
         for job in self.store.recover_running():
             if not config.resume.enabled:
-                files.remove_tree(self.work_dir(job.id))
+                folders.remove_tree(self.work_dir(job.id))
             logger.warning("job {} was interrupted by a crash or kill: {}; queued again, {}", job.id, job.name,
                            "it resumes from its last checkpoint" if config.resume.enabled else "it starts over")
         jobs = self.store.jobs()

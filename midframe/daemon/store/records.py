@@ -59,7 +59,7 @@ class Job:
     settings_key: str | None = None   # of the engine and output settings it was converted with
     profile: str | None = None        # the profile of the inbox folder it arrived in (None: the inbox)
     settings: str | None = None       # JSON: the engine and output settings its last start ran with
-    identity: str | None = None       # files.Identity of the source as it settled, then as it was hashed
+    identity: str | None = None       # fs.identity.Identity of the source as it settled, then as it was hashed
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -115,7 +115,7 @@ class JobStore(Protocol):
 
 
 def same_file(identity: str | None, other: str | None) -> bool:
-    """Whether two ``files.Identity`` texts (``device:inode:...``) name the same file; True if either is unknown."""
+    """Whether two ``fs.identity.Identity`` texts (``device:inode:...``) name the same file; True if either is unknown."""
     return identity is None or other is None or identity.split(":")[:2] == other.split(":")[:2]
 
 

@@ -16,7 +16,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +34,8 @@ from midframe.daemon.store.records import (  # the record, its states and errors
     wall_time,
 )
 from midframe.errors import DaemonError, StoreUnwritable
+from midframe.fs.publish import move_aside
+from midframe.fs.safe_write import make_private
 
 DB_NAME = "jobs.sqlite3"
 # SQLite's primary result codes for a write the disk refused, and the errno each stands for.
@@ -376,8 +377,7 @@ class SqliteJobStore:
                 return None
             happened = "deleted"
             if info is not None:
-                aside = _free_name(self.path, now)
-                os.replace(self.path, aside)
+                aside = move_aside(self.path, "replaced", now=now)
                 happened = f"replaced by another file (moved to {aside.name})"
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the whole state dir may be gone
             copy_path = self.path.with_name(f"{self.path.name}.restoring")
@@ -391,8 +391,7 @@ class SqliteJobStore:
             for suffix in _COMPANIONS:  # the old file's: never to be read with the copy
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             os.replace(copy_path, self.path)
-            if os.name != "nt":
-                self.path.chmod(0o600)
+            make_private(self.path, 0o600)
             self._db = self._connect()
             return happened
 
@@ -409,15 +408,6 @@ class SqliteJobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def _free_name(path: Path, now: float | None) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    for number in range(1, 1000):
-        candidate = path.with_name(f"{path.name}.replaced-{stamp}" + (f"-{number}" if number > 1 else ""))
-        if not candidate.exists():
-            return candidate
-    raise FileExistsError(errno.EEXIST, "no free name", str(path))
 
 
 __all__ = ["DB_NAME", "FINAL_STATES", "STATES", "Job", "JobStateError", "JobStore", "SqliteJobStore", "State",

@@ -33,6 +33,7 @@ from loguru import logger
 
 from midframe.engine.interpolators.rife.devices import torch_version
 from midframe.errors import EngineError
+from midframe.fs.safe_write import atomic_write
 
 if TYPE_CHECKING:
     from midframe.engine.interpolators.rife.model import IFNet
@@ -262,9 +263,7 @@ class OpenVinoNetwork:
 
     def _record_s(self, seconds: float) -> None:
         path = self._cache_dir / _TIMES_FILE
-        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
         try:
-            partial.write_text(json.dumps({"last_s": round(seconds, 1)}) + "\n", encoding="utf-8")
-            os.replace(partial, path)
+            atomic_write(path, json.dumps({"last_s": round(seconds, 1)}) + "\n")
         except OSError as exc:  # only the next estimate suffers
             logger.debug("could not record the OpenVINO compile time in {}: {}", path, exc)

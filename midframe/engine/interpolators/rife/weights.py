@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from midframe.errors import MidframeError, WeightsError
+from midframe.fs.safe_write import atomic_write, atomic_write_by
 
 if TYPE_CHECKING:
     import torch
@@ -182,15 +182,6 @@ def _version_of(sha256: str) -> str:
     return "v4.25" if sha256 == PUBLISHED_SHA256 else "v4.25-compatible"
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    partial = path.with_name(f".{path.name}.part")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -210,7 +201,7 @@ def _install(data: bytes, *, source: str, models_dir: Path, progress: Progress) 
     models_dir.mkdir(parents=True, exist_ok=True)
     target = models_dir / WEIGHTS_FILE
     tensors = {name: tensor.detach().float().contiguous() for name, tensor in state.items()}
-    _atomic_write(target, lambda p: save_file(tensors, str(p), metadata={"version": version}))
+    atomic_write_by(target, lambda p: save_file(tensors, str(p), metadata={"version": version}))
     file_sha256 = _file_sha256(target)
     sidecar = {
         "format": 1,
@@ -222,7 +213,7 @@ def _install(data: bytes, *, source: str, models_dir: Path, progress: Progress) 
         "tensors": len(tensors),
     }
     text = json.dumps(sidecar, indent=2) + "\n"
-    _atomic_write(models_dir / SIDECAR_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(models_dir / SIDECAR_FILE, text)
     progress(f"RIFE {version} weights installed: {target} ({len(tensors)} tensors, source sha256 {sha256[:16]}...)")
     return InstalledWeights(
         version=version, path=target, sha256=sha256, source=source, file_sha256=file_sha256
