@@ -2,7 +2,10 @@
 their own with a render farm's slots), the jobs under way, the pauses (a person's and the automatic
 ones) and what the control API asks of it (pause, resume, cancel, retry, the current job), and start-up
 recovery after a crash. What happens to one claimed job, from its checks to its outcome, is
-:mod:`midframe.daemon.jobs.flow`.
+:mod:`midframe.daemon.jobs.flow`; it hands back the router's decision (:mod:`midframe.daemon.jobs.routes`)
+and the worker applies what is left to it (:meth:`Worker.apply`). Everything the worker needs comes in
+one bundle (:class:`midframe.daemon.jobs.services.JobServices`); it tells what happens by job events
+(``services.events``), never by calling a notifier.
 
 A job database that cannot be written (``StoreUnwritable``: its disk full, say) pauses the worker
 (``daemon.state_dir (...): the disk is full``): a job it stopped stays running on record and is shown
