@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from midframe.daemon.jobs.outcomes import Context, SourceFacts, classify
+from midframe.daemon.jobs.settings_check import write_problem
+from midframe.daemon.jobs.worker import Worker
 from midframe.errors import FarmUnavailable
 from midframe.farm.remote import FarmTaskError, from_remote
+from midframe.fs import incoming
 from tests.test_worker import Harness
 
 AWAY = "farm.scheduler: tcp://10.0.0.5:8786 does not answer (timed out)"
@@ -27,10 +31,10 @@ def test_the_outcome_of_a_scheduler_that_is_away():
 def test_jobs_wait_for_the_scheduler_and_go_on_when_it_is_back(tmp_path):
     away: list[str] = [AWAY]
     harness = Harness(tmp_path)
-    harness.worker = type(harness.worker)(
-        harness.store, harness.paths, config=lambda: harness.config, notifier=harness.worker._notifier,
-        ffmpeg=None, make_interpolator=lambda s: None, convert=harness.convert, free_bytes=lambda folder: 10**12,
-        check_farm=lambda config: away[0] if away else None, clock=lambda: harness.tick)
+    harness.worker = Worker(replace(
+        harness.services, free_bytes=lambda folder: 10**12, check_farm=lambda config: away[0] if away else None,
+        check_settings=lambda config: [], writing=incoming.open_for_writing, folder_test=write_problem,
+        resettle=lambda path, quiet_s: None, wall_clock=time.time))
     job_id = harness.drop("a.mp4")
     assert harness.worker.run_once() is False
     assert harness.job(job_id).state == "queued" and harness.worker.pause_reason == AWAY
@@ -56,10 +60,10 @@ def test_with_a_farm_several_jobs_are_converted_at_once(tmp_path):
     both_in = threading.Barrier(2, timeout=20)
     calls = iter(range(100))
     harness.convert.during = lambda control: both_in.wait() if next(calls) < 2 else None
-    harness.worker = type(harness.worker)(
-        harness.store, harness.paths, config=lambda: harness.config, notifier=harness.worker._notifier,
-        ffmpeg=None, make_interpolator=lambda s: None, convert=harness.convert, free_bytes=lambda folder: 10**12,
-        slots=lambda config: 2, clock=lambda: harness.tick, idle_wait_s=0.05)
+    harness.worker = Worker(replace(
+        harness.services, free_bytes=lambda folder: 10**12, slots=lambda config: 2,
+        check_settings=lambda config: [], writing=incoming.open_for_writing, folder_test=write_problem,
+        resettle=lambda path, quiet_s: None, wall_clock=time.time), idle_wait_s=0.05)
     jobs = [harness.drop(name, name.encode()) for name in ("a.mp4", "b.mp4", "c.mp4")]
     assert harness.worker.run_once() and harness.worker.run_once()
     assert harness.worker.run_once() is False  # both slots taken: the third waits in the queue

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from midframe.config import Config, Paths, config_from_mapping
-from midframe.daemon.jobs.events import EventLog, Notifier
+from midframe.daemon.jobs.events import EventLog, JobEvents, Notifier
 from midframe.daemon.jobs.finishing import ReadBack
 from midframe.daemon.jobs.naming import format_fps, output_name
+from midframe.daemon.jobs.progress_sinks import ProgressRecord
+from midframe.daemon.jobs.services import JobServices
 from midframe.daemon.jobs.worker import Worker
 from midframe.daemon.store.memory import MemoryJobStore
 from midframe.engine.job import PipelineReport, Progress
@@ -82,15 +84,18 @@ class Harness:
         self.tick = 0.0                        # the monotonic clock: recheck periods
         # Added to the wall clock (backoff, stalled copies): files dropped now look an hour old.
         self.skew = 3600.0
-        self.worker = Worker(self.store, self.paths, config=lambda: self.config,
-                             notifier=Notifier(self.events), ffmpeg=None, make_interpolator=lambda s: None,
-                             convert=self.convert, free_bytes=lambda folder: self.free,
-                             check_settings=lambda config: list(self.problems),
-                             writing=lambda path: Path(path) in self.writers,
-                             folder_test=lambda folder: "Read-only file system" if any(
-                                 Path(folder) == ro or ro in Path(folder).parents for ro in self.read_only) else None,
-                             resettle=lambda path, quiet: self.resettled.append((Path(path), quiet)),
-                             clock=lambda: self.tick, wall_clock=lambda: time.time() + self.skew)
+        self.job_events = JobEvents()
+        self.job_events.subscribe(ProgressRecord(self.store, clock=lambda: self.tick))
+        self.job_events.subscribe(Notifier(self.events))
+        self.services = JobServices(
+            self.store, self.paths, config=lambda: self.config, events=self.job_events, convert=self.convert,
+            free_bytes=lambda folder: self.free, check_settings=lambda config: list(self.problems),
+            writing=lambda path: Path(path) in self.writers,
+            folder_test=lambda folder: "Read-only file system" if any(
+                Path(folder) == ro or ro in Path(folder).parents for ro in self.read_only) else None,
+            resettle=lambda path, quiet: self.resettled.append((Path(path), quiet)),
+            clock=lambda: self.tick, wall_clock=lambda: time.time() + self.skew)
+        self.worker = Worker(self.services)
         # FakeConvert's outputs are not videos: reading one back checks its mark, and a duplicate's name
         # comes from the rate its output would have.
         self.worker.finisher._read_back = self.read_back
@@ -725,9 +730,9 @@ def test_the_real_pipeline_through_the_worker(tmp_path):
     from tests.media import make_clip, probe_json
 
     h = Harness(tmp_path)
-    h.worker = Worker(h.store, h.paths, config=lambda: h.config, notifier=Notifier(h.events), ffmpeg=find_ffmpeg(),
-                      make_interpolator=lambda s: create_interpolator(s, models_dir=tmp_path),
-                      convert=_pipeline_convert)
+    h.worker = Worker(JobServices(h.store, h.paths, config=lambda: h.config, events=h.job_events, ffmpeg=find_ffmpeg(),
+                                  make_interpolator=lambda s: create_interpolator(s, models_dir=tmp_path),
+                                  convert=_pipeline_convert))
     make_clip(tmp_path / "clip.mp4", seconds=1, size="96x64")
     job_id = h.drop("clip.mp4", (tmp_path / "clip.mp4").read_bytes())
     assert h.worker.run_once()
@@ -783,9 +788,9 @@ def test_the_real_pipeline_names_the_output_after_the_container_it_chose(tmp_pat
     h = Harness(tmp_path)
     h.config = config_from_mapping({"engine": {"name": "blend"}, "output": {"codec": "libx264", "preset": "ultrafast"},
                                     "daemon": {"min_free_mb": 0}})
-    h.worker = Worker(h.store, h.paths, config=lambda: h.config, notifier=Notifier(h.events), ffmpeg=find_ffmpeg(),
-                      make_interpolator=lambda s: create_interpolator(s, models_dir=tmp_path),
-                      convert=_pipeline_convert)
+    h.worker = Worker(JobServices(h.store, h.paths, config=lambda: h.config, events=h.job_events, ffmpeg=find_ffmpeg(),
+                                  make_interpolator=lambda s: create_interpolator(s, models_dir=tmp_path),
+                                  convert=_pipeline_convert))
     make_clip(tmp_path / "clip.webm", seconds=0.6, size="96x64", codec="libvpx-vp9")
     job_id = h.drop("clip.webm", (tmp_path / "clip.webm").read_bytes())
     assert h.worker.run_once()

@@ -1,4 +1,7 @@
-"""The composition root: builds the store, watcher, worker, notifier and control API.
+"""The composition root: builds the store, watcher, worker, job events and their subscribers, the
+render farm's link and the control API, and wires them together. What the control API asks is
+:mod:`midframe.daemon.control_target`'s, what becomes of an arrived file :mod:`midframe.daemon.arrivals`',
+the farm's glue :mod:`midframe.daemon.farm_link`'s.
 
 Threads: the watchdog observer and the settle loop (watcher), the worker (one job at a time), the
 control API server, and the desktop notifier's sender. Starting it, the housekeeping loop (heartbeats,
@@ -10,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +31,16 @@ from midframe.config import (
 from midframe.daemon.after_job import after_job_sink
 from midframe.daemon.apprise_sink import apprise_sink
 from midframe.daemon.arrivals import Arrivals
+from midframe.daemon.control_target import DaemonControl
+from midframe.daemon.farm_link import FarmLink
 from midframe.daemon.folders import check_folders
-from midframe.daemon.jobs.events import EventLog, Notifier
+from midframe.daemon.jobs.events import EventLog, JobEvents, Notifier
 from midframe.daemon.jobs.pauses import SETTINGS
-from midframe.daemon.jobs.running import doing
+from midframe.daemon.jobs.progress_sinks import ProgressRecord, StatusLine
+from midframe.daemon.jobs.services import Convert, JobServices, pipeline_convert
 from midframe.daemon.jobs.settings_check import SettingsCheck
 from midframe.daemon.jobs.store_pause import StoreFileWatch
-from midframe.daemon.jobs.worker import Convert, Worker, _pipeline_convert
+from midframe.daemon.jobs.worker import Worker
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.lock import InboxLock, StateLock
 from midframe.daemon.profiles import make_profile_folders
@@ -41,18 +48,17 @@ from midframe.daemon.settings import ConfigSource
 from midframe.daemon.statedir import open_job_store, prepare_state_dir
 from midframe.daemon.store.records import JobStore
 from midframe.daemon.store.sqlite import DB_NAME
-from midframe.daemon.unseen import UnseenFailures
 from midframe.daemon.watcher import InboxScanner, InboxWatcher
 from midframe.desktop_bubbles import DesktopNotifier
 from midframe.log import LOG_FILE_NAME
 
 STOP_TIMEOUT_S = 240.0  # a batch on a slow CPU can take a while; systemd's TimeoutStopSec is longer
-FARM_CONNECT_WAIT_S = 8.0
 SINK_CLOSE_S = 10.0  # at a stop, how long queued Apprise messages and after-job commands may still take
 
 
 class Daemon:
-    """Everything ``midframe watch`` runs. ``start()`` returns at once; the work happens in threads."""
+    """Everything ``midframe watch`` runs. ``start()`` returns at once; the work happens in threads.
+    The control API's target is ``control`` (built at the start)."""
 
     pointer: Path | None = None  # where host.start_daemon recorded the state dir for clients
 
@@ -63,12 +69,13 @@ class Daemon:
         config_path: Path | None = None,
         lifecycle: LifecycleListener | None = None,
         store: JobStore | None = None,
-        convert: Convert = _pipeline_convert,
+        convert: Convert = pipeline_convert,
         environ: Mapping[str, str] | None = None,
         tick_seconds: float = 0.25,
     ) -> None:
+        self.events = JobEvents()
         self.settings = ConfigSource(config_path, config, vet=self._vet, in_force_works=self._in_force_works,
-                                     on_refused=lambda text: self.notifier.warning(text))
+                                     on_refused=lambda text: self.events.warning(text))
         self.paths = resolve_paths(config)
         self.lifecycle = lifecycle or NoLifecycle()
         self.event_log = EventLog()
@@ -92,9 +99,10 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._wakeup = threading.Event()
         self.worker: Worker | None = None
+        self.control: DaemonControl | None = None
         self.watcher: InboxWatcher | None = None
         self.server: ControlServer | None = None
-        self.farm: Any = None  # midframe.farm.coordinator.FarmCoordinator with farm.scheduler set
+        self.farm: FarmLink | None = None  # with farm.scheduler set
         self.profile_folders: list[Path] = []
         self._closed = False
         self._store_watch: StoreFileWatch | None = None
@@ -130,24 +138,38 @@ class Daemon:
 
         paths = self.paths
         ffmpeg = find_ffmpeg()
+        moved_to = None
         if self._store is None:
-            self._store = self._open_store(paths.state_dir / DB_NAME)
+            opened = open_job_store(paths.state_dir / DB_NAME)
+            self._store, moved_to = opened.store, opened.moved_to
+            if moved_to is not None:
+                logger.warning("the job database was damaged ({}): moved it to {} and started a new one; the "
+                               "inbox is scanned again, so the files still there are queued again", opened.damaged,
+                               moved_to)
+        self._subscribe(self._store)
+        if moved_to is not None:  # news once the news has its subscribers
+            self.events.warning(f"the job database was damaged; moved it to {moved_to.name} and started anew")
         self._settings_check = SettingsCheck.real(paths, ffmpeg=ffmpeg)
         convert = self._convert
         if config.farm.scheduler:
-            convert = self._start_farm(config, ffmpeg, config.farm.scheduler)
-        worker = self.worker = Worker(
-            self._store, paths, config=self.settings.current, notifier=self.notifier, ffmpeg=ffmpeg,
+            self.farm = FarmLink.start(config.farm.scheduler, config, convert=self._convert, ffmpeg=ffmpeg, on_change=self._on_farm_change)
+            convert = self.farm.convert
+        farm = self.farm
+        services = JobServices(
+            self._store, paths, config=self.settings.current, events=self.events, ffmpeg=ffmpeg,
             make_interpolator=self._make_interpolator, convert=convert, prepare=self._prepare_engine,
-            check_settings=self._settings_check, check_farm=self._farm_problem, slots=self._job_slots,
-            resettle=self._resettle,
-            on_status=self.lifecycle.status,
+            check_settings=self._settings_check, resettle=self._resettle,
         )
+        if farm is not None:
+            services = replace(services, check_farm=farm.problem, slots=farm.slots)
+        worker = self.worker = Worker(services)
+        self.control = DaemonControl(store=self._store, worker=worker, event_log=self.event_log, farm=farm,
+                                     request_stop=self.request_stop)
         self.worker.recover()
         if self.worker.pauses.user:
             logger.warning("paused since before the restart; `midframe resume` to continue")
         self.worker.check_settings(config)
-        self.server = self._control_server(config)
+        self.server = self._control_server(config, self.control)
         url = self.server.start()
         write_control_file(paths.state_dir, url)
         daemon = config.daemon
@@ -169,62 +191,38 @@ class Daemon:
         logger.info("the dashboard: `midframe dashboard` opens it in your browser, logged in ({}/)", url)
         self.lifecycle.ready()
 
+    def _subscribe(self, store: JobStore) -> None:
+        """The job events' subscribers. A job's progress goes on record first: a record that cannot be
+        written stops the job before anything says it moved on."""
+        self.events.subscribe(ProgressRecord(store))
+        self.events.subscribe(StatusLine(self.lifecycle.status))
+        self.events.subscribe(self.notifier)
+
     def _own_folders(self) -> tuple[Path, ...]:
         paths = self.paths
         return (paths.done_dir, paths.failed_dir, paths.outbox, paths.state_dir, paths.log_dir)
 
-    def _open_store(self, path: Path) -> JobStore:
-        opened = open_job_store(path)
-        if opened.moved_to is not None:
-            logger.warning("the job database was damaged ({}): moved it to {} and started a new one; the inbox "
-                           "is scanned again, so the files still there are queued again", opened.damaged,
-                           opened.moved_to)
-            self.notifier.warning(f"the job database was damaged; moved it to {opened.moved_to.name} and started anew")
-        return opened.store
-
     def check_store(self) -> None:
         """The housekeeping loop's look at the job database's file (``store_pause.StoreFileWatch``)."""
         if self._store_watch is None and self._store is not None:
-            self._store_watch = StoreFileWatch(self._store, warn=self.notifier.warning)
+            self._store_watch = StoreFileWatch(self._store, warn=self.events.warning)
         if self._store_watch is not None:
             self._store_watch.check()
-
-    def _start_farm(self, config: Config, ffmpeg: Any, scheduler: str) -> Convert:
-        """The coordinator (imported only here: a daemon without a farm never loads Dask)."""
-        from midframe.farm.coordinator import FarmCoordinator
-
-        farm = config.farm
-        self.farm = FarmCoordinator(scheduler, resources=farm.resources, fallback_local=farm.fallback_local,
-                                    convert=self._convert, ffmpeg=ffmpeg, on_change=self._on_farm_change)
-        self.farm.start()
-        # A moment for the first connection, so a daemon that starts with its farm does not pause for it.
-        self.farm.wait_connected(FARM_CONNECT_WAIT_S)
-        return self.farm.convert
 
     def _on_farm_change(self) -> None:
         if self.worker is not None:
             self.worker.recheck_pauses()
 
-    def _job_slots(self, config: Config) -> int:
-        """Jobs converted at once: several only with a farm (its segments run elsewhere)."""
-        return config.farm.max_jobs if self.farm is not None else 1
-
-    def _farm_problem(self, config: Config) -> str | None:
-        """Why jobs cannot go to the farm now, or None (no farm, connected, or converting here instead)."""
-        if self.farm is None or self.farm.connected or config.farm.fallback_local:
-            return None
-        return self.farm.state()["problem"] or f"farm.scheduler: {self.farm.scheduler} is not connected"
-
-    def _control_server(self, config: Config) -> ControlServer:
+    def _control_server(self, config: Config, control: DaemonControl) -> ControlServer:
         """The control API with the dashboard beside it, on ``daemon.api_host``/``api_port``."""
         from midframe.web import Dashboard, Sessions, load_assets
         from midframe.web.upload import remove_stale_uploads
 
         for stale in remove_stale_uploads([self.paths.inbox, *self.profile_folders]):
             logger.info("removed {}, left by an upload that was cut short", stale)
-        dashboard = Dashboard(self, sessions=Sessions(), config=self.settings.current, inbox=self.paths.inbox,
-                              assets=load_assets(), unseen=self.unseen_failures)
-        return ControlServer(self, token=new_token(self.paths.state_dir), port=config.daemon.api_port,
+        dashboard = Dashboard(control, sessions=Sessions(), config=self.settings.current, inbox=self.paths.inbox,
+                              assets=load_assets(), unseen=control.unseen_failures)
+        return ControlServer(control, token=new_token(self.paths.state_dir), port=config.daemon.api_port,
                              host=config.daemon.api_host, web=dashboard)
 
     def request_stop(self) -> None:
@@ -314,84 +312,16 @@ class Daemon:
         if self.watcher is not None:
             self.watcher.resettle(path, quiet_s)
 
-    # --- the control API (ControlTarget) ----------------------------------------------------------
+    # --- what the housekeeping loop reads ------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        assert self.worker is not None
-        counts = self.store.counts()
-        current = self.worker.current()
-        reason = self.worker.pause_reason
-        state = "paused" if reason is not None else "working" if current else "idle"
-        return {"state": state, "current": current, "queued": counts["queued"], "done": counts["done"],
-                "failed": counts["failed"], "paused_reason": reason,
-                "farm": None if self.farm is None else self.farm.state()}
-
-    def unseen_failures(self) -> dict[str, Any]:
-        """``{"failed_unseen": N, "failed_unseen_names": [...]}``: failures nobody has marked seen yet."""
-        return UnseenFailures(self.store).status()
-
-    def failures_seen(self) -> dict[str, Any]:
-        """A person has seen the failures so far (tray, dashboard): they are no longer marked."""
-        UnseenFailures(self.store).mark_seen()
-        logger.info("the failures so far are marked as seen")
-        return self.unseen_failures()
-
-    def pause(self) -> dict[str, Any]:
-        assert self.worker is not None
-        self.worker.pause()
-        return self.status()
-
-    def resume(self) -> dict[str, Any]:
-        assert self.worker is not None
-        self.worker.resume()
-        return self.status()
-
-    def stop(self) -> dict[str, Any]:
-        logger.info("stop requested through the control API")
-        self.request_stop()
-        return {"state": "stopping"}
-
-    def jobs(self) -> list[dict[str, Any]]:
-        rows = [job.to_dict() for job in self.store.jobs()]
-        made = self.store.workers()
-        chosen = self.store.scenes()
-        for row in rows:
-            if row["id"] in chosen:
-                row["scenes"] = chosen[row["id"]]  # engine auto: {start, end, engine, scores, samples} per scene
-            live = None
-            if self.farm is not None and self.worker is not None and row["state"] == "running":
-                live = self.farm.live_workers(self.worker.work_dir(row["id"]))
-            if live is not None or row["id"] in made:
-                row["workers"] = live if live is not None else made[row["id"]]
-        return rows
-
-    def retry(self, job_id: int) -> dict[str, Any]:
-        assert self.worker is not None
-        return self.worker.retry(job_id).to_dict()
-
-    def cancel(self, job_id: int) -> dict[str, Any]:
-        assert self.worker is not None
-        return self.worker.cancel(job_id).to_dict()
-
-    def events(self, after: int = 0, *, client: str = "cli") -> dict[str, Any]:
-        # The news feed also says which failures are still news (the tray marks its icon with it).
-        return {**self.event_log.since(after, client=client), **self.unseen_failures()}
-
-    def move_to_front(self, job_id: int) -> dict[str, Any]:
-        job = self.store.move_to_front(job_id)
-        logger.info("job {} moved to the front of the queue: {}", job.id, job.name)
-        return job.to_dict()
+        """``status --json`` (``control_target.DaemonControl.status``)."""
+        assert self.control is not None, "start() the daemon first"
+        return self.control.status()
 
     def status_line(self) -> str:
-        status = self.status()
-        current = status["current"]
-        if current and current.get("stalled"):
-            return f"{status['state']}: {current['name']} {current['progress']:.0%}, stalled: {current['stalled']}"
-        if current:
-            now = doing(current["progress"], current["eta_s"], current.get("preparing"))
-            return f"{status['state']}: {current['name']} {now}; {status['queued']} queued"
-        return f"{status['state']}; {status['queued']} queued, {status['done']} done, {status['failed']} failed"
-
+        assert self.control is not None, "start() the daemon first"
+        return self.control.status_line()
 
 def build_daemon(config_path: Path | None, *, lifecycle: LifecycleListener | None = None) -> Daemon:
     """With no ``--config``, the default file: read if it is there, and watched either way, so a file

@@ -111,7 +111,7 @@ def serve(
     """Look after a started daemon until a stop is asked for (signal, API, ``request_stop``), then
     say ``stopping``. ``finish()`` afterwards."""
     watch = watch or StuckWatch()
-    stalls = StallNews(daemon.notifier.stalled)
+    stalls = StallNews(daemon.events.stalled)
     lifecycle = daemon.lifecycle
     next_beat = clock()
     while True:

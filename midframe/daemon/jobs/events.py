@@ -1,6 +1,15 @@
-"""Notifications: an event queue the tray polls, desktop bubbles over D-Bus, or just the log.
+"""The job events and the news made of them: an event queue the tray polls, desktop bubbles over
+D-Bus, or just the log.
 
-Every notification becomes an event (``GET /events``), and each is shown once, by one of two:
+The worker, the job flow and the routes emit typed job events (:class:`JobEvents`, modelled on
+huey's signals: started, progress, done, failed, paused, resumed, stalled, warning) and go on; what
+becomes of an event is its subscribers' business, wired by the composition root: the news below
+(:class:`Notifier`), the job's progress on record and the service manager's status line
+(:mod:`midframe.daemon.jobs.progress_sinks`). A subscriber is called on the emitting thread, so it
+only records or hands on, never waits.
+
+Every job event but progress (and progress at most every ``progress_interval_s``) becomes news: an
+event (``GET /events``), and each is shown once, by one of two:
 - a tray that polls (``events(after, client="tray")``): what it fetches it shows, and the daemon
   counts it as taken;
 - the daemon itself, on the desktop's notification server (``DesktopNotifier``), when no tray has
@@ -12,7 +21,7 @@ Without a notification server it is only logged.
 On the desktop, news stays: a "done" or "failed" bubble is never closed or replaced by a later one
 (the next job's "converting" and progress bubbles replace only each other), and a "failed" bubble is
 critical, without a time-out, so it stays until it is clicked away. Other sinks (Apprise URLs,
-after-job commands: :mod:`midframe.daemon.sinks`) subscribe to the events (``Notifier.subscribe``).
+after-job commands: :mod:`midframe.daemon.sinks`) subscribe to the news (``Notifier.subscribe``).
 """
 
 from __future__ import annotations
@@ -22,18 +31,83 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from loguru import logger
 
 from midframe.desktop_bubbles import DesktopNotifier
 from midframe.engine.job import Progress
+from midframe.errors import StoreUnwritable
 from midframe.log import escape
 from midframe.sentences import format_duration
 
 TRAY_TTL_S = 15.0  # a tray that polled this recently is left to show new events
 TRAY_GRACE_S = 4.0  # ... if it takes them this soon (it polls every second)
 KINDS = ("started", "progress", "done", "failed", "paused", "resumed", "stalled", "warning")
+Kind = Literal["started", "progress", "done", "failed", "paused", "resumed", "stalled", "warning"]
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """Something that happened to a job (``job_id``) or to the daemon's work as a whole (None)."""
+
+    kind: Kind
+    job_id: int | None = None
+    name: str = ""                     # the job's file name as it arrived
+    text: str = ""                     # failed, paused: why; stalled: what makes no progress; warning: all of it
+    output_name: str = ""              # done: the name its output took in the outbox
+    seconds: float = 0.0               # done: how long the job took
+    resumed_at: float | None = None    # started: the fraction a resumed job goes on from
+    progress: Progress | None = None   # progress: the pipeline's last report
+
+
+JobSubscriber = Callable[[JobEvent], None]
+
+
+class JobEvents:
+    """The emitter the worker, the flow and the routes share. Subscribers are called in the order they
+    subscribed, on the emitting thread; one that fails is logged and the others still hear the event,
+    but for ``StoreUnwritable``: a job's progress that cannot be recorded must stop the job, so it
+    goes back to the emitter (``Running.on_progress`` stops the job and the worker pauses)."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[JobSubscriber] = []
+
+    def subscribe(self, subscriber: JobSubscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    def emit(self, event: JobEvent) -> None:
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except StoreUnwritable:
+                raise
+            except Exception:  # one subscriber's fault must not end the job that emitted the event
+                logger.exception("a subscriber of the job events failed on a {} event", event.kind)
+
+    def started(self, job_id: int, name: str, *, resumed_at: float | None = None) -> None:
+        self.emit(JobEvent("started", job_id, name, resumed_at=resumed_at))
+
+    def progress(self, job_id: int, name: str, progress: Progress) -> None:
+        self.emit(JobEvent("progress", job_id, name, progress=progress))
+
+    def done(self, job_id: int, name: str, output_name: str, seconds: float) -> None:
+        self.emit(JobEvent("done", job_id, name, output_name=output_name, seconds=seconds))
+
+    def failed(self, job_id: int, name: str, reason: str) -> None:
+        self.emit(JobEvent("failed", job_id, name, text=reason))
+
+    def paused(self, reason: str) -> None:
+        self.emit(JobEvent("paused", text=reason))
+
+    def resumed(self) -> None:
+        self.emit(JobEvent("resumed"))
+
+    def stalled(self, job_id: int, name: str, sentence: str) -> None:
+        self.emit(JobEvent("stalled", job_id, name, text=sentence))
+
+    def warning(self, text: str) -> None:
+        self.emit(JobEvent("warning", text=text))
 
 
 @dataclass(frozen=True)
@@ -96,7 +170,8 @@ class EventLog:
 
 
 class Notifier:
-    """What the worker calls. Always records an event; then tray, desktop or log only."""
+    """The job events as news (a subscriber of :class:`JobEvents`): always records an event in the
+    log; then tray, desktop or log only."""
 
     def __init__(
         self,
@@ -116,9 +191,29 @@ class Notifier:
         self._listeners: list[Callable[[Event], None]] = []
 
     def subscribe(self, listener: Callable[[Event], None]) -> None:
-        """Call ``listener`` with every event from now on, on the thread that emits it (the worker's):
-        it must only hand the event on (``midframe.daemon.sinks.QueuedSink``), never wait."""
+        """Call ``listener`` with every piece of news from now on, on the thread that emits it (the
+        worker's): it must only hand the event on (``midframe.daemon.sinks.QueuedSink``), never wait."""
         self._listeners.append(listener)
+
+    def __call__(self, event: JobEvent) -> None:
+        """A job event, made news."""
+        job_id = event.job_id if event.job_id is not None else 0
+        if event.kind == "started":
+            self.started(job_id, event.name, resumed_at=event.resumed_at)
+        elif event.kind == "progress" and event.progress is not None:
+            self.progress(job_id, event.name, event.progress)
+        elif event.kind == "done":
+            self.done(job_id, event.name, event.output_name, event.seconds)
+        elif event.kind == "failed":
+            self.failed(job_id, event.name, event.text)
+        elif event.kind == "paused":
+            self.paused(event.text)
+        elif event.kind == "resumed":
+            self.resumed()
+        elif event.kind == "stalled":
+            self.stalled(job_id, event.name, event.text)
+        elif event.kind == "warning":
+            self.warning(event.text)
 
     def _emit(self, kind: str, title: str, body: str = "", *, job_id: int | None = None) -> Event:
         # File names in notifications are escaped like those in log lines (one line, always encodable).

@@ -11,27 +11,26 @@ A job's work lives in ``<outbox>/.midframe-work/job-<id>`` (hidden); the finishe
 ``job-<id>-result<ext>`` beside it, then takes its real name in the outbox (never overwriting), and only
 then is the job on record as done (:mod:`midframe.daemon.jobs.finishing`). Whatever goes wrong is handed to
 the outcome table (:mod:`midframe.daemon.jobs.outcomes`), and the router (:mod:`midframe.daemon.jobs.routes`)
-does what it says: fail the input, pause for a setting, settle the source again, or retry later.
+does what it says: fail the input, pause for a setting, settle the source again, or retry later; its
+decision goes back to the worker, which applies what is left to it (a pause, a look for the next job).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from loguru import logger
 
-from midframe.config import Config, EngineConfig
-from midframe.daemon.jobs.events import Notifier
+from midframe.config import Config
 from midframe.daemon.jobs.finishing import Finisher
 from midframe.daemon.jobs.naming import output_extension, settings_json, settings_key
 from midframe.daemon.jobs.outbox_space import Room
 from midframe.daemon.jobs.outcomes import Outcome
-from midframe.daemon.jobs.routes import Router
-from midframe.daemon.jobs.running import Running
+from midframe.daemon.jobs.routes import Decision, Router
+from midframe.daemon.jobs.running import Running, UnderWay
+from midframe.daemon.jobs.services import Convert, JobServices, MakeInterpolator
 from midframe.daemon.jobs.source_identity import GuardedControl, SourceGuard
-from midframe.daemon.store.records import Job, JobStore
+from midframe.daemon.store.records import Job
 from midframe.engine.children import Children
 from midframe.engine.formats import FALLBACK_CONTAINER
 from midframe.engine.job import PipelineReport
@@ -40,75 +39,58 @@ from midframe.fs import folders, identity
 from midframe.fs.identity import Fingerprint
 from midframe.sentences import format_duration
 
-Convert = Callable[..., PipelineReport]
-MakeInterpolator = Callable[[EngineConfig], Any]
+__all__ = ["Convert", "JobFlow", "MakeInterpolator"]
 
 
 class JobFlow:
-    """Runs one claimed job to its outcome (:meth:`run`). The worker owns the jobs under way:
-    ``on_begin`` registers a job's ``Running`` with it as its conversion starts (the worker applies
-    a stop or pause already requested), ``on_end`` takes it off again; ``stopping`` says whether a
-    stop was requested."""
+    """Runs one claimed job to its outcome (:meth:`run`). A job's conversion is registered in
+    ``underway`` while it runs (the worker's stop, pause and cancel reach it there)."""
 
-    def __init__(
-        self,
-        store: JobStore,
-        finisher: Finisher,
-        router: Router,
-        room: Room,
-        *,
-        notifier: Notifier,
-        ffmpeg: Any,
-        make_interpolator: MakeInterpolator,
-        convert: Convert,
-        on_status: Callable[[str], None],
-        clock: Callable[[], float],
-        stopping: Callable[[], bool],
-        on_begin: Callable[[Running], None],
-        on_end: Callable[[int], None],
-    ) -> None:
-        self.store = store
+    def __init__(self, services: JobServices, finisher: Finisher, router: Router, room: Room,
+                 underway: UnderWay) -> None:
+        self.store = services.store
         self.finisher = finisher
         self.router = router
         self.room = room
-        self._notifier = notifier
-        self._ffmpeg = ffmpeg
-        self._make_interpolator = make_interpolator
-        self._convert = convert
-        self._on_status = on_status
-        self._clock = clock
-        self._stopping = stopping
-        self._on_begin = on_begin
-        self._on_end = on_end
+        self.underway = underway
+        self._events = services.events
+        self._ffmpeg = services.ffmpeg
+        self._make_interpolator = services.make_interpolator
+        self._convert = services.convert
+        self._clock = services.clock
 
-    def run(self, job: Job, config: Config) -> None:
+    def run(self, job: Job, config: Config) -> Decision | None:
         """Run ``job`` (just claimed) with the top-level ``config``; an error it does not expect still
         ends as an outcome (the router's), never out of here while the job is running; but for
-        ``StoreUnwritable``: with nothing recorded the worker pauses and queues the job again later."""
+        ``StoreUnwritable``: with nothing recorded the worker pauses and queues the job again later.
+        Returns the router's decision for the worker to apply, or None (done, interrupted, waiting
+        for room, a duplicate)."""
         try:
             if job.profile is not None and job.profile not in config.profiles:
-                self.router.apply(job, Outcome(
+                return self.router.apply(job, Outcome(
                     "input", f"{job.relpath}: its folder's profile {job.profile!r} is no longer in the config",
                     f"add profiles.{job.profile} back, or drop the file into the inbox itself for the top-level "
                     "settings"), config)
-                return
             config = config.effective(job.profile)
-            self._process(job, config)
+            return self._process(job, config)
         except StoreUnwritable:
             raise  # nothing can be recorded, so nothing is decided: the worker pauses, the job stays as it is
         except Exception as exc:
             latest = self.store.get(job.id)
             if latest is not None and latest.state == "running":
-                self.router.route(latest, exc, config)
-            else:
-                logger.exception("job {}: internal error after its outcome was recorded", job.id)
+                return self.router.route(latest, exc, config)
+            logger.exception("job {}: internal error after its outcome was recorded", job.id)
+            return None
 
-    def _process(self, job: Job, config: Config) -> None:
-        if self.router.source_moved(job, config):
-            return
+    def _process(self, job: Job, config: Config) -> Decision | None:
+        moved = self.router.source_moved(job, config)
+        if moved is not None:
+            return moved
         identified = self._identify(job, config)
-        if identified is None or self._duplicate(identified, config) or self.room.waits(identified, config):
-            return
+        if not isinstance(identified, Job):
+            return identified
+        if self._duplicate(identified, config) or self.room.waits(identified, config):
+            return None
         job = identified
         staged = self._staged(job, config)
         guard = SourceGuard(job, change=self.finisher.source_change)
@@ -135,11 +117,12 @@ class JobFlow:
         except StoreUnwritable:
             raise
         except Exception as exc:
-            self.router.route(job, exc, config)
+            return self.router.route(job, exc, config)
         else:
             self._succeed(running, staged, report, config)
         finally:
-            self._on_end(job.id)
+            self.underway.end(job.id)
+        return None
 
     def _finished_elsewhere(self, job: Job, staged: Path) -> Path:
         """After a crash between the conversion and recording its container: the result it left."""
@@ -149,22 +132,21 @@ class JobFlow:
             return fallback
         return staged
 
-    def _identify(self, job: Job, config: Config) -> Job | None:
+    def _identify(self, job: Job, config: Config) -> Job | Decision | None:
         """Read the whole source once: its SHA-256 (what makes a later job a duplicate, with the settings
-        key) and its identity as it was read. None when it changed meanwhile (it settles again) or a stop
-        came while reading (it is queued again)."""
+        key) and its identity as it was read. The router's decision when it changed meanwhile (it
+        settles again); None when a stop came while reading (it is queued again)."""
         key = settings_key(config.engine, config.output)
         if job.sha256 is not None and job.identity is not None:
             if job.settings_key != key:
                 self.store.set_content(job.id, sha256=job.sha256, settings_key=key)
             return self.store.get(job.id) or job
-        content = identity.read_content(Path(job.path), keep_going=lambda: not self._stopping())
+        content = identity.read_content(Path(job.path), keep_going=lambda: not self.underway.stopping)
         if content is None:
             self.store.requeue(job.id, interrupted=True)
             return None
         if not content.steady or self.finisher.source_change(job, content.info) is not None:
-            self.router.changed_before_start(job, config)
-            return None
+            return self.router.changed_before_start(job, config)
         self.store.set_content(job.id, sha256=content.sha256, settings_key=key, identity=content.identity.text())
         return self.store.get(job.id) or job
 
@@ -182,13 +164,13 @@ class JobFlow:
         if not config.resume.enabled:
             folders.remove_tree(self.finisher.work_dir(job.id))
         self.store.set_settings(job.id, settings_json(config.engine, config.output))
-        running = Running(job, control, started=self._clock(), store=self.store, notifier=self._notifier,
-                          on_status=self._on_status, clock=self._clock)
-        self._on_begin(running)
+        running = Running(job, control, started=self._clock(), store=self.store, events=self._events,
+                          clock=self._clock)
+        self.underway.begin(running)
         resumed_at = job.frames_done / job.frames_total if job.frames_total and job.frames_done else None
         logger.info("job {} started: {} (attempt {} of {}{})", job.id, job.relpath, job.attempts,
                     config.daemon.max_attempts, f", resuming near {resumed_at:.0%}" if resumed_at else "")
-        self._notifier.started(job.id, job.name, resumed_at=resumed_at)
+        self._events.started(job.id, job.name, resumed_at=resumed_at)
         return running
 
     def _duplicate(self, job: Job, config: Config) -> bool:
@@ -204,7 +186,7 @@ class JobFlow:
             final = self.finisher.publish_copy(job, earlier, read, config)
             logger.info("job {}: {} has the same content as job {} and the same settings; its output {} is "
                         "also {}", job.id, job.relpath, earlier.id, earlier.output, final)
-            self._notifier.done(job.id, job.name, final.name, 0.0)
+            self._events.done(job.id, job.name, final.name, 0.0)
             return True
         return False
 
@@ -214,7 +196,7 @@ class JobFlow:
             self.finisher.remove_work(job)
             self.store.finish(job.id, "cancelled", error="cancelled")
             logger.info("job {} cancelled while running: {} (the source stays at {})", job.id, job.name, job.path)
-            self._notifier.warning(f"{job.name}: cancelled")
+            self._events.warning(f"{job.name}: cancelled")
             return
         running.store_progress()
         self.store.requeue(job.id, interrupted=True)
@@ -240,4 +222,4 @@ class JobFlow:
             details = f" ({report.frames_in} -> {report.frames_out} frames, {report.engine} on {report.device}"
             details += f", resumed at frame {report.resumed_from_frame})" if report.resumed_from_frame else ")"
         logger.success("job {} done: {} -> {} in {}{}", job.id, job.relpath, final, format_duration(seconds), details)
-        self._notifier.done(job.id, job.name, final.name, seconds)
+        self._events.done(job.id, job.name, final.name, seconds)

@@ -17,7 +17,7 @@ from pathlib import Path
 from loguru import logger
 
 from midframe.config import Config
-from midframe.daemon.jobs.events import Notifier
+from midframe.daemon.jobs.events import JobEvents
 from midframe.daemon.jobs.naming import estimate_output_bytes
 from midframe.daemon.store.records import Job, JobStore
 
@@ -25,12 +25,12 @@ ROOM_RECHECK_S = 15.0
 
 
 class Room:
-    def __init__(self, store: JobStore, outbox: Path, *, free_bytes: Callable[[Path], int], notifier: Notifier,
+    def __init__(self, store: JobStore, outbox: Path, *, free_bytes: Callable[[Path], int], events: JobEvents,
                  wall_clock: Callable[[], float]) -> None:
         self._store = store
         self._outbox = outbox
         self._free_bytes = free_bytes
-        self._notifier = notifier
+        self._events = events
         self._wall = wall_clock
         self._lock = threading.Lock()
         self._waiting: dict[int, str] = {}   # job id -> why it waits
@@ -62,7 +62,7 @@ class Room:
         self._store.requeue(job.id, interrupted=True, error=shortage, not_before=self._wall() + ROOM_RECHECK_S)
         if new:
             logger.warning("job {} waits for room: {}", job.id, shortage)
-            self._notifier.warning(f"{job.name} waits for room in the outbox")
+            self._events.warning(f"{job.name} waits for room in the outbox")
         return True
 
     def claimed(self, job: Job | None) -> None:

@@ -2,7 +2,10 @@
 their own with a render farm's slots), the jobs under way, the pauses (a person's and the automatic
 ones) and what the control API asks of it (pause, resume, cancel, retry, the current job), and start-up
 recovery after a crash. What happens to one claimed job, from its checks to its outcome, is
-:mod:`midframe.daemon.jobs.flow`.
+:mod:`midframe.daemon.jobs.flow`; it hands back the router's decision (:mod:`midframe.daemon.jobs.routes`)
+and the worker applies what is left to it (:meth:`Worker.apply`). Everything the worker needs comes in
+one bundle (:class:`midframe.daemon.jobs.services.JobServices`); it tells what happens by job events
+(``services.events``), never by calling a notifier.
 
 A job database that cannot be written (``StoreUnwritable``: its disk full, say) pauses the worker
 (``daemon.state_dir (...): the disk is full``): a job it stopped stays running on record and is shown
@@ -16,93 +19,53 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from midframe.config import Config, Paths
-from midframe.daemon.jobs.events import Notifier
+from midframe.config import Config
 from midframe.daemon.jobs.finishing import Finisher
-from midframe.daemon.jobs.flow import Convert, JobFlow, MakeInterpolator
+from midframe.daemon.jobs.flow import JobFlow
 from midframe.daemon.jobs.outbox_space import Room
 from midframe.daemon.jobs.pauses import FARM, SETTINGS, Pause, Pauses
-from midframe.daemon.jobs.routes import Router
-from midframe.daemon.jobs.running import Running, job_status
-from midframe.daemon.jobs.settings_check import write_problem
+from midframe.daemon.jobs.routes import Decision, Router
+from midframe.daemon.jobs.running import UnderWay, job_status
+from midframe.daemon.jobs.services import Convert, JobServices, MakeInterpolator, pipeline_convert
 from midframe.daemon.jobs.store_pause import store_pause
-from midframe.daemon.store.records import Job, JobStore
-from midframe.engine.job import PipelineReport
+from midframe.daemon.store.records import Job
 from midframe.errors import MediaError, StoreUnwritable
-from midframe.fs import folders, incoming
+from midframe.fs import folders
 
-__all__ = ["Convert", "MakeInterpolator", "Worker"]
+__all__ = ["Convert", "JobServices", "MakeInterpolator", "Worker"]
 
-
-def _pipeline_convert(*args: Any, **kwargs: Any) -> PipelineReport:
-    from midframe.engine.pipeline import convert
-
-    return convert(*args, **kwargs)
+_pipeline_convert = pipeline_convert  # the name callers used before the bundle
 
 
 class Worker:
-    """Runs jobs from ``store`` one at a time, in its own thread (``start``) or by ``run_once``."""
+    """Runs jobs from ``services.store`` one at a time, in its own thread (``start``) or by ``run_once``."""
 
-    def __init__(
-        self,
-        store: JobStore,
-        paths: Paths,
-        *,
-        config: Callable[[], Config],
-        notifier: Notifier,
-        ffmpeg: Any,
-        make_interpolator: MakeInterpolator,
-        convert: Convert = _pipeline_convert,
-        prepare: Callable[[], None] | None = None,
-        check_settings: Callable[[Config], list[str]] = lambda config: [],
-        check_farm: Callable[[Config], str | None] = lambda config: None,
-        slots: Callable[[Config], int] = lambda config: 1,
-        resettle: Callable[[Path, float], None] = lambda path, quiet_s: None,
-        writing: Callable[[Path], bool] = incoming.open_for_writing,
-        free_bytes: Callable[[Path], int] = folders.free_bytes,
-        folder_test: Callable[[Path], str | None] = write_problem,
-        on_status: Callable[[str], None] = lambda text: None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        idle_wait_s: float = 1.0,
-        recheck_s: float = 15.0,
-    ) -> None:
-        self.store = store
-        self.paths = paths
-        self._stop = threading.Event()
+    def __init__(self, services: JobServices, *, idle_wait_s: float = 1.0, recheck_s: float = 15.0) -> None:
+        self.services = services
+        self.store = services.store
+        self.paths = services.paths
         self._wake = threading.Event()
-        self.finisher = Finisher(store, paths, ffmpeg=ffmpeg)
+        self.finisher = Finisher(services.store, services.paths, ffmpeg=services.ffmpeg)
         self.work_root = self.finisher.work_root
-        self.pauses = Pauses(store, clock=clock, recheck_s=recheck_s)
-        self.router = Router(store, self.finisher, notifier=notifier, hold=self._hold,
-                             settings_recheck=self._settings_recheck, free_bytes=free_bytes,
-                             resettle=resettle, writing=writing, wall_clock=wall_clock, wake=self.wake,
-                             farm_recheck=check_farm, folder_test=folder_test)
-        self.room = Room(store, paths.outbox, free_bytes=free_bytes, notifier=notifier, wall_clock=wall_clock)
-        self.flow = JobFlow(store, self.finisher, self.router, self.room, notifier=notifier, ffmpeg=ffmpeg,
-                            make_interpolator=make_interpolator, convert=convert, on_status=on_status, clock=clock,
-                            stopping=self._stop.is_set, on_begin=self._register, on_end=self._unregister)
-        self._config = config
-        self._free_bytes = free_bytes
-        self._clock = clock
+        self.pauses = Pauses(services.store, clock=services.clock, recheck_s=recheck_s)
+        self.underway = UnderWay(paused=lambda: bool(self.pauses.active()))
+        self.router = Router(services, self.finisher)
+        self.room = Room(services.store, services.paths.outbox, free_bytes=services.free_bytes,
+                         events=services.events, wall_clock=services.wall_clock)
+        self.flow = JobFlow(services, self.finisher, self.router, self.room, self.underway)
+        self._config = services.config
+        self._events = services.events
+        self._clock = services.clock
         self._moves_at = float("-inf")
         self._stranded: dict[int, Job] = {}  # stopped by an unwritable store, still running on record
-        self._notifier = notifier
-        self._prepare = prepare
-        self._check = check_settings
-        self._check_farm = check_farm
-        self._slots = slots
-        self._wall = wall_clock
         self._idle_wait_s = idle_wait_s
         self._lock = threading.Lock()
-        self._running: dict[int, Running] = {}
-        self._claimed = 0  # jobs claimed and not yet finished (a claimed job is running before it is in _running)
+        self._claimed = 0  # jobs claimed and not yet finished (a claimed job is running before it is under way)
         self._job_threads: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
 
@@ -114,14 +77,15 @@ class Worker:
         self._thread.start()
 
     def _run(self) -> None:
-        if self._prepare is not None:
+        prepare = self.services.prepare
+        if prepare is not None:
             try:
-                self._prepare()
+                prepare()
             except Exception:
                 logger.exception("preparing the engine failed; the settings check says what is missing")
             if self.pauses.recheck(self._config(), force=True):
                 self._after_lift()
-        while not self._stop.is_set():
+        while not self.underway.stopping:
             try:
                 worked = self.run_once()
             except Exception:
@@ -136,10 +100,7 @@ class Worker:
 
     def request_stop(self) -> None:
         """Stop after the current batch; the job goes back to the queue and resumes at the next start."""
-        with self._lock:
-            self._stop.set()
-            for running in self._running.values():
-                running.control.abort("stopped")
+        self.underway.stop()
         self._wake.set()
 
     def join(self, timeout: float | None = None) -> bool:
@@ -161,7 +122,7 @@ class Worker:
         if self.pauses.set_user(True):
             self._hold_running()
             logger.info("paused on request")
-            self._notifier.paused("paused on request")
+            self._events.paused("paused on request")
 
     def resume(self) -> None:
         """Lift a person's pause and look again at every other one at once."""
@@ -182,7 +143,7 @@ class Worker:
         """Check the settings ``config`` (or the current one) would run with; pause while they
         cannot work, resume once they can. Returns the problems."""
         config = config or self._config()
-        problems = self._check(config)
+        problems = self.services.check_settings(config)
         if problems:
             self._hold(Pause(SETTINGS, "; ".join(problems), self._settings_recheck))
         elif self.pauses.remove(SETTINGS):
@@ -190,20 +151,25 @@ class Worker:
         return problems
 
     def _settings_recheck(self, config: Config) -> str | None:
-        return "; ".join(self._check(config)) or None
+        return "; ".join(self.services.check_settings(config)) or None
+
+    def apply(self, decision: Decision | None) -> None:
+        """What a route left to the worker: hold its pause, look for the next job at once."""
+        if decision is None:
+            return
+        if decision.hold is not None:
+            self._hold(decision.hold)
+        if decision.wakes:
+            self._wake.set()
 
     def _hold(self, pause: Pause) -> None:
         if self.pauses.add(pause):
             self._hold_running()
             logger.warning("paused: {}", pause.reason)
-            self._notifier.paused(pause.reason)
+            self._events.paused(pause.reason)
 
     def _hold_running(self) -> None:
-        with self._lock:
-            held = list(self._running.values())
-            for running in held:
-                running.control.pause()
-        for running in held:
+        for running in self.underway.hold():
             try:
                 running.store_progress()
             except StoreUnwritable:
@@ -213,22 +179,17 @@ class Worker:
         if self.pauses.active():
             logger.info("still paused: {}", self.pause_reason)
             return
-        with self._lock:
-            for running in self._running.values():
-                running.control.resume()
+        self.underway.release()
         logger.info("resumed")
-        self._notifier.resumed()
+        self._events.resumed()
         self._wake.set()
 
     # --- cancel, retry, status -----------------------------------------------------------------
 
     def cancel(self, job_id: int) -> Job:
-        with self._lock:
-            running = self._running.get(job_id)
-            if running is not None:
-                running.cancel_requested = True
-                running.control.abort("cancelled")
-                return running.job
+        running = self.underway.cancel(job_id)
+        if running is not None:
+            return running
         job = self.store.cancel(job_id)
         logger.info("job {} cancelled: {}", job.id, job.name)
         return job
@@ -250,14 +211,15 @@ class Worker:
             return False
         config = self._config()
         logger.info("job {}: {} is looked at as it settled: {}", job.id, job.relpath, error.reason)
-        self.router.route(job, error, config.effective(job.profile) if job.profile in config.profiles else config)
+        self.apply(self.router.route(job, error, config.effective(job.profile) if job.profile in config.profiles
+                                     else config))
         return True
 
     def current(self) -> dict[str, Any] | None:
         """The running job (the one started first, when several run) in ``status --json``'s ``current``
         shape; else a job stopped by an unwritable store, as its record has it (running, held)."""
+        running = self.underway.first()
         with self._lock:
-            running = min(self._running.values(), key=lambda item: item.started, default=None)
             stranded = min(self._stranded, default=None)
         if running is not None:
             return running.status()
@@ -268,7 +230,7 @@ class Worker:
     # --- an unwritable job database ----------------------------------------------------------------
 
     def _store_unwritable(self, error: StoreUnwritable) -> None:
-        self._hold(store_pause(error, paths=self.paths, store=self.store, free_bytes=self._free_bytes))
+        self._hold(store_pause(error, paths=self.paths, store=self.store, free_bytes=self.services.free_bytes))
 
     def _requeue_stranded(self) -> bool:
         """Queue again the jobs an unwritable store stopped; False if it still cannot be written."""
@@ -299,7 +261,7 @@ class Worker:
     def run_once(self, *, now: float | None = None) -> bool:
         """Claim and run the next job unless paused or stopping; returns whether there was one.
         ``now`` is the wall-clock time a job's ``not_before`` is compared with."""
-        if self._stop.is_set():
+        if self.underway.stopping:
             return False
         config = self._config()
         if self.pauses.recheck(config):
@@ -309,16 +271,17 @@ class Worker:
         if not self._requeue_stranded():
             return False
         self._retry_moves(config)
-        farm = self._check_farm(config)
+        check_farm = self.services.check_farm
+        farm = check_farm(config)
         if farm is not None:  # the render farm's scheduler is away: the jobs wait for it in the queue
-            self._hold(Pause(FARM, farm, self._check_farm))
+            self._hold(Pause(FARM, farm, check_farm))
             return False
-        slots = max(1, self._slots(config))
+        slots = max(1, self.services.slots(config))
         try:
             with self._lock:
                 if self._claimed >= slots:
                     return False
-                job = self.store.claim(now=self._wall() if now is None else now)
+                job = self.store.claim(now=self.services.wall_clock() if now is None else now)
                 self.room.claimed(job)
                 if job is None:
                     return False
@@ -336,7 +299,7 @@ class Worker:
 
     def _work(self, job: Job, config: Config) -> None:
         try:
-            self.flow.run(job, config)
+            self.apply(self.flow.run(job, config))
         except StoreUnwritable as exc:
             with self._lock:
                 self._stranded[job.id] = job
@@ -345,20 +308,6 @@ class Worker:
             with self._lock:
                 self._claimed -= 1
             self._wake.set()
-
-    def _register(self, running: Running) -> None:
-        """A claimed job's conversion begins: it is under way, and holds at once for a stop or pause
-        requested meanwhile."""
-        with self._lock:
-            self._running[running.job.id] = running
-            if self._stop.is_set():
-                running.control.abort("stopped")
-            if self.pause_reason is not None:
-                running.control.pause()
-
-    def _unregister(self, job_id: int) -> None:
-        with self._lock:
-            self._running.pop(job_id, None)
 
     def work_dir(self, job_id: int) -> Path:
         return self.finisher.work_dir(job_id)
