@@ -27,7 +27,7 @@ from midframe.config import (
     with_overrides,
     write_example_config,
 )
-from midframe.engine.interpolators import ENGINES, weights_providers
+from midframe.engine import ENGINES, weights_providers
 from midframe.errors import ConfigError, DaemonNotRunning, MidframeError
 from midframe.fs.safe_write import atomic_write
 from midframe.log import configure_logging
@@ -84,7 +84,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.factor is not None and args.fps is not None:
         raise ConfigError("--factor and --fps: give one or the other")
-    from midframe.engine.interpolators import engine_chosen
+    from midframe.engine import engine_chosen
 
     chosen = args.engine is not None or engine_chosen(config.engine)
     engine = with_overrides(

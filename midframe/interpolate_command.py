@@ -22,11 +22,19 @@ from typing import Any
 from loguru import logger
 
 from midframe.config import EngineConfig, OutputConfig, Paths, ResumeConfig
-from midframe.engine.ffmpeg import find_ffmpeg
-from midframe.engine.interpolators import Interpolator, check_engine, create_interpolator
-from midframe.engine.job import JobControl, PipelineReport, Progress, ProgressCallback
-from midframe.engine.manifest import MANIFEST_NAME, is_work_folder
-from midframe.engine.pipeline import convert
+from midframe.engine import (
+    MANIFEST_NAME,
+    Interpolator,
+    JobControl,
+    PipelineReport,
+    Progress,
+    ProgressCallback,
+    check_engine,
+    convert,
+    create_interpolator,
+    find_ffmpeg,
+    is_work_folder,
+)
 from midframe.errors import Aborted, ConfigError, MediaError, OutputError
 from midframe.signals import SignalFlags
 

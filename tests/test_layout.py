@@ -172,3 +172,23 @@ def test_no_upward_arrow(room: str) -> None:
 
 def test_rooms_form_no_circle() -> None:
     assert _cycles({room: set(targets) for room, targets in ALLOWED.items()}) == []
+
+
+# The engine's face: what other rooms may import of it (the farm renders the pipeline's segments and
+# may reach inside). ``midframe.engine.probe`` is public as a module: its functions share their names.
+ENGINE_FACE = {"midframe.engine", "midframe.engine.probe"}
+
+
+def test_other_rooms_use_the_engines_face() -> None:
+    inside = [module for module in MODULES if room_of(module) not in ("midframe.engine", "midframe.farm")]
+    wrong = sorted(f"{module} -> {target}" for module in inside for target in IMPORTS[module]
+                   if room_of(target) == "midframe.engine" and target not in ENGINE_FACE)
+    assert wrong == []
+
+
+def test_the_face_names_what_it_serves() -> None:
+    import midframe.engine as engine
+
+    for name in engine.__all__:
+        assert getattr(engine, name) is not None
+    assert sorted(engine.__all__) == engine.__all__

@@ -29,7 +29,7 @@ from midframe.config._sections import (
     Profile,
     ResumeConfig,
 )
-from midframe.engine.settings import parse_fps
+from midframe.engine import parse_fps
 
 __all__ = [
     "APP_NAME",

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from midframe.engine.settings import EngineConfig, OutputConfig, ResumeConfig
-from midframe.engine.settings import Section as _Section
+from midframe.engine import EngineConfig, OutputConfig, ResumeConfig
+from midframe.engine import Section as _Section
 
 VIDEO_EXTENSIONS = (
     "mp4", "mkv", "mov", "avi", "webm", "m4v", "mts", "m2ts", "wmv", "flv", "ts", "mpg",

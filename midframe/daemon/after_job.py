@@ -26,7 +26,7 @@ from midframe.daemon.jobs.events import Event
 from midframe.daemon.jobs.finishing import ERROR_SUFFIX
 from midframe.daemon.sinks import QueuedSink
 from midframe.daemon.store.records import Job
-from midframe.engine.ffmpeg import process_group_options
+from midframe.engine import process_group_options
 
 OUTPUT_LIMIT = 4000  # characters of a command's output that are logged
 ENV_NAMES = ("MIDFRAME_EVENT", "MIDFRAME_JOB_ID", "MIDFRAME_NAME", "MIDFRAME_STATE", "MIDFRAME_SOURCE",

@@ -134,7 +134,7 @@ class Daemon:
             raise
 
     def _start(self, config: Config) -> None:
-        from midframe.engine.ffmpeg import find_ffmpeg
+        from midframe.engine import find_ffmpeg
 
         paths = self.paths
         ffmpeg = find_ffmpeg()
@@ -297,13 +297,13 @@ class Daemon:
     def _prepare_engine(self) -> None:
         """Fetch the weights the configured engine runs with (rife's, auto's) if they are missing, before
         the first job; the registry says which."""
-        from midframe.engine.interpolators import weights_providers
+        from midframe.engine import weights_providers
 
         for provider in weights_providers(self.settings.current().engine.name).values():
             provider.ensure(self.paths.models_dir)
 
     def _make_interpolator(self, settings: EngineConfig) -> Any:
-        from midframe.engine.interpolators import create_interpolator, engine_chosen
+        from midframe.engine import create_interpolator, engine_chosen
 
         fallback = not engine_chosen(self.settings.current_cached().engine)
         return create_interpolator(settings, models_dir=self.paths.models_dir, fallback=fallback)

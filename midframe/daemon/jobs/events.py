@@ -36,7 +36,7 @@ from typing import Any, Literal
 from loguru import logger
 
 from midframe.desktop_bubbles import DesktopNotifier
-from midframe.engine.job import Progress
+from midframe.engine import Progress
 from midframe.errors import StoreUnwritable
 from midframe.log import escape
 from midframe.sentences import format_duration

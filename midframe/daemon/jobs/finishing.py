@@ -29,7 +29,7 @@ from loguru import logger
 from midframe.config import Config, Paths
 from midframe.daemon.jobs.naming import error_text, output_name
 from midframe.daemon.store.records import Job, JobStore
-from midframe.engine.job import PipelineReport
+from midframe.engine import PipelineReport
 from midframe.errors import MediaError
 from midframe.fs.folders import remove_tree
 from midframe.fs.identity import Identity, identity_change

@@ -31,9 +31,7 @@ from midframe.daemon.jobs.running import Running, UnderWay
 from midframe.daemon.jobs.services import Convert, JobServices, MakeInterpolator
 from midframe.daemon.jobs.source_identity import GuardedControl, SourceGuard
 from midframe.daemon.store.records import Job
-from midframe.engine.children import Children
-from midframe.engine.formats import FALLBACK_CONTAINER
-from midframe.engine.job import PipelineReport
+from midframe.engine import FALLBACK_CONTAINER, Children, PipelineReport
 from midframe.errors import Aborted, MediaError, StoreUnwritable
 from midframe.fs import folders, identity
 from midframe.fs.identity import Fingerprint

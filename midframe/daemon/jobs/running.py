@@ -14,7 +14,7 @@ from loguru import logger
 from midframe.daemon.jobs.events import JobEvents
 from midframe.daemon.jobs.source_identity import GuardedControl
 from midframe.daemon.store.records import Job, JobStore
-from midframe.engine.job import Progress
+from midframe.engine import Progress
 from midframe.errors import StoreUnwritable
 from midframe.sentences import format_duration
 

@@ -15,7 +15,7 @@ from midframe.config import Config, EngineConfig, Paths
 from midframe.daemon.jobs.events import JobEvents
 from midframe.daemon.jobs.settings_check import write_problem
 from midframe.daemon.store.records import JobStore
-from midframe.engine.job import PipelineReport
+from midframe.engine import PipelineReport
 from midframe.fs import folders, incoming
 
 Convert = Callable[..., PipelineReport]
@@ -23,7 +23,7 @@ MakeInterpolator = Callable[[EngineConfig], Any]
 
 
 def pipeline_convert(*args: Any, **kwargs: Any) -> PipelineReport:
-    from midframe.engine.pipeline import convert
+    from midframe.engine import convert
 
     return convert(*args, **kwargs)
 

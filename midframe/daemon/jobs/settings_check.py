@@ -63,10 +63,7 @@ def trial_encode(output: OutputConfig, *, ffmpeg: Any, folder: Path) -> None:
     ``output``'s codec, quality and pixel format and put in its container (when one is set; otherwise each
     source's own is checked when its job plans the output); ``ConfigError`` naming the key when either
     refuses."""
-    from midframe.engine.ffmpeg import QUIET, run
-    from midframe.engine.formats import settings_problem
-    from midframe.engine.probe_tools import first_error_line
-    from midframe.engine.writer import EncodeSpec
+    from midframe.engine import QUIET, EncodeSpec, first_error_line, run, settings_problem
 
     known = settings_problem(output.codec, output.container)
     if known:
@@ -114,7 +111,7 @@ class SettingsCheck:
 
     @classmethod
     def real(cls, paths: Paths, *, ffmpeg: Any) -> SettingsCheck:
-        from midframe.engine.interpolators import check_engine
+        from midframe.engine import check_engine
 
         work = paths.outbox / WORK_DIR_NAME
         return cls(paths, probes=Probes(
@@ -148,7 +145,7 @@ class SettingsCheck:
 
     def _settings_attempts(self, config: Config) -> list[Callable[[], object]]:
         """The engine and encoder checks of one set of settings (the top level's or a profile's)."""
-        from midframe.engine.interpolators import engine_chosen
+        from midframe.engine import engine_chosen
 
         attempts: list[Callable[[], object]] = [lambda: self._probes.engine(config.engine, not engine_chosen(config.engine))]
         if config.output.codec != AUTO:

@@ -17,8 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from midframe.daemon.store.records import Job
-from midframe.engine.children import Children
-from midframe.engine.job import JobControl
+from midframe.engine import Children, JobControl
 from midframe.errors import SourceChanged
 from midframe.fs.identity import Content, Identity, read_content
 
