@@ -151,7 +151,8 @@ def test_a_deleted_or_replaced_job_database_is_written_back(tmp_path):
         for suffix in ("", "-wal", "-shm"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
         wait_for(database.exists, timeout=15, what="the database to be written back")
-        assert "was deleted while the daemon ran" in daemon.log()
+        # the file is written back first, the log line said after it
+        wait_for(lambda: "was deleted while the daemon ran" in daemon.log(), timeout=15, what="the log line")
         with sqlite3.connect(database) as db:                                  # on disk, not only in memory
             assert [row[0] for row in db.execute("SELECT name FROM jobs")] == ["a.mkv"]
 
