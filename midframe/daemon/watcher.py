@@ -298,7 +298,6 @@ class InboxWatcher:
         self._clock = clock
         self._observer: BaseObserver | None = None
         self._next_rescan = float("-inf")
-        # Not a daemon thread: a settle under way finishes its look before the process ends.
         self._thread = LoopThread(name="midframe-watcher", period_s=tick_seconds, iterate=self.iterate,
                                   daemon=False, clock=clock)
 
