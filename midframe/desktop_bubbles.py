@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from loguru import logger
 
+from midframe.loop_thread import QueueThread
+
 STICKY_KINDS = frozenset({"done", "failed"})  # bubbles that later ones do not close or replace
 CRITICAL_KINDS = frozenset({"failed"})  # bubbles that stay until the person closes them
 BUBBLE_TIMEOUT_MS = 8000
@@ -42,7 +44,7 @@ class DesktopNotifier:
         self.timeout_s = timeout_s
         self._monotonic = monotonic
         self._queue: queue.Queue[_Bubble | None] = queue.Queue(maxsize=100)
-        self._thread: threading.Thread | None = None
+        self._thread: QueueThread[_Bubble] | None = None
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._failed = False
@@ -72,7 +74,8 @@ class DesktopNotifier:
         with self._lock:
             if self._thread is None:
                 self._closing.clear()
-                self._thread = threading.Thread(target=self._run, name="midframe-notify")
+                # Not a daemon thread: the last bubbles (a job failed just before the stop) go out.
+                self._thread = QueueThread(self._queue, self._send, name="midframe-notify", daemon=False)
                 self._thread.start()
         try:
             self._queue.put_nowait(_Bubble(title, body, self._monotonic() + after_s, still_wanted, kind))
@@ -88,13 +91,12 @@ class DesktopNotifier:
             self._queue.put(None)
             thread.join(timeout=self.timeout_s * 3 + 1)
 
-    def _run(self) -> None:
-        while (bubble := self._queue.get()) is not None:
-            wait = bubble.due - self._monotonic()
-            if wait > 0:
-                self._closing.wait(wait)
-            if bubble.still_wanted():
-                self._show(bubble.title, bubble.body, bubble.kind)
+    def _send(self, bubble: _Bubble) -> None:
+        wait = bubble.due - self._monotonic()
+        if wait > 0:
+            self._closing.wait(wait)
+        if bubble.still_wanted():
+            self._show(bubble.title, bubble.body, bubble.kind)
 
     def _show(self, title: str, body: str, kind: str = "progress") -> None:
         previous = self._passing

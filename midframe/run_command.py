@@ -2,7 +2,7 @@
 
 The daemon starts as for ``midframe watch`` and the service (``host.start_daemon``). With a desktop,
 the tray's toolkit loop then owns the main thread, as pystray requires (macOS most of all), and a
-thread of ours runs the daemon's housekeeping (``host.serve``) and closes the daemon once a stop is
+thread of ours runs the daemon's housekeeping (``startup.Housekeeping``) and closes the daemon once a stop is
 asked for, so that "Start daemon" in the menu can bring up a new one on the same state dir.
 
 Signals only set flags, which both loops read: SIGTERM and SIGINT quit (the tray, then the daemon
@@ -13,7 +13,6 @@ already holds the state dir (a service, say), this is ``midframe tray`` for it.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from loguru import logger
 
 from midframe.config import load_config
 from midframe.daemon.root import Daemon
-from midframe.daemon.startup import finish, serve, start_daemon
+from midframe.daemon.startup import Housekeeping, finish, serve, start_daemon
 from midframe.errors import AlreadyRunning
 from midframe.signals import SignalFlags, install_signals
 from midframe.tray.app import TrayIcon, load_tray_toolkit, make_app
@@ -44,7 +43,7 @@ def main_job(config_path: Path | None) -> int:
                 logger.info("no tray icon: {}; running the daemon alone", exc)
                 serve(daemon, flags=flags)
                 return 0
-            app = make_app(config_path, daemon.settings.current_cached(), state_dir=daemon.paths.state_dir,
+            app = make_app(config_path, daemon.settings.snapshot(), state_dir=daemon.paths.state_dir,
                            quit_text="Quit midframe", stop_daemon_on_quit=True)
             return run_with_tray(daemon, TrayIcon(app, pystray, stop_when=lambda: flags.stop), flags=flags)
         finally:
@@ -63,7 +62,7 @@ def _tray_alone(config_path: Path | None, flags: SignalFlags) -> int:
 def run_with_tray(daemon: Daemon, tray: Any, *, flags: SignalFlags) -> int:
     """Run ``tray`` on this (the main) thread beside the started ``daemon``; stop the daemon when the
     tray ends. A tray that fails to start leaves the daemon running until it is stopped."""
-    housekeeper = threading.Thread(target=_look_after, args=(daemon, flags), name="midframe-daemon-loop")
+    housekeeper = _LookAfter(daemon, flags=flags)
     housekeeper.start()
     try:
         try:
@@ -79,8 +78,11 @@ def run_with_tray(daemon: Daemon, tray: Any, *, flags: SignalFlags) -> int:
     return 0
 
 
-def _look_after(daemon: Daemon, flags: SignalFlags) -> None:
-    try:
-        serve(daemon, flags=flags)
-    finally:
-        finish(daemon)
+class _LookAfter(Housekeeping):
+    """The housekeeping loop on a thread of its own beside the tray; it closes the daemon as it ends."""
+
+    def on_thread_stop(self) -> None:
+        try:
+            super().on_thread_stop()
+        finally:
+            finish(self.served)

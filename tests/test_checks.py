@@ -86,17 +86,17 @@ def test_a_reload_the_check_refuses_keeps_the_last_good_config(check, tmp_path):
                           in_force_works=lambda: works[0], on_refused=refused.append, clock=lambda: now[0])
     path.write_text("engine: {name: blend}\noutput: {codec: libx246}\n")
     os.utime(path, ns=(1, 1))
-    assert source.current().output.codec == "auto"            # refused: the good one stays
+    assert source.refresh().output.codec == "auto"            # refused: the good one stays
     assert len(refused) == 1 and "output.codec = 'libx246'" in refused[0]
     now[0] = 20.0
-    assert source.current().output.codec == "auto" and len(refused) == 1      # vetted again, said once
+    assert source.refresh().output.codec == "auto" and len(refused) == 1      # vetted again, said once
     works[0] = False                                           # the config in force cannot work either
     path.write_text("engine: {name: blend}\noutput: {codec: libx247}\n")
     os.utime(path, ns=(2, 2))
-    assert source.current().output.codec == "libx247"         # then the newer one is taken
+    assert source.refresh().output.codec == "libx247"         # then the newer one is taken
     path.write_text("engine: {name: dis}\n")
     os.utime(path, ns=(3, 3))
-    assert source.current().engine.name == "dis" and len(refused) == 1
+    assert source.refresh().engine.name == "dis" and len(refused) == 1
     assert Path(path).exists()
 
 
@@ -111,9 +111,9 @@ def test_a_refused_reload_is_taken_once_what_it_needs_arrives(tmp_path):
                           clock=lambda: now[0], retry_s=15.0)
     path.write_text("engine: {name: rife}\n")
     os.utime(path, ns=(1, 1))
-    assert source.current().engine.name == "blend"
+    assert source.refresh().engine.name == "blend"
     problems[0] = []
     now[0] = 10.0
-    assert source.current().engine.name == "blend"            # not looked at again yet
+    assert source.refresh().engine.name == "blend"            # not looked at again yet
     now[0] = 16.0
-    assert source.current().engine.name == "rife"
+    assert source.refresh().engine.name == "rife"

@@ -15,9 +15,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "midframe"
 
 # Each room and the rooms it may import (beside itself). The base modules (errors, log, regular, signals,
-# sentences, desktop_bubbles, commandline, the package's own __init__) import nothing above them.
+# sentences, loop_thread, desktop_bubbles, commandline, the package's own __init__) import nothing above them.
 BASE = {"midframe", "midframe.errors", "midframe.regular", "midframe.signals", "midframe.log",
-        "midframe.sentences", "midframe.desktop_bubbles", "midframe.commandline"}
+        "midframe.sentences", "midframe.loop_thread", "midframe.desktop_bubbles", "midframe.commandline"}
 ALLOWED: dict[str, set[str]] = {
     "midframe.fs": set(),
     "midframe.engine": {"midframe.fs"},
@@ -43,7 +43,7 @@ for room in BASE:
     ALLOWED.setdefault(room, set())
 # The base modules, in the order they may import each other.
 BASE_ORDER = ["midframe.errors", "midframe.regular", "midframe.signals", "midframe.log", "midframe.sentences",
-              "midframe.desktop_bubbles", "midframe.commandline", "midframe"]
+              "midframe.loop_thread", "midframe.desktop_bubbles", "midframe.commandline", "midframe"]
 
 
 def _modules() -> dict[str, Path]:

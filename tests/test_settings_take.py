@@ -44,17 +44,17 @@ def test_changes_name_each_key_with_its_old_and_new_value():
 def test_a_file_that_appears_after_the_start_is_read_and_the_reload_logged(tmp_path, said):
     path = tmp_path / "config.yaml"
     source = ConfigSource(path, Config())
-    assert source.current() == Config() and not said           # no file: the defaults, nothing to say
+    assert source.refresh() == Config() and not said           # no file: the defaults, nothing to say
     path.write_text("engine:\n  factor: 3\n", encoding="utf-8")
-    assert source.current().engine.factor == 3
+    assert source.refresh().engine.factor == 3
     assert said == [f"config reloaded from {path}: engine changed: engine.factor 2 -> 3 (from the next job on)"]
-    assert source.current().engine.factor == 3 and len(said) == 1  # read once per change
+    assert source.refresh().engine.factor == 3 and len(said) == 1  # read once per change
     path.write_text("engine:\n  factor: 3\ninbox: /elsewhere\n", encoding="utf-8")
     os.utime(path, ns=(1, 1))
-    assert source.current().inbox == Path("/elsewhere")
+    assert source.refresh().inbox == Path("/elsewhere")
     assert said[-1] == "config: inbox changed; that takes effect after a restart"
     path.unlink()
-    assert source.current().engine.factor == 3                  # a file removed keeps what is in force
+    assert source.refresh().engine.factor == 3                  # a file removed keeps what is in force
     assert "is not there (any more); the settings in force are kept" in said[-1]
 
 

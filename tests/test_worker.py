@@ -710,17 +710,17 @@ def test_config_is_reread_when_the_file_changes_and_a_bad_edit_is_ignored(tmp_pa
     path = tmp_path / "config.yaml"
     path.write_text("engine: {name: blend}\n")
     source = ConfigSource(path, load_config(path))
-    assert source.current().engine.name == "blend"
+    assert source.refresh().engine.name == "blend"
     path.write_text("engine: {name: dis}\noutput: {codec: ffv1}\n")
     os.utime(path, ns=(1, 1))                               # a different mtime, even on coarse clocks
-    assert source.current().engine.name == "dis" and source.current().output.codec == "ffv1"
+    assert source.refresh().engine.name == "dis" and source.refresh().output.codec == "ffv1"
     path.write_text("engine: {name: nonsense}\n")
     os.utime(path, ns=(2, 2))
-    assert source.current().engine.name == "dis"            # invalid: the last good config stays
+    assert source.refresh().engine.name == "dis"            # invalid: the last good config stays
     path.write_text("engine: {name: blend, factor: 3}\n")
     os.utime(path, ns=(3, 3))
     assert source.reload().engine.factor == 3
-    assert ConfigSource(None, Config()).current() == Config()
+    assert ConfigSource(None, Config()).refresh() == Config()
 
 
 def test_the_real_pipeline_through_the_worker(tmp_path):

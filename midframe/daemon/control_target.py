@@ -19,8 +19,9 @@ from midframe.daemon.unseen import UnseenFailures
 
 class DaemonControl:
     def __init__(self, *, store: JobStore, worker: Worker, event_log: EventLog, farm: FarmLink | None,
-                 request_stop: Callable[[], None]) -> None:
+                 request_stop: Callable[[], None], look_again: Callable[[], None] = lambda: None) -> None:
         self._store = store
+        self._look_again = look_again
         self._worker = worker
         self._event_log = event_log
         self._farm = farm
@@ -61,6 +62,7 @@ class DaemonControl:
         return self.status()
 
     def resume(self) -> dict[str, Any]:
+        self._look_again()  # a pause for a setting: vetted again by the housekeeping loop at once
         self._worker.resume()
         return self.status()
 

@@ -5,7 +5,9 @@ the farm's glue :mod:`midframe.daemon.farm_link`'s.
 
 Threads: the watchdog observer and the settle loop (watcher), the worker (one job at a time), the
 control API server, and the desktop notifier's sender. Starting it, the housekeeping loop (heartbeats,
-reloads, signals) and stopping it are ``midframe.daemon.startup``'s, for every entry point alike.
+reloads, signals) and stopping it are ``midframe.daemon.startup``'s, for every entry point alike. The
+config (``settings``) is read by every thread as a snapshot and reloaded and vetted by the housekeeping
+loop alone (and once here at start-up, before the threads).
 """
 
 from __future__ import annotations
@@ -75,15 +77,16 @@ class Daemon:
     ) -> None:
         self.events = JobEvents()
         self.settings = ConfigSource(config_path, config, vet=self._vet, in_force_works=self._in_force_works,
-                                     on_refused=lambda text: self.events.warning(text))
+                                     on_refused=lambda text: self.events.warning(text),
+                                     on_change=self._settings_changed)
         self.paths = resolve_paths(config)
         self.lifecycle = lifecycle or NoLifecycle()
         self.event_log = EventLog()
         self.notifier = Notifier(
             self.event_log,
             desktop=DesktopNotifier.detect(dict(environ) if environ is not None else None),
-            enabled=lambda: self.settings.current_cached().notifications.enabled,
-            progress_interval=lambda: self.settings.current_cached().notifications.progress_interval_s,
+            enabled=lambda: self.settings.snapshot().notifications.enabled,
+            progress_interval=lambda: self.settings.snapshot().notifications.progress_interval_s,
         )
         self.sinks = [apprise_sink(self._notification_settings),
                       after_job_sink(self._notification_settings, job=lambda job_id: self.store.get(job_id))]
@@ -116,7 +119,7 @@ class Daemon:
 
     def start(self) -> None:
         """Lock the state dir, recover, then start the API, the watcher and the worker."""
-        config = self.settings.current()
+        config = self.settings.snapshot()
         paths = self.paths
         check_folders(paths, config)
         prepare_state_dir(paths.state_dir)
@@ -156,18 +159,19 @@ class Daemon:
             convert = self.farm.convert
         farm = self.farm
         services = JobServices(
-            self._store, paths, config=self.settings.current, events=self.events, ffmpeg=ffmpeg,
+            self._store, paths, config=self.settings.snapshot, events=self.events, ffmpeg=ffmpeg,
             make_interpolator=self._make_interpolator, convert=convert, prepare=self._prepare_engine,
-            check_settings=self._settings_check, resettle=self._resettle,
+            check_settings=self.settings.problems, resettle=self._resettle,
         )
         if farm is not None:
             services = replace(services, check_farm=farm.problem, slots=farm.slots)
         worker = self.worker = Worker(services)
         self.control = DaemonControl(store=self._store, worker=worker, event_log=self.event_log, farm=farm,
-                                     request_stop=self.request_stop)
+                                     request_stop=self.request_stop, look_again=self.settings.look_again)
         self.worker.recover()
         if self.worker.pauses.user:
             logger.warning("paused since before the restart; `midframe resume` to continue")
+        self.settings.vet()  # here, before the threads; from now on the housekeeping loop's alone
         self.worker.check_settings(config)
         self.server = self._control_server(config, self.control)
         url = self.server.start()
@@ -175,7 +179,7 @@ class Daemon:
         daemon = config.daemon
         scanner = InboxScanner(
             paths.inbox, on_arrival=Arrivals(self._store, worker, inbox=paths.inbox, ffmpeg=ffmpeg,
-                                             profiles=lambda: self.settings.current().profiles),
+                                             profiles=lambda: self.settings.snapshot().profiles),
             extensions=daemon.extensions,
             settle_seconds=daemon.settle_seconds, recursive=daemon.recursive, subfolders=config.profiles,
             excluded=self._own_folders(),
@@ -220,7 +224,7 @@ class Daemon:
 
         for stale in remove_stale_uploads([self.paths.inbox, *self.profile_folders]):
             logger.info("removed {}, left by an upload that was cut short", stale)
-        dashboard = Dashboard(control, sessions=Sessions(), config=self.settings.current, inbox=self.paths.inbox,
+        dashboard = Dashboard(control, sessions=Sessions(), config=self.settings.snapshot, inbox=self.paths.inbox,
                               assets=load_assets(), unseen=control.unseen_failures)
         return ControlServer(control, token=new_token(self.paths.state_dir), port=config.daemon.api_port,
                              host=config.daemon.api_host, web=dashboard)
@@ -283,9 +287,10 @@ class Daemon:
     # --- config and engine ----------------------------------------------------------------------
 
     def _notification_settings(self) -> NotificationsConfig:
-        return self.settings.current_cached().notifications
+        return self.settings.snapshot().notifications
 
     def reload_config(self) -> Config:
+        """SIGHUP's re-read; the housekeeping loop's (``settings`` has one owner)."""
         return self.settings.reload()
 
     def _vet(self, config: Config) -> list[str]:
@@ -294,18 +299,24 @@ class Daemon:
     def _in_force_works(self) -> bool:
         return self.worker is None or self.worker.pauses.get(SETTINGS) is None
 
+    def _settings_changed(self) -> None:
+        """A new config or verdict is installed: the pauses that wait for one lift (or reword) now."""
+        if self.worker is not None:
+            self.worker.recheck_pauses()
+
     def _prepare_engine(self) -> None:
         """Fetch the weights the configured engine runs with (rife's, auto's) if they are missing, before
         the first job; the registry says which."""
         from midframe.engine import weights_providers
 
-        for provider in weights_providers(self.settings.current().engine.name).values():
+        for provider in weights_providers(self.settings.snapshot().engine.name).values():
             provider.ensure(self.paths.models_dir)
+        self.settings.look_again()  # a pause for missing weights lifts at the housekeeping loop's next look
 
     def _make_interpolator(self, settings: EngineConfig) -> Any:
         from midframe.engine import create_interpolator, engine_chosen
 
-        fallback = not engine_chosen(self.settings.current_cached().engine)
+        fallback = not engine_chosen(self.settings.snapshot().engine)
         return create_interpolator(settings, models_dir=self.paths.models_dir, fallback=fallback)
 
     def _resettle(self, path: Path, quiet_s: float) -> None:

@@ -1,5 +1,11 @@
-"""The config the daemon runs with, re-read between jobs when the file changes (and on SIGHUP); the
-file is watched also when it did not exist at the start. Each reload is logged with what changed.
+"""The config the daemon runs with, re-read when the file changes (and on SIGHUP); the file is watched
+also when it did not exist at the start. Each reload is logged with what changed.
+
+One owner reads and vets it: the daemon's housekeeping loop (``midframe.daemon.startup``) calls
+``refresh`` at every heartbeat and ``reload`` on SIGHUP. Every other thread (the worker between jobs,
+the watcher, the control API's, the farm's monitor) reads the immutable snapshot installed last, so no
+request or arrival ever waits on a trial encode or a torch import, and a job keeps the config it
+started with.
 
 Engine, output, resume, notification and per-job daemon settings (on_success, max_attempts,
 min_free_mb, stalled_copy_seconds) apply from the next job on; folders, the watcher's settings and the
@@ -15,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from loguru import logger
@@ -92,9 +99,19 @@ def _summary(changes: list[str]) -> str:
             + (f" and {more} more" if more > 0 else ""))
 
 
+@dataclass(frozen=True)
+class _Installed:
+    config: Config
+    problems: tuple[str, ...]  # the last vet's verdict on ``config`` (empty until it is vetted)
+
+
 class ConfigSource:
-    """The current config; ``current()`` re-reads the file when its mtime or size changed, also when
-    it did not exist before (a file written after the start is taken like an edit)."""
+    """The config in force, and its one owner. Any thread reads the snapshot installed last
+    (``snapshot()``, ``problems()``): never the file, never a vet. Only the owner, the daemon's
+    housekeeping loop (and start-up, before the threads), reads the file and vets: ``refresh`` when the
+    file's mtime or size changed (also when it did not exist before: a file written after the start is
+    taken like an edit), ``reload`` on SIGHUP, ``vet`` for the config in force. Each new config or
+    verdict it installs is told to ``on_change`` (the worker looks at its pauses again)."""
 
     def __init__(
         self,
@@ -104,22 +121,28 @@ class ConfigSource:
         vet: Callable[[Config], list[str]] = lambda config: [],
         in_force_works: Callable[[], bool] = lambda: True,
         on_refused: Callable[[str], None] = lambda text: None,
+        on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
         retry_s: float = RETRY_REFUSED_S,
     ) -> None:
         self.path = Path(path) if path is not None else None
-        self._config = config
+        self._installed = _Installed(config, ())
         self._vet = vet
         self._in_force_works = in_force_works
         self._on_refused = on_refused
+        self._on_change = on_change
         self._clock = clock
         self._retry_s = retry_s
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the owner's calls, one at a time (start-up's vet, then the loop's)
         self._stamp = self._file_stamp()
         # An edit refused because it cannot work here is vetted again now and then: what it needs may
         # arrive without the file changing (`midframe models fetch`, a GPU back).
         self._refused: str | None = None
         self._retry_at = float("inf")
+        # So is the config in force while the daemon is paused for it (``in_force_works`` false), and
+        # at the next look once someone asks (``look_again``).
+        self._revet_at = float("-inf")
+        self._asked = threading.Event()
 
     def _file_stamp(self) -> tuple[int, int] | None:
         if self.path is None:
@@ -130,47 +153,93 @@ class ConfigSource:
             return None
         return (info.st_mtime_ns, info.st_size)
 
-    def current_cached(self) -> Config:
-        return self._config
+    # --- any thread ------------------------------------------------------------------------------
 
-    def current(self) -> Config:
-        if self.path is not None and (self._file_stamp() != self._stamp or self._clock() >= self._retry_at):
-            return self._reload(asked=False)
-        return self._config
+    def snapshot(self) -> Config:
+        """The config in force: changed only by the owner's ``refresh``/``reload``."""
+        return self._installed.config
+
+    def problems(self, config: Config | None = None) -> list[str]:
+        """The last verdict on the config in force (``config``, when given, is that one: the worker asks
+        about the snapshot it read); the owner keeps it fresh while the daemon is paused for it."""
+        return list(self._installed.problems)
+
+    def look_again(self) -> None:
+        """Ask the owner to vet the config in force at its next look if the daemon is paused for it (a
+        person resumed; the engine's weights were just fetched). Returns at once: the vet is the owner's."""
+        self._asked.set()
+
+    # --- the owner (the housekeeping loop) ---------------------------------------------------------
+
+    def vet(self) -> list[str]:
+        """Vet the config in force now (at start-up); the verdict ``problems()`` reads from then on."""
+        with self._lock:
+            changed = self._judge(self._clock())
+        if changed:
+            self._on_change()
+        return self.problems()
+
+    def refresh(self, now: float | None = None) -> Config:
+        """The housekeeping loop's look: re-read the file if it changed (or a refused edit is due to be
+        vetted again); while the daemon is paused for the config in force, vet that one every
+        ``retry_s``. Returns the config in force."""
+        now = self._clock() if now is None else now
+        if self.path is not None and (self._file_stamp() != self._stamp or now >= self._retry_at):
+            return self._reload(asked=False, now=now)
+        if self._in_force_works():
+            self._revet_at = float("-inf")  # a pause for it later is looked into at once
+            self._asked.clear()
+        elif now >= self._revet_at or self._asked.is_set():
+            self._asked.clear()
+            with self._lock:
+                changed = self._judge(now)
+            if changed:
+                self._on_change()
+        return self.snapshot()
 
     def reload(self) -> Config:
         """Read the file now (SIGHUP), and say so even when nothing changed."""
-        return self._reload(asked=True)
+        return self._reload(asked=True, now=self._clock())
 
-    def _reload(self, *, asked: bool) -> Config:
+    def _judge(self, now: float) -> bool:
+        """Vet the config in force (with the lock held); whether the verdict changed."""
+        installed = self._installed
+        problems = tuple(self._vet(installed.config))
+        self._revet_at = now + self._retry_s
+        self._installed = _Installed(installed.config, problems)
+        return problems != installed.problems
+
+    def _reload(self, *, asked: bool, now: float) -> Config:
         with self._lock:
+            old = self._installed.config
             if self.path is None:
                 if asked:
                     logger.info("config not reloaded: the daemon was started without a config file")
-                return self._config
-            stamp = self._file_stamp()
-            if not asked and stamp == self._stamp and self._clock() < self._retry_at:
-                return self._config  # another thread took this change already
-            self._stamp = stamp
+                return old
+            stamp = self._stamp = self._file_stamp()
             if stamp is None:
                 logger.info("config file {} is not there (any more); the settings in force are kept", self.path)
-                return self._config
+                self._refused, self._retry_at = None, float("inf")  # nothing left to retry: said once
+                return old
             try:
                 fresh = load_config(self.path)
             except ConfigError as exc:
+                self._refused, self._retry_at = None, float("inf")  # the file must change first: said once
                 logger.error("config not reloaded, keeping the last good one: {}", exc)
                 self._on_refused(f"config not reloaded: {exc}")
-                return self._config
+                return old
             problems = self._vet(fresh)
             if problems and self._in_force_works():
                 text = "; ".join(problems)
                 if text != self._refused:
                     logger.error("config not reloaded, keeping the last good one: {}", text)
                     self._on_refused(f"config not reloaded, the last good one is kept: {text}")
-                self._refused, self._retry_at = text, self._clock() + self._retry_s
-                return self._config
+                self._refused, self._retry_at = text, now + self._retry_s
+                return old
             self._refused, self._retry_at = None, float("inf")
-            old, self._config = self._config, fresh
+            self._revet_at = now + self._retry_s
+            self._installed = _Installed(fresh, tuple(problems))
+        self._on_change()
         changes = config_changes(old, fresh)
         fixed = [key for key in RESTART_KEYS if _value(old, key) != _value(fresh, key)]
         later = [change for change in changes if not _under(change.split(" ")[0], RESTART_KEYS)]

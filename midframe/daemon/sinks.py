@@ -15,6 +15,7 @@ from collections.abc import Callable
 from loguru import logger
 
 from midframe.daemon.jobs.events import Event
+from midframe.loop_thread import QueueThread
 
 Deliver = Callable[[Event], None]
 
@@ -30,7 +31,7 @@ class QueuedSink:
         self._wanted = wanted
         self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=capacity)
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._thread: QueueThread[Event] | None = None
         self._closed = False
 
     def __call__(self, event: Event) -> None:
@@ -40,19 +41,18 @@ class QueuedSink:
             if self._closed:
                 return
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread = QueueThread(self._queue, self._deliver_one, name=self.name)
                 self._thread.start()
         try:
             self._queue.put_nowait(event)
         except queue.Full:
             logger.warning("{}: still busy with earlier events; dropping {!r}", self.name, event.title)
 
-    def _run(self) -> None:
-        while (event := self._queue.get()) is not None:
-            try:
-                self._deliver(event)
-            except Exception:  # one bad delivery must not end the thread that serves every later event
-                logger.exception("{}: delivering {!r} failed", self.name, event.title)
+    def _deliver_one(self, event: Event) -> None:
+        try:
+            self._deliver(event)
+        except Exception:  # the thread goes on either way; this line names the event that failed
+            logger.exception("{}: delivering {!r} failed", self.name, event.title)
 
     def close(self, timeout: float) -> bool:
         """Deliver what is queued, for at most ``timeout`` seconds; False if that was not enough (the

@@ -3,11 +3,13 @@ service do it (the start-up half of the composition root).
 
 ``start_daemon`` loads the config, sets up logging (stderr and the log file, or the file alone for a
 service), picks the service manager's listener (systemd from the environment), builds and starts the
-daemon and records its state dir for clients (``locate``). ``serve`` is the housekeeping loop until
-a stop is asked for: signal flags turned into requests, config reloads, status lines, a look at the
-job database's file, and the watchdog keep-alive, sent only while the worker is not stuck (``liveness``). ``finish`` stops the
-daemon after its current batch and removes the record. Whoever owns the main thread decides where
-``serve`` runs: on it (`watch`, the service's thread), or on a thread of its own beside the tray.
+daemon and records its state dir for clients (``locate``). :class:`Housekeeping` is the housekeeping
+loop until a stop is asked for: signal flags turned into requests, config reloads (it alone reloads
+and vets the config; every other thread reads the snapshot), status lines, a look at the job
+database's file, and the watchdog keep-alive, sent only while the worker is not stuck (``liveness``).
+``finish`` stops the daemon after its current batch and removes the record. Whoever owns the main
+thread decides where the loop runs: on it (``serve``: `watch`, the service's thread), or on a thread
+of its own beside the tray.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from midframe.daemon.jobs.liveness import StuckWatch
 from midframe.daemon.lifecycle import LifecycleListener, NoLifecycle
 from midframe.daemon.root import Daemon, build_daemon
 from midframe.log import configure_logging
+from midframe.loop_thread import LoopThread
 from midframe.sentences import format_duration
 from midframe.signals import SignalFlags, install_signals
 
@@ -53,7 +56,7 @@ def start_daemon(
     """Load the config, set up logging, build and start the daemon, record its state dir. Raises what
     start-up raises (``ConfigError``, ``AlreadyRunning``...), with nothing left running."""
     daemon = build_daemon(config_path, lifecycle=lifecycle or service_lifecycle())
-    config = daemon.settings.current_cached()
+    config = daemon.settings.snapshot()
     configure_logging(level=config.logging.level, log_dir=daemon.paths.log_dir, stderr=log_to_stderr)
     daemon.start()
     daemon.pointer = pointer or locate.pointer_path()
@@ -99,6 +102,65 @@ def _worker_running(daemon: Daemon) -> bool:
     return daemon.worker is None or not daemon.worker.join(0)
 
 
+class Housekeeping(LoopThread):
+    """The daemon's housekeeping loop, one iteration every ``tick_s`` until a stop is asked for (signal,
+    API, ``request_stop``): signal flags turned into requests, SIGHUP's reload, the config file looked at
+    (the one place that reloads and vets it: ``ConfigSource``'s owner), and every ``heartbeat_s`` a look
+    at the job database's file, the status line and the watchdog keep-alive. Says ``stopping`` as it
+    ends. Runs on a thread of its own (``start``) or on the caller's (``run``)."""
+
+    def __init__(
+        self,
+        served: Daemon,
+        *,
+        flags: SignalFlags | None = None,
+        watch: StuckWatch | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        heartbeat_s: float = HEARTBEAT_S,
+        tick_s: float = TICK_S,
+    ) -> None:
+        super().__init__(name="midframe-daemon-loop", period_s=tick_s, daemon=False, clock=clock)
+        self.served = served
+        self._flags = flags
+        self._watch = watch or StuckWatch()
+        self._stalls = StallNews(served.events.stalled)
+        self._heartbeat_s = heartbeat_s
+        self._next_beat = float("-inf")
+
+    def should_keep_running(self) -> bool:
+        return super().should_keep_running() and not self.served.stop_requested
+
+    def stop(self) -> None:
+        super().stop()
+        self.served.request_stop()
+
+    def wait(self, timeout: float) -> None:
+        self.served.wait(timeout)  # cut short by a stop or reload request
+
+    def iterate(self, now: float) -> None:
+        daemon, flags = self.served, self._flags
+        if flags is not None:
+            if flags.stop:
+                daemon.request_stop()
+            if flags.take_reload():
+                daemon.request_reload()
+        if daemon.stop_requested:
+            return
+        if daemon.take_reload_request():
+            daemon.lifecycle.reloading()
+            daemon.reload_config()
+            daemon.lifecycle.ready()
+        daemon.settings.refresh(now)  # an edit is taken (and logged) here, never on the thread that reads it
+        if now >= self._next_beat:
+            self._next_beat = now + self._heartbeat_s
+            daemon.check_store()
+            _beat(daemon, self._watch, self._stalls, now)
+
+    def on_thread_stop(self) -> None:
+        logger.info("stopping after the current batch")
+        self.served.lifecycle.stopping()
+
+
 def serve(
     daemon: Daemon,
     *,
@@ -108,32 +170,8 @@ def serve(
     heartbeat_s: float = HEARTBEAT_S,
     tick_s: float = TICK_S,
 ) -> None:
-    """Look after a started daemon until a stop is asked for (signal, API, ``request_stop``), then
-    say ``stopping``. ``finish()`` afterwards."""
-    watch = watch or StuckWatch()
-    stalls = StallNews(daemon.events.stalled)
-    lifecycle = daemon.lifecycle
-    next_beat = clock()
-    while True:
-        if flags is not None:
-            if flags.stop:
-                daemon.request_stop()
-            if flags.take_reload():
-                daemon.request_reload()
-        if daemon.wait(tick_s):
-            break
-        if daemon.take_reload_request():
-            lifecycle.reloading()
-            daemon.reload_config()
-            lifecycle.ready()
-        now = clock()
-        if now >= next_beat:
-            next_beat = now + heartbeat_s
-            daemon.settings.current()  # an edit is taken (and logged) now, not only when a job starts
-            daemon.check_store()
-            _beat(daemon, watch, stalls, now)
-    logger.info("stopping after the current batch")
-    lifecycle.stopping()
+    """The housekeeping loop on this thread, until a stop is asked for. ``finish()`` afterwards."""
+    Housekeeping(daemon, flags=flags, watch=watch, clock=clock, heartbeat_s=heartbeat_s, tick_s=tick_s).run()
 
 
 def _beat(daemon: Daemon, watch: StuckWatch, stalls: StallNews, now: float) -> None:

@@ -26,6 +26,7 @@ from watchdog.observers.polling import PollingObserver
 
 from midframe.errors import StoreUnwritable
 from midframe.fs.incoming import is_partial_name, is_video_name, open_for_writing
+from midframe.loop_thread import LoopThread
 from midframe.regular import kind_of, open_regular
 
 Arrival = Callable[[Path, os.stat_result], None]
@@ -295,17 +296,17 @@ class InboxWatcher:
         self.rescan_seconds = rescan_seconds
         self.tick_seconds = tick_seconds
         self._clock = clock
-        self._stop = threading.Event()
         self._observer: BaseObserver | None = None
-        self._thread: threading.Thread | None = None
+        self._next_rescan = float("-inf")
+        self._thread = LoopThread(name="midframe-watcher", period_s=tick_seconds, iterate=self.iterate,
+                                  daemon=False, clock=clock)
 
     def should_keep_running(self) -> bool:
-        return not self._stop.is_set()
+        return self._thread.should_keep_running()
 
     def start(self) -> None:
         self.scanner.inbox.mkdir(parents=True, exist_ok=True)
         self._observer = self._start_observer()
-        self._thread = threading.Thread(target=self._run, name="midframe-watcher")
         self._thread.start()
 
     def _start_observer(self) -> BaseObserver:
@@ -323,27 +324,21 @@ class InboxWatcher:
             return observer
         raise OSError(f"cannot watch {self.scanner.inbox}")
 
-    def _run(self) -> None:
-        next_rescan = self._clock()
-        while self.should_keep_running():
-            now = self._clock()
-            try:
-                if now >= next_rescan:
-                    self.scanner.rescan(now=now)
-                    next_rescan = now + self.rescan_seconds
-                self.scanner.poll(now=now)
-            except Exception:
-                logger.exception("inbox watcher: unexpected error; carrying on")
-            self._stop.wait(self.tick_seconds)
+    def iterate(self, now: float) -> None:
+        """One round of the settle loop: a rescan when one is due, then the files that settled."""
+        if now >= self._next_rescan:
+            self.scanner.rescan(now=now)
+            self._next_rescan = now + self.rescan_seconds
+        self.scanner.poll(now=now)
 
     def resettle(self, path: Path, quiet_s: float = 0.0) -> None:
         """The worker found ``path`` still arriving: settle it again (see ``InboxScanner.resettle``)."""
         self.scanner.resettle(path, now=self._clock(), quiet_s=quiet_s)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._thread.stop()
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)
-        if self._thread is not None:
+        if self._thread.is_alive():
             self._thread.join(timeout=5)

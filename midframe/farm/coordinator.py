@@ -27,6 +27,7 @@ from midframe.engine.job import PipelineReport
 from midframe.errors import FarmUnavailable
 from midframe.farm.renderer import KEY_PREFIX, JobRenderer
 from midframe.farm.slots import SLOT, task_resources
+from midframe.loop_thread import LoopThread
 
 MONITOR_S = 2.0
 CONNECT_TIMEOUT_S = 5.0
@@ -61,20 +62,18 @@ class FarmCoordinator:
                                        "problem": f"connecting to {scheduler}"}
         self._slots = 0
         self._live: dict[str, Counter[str]] = {}
-        self._stop = threading.Event()
         self._connected = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._monitor = LoopThread(name="midframe-farm", period_s=MONITOR_S, iterate=lambda now: self._refresh())
 
     # --- connection --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._monitor, name="midframe-farm", daemon=True)
-        self._thread.start()
+        self._monitor.start()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
+        self._monitor.stop()
+        if self._monitor.is_alive():
+            self._monitor.join(timeout=15)
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
@@ -83,12 +82,8 @@ class FarmCoordinator:
             except Exception as exc:  # closing a client whose scheduler is gone
                 logger.debug("closing the farm client: {}", exc)
 
-    def _monitor(self) -> None:
-        while not self._stop.is_set():
-            self._refresh()
-            self._stop.wait(MONITOR_S)
-
     def _refresh(self) -> None:
+        """One round of the monitor: (re)connect, then read the workers and what they are doing."""
         was = self._connected.is_set()
         client = self._client
         if client is not None and client.status not in ("running", "connecting"):
