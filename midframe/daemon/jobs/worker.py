@@ -36,6 +36,7 @@ from midframe.daemon.jobs.store_pause import store_pause
 from midframe.daemon.store.records import Job
 from midframe.errors import MediaError, StoreUnwritable
 from midframe.fs import folders
+from midframe.loop_thread import LoopThread
 
 __all__ = ["Convert", "JobServices", "MakeInterpolator", "Worker"]
 
@@ -63,7 +64,7 @@ class Worker:
         self._clock = services.clock
         self._moves_at = float("-inf")
         self._stranded: dict[int, Job] = {}  # stopped by an unwritable store, still running on record
-        self._idle_wait_s = idle_wait_s
+        self.idle_wait_s = idle_wait_s
         self._lock = threading.Lock()
         self._claimed = 0  # jobs claimed and not yet finished (a claimed job is running before it is under way)
         self._job_threads: list[threading.Thread] = []
@@ -72,31 +73,28 @@ class Worker:
     # --- the thread ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        # A daemon thread: a pipeline that ignores the stop request must not keep the process alive.
-        self._thread = threading.Thread(target=self._run, name="midframe-worker", daemon=True)
+        self._thread = _WorkerLoop(self)
         self._thread.start()
 
-    def _run(self) -> None:
+    def _prepare(self) -> None:
+        """Before the first job, on the worker's thread: fetch what the engine needs (its weights)."""
         prepare = self.services.prepare
-        if prepare is not None:
-            try:
-                prepare()
-            except Exception:
-                logger.exception("preparing the engine failed; the settings check says what is missing")
-            if self.pauses.recheck(self._config(), force=True):
-                self._after_lift()
-        while not self.underway.stopping:
-            try:
-                worked = self.run_once()
-            except Exception:
-                logger.exception("worker: unexpected error between jobs; carrying on")
-                worked = False
-            if not worked:
-                self._wake.wait(self._idle_wait_s)
-                self._wake.clear()
+        if prepare is None:
+            return
+        try:
+            prepare()
+        except Exception:
+            logger.exception("preparing the engine failed; the settings check says what is missing")
+        if self.pauses.recheck(self._config(), force=True):
+            self._after_lift()
 
     def wake(self) -> None:
         self._wake.set()
+
+    def idle(self, timeout: float) -> None:
+        """Wait for work: until ``wake()`` or ``timeout`` seconds."""
+        self._wake.wait(timeout)
+        self._wake.clear()
 
     def request_stop(self) -> None:
         """Stop after the current batch; the job goes back to the queue and resumes at the next start."""
@@ -325,3 +323,28 @@ class Worker:
         jobs = self.store.jobs()
         self.finisher.remove_stale_work({job.id for job in jobs if job.state in ("queued", "running")})
         self.finisher.recover_moves(jobs, config)
+
+
+class _WorkerLoop(LoopThread):
+    """The worker's thread: one claim (``Worker.run_once``) per iteration, straight on while there is
+    work, else a wait that a wake (a new file, a resume, a stop) cuts short."""
+
+    def __init__(self, worker: Worker) -> None:
+        # A daemon thread: a pipeline that ignores the stop request must not keep the process alive.
+        super().__init__(name="midframe-worker", period_s=worker.idle_wait_s, daemon=True)
+        self._worker = worker
+        self._worked = False
+
+    def should_keep_running(self) -> bool:
+        return super().should_keep_running() and not self._worker.underway.stopping
+
+    def on_thread_start(self) -> None:
+        self._worker._prepare()
+
+    def iterate(self, now: float) -> None:
+        self._worked = False
+        self._worked = self._worker.run_once()
+
+    def wait(self, timeout: float) -> None:
+        if not self._worked:
+            self._worker.idle(timeout)
