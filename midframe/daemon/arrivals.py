@@ -5,11 +5,14 @@ The early look (``engine.probe.sniff``: the header only, never a file still bein
 watcher hands on only settled files) fails a file that is plainly not a video now, through the same
 outcome table as any job (``Worker.fail_early``), instead of when its turn comes behind a long job.
 What this look cannot tell (a damaged middle, a wrong frame count) the job's full probe still finds.
+In the daemon the looks run on a thread of their own (``start``): ffprobe on a slow share can take up to
+its deadline, and the watcher must not stop settling other files meanwhile.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from midframe.daemon.profiles import profile_of
 from midframe.daemon.store.records import JobStore
 from midframe.errors import MediaError, TransientError
 from midframe.fs.identity import Fingerprint, Identity
+from midframe.loop_thread import QueueThread
 
 
 def _sniff(path: Path, *, ffmpeg: Any) -> None:
@@ -41,6 +45,18 @@ class Arrivals:
         self._ffmpeg = ffmpeg
         self._profiles = profiles
         self._sniff = sniff
+        self._looks: queue.Queue[tuple[int, Path] | None] = queue.Queue()
+        self._thread: QueueThread[tuple[int, Path]] | None = None
+
+    def start(self) -> None:
+        """Look at settled files on a thread of their own from now on (else on the caller's)."""
+        self._thread = QueueThread(self._looks, lambda item: self.early_verdict(*item), name="midframe-early-look")
+        self._thread.start()
+
+    def close(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._looks.put(None)
+            self._thread.join(timeout)
 
     def __call__(self, path: Path, info: os.stat_result) -> None:
         store = self._store
@@ -49,7 +65,7 @@ class Arrivals:
             if known.state == "queued" and known.not_before is not None:
                 store.resettled(known.id, size=info.st_size, mtime=info.st_mtime, fingerprint=known.fingerprint,
                                 identity=Identity.of(info).text())
-                self.early_verdict(known.id, path)
+                self._look(known.id, path)
                 self._worker.wake()
             return
         try:
@@ -70,8 +86,14 @@ class Arrivals:
             # file that changed while its earlier job was converted).
             store.resettled(job.id, size=info.st_size, mtime=info.st_mtime, fingerprint=print_, identity=identity)
             logger.info("job {}: {} settled again ({:.1f} MB)", job.id, job.relpath, info.st_size / 1e6)
-        self.early_verdict(job.id, path)
+        self._look(job.id, path)
         self._worker.wake()
+
+    def _look(self, job_id: int, path: Path) -> None:
+        if self._thread is None:
+            self.early_verdict(job_id, path)
+        else:
+            self._looks.put((job_id, path))
 
     def early_verdict(self, job_id: int, path: Path) -> None:
         """One look at the header of ``path``, which just settled; a non-video's job fails now."""

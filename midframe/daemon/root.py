@@ -104,6 +104,7 @@ class Daemon:
         self.worker: Worker | None = None
         self.control: DaemonControl | None = None
         self.watcher: InboxWatcher | None = None
+        self.arrivals: Arrivals | None = None
         self.server: ControlServer | None = None
         self.farm: FarmLink | None = None  # with farm.scheduler set
         self.profile_folders: list[Path] = []
@@ -177,9 +178,11 @@ class Daemon:
         url = self.server.start()
         write_control_file(paths.state_dir, url)
         daemon = config.daemon
+        self.arrivals = Arrivals(self._store, worker, inbox=paths.inbox, ffmpeg=ffmpeg,
+                                 profiles=lambda: self.settings.snapshot().profiles)
+        self.arrivals.start()
         scanner = InboxScanner(
-            paths.inbox, on_arrival=Arrivals(self._store, worker, inbox=paths.inbox, ffmpeg=ffmpeg,
-                                             profiles=lambda: self.settings.snapshot().profiles),
+            paths.inbox, on_arrival=self.arrivals,
             extensions=daemon.extensions,
             settle_seconds=daemon.settle_seconds, recursive=daemon.recursive, subfolders=config.profiles,
             excluded=self._own_folders(),
@@ -267,6 +270,8 @@ class Daemon:
                 logger.error("the current job did not stop within {:.0f} s; it resumes at the next start", timeout)
         if self.watcher is not None:
             self.watcher.stop()
+        if self.arrivals is not None:
+            self.arrivals.close(SINK_CLOSE_S)
         if self.farm is not None:
             self.farm.close()
         if self.server is not None:
