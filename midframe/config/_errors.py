@@ -127,7 +127,7 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], *, root: type[BaseModel
     """One line per key in error: ``SOURCE: KEY = VALUE (line L, column C): what to write instead``,
     in the file's order."""
     lines: list[tuple[tuple[float, float], str]] = []
-    by_key: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    by_key: dict[tuple[Any, ...], tuple[Any, FieldInfo | None, list[Mapping[str, Any]]]] = {}
     for error in errors:
         if error["type"] == "extra_forbidden":
             loc = error["loc"]
@@ -136,9 +136,9 @@ def describe_errors(errors: Sequence[Mapping[str, Any]], *, root: type[BaseModel
             lines.append((_order(locate, loc, True), f"{source}: unknown key {_dotted(loc)!r}"
                                                      f"{_where(locate, loc, at_key=True)}; allowed here: {', '.join(known_keys)}"))
             continue
-        by_key.setdefault(_walk(root, error["loc"])[0], []).append(error)
-    for keys, group in by_key.items():
-        _, annotation, field = _walk(root, keys)
+        keys, annotation, field = _walk(root, error["loc"])
+        by_key.setdefault(keys, (annotation, field, []))[2].append(error)
+    for keys, (annotation, field, group) in by_key.items():
         kept = [error for error in group if error["type"] in _KEEP_MESSAGE]
         if kept:  # a bound or a validator's own sentence says more than the list of types
             message = kept[0]["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
