@@ -88,7 +88,6 @@ def stage_of(argv: list[str]) -> str:
 
 def parse_traces(trace_dir: Path, source_names: set[str]) -> list[tuple[str, int, int]]:
     """(stage, runs, bytes read from a path whose name is in ``source_names``), per stage."""
-    labels: dict[int, str] = {}
     parents: dict[int, int] = {}
     reads: dict[int, int] = defaultdict(int)
     execs: dict[int, list[str]] = {}
@@ -122,10 +121,6 @@ def parse_traces(trace_dir: Path, source_names: set[str]) -> list[tuple[str, int
         stage, process = label(tid)
         totals[stage] += count
         runs[stage].add(process)
-    for tid in execs:
-        stage, process = label(tid)
-        if stage in totals:
-            runs[stage].add(process)
     return sorted(((stage, len(runs[stage]), totals[stage]) for stage in totals), key=lambda row: -row[2])
 
 
@@ -184,7 +179,7 @@ def run_oneshot(source: Path, folder: Path, engine: str) -> Path:
 
 
 def table(rows: list[tuple[str, int, int]], size: int) -> str:
-    lines = ["| stage / process | runs | bytes read from the source | x file size |", "|---|---:|---:|---:|"]
+    lines = ["| stage / process | runs that read it | bytes read from the source | x file size |", "|---|---:|---:|---:|"]
     for stage, runs, count in rows:
         lines.append(f"| {stage} | {runs} | {count:,} | {count / size:.2f} |")
     total = sum(count for _, _, count in rows)
