@@ -10,7 +10,7 @@ seconds per job outside the model (``model_s``: inside the interpolator's calls;
 includes loading the compiled graph from the cache, shown as its own column, "graph load", estimated as
 the first batch's time less a later batch's).
 
-    python benchmarks/daemon_job.py                 # rife, 30 frames, 4 jobs
+    python benchmarks/daemon_job.py                 # rife, 30 frames, 4 jobs (the README table)
     python benchmarks/daemon_job.py --engine dis --frames 40
 """
 
@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
