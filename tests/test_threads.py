@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,15 +12,19 @@ from midframe.engine.interpolators import create_interpolator
 from midframe.engine.pipeline import batch_size_for, thread_plan_for
 from midframe.engine.probe import probe
 from midframe.engine.reader import FrameReader
-from midframe.engine.threads import ThreadPlan, plan_threads
+from midframe.engine.threads import ENCODE_NICE, ThreadPlan, plan_threads
 from midframe.engine.writer import EncodeSpec
 from tests.media import make_clip
 
 
 def test_a_model_that_fills_the_cores_leaves_ffmpeg_and_opencv_one_thread_each() -> None:
-    assert plan_threads(cores=2, model_threads=2) == ThreadPlan(decode=1, encode=1, opencv=1)
-    assert plan_threads(cores=8, model_threads=4) == ThreadPlan(decode=4, encode=4, opencv=4)
-    assert plan_threads(cores=2, model_threads=2, model_uses_opencv=True) == ThreadPlan(1, 1, None)
+    # The encoder: a thread per core below the model's priority, so that its lookahead's last frames
+    # are done at full speed once the model is done (one thread, at the model's priority, without nice).
+    nice, encode = (ENCODE_NICE, 2) if hasattr(os, "setpriority") else (0, 1)
+    assert plan_threads(cores=2, model_threads=2) == ThreadPlan(decode=1, encode=encode, opencv=1, encode_nice=nice)
+    assert plan_threads(cores=8, model_threads=4) == ThreadPlan(decode=4, encode=4 * encode, opencv=4,
+                                                                encode_nice=nice)
+    assert plan_threads(cores=2, model_threads=2, model_uses_opencv=True) == ThreadPlan(1, encode, None, nice)
     assert plan_threads(cores=2, model_threads=0) == ThreadPlan(None, None, None)  # GPU or blend: defaults
 
 

@@ -174,6 +174,17 @@ def _widen_pipe(fd: int) -> None:
         pass
 
 
+def _lower_priority(pid: int, increment: int) -> None:
+    """Run child ``pid`` ``increment`` nice levels below this process. Set on its main thread right
+    after it starts, before it has read any input: the threads it starts later (an encoder's) inherit it."""
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + increment))
+    except OSError:  # gone already, or not allowed: it runs at our priority
+        pass
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the child's whole process group (it leads one: see process_group_options); a stopped
     child dies of it too."""
@@ -208,6 +219,7 @@ class FFmpegProcess:
         name: str = "ffmpeg",
         children: Children | None = None,
         title: str | None = None,
+        nice: int = 0,
     ) -> None:
         self.cmd = list(cmd)
         self.title = title or Path(self.cmd[0]).name
@@ -221,6 +233,8 @@ class FFmpegProcess:
             bufsize=0,
             **process_group_options(),
         )
+        if nice:
+            _lower_priority(self._proc.pid, nice)
         for pipe in (self._proc.stdin, self._proc.stdout):
             if pipe is not None:
                 _widen_pipe(pipe.fileno())

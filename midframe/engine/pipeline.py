@@ -78,7 +78,7 @@ def _render(
     reader = frame_reader(info, job.plan, ffmpeg=ffmpeg, start=first_source(job.timeline, start, job.engine),
                           threads=threads.decode)
     sink = SegmentSink(work_dir=work_dir, manifest=job.manifest, plan=job.plan, timeline=job.timeline,
-                       start=start, ffmpeg=ffmpeg, threads=threads.encode)
+                       start=start, ffmpeg=ffmpeg, threads=threads.encode, nice=threads.encode_nice)
     return run_frames(timeline=job.timeline, start=start, engine=job.engine, interpolator=interpolator,
                       reader=reader, sink=sink, control=control, on_progress=on_progress)
 
@@ -141,11 +141,15 @@ def run_frames(
         cv2.setNumThreads(opencv_threads)
         interpolator.on_preparing = None
     decoder.stop()
+    finishing = time.perf_counter()
     encoder.finish()
+    finish_s = time.perf_counter() - finishing  # the encoder's work left when the model is done
     waits: dict[str, Any] = {
         "decode_wait_s": round(decoder.wait_s, 3), "encode_wait_s": round(encoder.wait_s, 3),
         "batch_size": batch_size,
-        "threads": {"decode": threads.decode, "encode": threads.encode, "opencv": threads.opencv},
+        "threads": {"decode": threads.decode, "encode": threads.encode, "opencv": threads.opencv,
+                    "encode_nice": threads.encode_nice},
+        "encode_finish_s": round(finish_s, 3),
     }
     if interpolator.backend:
         waits["backend"] = interpolator.backend

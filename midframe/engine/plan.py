@@ -20,6 +20,7 @@ necessarily source frame k.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -313,6 +314,9 @@ def make_plan(
     container = _choose_container(info, output, requested, encoder)
     bitstream_filter = formats.join_bitstream_filter(formats.codec_of_encoder(encoder), container)
     check = Preflight(work_dir, container, ffmpeg)
+    # The other streams' trial muxes read the source and owe nothing to the video's trials: both at once.
+    trying_streams = ThreadPoolExecutor(max_workers=1, thread_name_prefix="midframe-preflight")
+    tried_streams = trying_streams.submit(_plan_streams, info, container, check)
     try:
         keep_rotation = True
         spec = _encode_spec(info, output, encoder=encoder, container=container, fps=timeline.fps_out,
@@ -337,11 +341,12 @@ def make_plan(
             error = check.encode(spec)
             if error:
                 raise _encode_refusal(info, spec, output, error, check)
-        streams = _plan_streams(info, container, check)
+        streams = tried_streams.result()
         if engine.mode == "slowmo":
             streams = _slow_motion_streams(info, streams, container, check, factor=engine.factor,
                                            audio=output.slowmo_audio)
     finally:
+        trying_streams.shutdown(wait=True)  # a video trial that failed: the stream trials end before the cleanup
         check.cleanup()
     return OutputPlan(
         encode=spec,

@@ -3,7 +3,7 @@ not at the end of a long job.
 
 The non-video streams are tried together: one ffmpeg run muxes one second of every stream with the
 action planned for it (``mux_streams``), whatever their number (a file with 500 audio streams took one
-run per stream, minutes). A run that fails is split in halves until the streams that fail on their
+run per stream, minutes), into a file of its own, so the plan tries them while the video is tried. A run that fails is split in halves until the streams that fail on their
 own are found, so k refusals among n streams cost about k * log2(n) runs more.
 
 An encode that fails on the source's own figures (its size, rate, colour tags, HDR metadata) is tried
@@ -58,6 +58,7 @@ class Preflight:
         self.ffmpeg = ffmpeg
         self.sample = work_dir / "preflight-video.tmp"
         self.final = work_dir / f"preflight-final.{container}"
+        self.streams_final = work_dir / f"preflight-streams.{container}"  # its own: tried beside the video
 
     def encode(self, spec: EncodeSpec) -> str | None:
         """None when ffmpeg encodes two frames with ``spec``; else its error."""
@@ -106,9 +107,9 @@ class Preflight:
         for number, (index, trial) in enumerate(streams):
             args += ["-map", f"0:{index}", *trial.args(number)]
         done = self.ffmpeg.run([self.ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", "-i", str(source), *args, "-t", "1",
-                                str(self.final)], timeout=TRIAL_TIMEOUT_S)
+                                str(self.streams_final)], timeout=TRIAL_TIMEOUT_S)
         return done.returncode == 0
 
     def cleanup(self) -> None:
-        for path in (self.sample, self.final):
+        for path in (self.sample, self.final, self.streams_final):
             path.unlink(missing_ok=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,11 @@ from midframe.engine.probe_tools import (
     read_header,
     read_packets,
 )
+
+__all__ = ["StreamSpan", "count_video_packets", "probe", "sniff", "stream_spans"]
 from midframe.engine.rates import timing
 from midframe.engine.sniff import container_refusal, frames_refusal
-from midframe.engine.videoinfo import StreamInfo, VideoInfo, bit_depth_of
+from midframe.engine.videoinfo import StreamInfo, StreamSpan, VideoInfo, bit_depth_of
 from midframe.errors import MediaError
 from midframe.regular import NotRegularFile, open_regular
 
@@ -142,7 +143,7 @@ def probe(path: Path, *, ffmpeg: FFmpeg) -> VideoInfo:
     index = int(stream["index"])
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
 
-    packets, time_base = read_packets(path, ffmpeg, index, positive_fraction(stream.get("time_base")))
+    packets, time_base, audio_spans = _scan(path, ffmpeg, header, index)
     if not packets.pts:
         raise MediaError(path, "has a video stream without any frames (truncated or damaged)", incomplete=True)
     if ANIMATION_FORMATS.search(header.format_name) and len(packets.pts) < 2:
@@ -194,7 +195,22 @@ def probe(path: Path, *, ffmpeg: FFmpeg) -> VideoInfo:
         size_bytes=size,
         nominal_fps=found.nominal_fps,
         hdr=_hdr(path, ffmpeg, stream, index),
+        audio_spans=audio_spans,
     )
+
+
+def _scan(path: Path, ffmpeg: FFmpeg, header: RawHeader,
+          index: int) -> tuple[RawPackets, Fraction, tuple[StreamSpan, ...]]:
+    """The one packet pass over the source: the video stream ``index``'s packets and time base, and where
+    each audio stream starts and ends (what verification compares the output with), so nothing reads
+    the whole source again to learn them."""
+    bases = {int(s["index"]): positive_fraction(s.get("time_base")) for s in header.streams}
+    audio = [s for s in header.streams if s.get("codec_type") == "audio" and int(s["index"]) != index]
+    read = read_all_packets(path, ffmpeg, {i: base for i, base in bases.items() if base},
+                            only=[index, *(int(s["index"]) for s in audio)])
+    packets, time_base = read[index]
+    spans = tuple(_span(int(s["index"]), s, *read[int(s["index"])]) for s in audio)
+    return packets, time_base, spans
 
 
 def count_video_packets(path: Path, *, ffmpeg: FFmpeg) -> int | None:
@@ -208,27 +224,6 @@ def count_video_packets(path: Path, *, ffmpeg: FFmpeg) -> int | None:
     if any(marker in packets.stderr for marker in TRUNCATION_MARKERS):
         return None
     return len(packets.pts)
-
-
-@dataclass(frozen=True)
-class StreamSpan:
-    """Where one stream of a file starts and ends, in seconds on the file's clock.
-
-    ``first``/``last``: the first and last packet's time, counting packets marked to discard (an
-    encoder's priming samples; containers disagree on how to store them, but a copied stream keeps
-    the same packets). ``start``/``end``: what plays, from the first kept packet to the end of the
-    last (whose stored length, too, depends on the container).
-    """
-
-    index: int
-    kind: str  # video | audio | subtitle | data
-    codec: str
-    first: Fraction
-    last: Fraction
-    start: Fraction
-    end: Fraction
-    packets: int
-    longest: Fraction  # the longest packet
 
 
 def stream_spans(path: Path, *, ffmpeg: FFmpeg, only: Collection[int] | None = None) -> list[StreamSpan]:

@@ -58,9 +58,9 @@ class RangeTimes:
 class _OneFile:
     """The encode thread's sink for one segment: every frame into one file, renamed when complete."""
 
-    def __init__(self, part: Path, plan: OutputPlan, *, ffmpeg: FFmpeg, threads: int | None) -> None:
+    def __init__(self, part: Path, plan: OutputPlan, *, ffmpeg: FFmpeg, threads: int | None, nice: int = 0) -> None:
         self.part = part
-        self.writer = FrameWriter(part, plan.encode, ffmpeg=ffmpeg, threads=threads)
+        self.writer = FrameWriter(part, plan.encode, ffmpeg=ffmpeg, threads=threads, nice=nice)
         self.first_put: float | None = None
         self.last_put = 0.0
         self.closed_at = 0.0
@@ -106,7 +106,7 @@ def render_range(
     ffmpeg = ffmpeg.watched_by(control.children)
     reader = frame_reader(info, plan, ffmpeg=ffmpeg, start=first_source(timeline, start, engine),
                           threads=threads.decode)
-    sink = _OneFile(part, plan, ffmpeg=ffmpeg, threads=threads.encode)
+    sink = _OneFile(part, plan, ffmpeg=ffmpeg, threads=threads.encode, nice=threads.encode_nice)
     try:
         # The same timeline, ending at this segment: the loop stops there and reads no further.
         counts, _waits = run_frames(timeline=replace(timeline, frames_out=end), start=start, engine=engine,

@@ -58,9 +58,11 @@ class SegmentSink:
         start: int,
         ffmpeg: FFmpeg,
         threads: int | None = None,
+        nice: int = 0,
     ) -> None:
         self.work_dir = work_dir
         self.threads = threads
+        self.nice = nice
         self.manifest = manifest
         self.plan = plan
         self.timeline = timeline
@@ -78,7 +80,8 @@ class SegmentSink:
         self._segment_end = min((start // size + 1) * size, self.timeline.frames_out)
         path = self.work_dir / segment_name(start, self.plan.segment_ext)
         path.unlink(missing_ok=True)
-        self._writer = FrameWriter(path, self.plan.encode, ffmpeg=self.ffmpeg, threads=self.threads)
+        self._writer = FrameWriter(path, self.plan.encode, ffmpeg=self.ffmpeg, threads=self.threads,
+                                   nice=self.nice)
         return self._writer
 
     def put(self, frame: np.ndarray) -> None:

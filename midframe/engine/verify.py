@@ -15,9 +15,10 @@ packets, so what plays is compared, to within one output video frame, one output
 source's sound starts inside its first packet: the skip samples of a ``-c:a copy`` cut). A real
 desync (a stream moved by a fraction of a second) still fails. Audio that starts before the first
 video frame may come out starting anywhere from there to the video's start: MP4 plays nothing before
-the first frame, and a shift would move the end as well, which is checked as always. The figures
-come from ffprobe (``stream_spans``: the packets of every stream, in one pass however many streams
-there are).
+the first frame, and a shift would move the end as well, which is checked as always. The output's
+figures come from ffprobe (``stream_spans``: the packets of every stream, in one pass however many
+streams there are); the source's were recorded by the probe's own packet pass (``VideoInfo.audio_spans``),
+so verification never reads the source again.
 ``verify_output`` raises ``VerificationError`` with the figures; the caller then never moves the
 file into place.
 """
@@ -137,7 +138,11 @@ def expected_output(info: VideoInfo, plan: OutputPlan, timeline: Timeline, sourc
 def verify_output(path: Path, *, info: VideoInfo, plan: OutputPlan, timeline: Timeline, ffmpeg: FFmpeg) -> None:
     """Raise ``VerificationError`` (with the figures) unless ``path`` matches the plan."""
     audio = {stream.index for stream in plan.streams if stream.kind == "audio" and stream.action != "drop"}
-    source = stream_spans(info.path, ffmpeg=ffmpeg, only=audio) if audio else []
+    recorded = {span.index: span for span in info.audio_spans}
+    if audio <= recorded.keys():  # the probe's packet pass measured them: the source is not read again
+        source: Sequence[StreamSpan] = [recorded[index] for index in sorted(audio)]
+    else:
+        source = stream_spans(info.path, ffmpeg=ffmpeg, only=audio)
     try:
         found = stream_spans(path, ffmpeg=ffmpeg)
     except MediaError as exc:

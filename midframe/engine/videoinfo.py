@@ -23,6 +23,27 @@ class StreamInfo:
     channels: int = 0  # audio only; 0 when unknown
 
 
+@dataclass(frozen=True)
+class StreamSpan:
+    """Where one stream of a file starts and ends, in seconds on the file's clock.
+
+    ``first``/``last``: the first and last packet's time, counting packets marked to discard (an
+    encoder's priming samples; containers disagree on how to store them, but a copied stream keeps
+    the same packets). ``start``/``end``: what plays, from the first kept packet to the end of the
+    last (whose stored length, too, depends on the container).
+    """
+
+    index: int
+    kind: str  # video | audio | subtitle | data
+    codec: str
+    first: Fraction
+    last: Fraction
+    start: Fraction
+    end: Fraction
+    packets: int
+    longest: Fraction  # the longest packet
+
+
 class Timestamps(Sequence[Fraction]):
     """Frame presentation times in seconds, computed on demand from integer ticks."""
 
@@ -79,6 +100,8 @@ class VideoInfo:
     size_bytes: int
     nominal_fps: Fraction | None = None  # vfr only: the rate of a constant grid with dropped frames
     hdr: HdrMetadata | None = None  # HDR10 mastering display / content light level
+    # Where each audio stream starts and ends, from the probe's packet pass (for verification).
+    audio_spans: tuple[StreamSpan, ...] = field(default=(), repr=False)
 
     @property
     def timestamps(self) -> Timestamps:

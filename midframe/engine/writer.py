@@ -203,13 +203,14 @@ def encoder_failure(path: Path, code: int, stderr_tail: str, what: str = "encodi
 class FrameWriter:
     """One encoder process writing ``path`` from frames given to ``write``."""
 
-    def __init__(self, path: Path, spec: EncodeSpec, *, ffmpeg: FFmpeg, threads: int | None = None) -> None:
+    def __init__(self, path: Path, spec: EncodeSpec, *, ffmpeg: FFmpeg, threads: int | None = None,
+                 nice: int = 0) -> None:
         self.path = Path(path)
         self.spec = spec
         self.frames = 0
         self._expected_bytes = spec.width * spec.height * 3 * spec.dtype.itemsize
         self._proc = FFmpegProcess(spec.command(ffmpeg, self.path, threads=threads), stdin=True, name="encode",
-                                   children=ffmpeg.children, title="the encoder")
+                                   children=ffmpeg.children, title="the encoder", nice=nice)
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != self.spec.frame_shape or frame.dtype != self.spec.dtype:
