@@ -68,7 +68,7 @@ def flush(self):
             record.setdefault("batches", []).append(time.perf_counter() - started)
 frameloop.FrameLoop._flush = flush
 
-from midframe.daemon.jobflow import JobFlow
+from midframe.daemon.jobs.flow import JobFlow
 real_run = JobFlow.run
 def run(self, job, config):
     record.clear()
