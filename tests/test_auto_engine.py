@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from midframe.config import Config, EngineConfig, OutputConfig, ResumeConfig, resolve_paths
+from midframe.engine.conversion import JobControl
 from midframe.engine.interpolators import create_interpolator
 from midframe.engine.interpolators.base import FramePair
 from midframe.engine.interpolators.dis import DisInterpolator
-from midframe.engine.job import JobControl
 from midframe.engine.manifest import Manifest, load_manifest
 from midframe.engine.pipeline import convert, use_recorded_scenes
 from midframe.errors import Aborted, WeightsError

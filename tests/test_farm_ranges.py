@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from midframe.config import EngineConfig, ResumeConfig
+from midframe.engine.conversion import JobControl
 from midframe.engine.frameloop import Counts
 from midframe.engine.interpolators.blend import BlendInterpolator
-from midframe.engine.job import JobControl
 from midframe.engine.manifest import VERIFY_LAST_SEGMENTS, load_manifest
 from midframe.engine.probe import count_video_packets
 from midframe.engine.ranges import PART_MARK, render_range, segment_ranges

@@ -194,7 +194,7 @@ def test_a_wrong_segment_is_caught_before_publishing_and_the_file_never_appears(
     target = tmp_path / "out.mp4"
     work = tmp_path / ".out.work"
     # A first run stopped after its segments were written (the join is where a stop lands last).
-    from midframe.engine.job import JobControl
+    from midframe.engine.conversion import JobControl
 
     control = JobControl()
     resume = ResumeConfig(segment_frames=12)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from midframe.config import Config, EngineConfig, OutputConfig, ResumeConfig, resolve_paths
-from midframe.engine.job import JobControl
+from midframe.engine.conversion import JobControl
 from midframe.engine.manifest import load_manifest
 from midframe.engine.probe import probe
 from midframe.errors import Aborted

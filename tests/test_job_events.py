@@ -15,7 +15,7 @@ from midframe.daemon.jobs.running import Running, UnderWay
 from midframe.daemon.jobs.source_identity import GuardedControl, SourceGuard
 from midframe.daemon.store.memory import MemoryJobStore
 from midframe.engine.children import Children
-from midframe.engine.job import Progress
+from midframe.engine.conversion import Progress
 from midframe.errors import StoreUnwritable
 from midframe.fs.identity import Fingerprint
 

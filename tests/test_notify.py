@@ -18,7 +18,7 @@ import pytest
 
 from midframe.daemon.jobs.events import TRAY_GRACE_S, TRAY_TTL_S, EventLog, Notifier
 from midframe.desktop_bubbles import DesktopNotifier, notification_id
-from midframe.engine.job import Progress
+from midframe.engine.conversion import Progress
 from midframe.sentences import format_duration
 
 

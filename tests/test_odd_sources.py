@@ -170,7 +170,7 @@ def test_a_file_the_encoder_refuses_fails_alone_and_names_itself(tmp_path):
 def test_status_says_preparing_before_a_job_has_its_frame_count():
     from midframe.daemon.jobs.running import job_status
     from midframe.daemon.store.records import Job
-    from midframe.engine.job import Progress
+    from midframe.engine.conversion import Progress
     from midframe.sentences import status_sentence
 
     job = Job(id=1, path="/in/many.mp4", name="many.mp4", relpath="many.mp4", size=1, mtime=0.0, fingerprint="x",

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from midframe.config import EngineConfig, OutputConfig, ResumeConfig
+from midframe.engine.conversion import JobControl
 from midframe.engine.ffmpeg import run
-from midframe.engine.job import JobControl
 from midframe.engine.manifest import load_manifest
 from midframe.engine.plan import build_timeline
 from midframe.engine.probe import probe

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from midframe.config import EngineConfig, ResumeConfig
+from midframe.engine.conversion import JobControl
 from midframe.engine.ffmpeg import run
-from midframe.engine.job import JobControl
 from midframe.engine.manifest import load_manifest
 from midframe.errors import Aborted
 from tests.engine_helpers import FF, LOSSLESS, b_frame_gop_clip, run_convert

@@ -20,9 +20,9 @@ import pytest
 
 from midframe.config import config_from_mapping
 from midframe.engine.children import Children, crashed, died_by_signal, notice_after, verdict
+from midframe.engine.conversion import JobControl
 from midframe.engine.ffmpeg import FFmpegProcess, find_ffmpeg, run
 from midframe.engine.interpolators import create_interpolator
-from midframe.engine.job import JobControl
 from midframe.engine.pipeline import convert
 from midframe.errors import Aborted, ChildFailed, MediaError
 from tests.media import declaring_huge_frames, ffmpeg_exe, make_clip

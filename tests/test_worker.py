@@ -21,7 +21,7 @@ from midframe.daemon.jobs.progress_sinks import ProgressRecord
 from midframe.daemon.jobs.services import JobServices
 from midframe.daemon.jobs.worker import Worker
 from midframe.daemon.store.memory import MemoryJobStore
-from midframe.engine.job import PipelineReport, Progress
+from midframe.engine.conversion import PipelineReport, Progress
 from midframe.errors import ConfigError, DeviceError, MediaError, OutOfMemory, OutputError, TransientError
 from midframe.fs.identity import Fingerprint
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from midframe.engine.children import Children
+    from midframe.engine.conversion import JobControl, PipelineReport, Progress, ProgressCallback
     from midframe.engine.ffmpeg import QUIET, FFmpeg, find_ffmpeg, process_group_options, run
     from midframe.engine.formats import FALLBACK_CONTAINER, settings_problem
     from midframe.engine.interpolators import (
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
         engine_chosen,
         weights_providers,
     )
-    from midframe.engine.job import JobControl, PipelineReport, Progress, ProgressCallback
     from midframe.engine.manifest import MANIFEST_NAME, is_work_folder
     from midframe.engine.pipeline import convert
     from midframe.engine.probe import VideoInfo
@@ -46,7 +46,7 @@ _HOMES = {
     "formats": ("FALLBACK_CONTAINER", "settings_problem"),
     "interpolators": ("ENGINES", "Interpolator", "check_engine", "create_interpolator", "engine_chosen",
                       "weights_providers"),
-    "job": ("JobControl", "PipelineReport", "Progress", "ProgressCallback"),
+    "conversion": ("JobControl", "PipelineReport", "Progress", "ProgressCallback"),
     "manifest": ("MANIFEST_NAME", "is_work_folder"),
     "pipeline": ("convert",),
     "probe": ("VideoInfo",),

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from midframe.engine import pairs
+from midframe.engine.conversion import JobControl, Progress, ProgressCallback
 from midframe.engine.eta import SteadyRate
 from midframe.engine.interpolators.base import FramePair, Interpolator
-from midframe.engine.job import JobControl, Progress, ProgressCallback
 from midframe.engine.settings import EngineConfig
 from midframe.engine.stages import END, Decoder, Encoder
 from midframe.engine.timeline import Timeline

@@ -24,12 +24,12 @@ import cv2
 from loguru import logger
 
 from midframe.engine import scenes
+from midframe.engine.conversion import JobControl, PipelineReport, Progress, ProgressCallback
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.frameloop import Counts, FrameLoop, first_source
 from midframe.engine.interpolators.auto import AutoInterpolator
 from midframe.engine.interpolators.base import Interpolator
 from midframe.engine.interpolators.chooser import SceneChoice, stride_for
-from midframe.engine.job import JobControl, PipelineReport, Progress, ProgressCallback
 from midframe.engine.manifest import Manifest
 from midframe.engine.plan import OutputPlan, describe_conversion
 from midframe.engine.probe import probe
@@ -42,7 +42,7 @@ from midframe.engine.threads import ThreadPlan, plan_threads, usable_cores
 from midframe.engine.timeline import Timeline
 from midframe.engine.verify import verify_output
 from midframe.engine.videoinfo import VideoInfo
-from midframe.engine.workdir import Job, Renderer, move_into_place, prepare
+from midframe.engine.workdir import Prepared, Renderer, move_into_place, prepare
 from midframe.errors import MediaError, OutputError, VerificationError, WeightsError
 from midframe.fs.identity import Fingerprint
 
@@ -64,7 +64,7 @@ def thread_plan_for(interpolator: Interpolator) -> ThreadPlan:
 
 
 def _render(
-    job: Job,
+    job: Prepared,
     info: VideoInfo,
     *,
     work_dir: Path,
@@ -172,7 +172,7 @@ def use_recorded_scenes(interpolator: Interpolator, manifest: Manifest) -> list[
     return choices
 
 
-def choose_scenes(job: Job, info: VideoInfo, interpolator: Interpolator, *, work_dir: Path, ffmpeg: FFmpeg,
+def choose_scenes(job: Prepared, info: VideoInfo, interpolator: Interpolator, *, work_dir: Path, ffmpeg: FFmpeg,
                   control: JobControl) -> list[SceneChoice]:
     """With engine ``auto`` (loaded): the engine of each scene, chosen once per job by rebuilding a few of
     the source's own frames with every candidate (``chooser``) and recorded in the manifest; a job that
@@ -203,7 +203,7 @@ def choose_scenes(job: Job, info: VideoInfo, interpolator: Interpolator, *, work
     return choices
 
 
-def _record_engine(job: Job, name: str, *, work_dir: Path, resuming: bool) -> None:
+def _record_engine(job: Prepared, name: str, *, work_dir: Path, resuming: bool) -> None:
     """The manifest names the engine that really runs, so a resumed job never mixes two engines."""
     if name == job.engine.name:
         return

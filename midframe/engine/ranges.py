@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from midframe.engine.conversion import JobControl
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.frameloop import first_source
 from midframe.engine.interpolators.base import Interpolator
-from midframe.engine.job import JobControl
 from midframe.engine.manifest import Segment
 from midframe.engine.pipeline import frame_reader, run_frames, thread_plan_for
 from midframe.engine.plan import OutputPlan

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from loguru import logger
 
+from midframe.engine.conversion import JobControl, ProgressCallback
 from midframe.engine.ffmpeg import FFmpeg
-from midframe.engine.job import JobControl, ProgressCallback
 from midframe.engine.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -49,7 +49,10 @@ class Renderer(Protocol):
 
 
 @dataclass
-class Job:
+class Prepared:
+    """A conversion ready to run in its work folder: the manifest, the output plan, the engine settings
+    and the timeline (recorded ones on a resume, else new)."""
+
     manifest: Manifest
     plan: OutputPlan
     engine: EngineConfig
@@ -112,7 +115,7 @@ def prepare(
     resume: ResumeConfig,
     ffmpeg: FFmpeg,
     renderer: Renderer | None = None,
-) -> Job:
+) -> Prepared:
     mtime_ns = _mtime_ns(info.path)
     manifest = _matching_manifest(work_dir, fingerprint, mtime_ns, destination, resume)
     if manifest is not None:
@@ -130,7 +133,7 @@ def prepare(
             _remove_strays(work_dir, {segment.file for segment in good})
             if good:
                 logger.info("{}: resuming at output frame {} of {}", info.path.name, manifest.frames_done, timeline.frames_out)
-            return Job(manifest, plan, engine, timeline)
+            return Prepared(manifest, plan, engine, timeline)
         logger.warning("{}: the recorded work does not fit this source's timeline; starting over", work_dir)
     _reset_work_dir(work_dir)
     timeline = build_timeline(info, engine)
@@ -148,7 +151,7 @@ def prepare(
         source_mtime_ns=mtime_ns,
     )
     manifest.save(work_dir)
-    return Job(manifest, plan, engine, timeline)
+    return Prepared(manifest, plan, engine, timeline)
 
 
 

@@ -22,8 +22,8 @@ from typing import Any
 from distributed import Client
 from loguru import logger
 
+from midframe.engine.conversion import PipelineReport
 from midframe.engine.ffmpeg import FFmpeg
-from midframe.engine.job import PipelineReport
 from midframe.errors import FarmUnavailable
 from midframe.farm.renderer import KEY_PREFIX, JobRenderer
 from midframe.farm.slots import SLOT, task_resources

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 from distributed import Client, Event, KilledWorker
 from loguru import logger
 
+from midframe.engine.conversion import JobControl, Progress, ProgressCallback
 from midframe.engine.ffmpeg import FFmpeg
-from midframe.engine.job import JobControl, Progress, ProgressCallback
 from midframe.engine.manifest import VERIFY_LAST_SEGMENTS, Manifest, Segment, segment_problem
 from midframe.engine.plan import OutputPlan
 from midframe.engine.probe import VideoInfo, count_video_packets

@@ -32,9 +32,9 @@ from distributed.utils import sync
 from loguru import logger
 
 from midframe.config import EngineConfig
+from midframe.engine.conversion import JobControl
 from midframe.engine.ffmpeg import FFmpeg
 from midframe.engine.interpolators.base import Interpolator
-from midframe.engine.job import JobControl
 from midframe.engine.manifest import load_manifest
 from midframe.engine.pipeline import use_recorded_scenes
 from midframe.engine.plan import OutputPlan, build_timeline
