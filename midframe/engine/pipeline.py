@@ -295,6 +295,9 @@ def convert(
     joining = time.monotonic()
     joined = join(work_dir=work_dir, segments=job.manifest.segments, info=info, plan=job.plan,
                   fps=job.timeline.fps_out, ffmpeg=ffmpeg)
+    # The join read the source's other streams: a source that grew or changed meanwhile (a recording
+    # still being written) is told now, as a changed source, before it is judged against the probe's figures.
+    control.checkpoint()
     verifying = time.monotonic()
     try:
         verify_output(joined, info=info, plan=job.plan, timeline=job.timeline, ffmpeg=ffmpeg)
