@@ -12,7 +12,8 @@ module on first use, so that ``midframe.engine.settings`` (which the config read
 - looking at a file: ``VideoInfo``, ``first_error_line``; the module ``midframe.engine.probe`` itself
   (``probe``, ``sniff``: the header only) is public too, since its functions share their modules' names
 - ffmpeg: ``find_ffmpeg``/``FFmpeg``, ``run``, ``QUIET``, ``process_group_options``, ``Children`` (every
-  child's progress deadline), ``EncodeSpec``, ``settings_problem``/``FALLBACK_CONTAINER`` (output settings)
+  child's progress deadline), ``EncodeSpec``, ``settings_problem``/``FALLBACK_CONTAINER`` (output settings),
+  ``Preflight`` (trial encodes and muxes: the settings check's and a job's)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     )
     from midframe.engine.manifest import MANIFEST_NAME, is_work_folder
     from midframe.engine.pipeline import convert
+    from midframe.engine.preflight import Preflight
     from midframe.engine.probe import VideoInfo
     from midframe.engine.probe_tools import first_error_line
     from midframe.engine.settings import EngineConfig, OutputConfig, ResumeConfig, Section, parse_fps
@@ -49,6 +51,7 @@ _HOMES = {
     "conversion": ("JobControl", "PipelineReport", "Progress", "ProgressCallback"),
     "manifest": ("MANIFEST_NAME", "is_work_folder"),
     "pipeline": ("convert",),
+    "preflight": ("Preflight",),
     "probe": ("VideoInfo",),
     "probe_tools": ("first_error_line",),
     "settings": ("EngineConfig", "OutputConfig", "ResumeConfig", "Section", "parse_fps"),
@@ -67,6 +70,7 @@ __all__ = [
     "MANIFEST_NAME",
     "OutputConfig",
     "PipelineReport",
+    "Preflight",
     "Progress",
     "ProgressCallback",
     "QUIET",

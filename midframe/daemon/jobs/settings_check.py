@@ -26,7 +26,6 @@ from midframe.daemon.jobs.outcomes import setting_outcome
 from midframe.errors import ConfigError, MidframeError, OutputError
 from midframe.fs.names import WORK_DIR_NAME
 
-TRIAL_SIZE = 64  # pixels square: every encoder accepts it
 AUTO = "auto"
 
 
@@ -59,37 +58,31 @@ def write_test(folder: Path) -> None:
 
 
 def trial_encode(output: OutputConfig, *, ffmpeg: Any, folder: Path) -> None:
-    """The codec/container tables first (``formats.settings_problem``), then two grey frames encoded with
-    ``output``'s codec, quality and pixel format and put in its container (when one is set; otherwise each
-    source's own is checked when its job plans the output); ``ConfigError`` naming the key when either
-    refuses."""
-    from midframe.engine import QUIET, EncodeSpec, first_error_line, run, settings_problem
+    """The codec/container tables first (``formats.settings_problem``), then the engine's own trial
+    (``Preflight``: two grey frames encoded with ``output``'s codec, quality and pixel format on a neutral
+    sample, put in its container when one is set; otherwise each source's own is checked when its job
+    plans the output), its ffmpeg runs under the children's progress deadline; ``ConfigError`` naming
+    the key when either refuses."""
+    from midframe.engine import EncodeSpec, Preflight, settings_problem
 
     known = settings_problem(output.codec, output.container)
     if known:
         raise ConfigError(known, key="output.codec")
-
-    spec = EncodeSpec(width=TRIAL_SIZE, height=TRIAL_SIZE, fps=Fraction(25), input_pix_fmt="rgb24",
-                      codec=output.codec, crf=output.crf, preset=output.preset, pix_fmt=output.pix_fmt,
-                      muxer="matroska")
-    source = ["-f", "lavfi", "-i", f"color=c=gray:s={TRIAL_SIZE}x{TRIAL_SIZE}:r=25", "-frames:v", "2"]
+    spec = EncodeSpec(width=1, height=1, fps=Fraction(25), input_pix_fmt="rgb24", codec=output.codec,
+                      crf=output.crf, preset=output.preset, pix_fmt=output.pix_fmt, muxer="matroska")
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".check-") as tmp:
-        sample = Path(tmp) / "encoded.mkv"
-        done = run(spec.command(ffmpeg, sample, source=source), timeout=120)
-        if done.returncode != 0:
+        trial = Preflight(Path(tmp), output.container or "mkv", ffmpeg)
+        problem = trial.encode_neutral(spec, pix_fmt=output.pix_fmt)
+        if problem is not None:
             raise ConfigError(f"output.codec = {output.codec!r}: ffmpeg cannot encode with it at pix_fmt "
-                              f"{output.pix_fmt!r}, preset {output.preset!r} ({first_error_line(done.stderr)})",
-                              key="output.codec")
+                              f"{output.pix_fmt!r}, preset {output.preset!r} ({problem})", key="output.codec")
         if not output.container:
             return
-        suffix = f".{output.container}"
-        final = Path(tmp) / f"trial{suffix}"
-        done = run([ffmpeg.ffmpeg, *QUIET, "-v", "error", "-y", "-i", str(sample), "-map", "0:v:0", "-c", "copy",
-                    str(final)], timeout=120)
-        if done.returncode != 0:
-            raise ConfigError(f"output.container = {output.container!r}: a {suffix} file cannot hold "
-                              f"{output.codec} video ({first_error_line(done.stderr)})", key="output.container")
+        problem = trial.mux_video(0, None)
+        if problem is not None:
+            raise ConfigError(f"output.container = {output.container!r}: a .{output.container} file cannot hold "
+                              f"{output.codec} video ({problem})", key="output.container")
 
 
 @dataclass(frozen=True)
