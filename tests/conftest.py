@@ -39,6 +39,25 @@ def no_leaked_threads():
 
 
 @pytest.fixture(scope="session")
+def openvino_converter_started() -> None:
+    """OpenVINO's converter starts tqdm's monitor thread once per process: here, not inside a test
+    (which the leaked-thread check would blame), for the tests that convert RIFE's graph."""
+    from midframe.engine.interpolators.rife.backends import importable
+
+    if importable("openvino"):
+        import warnings
+
+        import torch
+
+        from midframe.engine.interpolators.rife.openvino_net import import_openvino
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations
+            tiny = torch.export.export(torch.nn.Conv2d(3, 3, 3), (torch.zeros(1, 3, 8, 8),))
+            import_openvino().convert_model(tiny)
+
+
+@pytest.fixture(scope="session")
 def rife_weights() -> Path:
     """The models dir holding the published v4.25 weights (the default cache, fetched if missing)."""
     from midframe.config import Config, resolve_paths

@@ -6,7 +6,6 @@ real footage, so the whole file takes seconds."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from midframe.engine.interpolators import (
     weights_providers,
 )
 from midframe.engine.interpolators.auto import AutoInterpolator
-from midframe.engine.interpolators.rife.backends import importable
 from midframe.errors import WeightsError
 from tests.media import decode_rgb
 
@@ -33,18 +31,8 @@ DEPTHS = [np.uint8, np.uint16]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def converter_threads() -> None:
-    """OpenVINO's converter starts tqdm's monitor thread once per process: here, not inside a test (RIFE
-    converts its graph for a frame size it has not seen)."""
-    if importable("openvino"):
-        import torch
-
-        from midframe.engine.interpolators.rife.openvino_net import import_openvino
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            tiny = torch.export.export(torch.nn.Conv2d(3, 3, 3), (torch.zeros(1, 3, 8, 8),))
-            import_openvino().convert_model(tiny)
+def converter_threads(openvino_converter_started: None) -> None:
+    """Before this module's first test (RIFE converts its graph for a frame size it has not seen)."""
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from midframe.engine.interpolators.base import FramePair
 from midframe.engine.interpolators.rife import openvino_net
 from midframe.engine.interpolators.rife.backends import choose_backend, importable
 from midframe.engine.interpolators.rife.model import IFNet
-from midframe.engine.interpolators.rife.openvino_net import cache_key, entry_name, import_openvino, run_requests
+from midframe.engine.interpolators.rife.openvino_net import cache_key, entry_name, run_requests
 from midframe.engine.interpolators.rife.runner import RifeInterpolator
 from midframe.engine.interpolators.rife.weights import installed_weights, load_state_dict
 from midframe.errors import ConfigError, EngineError
@@ -64,13 +63,7 @@ def torch_rife(rife_weights: Path):
 
 
 @pytest.fixture(scope="module")
-def openvino_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if importable("openvino"):
-        # OpenVINO's converter starts tqdm's monitor thread once per process: here, not inside a test.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations
-            tiny = torch.export.export(torch.nn.Conv2d(3, 3, 3), (torch.zeros(1, 3, 8, 8),))
-            import_openvino().convert_model(tiny)
+def openvino_cache(tmp_path_factory: pytest.TempPathFactory, openvino_converter_started: None) -> Path:
     return tmp_path_factory.mktemp("rife-openvino")
 
 

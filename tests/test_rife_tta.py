@@ -3,7 +3,6 @@ the passes, computed independently, exactly; symmetric in time; kept frames unto
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +20,8 @@ BACKENDS = ["torch", pytest.param("openvino", marks=pytest.mark.skipif(not impor
 
 
 @pytest.fixture(scope="module", autouse=True)
-def converter_threads() -> None:
-    """OpenVINO's converter starts tqdm's monitor thread once per process: here, not inside a test."""
-    if importable("openvino"):
-        import torch
-
-        from midframe.engine.interpolators.rife.openvino_net import import_openvino
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            tiny = torch.export.export(torch.nn.Conv2d(3, 3, 3), (torch.zeros(1, 3, 8, 8),))
-            import_openvino().convert_model(tiny)
+def converter_threads(openvino_converter_started: None) -> None:
+    """Before this module's first test (RIFE converts its graph for a frame size it has not seen)."""
 
 
 @pytest.fixture(scope="module")
